@@ -1,0 +1,1 @@
+"""minion: a job scheduler for AWS (the code that ships to Lambda)."""

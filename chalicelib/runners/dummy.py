@@ -1,0 +1,21 @@
+"""dummyRunner: renders the deployment's template with the account name; touches nothing."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from .base import DetailsError, RunContext, RunResult
+
+
+class DummyRunner:
+    name = "dummyRunner"
+
+    def validate(self, details: Mapping[str, str]) -> None:
+        extra = sorted(k for k in details if k != "runner")
+        if extra:
+            raise DetailsError(extra[0], "dummyRunner takes no details besides runner")
+
+    def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
+        self.validate(details)
+        output = ctx.dummy_template.replace("{{.Account}}", ctx.account).replace(
+            "{{ .Account }}", ctx.account)
+        return RunResult(output=output)
