@@ -4,9 +4,11 @@ from __future__ import annotations
 from .base import (DetailsError, PermanentError, RetryableError, RunContext, Runner,
                    RunnerError, RunResult)
 from .dummy import DummyRunner
+from .instance import InstanceRunner
 
 RUNNERS: dict[str, Runner] = {r.name: r for r in (
     DummyRunner(),
+    InstanceRunner(),
 )}
 
 __all__ = ["RUNNERS", "get_runner", "DetailsError", "PermanentError", "RetryableError",

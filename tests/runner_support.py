@@ -1,0 +1,60 @@
+"""Shared test helpers for the runner and credential tests (moto in-process, botocore Stubber)."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from chalicelib.runners.base import RunContext
+
+REGION = "us-east-1"
+DEFAULT_ACCOUNT = "123456789012"  # moto's account for the fake credentials below
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials, one region, and moto's in-process AWS; no real endpoint reachable."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE",
+                 "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        yield
+
+
+def clients() -> Callable[[str], Any]:
+    """A `client(service)` acting with the worker's (fake) credentials, one client per service."""
+    cache: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        if service not in cache:
+            cache[service] = boto3.client(service, region_name=REGION)
+        return cache[service]
+    return client
+
+
+def context(client: Callable[[str], Any] | None = None) -> RunContext:
+    """A RunContext for account `team`, run `run-1`, acting through `client`."""
+    return RunContext(account="team", run_id="run-1", job_id="job-1",
+                      client=client or clients())
+
+
+def stubbed(service: str) -> tuple[RunContext, Stubber]:
+    """A RunContext whose `service` client is a real boto3 client under an active Stubber;
+    the test queues the exact answers (and AWS errors) it needs."""
+    real = boto3.client(service, region_name=REGION)
+    stubber = Stubber(real)
+    stubber.activate()
+    return context(lambda name: real if name == service else pytest.fail(f"unexpected {name}")), stubber
+
+
+def fail_with(stubber: Stubber, operation: str, code: str, status: int = 400) -> None:
+    """Queue the exact AWS error `code` (with HTTP `status`) as the answer to `operation`."""
+    stubber.add_client_error(operation, service_error_code=code, service_message=f"{code} (stub)",
+                             http_status_code=status)
