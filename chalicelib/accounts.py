@@ -66,3 +66,18 @@ class Registry:
             external_id=entry.get("external_id"),
             region=entry.get("region"),
         )
+
+
+def load_registry_document(document: str | None, path: str | None,
+                           parameter: str | None) -> Registry:
+    """The registry from inline JSON, a file, or an SSM parameter (cached 5 minutes)."""
+    if document:
+        return Registry.from_document(document)
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            return Registry.from_document(handle.read())
+    if parameter:
+        from aws_lambda_powertools.utilities import parameters
+
+        return Registry.from_document(parameters.get_parameter(parameter, max_age=300))
+    return Registry(entries={})

@@ -1,0 +1,205 @@
+"""minion's Lambda functions: the HTTP API, the minute tick and the runs worker."""
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from typing import Any, Callable
+
+from chalice import Chalice, CORSConfig, Cron, Response
+
+from chalicelib import deps
+from chalicelib.api import MinionApi, parse_json_body
+from chalicelib.errors import MethodNotAllowed, MinionError, Unauthorized
+from chalicelib.jobs import Job
+from chalicelib.observability import logger
+from chalicelib.settings import DEFAULT_QUEUE_NAME, get_settings
+
+app = Chalice(app_name="minion")
+
+# Chalice's decorators need these names at import time; everything else is read lazily.
+QUEUE_NAME = os.environ.get("MINION_QUEUE_NAME", DEFAULT_QUEUE_NAME)
+CORS = CORSConfig(allow_origin=os.environ.get("MINION_CORS_ORIGIN", "*"),
+                  allow_headers=["X-Auth-Token", "Content-Type", "If-Match"],
+                  expose_headers=["ETag", "Location"], max_age=600)
+BASE = "/v1/minion"
+JOBS = BASE + "/{account}/jobs"
+GROUP = JOBS + "/{group}"
+JOB = GROUP + "/{id}"
+RUNS = JOB + "/runs"
+RUN = RUNS + "/{run_id}"
+
+
+@functools.lru_cache(maxsize=1)
+def _api() -> MinionApi:
+    return MinionApi(deps.store(), deps.run_queue(), deps.registry)
+
+
+def _error(error: MinionError, request_id: str | None = None) -> Response:
+    message = str(error) if request_id is None else f"{error} (request id {request_id})"
+    return Response(body={"Code": error.code, "Message": message}, status_code=error.status)
+
+
+def route(path: str, methods: list[str], *, public: bool = False,
+          body: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a handler: token check, JSON body types, and the one error mapping."""
+    def register(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def handler(**params: str) -> Any:
+            try:
+                if not public and not deps.authenticator().is_valid(
+                        app.current_request.headers.get("x-auth-token")):
+                    raise Unauthorized("missing or invalid X-Auth-Token")
+                return view(**params)
+            except MinionError as error:
+                if error.status >= 500:
+                    request_id = _request_id()
+                    logger.exception("request failed", extra={"request_id": request_id})
+                    return _error(error, request_id)
+                return _error(error)
+            except Exception:  # a bug or an unexpected AWS failure: detail to the log only
+                request_id = _request_id()
+                logger.exception("unhandled error", extra={"request_id": request_id})
+                return _error(MinionError("internal error"), request_id)
+
+        content_types = ["application/json"] if body else None
+        options = {"content_types": content_types} if content_types else {}
+        app.route(path, methods=methods, cors=CORS, **options)(handler)
+        return view
+    return register
+
+
+def _request_id() -> str:
+    context = app.lambda_context
+    return getattr(context, "aws_request_id", None) or str(uuid.uuid4())
+
+
+def _not_allowed(path: str, methods: list[str]) -> None:
+    def method_not_allowed(**_: str) -> Any:
+        raise MethodNotAllowed(f"{app.current_request.method} is not allowed on this path")
+    method_not_allowed.__name__ = "not_allowed_" + "_".join(
+        p.strip("{}") for p in path.strip("/").split("/"))
+    route(path, methods)(method_not_allowed)
+
+
+def _json_body() -> Any:
+    request = app.current_request
+    return parse_json_body(request.raw_body, request.headers.get("content-type"))
+
+
+def _job_response(job: Job, status: int, location: bool = False) -> Response:
+    headers = {"ETag": f'"{job.version}"'}
+    if location:
+        headers["Location"] = f"{BASE}/{job.account}/jobs/{job.group}/{job.id}"
+    return Response(body=job.to_api(), status_code=status, headers=headers)
+
+
+# --- public -------------------------------------------------------------------------------
+
+@route(BASE + "/ping", ["GET"], public=True)
+def ping() -> Response:
+    return Response(body="pong", status_code=200, headers={"Content-Type": "text/plain"})
+
+
+@route(BASE + "/version", ["GET"], public=True)
+def version() -> dict[str, str]:
+    settings = get_settings()
+    return {"version": settings.version, "githash": settings.githash,
+            "buildstamp": settings.buildstamp}
+
+
+@route(BASE + "/metrics", ["GET"], public=True)
+def metrics() -> Response:
+    return Response(body=_api().metrics_text(), status_code=200,
+                    headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+# --- with a token -------------------------------------------------------------------------
+
+@route(BASE + "/schedule", ["GET"])
+def preview_schedule() -> dict[str, Any]:
+    return _api().preview_schedule(app.current_request.query_params or {})
+
+
+@route(JOBS, ["GET"])
+def list_account_jobs(account: str) -> list[str]:
+    return _api().list_jobs(account)
+
+
+@route(GROUP, ["GET"])
+def list_group_jobs(account: str, group: str) -> list[str]:
+    return _api().list_jobs(account, group)
+
+
+@route(GROUP, ["POST"], body=True)
+def create_job(account: str, group: str) -> Response:
+    return _job_response(_api().create_job(account, group, _json_body()), 200, location=True)
+
+
+@route(GROUP, ["DELETE"])
+def delete_group(account: str, group: str) -> Response:
+    deleted = _api().delete_group(account, group)
+    return Response(body={"deleted": deleted}, status_code=202)
+
+
+@route(JOB, ["GET"])
+def get_job(account: str, group: str, id: str) -> Response:
+    return _job_response(_api().get_job(account, group, id), 200)
+
+
+@route(JOB, ["PUT"], body=True)
+def replace_job(account: str, group: str, id: str) -> Response:
+    if_match = app.current_request.headers.get("if-match")
+    return _job_response(_api().replace_job(account, group, id, _json_body(), if_match), 202)
+
+
+@route(JOB, ["DELETE"])
+def delete_job(account: str, group: str, id: str) -> Response:
+    _api().delete_job(account, group, id)
+    return Response(body={"deleted": 1}, status_code=202)
+
+
+@route(JOB, ["PATCH"])
+def run_job(account: str, group: str, id: str) -> Response:
+    run = _api().run_now(account, group, id)
+    return Response(body=run.to_api(), status_code=202,
+                    headers={"Location": f"{BASE}/{account}/jobs/{group}/{id}/runs/{run.run_id}"})
+
+
+@route(RUNS, ["GET"])
+def list_runs(account: str, group: str, id: str) -> dict[str, Any]:
+    return _api().list_runs(account, group, id, app.current_request.query_params or {})
+
+
+@route(RUN, ["GET"])
+def get_run(account: str, group: str, id: str, run_id: str) -> dict[str, Any]:
+    return _api().get_run(account, group, id, run_id).to_api()
+
+
+for _path, _methods in (
+        (BASE + "/ping", ["POST", "PUT", "DELETE", "PATCH"]),
+        (BASE + "/version", ["POST", "PUT", "DELETE", "PATCH"]),
+        (BASE + "/metrics", ["POST", "PUT", "DELETE", "PATCH"]),
+        (BASE + "/schedule", ["POST", "PUT", "DELETE", "PATCH"]),
+        (JOBS, ["POST", "PUT", "DELETE", "PATCH"]),
+        (GROUP, ["PUT", "PATCH"]),
+        (JOB, ["POST"]),
+        (RUNS, ["POST", "PUT", "DELETE", "PATCH"]),
+        (RUN, ["POST", "PUT", "DELETE", "PATCH"])):
+    _not_allowed(_path, _methods)
+
+
+# --- the scheduler ------------------------------------------------------------------------
+
+@app.schedule(Cron("*", "*", "*", "*", "?", "*"), name="tick")
+def tick(event: Any) -> dict[str, Any]:
+    from chalicelib.tick import handle_tick
+
+    return handle_tick(event.to_dict(), app.lambda_context)
+
+
+@app.on_sqs_message(queue=QUEUE_NAME, batch_size=10, name="worker")
+def worker(event: Any) -> dict[str, Any]:
+    from chalicelib.worker import handle_batch
+
+    return handle_batch(event.to_dict(), app.lambda_context)

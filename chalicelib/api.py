@@ -1,0 +1,215 @@
+"""What each API route does, free of HTTP: validated inputs in, domain objects out."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+from zoneinfo import ZoneInfo
+
+from . import schedules
+from .accounts import AccountEntry, Registry
+from .errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, \
+    ServiceUnavailable, UnsupportedMediaType
+from .jobs import Job, check_segment, is_job_id, iso, job_from_request, utc_minute
+from .queue import RunMessage, RunQueue
+from .runs import Run, is_run_id, manual_run_id
+from .store import Store
+
+MAX_BODY = 64 * 1024
+MAX_RUNS_PAGE = 100
+MAX_PREVIEW = 100
+
+
+def parse_json_body(raw: bytes | None, content_type: str | None) -> Any:
+    """The JSON document of a request body (415 unless declared JSON, 413 over 64 KiB)."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    if raw is not None and len(raw) > MAX_BODY:
+        raise PayloadTooLarge(f"body: at most {MAX_BODY} bytes")
+    if not raw:
+        raise BadRequest("body: expected a JSON object, got an empty body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"body: malformed JSON ({error})") from None
+
+
+def parse_if_match(header: str | None) -> int | None:
+    """The version an `If-Match` header names (`"3"`, `3`, `W/"3"`), None when absent."""
+    if header is None or header.strip() == "*":
+        return None
+    text = header.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit() or len(text) > 18:
+        raise PreconditionFailed(f"If-Match: {header!r} is not a version of this job")
+    return int(text)
+
+
+class MinionApi:
+    """The operations behind the routes."""
+
+    def __init__(self, store: Store, queue: RunQueue, registry: Callable[[], Registry],
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.store = store
+        self.queue = queue
+        self.registry = registry
+        self.clock = clock
+
+    def account(self, account: str) -> AccountEntry:
+        """The registry entry of a valid account segment, else 400/404."""
+        check_segment("account", account)
+        entry = self.registry().get(account)
+        if entry is None:
+            raise NotFound(f"account not found: {account}")
+        return entry
+
+    def _job_path(self, account: str, group: str, job_id: str) -> AccountEntry:
+        entry = self.account(account)
+        check_segment("group", group)
+        if not is_job_id(job_id):
+            raise NotFound(f"job not found: {group}/{job_id}")
+        return entry
+
+    def list_jobs(self, account: str, group: str | None = None) -> list[str]:
+        """Sorted job names of an account (`group/id`) or of a group (`id`)."""
+        self.account(account)
+        if group is not None:
+            check_segment("group", group)
+        return self.store.list_jobs(account, group)
+
+    def create_job(self, account: str, group: str, body: Any) -> Job:
+        """Validate and store a new job."""
+        entry = self.account(account)
+        check_segment("group", group)
+        job = job_from_request(body, account=account, group=group, job_id=None, entry=entry,
+                               now=self.clock())
+        self.store.create_job(job)
+        return job
+
+    def get_job(self, account: str, group: str, job_id: str) -> Job:
+        """A stored job."""
+        self._job_path(account, group, job_id)
+        return self.store.get_job(account, group, job_id)
+
+    def replace_job(self, account: str, group: str, job_id: str, body: Any,
+                    if_match: str | None) -> Job:
+        """Replace a job's client fields; 412 when `If-Match` names a stale version."""
+        entry = self._job_path(account, group, job_id)
+        expected = parse_if_match(if_match)
+        previous = self.store.get_job(account, group, job_id)
+        if expected is not None and expected != previous.version:
+            raise PreconditionFailed(
+                f"If-Match: version {expected} is stale; the job is at version {previous.version}")
+        job = job_from_request(body, account=account, group=group, job_id=job_id, entry=entry,
+                               now=self.clock(), previous=previous)
+        self.store.replace_job(job, previous)
+        return job
+
+    def delete_job(self, account: str, group: str, job_id: str) -> None:
+        """Delete one job (404 when absent)."""
+        self._job_path(account, group, job_id)
+        self.store.delete_job(self.store.get_job(account, group, job_id))
+
+    def delete_group(self, account: str, group: str) -> int:
+        """Delete every job of a group; how many."""
+        self.account(account)
+        check_segment("group", group)
+        return self.store.delete_group(account, group)
+
+    def run_now(self, account: str, group: str, job_id: str) -> Run:
+        """Queue a run of the job at once, whatever its schedule and enabled flag."""
+        entry = self._job_path(account, group, job_id)
+        job = self.store.get_job(account, group, job_id)
+        if not entry.allows(job.runner):
+            raise BadRequest(f"details.runner: {job.runner} is not allowed for account {account}")
+        now = self.clock()
+        stamp = iso(now)
+        run = Run(run_id=manual_run_id(now), job_id=job.id, account=account, group=group,
+                  trigger="manual", scheduled_for=stamp, status="queued", queued_at=stamp)
+        self.store.put_run(run)
+        try:
+            self.queue.send(RunMessage(account=account, group=group, job_id=job.id,
+                                       run_id=run.run_id, trigger="manual",
+                                       scheduled_for=stamp))
+        except Exception as error:
+            self.store.finish_run(run.with_status("failed", finished_at=iso(self.clock()),
+                                                  error="could not queue the run"))
+            raise ServiceUnavailable("the runs queue is unavailable; retry shortly") from error
+        return run
+
+    def list_runs(self, account: str, group: str, job_id: str,
+                  params: Mapping[str, str]) -> dict[str, Any]:
+        """A page of a job's runs, newest first."""
+        self.get_job(account, group, job_id)
+        unknown = sorted(set(params) - {"limit", "next_token"})
+        if unknown:
+            raise BadRequest(f"{unknown[0]}: unknown query parameter")
+        raw_limit = params.get("limit", "20")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_RUNS_PAGE:
+            raise BadRequest(f"limit: expected an integer 1-{MAX_RUNS_PAGE}")
+        token = params.get("next_token")
+        if token is not None and not is_run_id(token):
+            raise BadRequest("next_token: not a token this API returned")
+        runs, after = self.store.list_runs(job_id, int(raw_limit), token)
+        return {"runs": [r.to_api() for r in runs], "next_token": after}
+
+    def get_run(self, account: str, group: str, job_id: str, run_id: str) -> Run:
+        """One run record of a job."""
+        self._job_path(account, group, job_id)
+        if not is_run_id(run_id):
+            raise NotFound(f"run not found: {run_id}")
+        run = self.store.get_run(job_id, run_id)
+        if run is None or run.account != account or run.group != group:
+            raise NotFound(f"run not found: {run_id}")
+        return run
+
+    def preview_schedule(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """Whether an expression is valid, and its next occurrences in UTC and its timezone."""
+        unknown = sorted(set(params) - {"expression", "timezone", "count"})
+        if unknown:
+            raise BadRequest(f"{unknown[0]}: unknown query parameter")
+        expression = params.get("expression")
+        if expression is None:
+            raise BadRequest("expression: required")
+        tz = params.get("timezone") or "UTC"
+        raw_count = params.get("count", "5")
+        if not raw_count.isdigit() or not 1 <= int(raw_count) <= MAX_PREVIEW:
+            raise BadRequest(f"count: expected an integer 1-{MAX_PREVIEW}")
+        answer: dict[str, Any] = {"expression": expression, "timezone": tz}
+        try:
+            if len(expression) > 256:
+                raise schedules.ScheduleError("at most 256 characters")
+            schedule = schedules.parse_schedule(expression, tz)
+        except schedules.ScheduleError as error:
+            field = getattr(error, "field", "schedule_expression")
+            return {**answer, "valid": False, "message": f"{field}: {error}", "occurrences": []}
+        minute = utc_minute(self.clock())
+        anchor = minute if schedule.is_interval() else None
+        zone = ZoneInfo(tz)
+        occurrences = [{"utc": iso(t), "local": t.astimezone(zone).isoformat()}
+                       for t in schedule.occurrences(minute, int(raw_count), anchor)]
+        return {**answer, "valid": True, "message": None, "occurrences": occurrences}
+
+    def metrics_text(self) -> str:
+        """Application metrics in the Prometheus text format, from the counter items."""
+        counters = self.store.counters()
+        lines = ["# HELP minion_jobs Jobs stored, by account and enabled state.",
+                 "# TYPE minion_jobs gauge"]
+        for key in sorted(k for k in counters if k.startswith("JOBS#")):
+            account = key[len("JOBS#"):]
+            for state in ("enabled", "disabled"):
+                lines.append(f'minion_jobs{{account="{account}",enabled="'
+                             f'{str(state == "enabled").lower()}"}} '
+                             f'{int(counters[key].get(state, 0))}')
+        lines += ["# HELP minion_runs_total Runs by final status.",
+                  "# TYPE minion_runs_total counter"]
+        runs = counters.get("RUNS", {})
+        for status in ("succeeded", "failed", "missed", "skipped"):
+            lines.append(f'minion_runs_total{{status="{status}"}} {int(runs.get(status, 0))}')
+        lines += ["# HELP minion_last_tick_timestamp_seconds Minute of the newest finished tick.",
+                  "# TYPE minion_last_tick_timestamp_seconds gauge",
+                  f"minion_last_tick_timestamp_seconds {int(counters.get('TICK', {}).get('last_tick', 0))}"]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,65 @@
+"""The process's shared parts, built lazily from the settings (one place to wire them)."""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+from . import aws
+from .accounts import Registry, load_registry_document
+from .auth import TokenAuthenticator, secret_tokens
+from .queue import RunQueue
+from .settings import get_settings
+from .store import Store
+
+REGISTRY_MAX_AGE = 300.0
+_registry_cache: tuple[float, Registry] | None = None
+
+
+@lru_cache(maxsize=1)
+def store() -> Store:
+    """The job store."""
+    settings = get_settings()
+    return Store(aws.client("dynamodb"), settings.table_name, settings.shards,
+                 settings.run_retention_days)
+
+
+@lru_cache(maxsize=1)
+def run_queue() -> RunQueue:
+    """The runs queue."""
+    settings = get_settings()
+    return RunQueue(aws.client("sqs"), settings.queue_name, settings.queue_url)
+
+
+def registry() -> Registry:
+    """The account registry (re-read at most every 5 minutes when it lives in SSM)."""
+    global _registry_cache
+    now = time.monotonic()
+    if _registry_cache is None or now - _registry_cache[0] > REGISTRY_MAX_AGE:
+        settings = get_settings()
+        _registry_cache = (now, load_registry_document(
+            settings.accounts_document, settings.accounts_file, settings.accounts_parameter))
+    return _registry_cache[1]
+
+
+def _tokens() -> list[str]:
+    settings = get_settings()
+    if settings.tokens_secret_id:
+        from aws_lambda_powertools.utilities import parameters
+
+        return secret_tokens(parameters.get_secret(settings.tokens_secret_id, max_age=300))
+    return list(settings.tokens)
+
+
+@lru_cache(maxsize=1)
+def authenticator() -> TokenAuthenticator:
+    """The token checker."""
+    return TokenAuthenticator(_tokens)
+
+
+def reset() -> None:
+    """Forget every built part (after the environment changed, e.g. between tests)."""
+    global _registry_cache
+    _registry_cache = None
+    for part in (store, run_queue, authenticator, get_settings):
+        part.cache_clear()
+    aws.reset_clients()

@@ -1,0 +1,104 @@
+"""The runs queue: one SQS message per run attempt, sent in checked batches."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Sequence
+
+BATCH_SIZE = 10
+SEND_ROUNDS = 3
+
+
+class SendFailed(RuntimeError):
+    """Some messages could not be sent after retries; the run ids are listed."""
+
+    def __init__(self, run_ids: Sequence[str], reason: str) -> None:
+        super().__init__(f"{len(run_ids)} run messages not sent ({reason})")
+        self.run_ids = list(run_ids)
+
+
+@dataclass(frozen=True)
+class RunMessage:
+    """What the worker needs to find and claim a run."""
+
+    account: str
+    group: str
+    job_id: str
+    run_id: str
+    trigger: str
+    scheduled_for: str
+    attempt: int = 1
+
+    def to_body(self) -> str:
+        """The message body (JSON)."""
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_body(cls, body: str) -> "RunMessage":
+        """Parse a body; ValueError for anything that is not a run message."""
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            raise ValueError("run message: expected a JSON object")
+        try:
+            message = cls(**data)
+        except TypeError as error:
+            raise ValueError(f"run message: {error}") from None
+        for name in ("account", "group", "job_id", "run_id", "trigger", "scheduled_for"):
+            if not isinstance(getattr(message, name), str):
+                raise ValueError(f"run message: {name} must be a string")
+        if isinstance(message.attempt, bool) or not isinstance(message.attempt, int) \
+                or not 1 <= message.attempt <= 10:
+            raise ValueError("run message: attempt must be 1-10")
+        return message
+
+
+class RunQueue:
+    """Sends run messages to the runs queue."""
+
+    def __init__(self, client: Any, queue_name: str, queue_url: str | None = None) -> None:
+        self.client = client
+        self.queue_name = queue_name
+        self._url = queue_url
+
+    @property
+    def url(self) -> str:
+        """The queue URL (looked up once by name when not configured)."""
+        if self._url is None:
+            self._url = self.client.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
+        return self._url
+
+    def send(self, message: RunMessage, delay_seconds: int = 0) -> None:
+        """Send one message (after `delay_seconds`, at most 900)."""
+        self.client.send_message(QueueUrl=self.url, MessageBody=message.to_body(),
+                                 DelaySeconds=min(max(delay_seconds, 0), 900))
+
+    def send_batch(self, messages: Sequence[RunMessage]) -> None:
+        """Send up to 10 messages; entries the batch reports failed are retried, then raise.
+
+        SendMessageBatch answers HTTP 200 even when some entries failed: each batch's
+        `Failed` list must be checked, or those runs are silently lost.
+        """
+        pending = {str(i): m for i, m in enumerate(messages)}
+        reason = ""
+        for _ in range(SEND_ROUNDS):
+            if not pending:
+                return
+            result = self.client.send_message_batch(QueueUrl=self.url, Entries=[
+                {"Id": i, "MessageBody": m.to_body()} for i, m in pending.items()])
+            failed = result.get("Failed", [])
+            reason = ", ".join(sorted({f.get("Code", "?") for f in failed}))
+            pending = {f["Id"]: pending[f["Id"]] for f in failed if f["Id"] in pending}
+        if pending:
+            raise SendFailed([m.run_id for m in pending.values()], reason)
+
+
+def batches(items: Iterable[Any], size: int = BATCH_SIZE) -> Iterable[list[Any]]:
+    """`items` in lists of at most `size`."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,92 @@
+"""The service's configuration: one frozen object built once from the environment."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_QUEUE_NAME = "minion-runs"
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or malformed; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}: expected {low}..{high}, got {value}")
+    return value
+
+
+def _build_info() -> dict[str, str]:
+    """What `make package` baked in (version, git hash, build time), if anything."""
+    path = Path(__file__).with_name("build_info.json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the functions read from their environment."""
+
+    table_name: str
+    queue_name: str
+    queue_url: str | None
+    shards: int
+    tick_parallelism: int
+    cors_origin: str
+    tokens: tuple[str, ...]
+    tokens_secret_id: str | None
+    accounts_document: str | None
+    accounts_file: str | None
+    accounts_parameter: str | None
+    run_retention_days: int
+    runner_timeout_seconds: int
+    dummy_template: str
+    version: str
+    githash: str
+    buildstamp: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Build the settings, failing fast with the name of a malformed variable."""
+        env = os.environ if env is None else env
+        build = _build_info()
+        tokens = tuple(t.strip() for t in env.get("MINION_TOKENS", "").split(",") if t.strip())
+        return cls(
+            table_name=env.get("MINION_TABLE", "minion"),
+            queue_name=env.get("MINION_QUEUE_NAME", DEFAULT_QUEUE_NAME),
+            queue_url=env.get("MINION_QUEUE_URL") or None,
+            shards=_int(env, "MINION_SHARDS", 8, 1, 1000),
+            tick_parallelism=_int(env, "MINION_TICK_PARALLELISM", 8, 1, 64),
+            cors_origin=env.get("MINION_CORS_ORIGIN", "*"),
+            tokens=tokens,
+            tokens_secret_id=env.get("MINION_TOKENS_SECRET_ID") or None,
+            accounts_document=env.get("MINION_ACCOUNTS") or None,
+            accounts_file=env.get("MINION_ACCOUNTS_FILE") or None,
+            accounts_parameter=env.get("MINION_ACCOUNTS_PARAMETER") or None,
+            run_retention_days=_int(env, "MINION_RUN_RETENTION_DAYS", 30, 1, 3650),
+            runner_timeout_seconds=_int(env, "MINION_RUNNER_TIMEOUT", 60, 1, 840),
+            dummy_template=env.get("MINION_DUMMY_TEMPLATE", "Hello, {{.Account}}!"),
+            version=build.get("version") or env.get("MINION_VERSION", "0.0.0+local"),
+            githash=build.get("githash") or env.get("MINION_GITHASH", "unknown"),
+            buildstamp=build.get("buildstamp") or env.get("MINION_BUILDSTAMP", "unknown"),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, built on first use."""
+    return Settings.from_env()

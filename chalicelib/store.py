@@ -1,0 +1,542 @@
+"""The DynamoDB store: jobs, runs, the due index and the aggregate counters, in one table.
+
+Keys:
+- job       pk `ACCOUNT#<account>`  sk `JOB#<group>#<id>`   (jobs of an account or group: one Query)
+- run       pk `JOB#<job id>`       sk `RUN#<run id>`       (run ids sort by time: newest first)
+- counters  pk `METRICS`            sk `JOBS#<account>` | `RUNS` | `TICK`
+Due index `due` (sparse, sharded): partition `due_shard` = `DUE#<n>`, sort `due_at` = the next
+occurrence in epoch seconds. Only enabled jobs with a next occurrence carry those attributes.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Mapping, TypeVar
+
+from botocore.exceptions import ClientError
+
+from .dynamo import from_attr, from_item, to_attr, to_item
+from .errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
+from .jobs import Job
+from .runs import FINAL_STATUSES, Run
+
+DUE_INDEX = "due"
+METRICS_PK = "METRICS"
+TRANSACT_LIMIT = 100
+THROTTLING_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable", "LimitExceededException"})
+# The tick reads only these from the index: enough to decide the occurrence and build the
+# message; the worker re-reads the whole job.
+DUE_PROJECTION = ["account", "group", "id", "schedule_expression", "schedule_timezone",
+                  "anchor", "starting_deadline_seconds", "due_at", "enabled"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _from_epoch(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def shard_of(job_id: str, shards: int) -> int:
+    """The due-index shard of a job: a stable hash of its id."""
+    return int.from_bytes(hashlib.blake2b(job_id.encode(), digest_size=4).digest(), "big") % shards
+
+
+def job_key(account: str, group: str, job_id: str) -> dict[str, Any]:
+    """The primary key of a job item."""
+    return {"pk": {"S": f"ACCOUNT#{account}"}, "sk": {"S": f"JOB#{group}#{job_id}"}}
+
+
+def run_key(job_id: str, run_id: str) -> dict[str, Any]:
+    """The primary key of a run item."""
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"RUN#{run_id}"}}
+
+
+def error_code(error: ClientError) -> str:
+    """The AWS error code of a ClientError."""
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def is_condition_failure(error: ClientError) -> bool:
+    """Whether a write was refused by its condition (alone or inside a transaction)."""
+    code = error_code(error)
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = error.response.get("CancellationReasons") or []
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons
+    return False
+
+
+def translated(method: F) -> F:
+    """Turn DynamoDB throttling or failure past the client's retries into ServiceUnavailable."""
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ClientError as error:
+            if error_code(error) in THROTTLING_CODES or error.response.get(
+                    "ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+                raise ServiceUnavailable("the job store is busy; retry shortly") from error
+            raise
+    return wrapper  # type: ignore[return-value]
+
+
+def job_to_item(job: Job, shards: int) -> dict[str, Any]:
+    """A job as a DynamoDB item (due-index attributes only when it has a next occurrence)."""
+    values: dict[str, Any] = {
+        "type": "job", "account": job.account, "group": job.group, "id": job.id,
+        "name": job.name, "description": job.description, "details": dict(job.details),
+        "schedule_expression": job.schedule_expression,
+        "schedule_timezone": job.schedule_timezone, "enabled": job.enabled,
+        "modified_at": job.modified_at.strftime("%Y-%m-%dT%H:%M:%SZ") if job.modified_at else None,
+        "modified_by": job.modified_by, "version": job.version,
+        "anchor": _epoch(job.anchor) if job.anchor else None,
+        "starting_deadline_seconds": job.starting_deadline_seconds,
+        "concurrency_policy": job.concurrency_policy, "max_attempts": job.max_attempts,
+        "tags": [{"key": k, "value": v} for k, v in job.tags] if job.tags is not None else None,
+        "last_run": dict(job.last_run) if job.last_run else None,
+    }
+    if job.enabled and job.next is not None:
+        values["due_shard"] = f"DUE#{shard_of(job.id, shards)}"
+        values["due_at"] = _epoch(job.next)
+    item = to_item(values)
+    item.update(job_key(job.account, job.group, job.id))
+    return item
+
+
+def job_from_item(item: Mapping[str, Any]) -> Job:
+    """A job item (or a due-index projection of one) as a Job."""
+    v = from_item(item)
+    tags = v.get("tags")
+    return Job(
+        account=v["account"], group=v["group"], id=v["id"], name=v.get("name", ""),
+        schedule_expression=v.get("schedule_expression", ""), details=v.get("details", {}),
+        description=v.get("description", ""), schedule_timezone=v.get("schedule_timezone", "UTC"),
+        enabled=v.get("enabled", False), modified_at=_parse_iso(v.get("modified_at")),
+        modified_by=v.get("modified_by", ""),
+        starting_deadline_seconds=v.get("starting_deadline_seconds"),
+        concurrency_policy=v.get("concurrency_policy"), max_attempts=v.get("max_attempts"),
+        tags=tuple((t["key"], t["value"]) for t in tags) if tags is not None else None,
+        version=v.get("version", 1), anchor=_from_epoch(v.get("anchor")),
+        next=_from_epoch(v.get("due_at")), last_run=v.get("last_run"),
+    )
+
+
+def run_to_item(run: Run, expires_at: int) -> dict[str, Any]:
+    """A run as a DynamoDB item, expiring (TTL) at `expires_at`."""
+    item = to_item({
+        "type": "run", "run_id": run.run_id, "job_id": run.job_id, "account": run.account,
+        "group": run.group, "trigger": run.trigger, "scheduled_for": run.scheduled_for,
+        "status": run.status, "queued_at": run.queued_at, "started_at": run.started_at,
+        "finished_at": run.finished_at, "attempts": run.attempts, "output": run.output,
+        "error": run.error, "error_code": run.error_code, "data": dict(run.data) or None,
+        "expires_at": expires_at,
+    })
+    item.update(run_key(run.job_id, run.run_id))
+    return item
+
+
+def run_from_item(item: Mapping[str, Any]) -> Run:
+    """A run item as a Run."""
+    v = from_item(item)
+    return Run(
+        run_id=v["run_id"], job_id=v["job_id"], account=v["account"], group=v["group"],
+        trigger=v["trigger"], scheduled_for=v["scheduled_for"], status=v["status"],
+        queued_at=v.get("queued_at"), started_at=v.get("started_at"),
+        finished_at=v.get("finished_at"), attempts=v.get("attempts", 0),
+        output=v.get("output"), error=v.get("error"), error_code=v.get("error_code"),
+        data=v.get("data") or {},
+    )
+
+
+def _enabled_delta(before: bool | None, after: bool | None) -> dict[str, int]:
+    delta = {"enabled": 0, "disabled": 0}
+    for flag, sign in ((before, -1), (after, 1)):
+        if flag is not None:
+            delta["enabled" if flag else "disabled"] += sign
+    return delta
+
+
+class Store:
+    """Jobs, runs and counters in one DynamoDB table, through a low-level client."""
+
+    def __init__(self, client: Any, table_name: str, shards: int,
+                 run_retention_days: int = 30, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.table = table_name
+        self.shards = shards
+        self.retention_seconds = run_retention_days * 86400
+        self.clock = clock
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def _counter_update(self, account: str, delta: Mapping[str, int]) -> dict[str, Any]:
+        return {"Update": {
+            "TableName": self.table,
+            "Key": {"pk": {"S": METRICS_PK}, "sk": {"S": f"JOBS#{account}"}},
+            "UpdateExpression": "ADD enabled :e, disabled :d",
+            "ExpressionAttributeValues": {":e": {"N": str(delta["enabled"])},
+                                          ":d": {"N": str(delta["disabled"])}},
+        }}
+
+    @translated
+    def create_job(self, job: Job) -> None:
+        """Store a new job; Conflict if its id is already taken."""
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table, "Item": job_to_item(job, self.shards),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                self._counter_update(job.account, _enabled_delta(None, job.enabled)),
+            ])
+        except ClientError as error:
+            if is_condition_failure(error):
+                raise Conflict(f"job {job.id} already exists") from None
+            raise
+
+    @translated
+    def get_job(self, account: str, group: str, job_id: str) -> Job:
+        """The stored job, or NotFound."""
+        item = self.client.get_item(TableName=self.table, Key=job_key(account, group, job_id),
+                                    ConsistentRead=True).get("Item")
+        if item is None:
+            raise NotFound(f"job not found: {group}/{job_id}")
+        return job_from_item(item)
+
+    @translated
+    def list_jobs(self, account: str, group: str | None = None) -> list[str]:
+        """Sorted `group/id` of an account's jobs, or `id` of one group's."""
+        prefix = "JOB#" if group is None else f"JOB#{group}#"
+        names = []
+        for item in self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={":pk": {"S": f"ACCOUNT#{account}"},
+                                           ":prefix": {"S": prefix}},
+                ProjectionExpression="sk"):
+            rest = item["sk"]["S"][len(prefix):]
+            names.append(rest.replace("#", "/", 1) if group is None else rest)
+        return sorted(names)
+
+    @translated
+    def replace_job(self, job: Job, previous: Job) -> None:
+        """Write `job` over `previous`; PreconditionFailed if it changed since it was read.
+
+        Only the client's fields and the schedule are written: `last_run`, kept by the worker,
+        is left as it is in the table.
+        """
+        item = job_to_item(job, self.shards)
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":expected": {"N": str(previous.version)}}
+        sets, removes = [], []
+        managed = ("name", "description", "details", "schedule_expression", "schedule_timezone",
+                   "enabled", "modified_at", "modified_by", "version", "anchor",
+                   "starting_deadline_seconds", "concurrency_policy", "max_attempts", "tags",
+                   "due_shard", "due_at")
+        for index, attribute in enumerate(managed):
+            names[f"#a{index}"] = attribute
+            if attribute in item:
+                sets.append(f"#a{index} = :a{index}")
+                values[f":a{index}"] = item[attribute]
+            else:
+                removes.append(f"#a{index}")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        names["#version"] = "version"
+        update = {"Update": {
+            "TableName": self.table, "Key": job_key(job.account, job.group, job.id),
+            "UpdateExpression": expression, "ConditionExpression": "#version = :expected",
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+        actions = [update]
+        if job.enabled != previous.enabled:
+            actions.append(self._counter_update(
+                job.account, _enabled_delta(previous.enabled, job.enabled)))
+        try:
+            self.client.transact_write_items(TransactItems=actions)
+        except ClientError as error:
+            if is_condition_failure(error):
+                raise PreconditionFailed(
+                    f"job {job.id} was changed by another request; read it again") from None
+            raise
+
+    @translated
+    def delete_job(self, job: Job) -> None:
+        """Delete the job as it was read; PreconditionFailed if it changed meanwhile."""
+        try:
+            self.client.transact_write_items(TransactItems=[
+                {"Delete": {"TableName": self.table,
+                            "Key": job_key(job.account, job.group, job.id),
+                            "ConditionExpression": "version = :v",
+                            "ExpressionAttributeValues": {":v": {"N": str(job.version)}}}},
+                self._counter_update(job.account, _enabled_delta(job.enabled, None)),
+            ])
+        except ClientError as error:
+            if is_condition_failure(error):
+                raise PreconditionFailed(f"job {job.id} was changed by another request") from None
+            raise
+
+    @translated
+    def delete_group(self, account: str, group: str) -> int:
+        """Delete every job of a group, however many; the number deleted."""
+        deleted = 0
+        for _ in range(100):  # each round deletes what it read; a racing write costs a round
+            items = list(self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={":pk": {"S": f"ACCOUNT#{account}"},
+                                           ":prefix": {"S": f"JOB#{group}#"}},
+                ProjectionExpression="pk, sk, version, enabled"))
+            if not items:
+                return deleted
+            chunk_size = TRANSACT_LIMIT - 1
+            for start in range(0, len(items), chunk_size):
+                chunk = items[start:start + chunk_size]
+                flags = [from_attr(i["enabled"]) if "enabled" in i else False for i in chunk]
+                delta = {"enabled": -sum(flags), "disabled": -(len(flags) - sum(flags))}
+                actions = [{"Delete": {
+                    "TableName": self.table, "Key": {"pk": i["pk"], "sk": i["sk"]},
+                    "ConditionExpression": "version = :v",
+                    "ExpressionAttributeValues": {":v": i["version"]}}} for i in chunk]
+                actions.append(self._counter_update(account, delta))
+                try:
+                    self.client.transact_write_items(TransactItems=actions)
+                    deleted += len(chunk)
+                except ClientError as error:
+                    if not is_condition_failure(error):
+                        raise
+        raise Conflict(f"group {group} keeps changing; retry the delete")
+
+    # --- the due index ----------------------------------------------------------------------
+
+    @translated
+    def due_jobs(self, shard: int, up_to: datetime) -> Iterator[Job]:
+        """Jobs of one shard whose next occurrence is at or before `up_to` (all pages)."""
+        for item in self._query(
+                IndexName=DUE_INDEX,
+                KeyConditionExpression="due_shard = :shard AND due_at <= :up_to",
+                ExpressionAttributeValues={":shard": {"S": f"DUE#{shard}"},
+                                           ":up_to": {"N": str(_epoch(up_to))}}):
+            yield job_from_item(item)
+
+    def advance_item(self, job: Job, next_at: datetime | None) -> dict[str, Any]:
+        """The conditional update that moves a due job to its next occurrence (or off the index).
+
+        Conditional on the occurrence it was read with: an update or delete that happened in
+        between wins, and a re-delivered tick that already advanced it changes nothing.
+        """
+        assert job.next is not None
+        update: dict[str, Any] = {
+            "TableName": self.table, "Key": job_key(job.account, job.group, job.id),
+            "ConditionExpression": "due_at = :read",
+            "ExpressionAttributeValues": {":read": {"N": str(_epoch(job.next))}},
+        }
+        if next_at is None:
+            update["UpdateExpression"] = "REMOVE due_at, due_shard"
+        else:
+            update["UpdateExpression"] = "SET due_at = :next"
+            update["ExpressionAttributeValues"][":next"] = {"N": str(_epoch(next_at))}
+        return update
+
+    @translated
+    def advance(self, job: Job, next_at: datetime | None) -> bool:
+        """Move a due job to `next_at`; False when someone else changed it first."""
+        try:
+            self.client.update_item(**self.advance_item(job, next_at))
+            return True
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def _expires_at(self) -> int:
+        return int(self.clock()) + self.retention_seconds
+
+    @translated
+    def put_run(self, run: Run) -> bool:
+        """Record a run unless one with its id exists; False when it does."""
+        try:
+            self.client.put_item(TableName=self.table, Item=run_to_item(run, self._expires_at()),
+                                 ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        if run.status in FINAL_STATUSES:
+            self.count_runs({run.status: 1})
+        return True
+
+    @translated
+    def claim_run(self, run: Run, attempt: int, lease_seconds: int, now: datetime) -> Run | None:
+        """Take the run for attempt `attempt`: the run id is the lock.
+
+        Succeeds when the run is absent, or queued for exactly this attempt, or running under
+        a lease that expired (its worker died). Returns the claimed run, or None when someone
+        else holds it or it is finished.
+        """
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        epoch = int(now.timestamp())
+        try:
+            result = self.client.update_item(
+                TableName=self.table, Key=run_key(run.job_id, run.run_id),
+                UpdateExpression=(
+                    "SET #status = :running, started_at = :now, lease_until = :lease, "
+                    "run_id = :run_id, job_id = :job_id, account = :account, #group = :group, "
+                    "#trigger = :trigger, scheduled_for = :scheduled_for, "
+                    "queued_at = if_not_exists(queued_at, :now), expires_at = :expires, "
+                    "#type = :type ADD attempts :one"),
+                ConditionExpression=(
+                    "attribute_not_exists(pk)"
+                    " OR (#status = :queued AND attempts = :previous)"
+                    " OR (#status = :running AND lease_until < :epoch)"),
+                ExpressionAttributeNames={"#status": "status", "#group": "group",
+                                          "#trigger": "trigger", "#type": "type"},
+                ExpressionAttributeValues={
+                    ":running": {"S": "running"}, ":queued": {"S": "queued"},
+                    ":now": {"S": stamp}, ":lease": {"N": str(epoch + lease_seconds)},
+                    ":epoch": {"N": str(epoch)}, ":previous": {"N": str(attempt - 1)},
+                    ":one": {"N": "1"}, ":run_id": {"S": run.run_id},
+                    ":job_id": {"S": run.job_id}, ":account": {"S": run.account},
+                    ":group": {"S": run.group}, ":trigger": {"S": run.trigger},
+                    ":scheduled_for": {"S": run.scheduled_for},
+                    ":expires": {"N": str(self._expires_at())}, ":type": {"S": "run"}},
+                ReturnValues="ALL_NEW")
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        return run_from_item(result["Attributes"])
+
+    @translated
+    def finish_run(self, run: Run) -> None:
+        """Record a run's outcome (final, or queued again for a retry) and update `last_run`."""
+        item = run_to_item(run, self._expires_at())
+        self.client.put_item(TableName=self.table, Item=item)
+        if run.status in FINAL_STATUSES:
+            self.count_runs({run.status: 1})
+            self.set_last_run(run)
+
+    @translated
+    def set_last_run(self, run: Run) -> None:
+        """Copy a run's summary onto its job, unless the job is gone or has a newer run."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key=job_key(run.account, run.group, run.job_id),
+                UpdateExpression="SET last_run = :summary",
+                ConditionExpression=("attribute_exists(pk) AND (attribute_not_exists(last_run)"
+                                     " OR last_run.run_id <= :run_id)"),
+                ExpressionAttributeValues={":summary": to_attr(run.summary()),
+                                           ":run_id": {"S": run.run_id}})
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+
+    @translated
+    def get_run(self, job_id: str, run_id: str) -> Run | None:
+        """A run record, or None."""
+        item = self.client.get_item(TableName=self.table, Key=run_key(job_id, run_id),
+                                    ConsistentRead=True).get("Item")
+        return run_from_item(item) if item else None
+
+    @translated
+    def list_runs(self, job_id: str, limit: int,
+                  after: str | None = None) -> tuple[list[Run], str | None]:
+        """Runs of a job, newest first: a page of `limit` and the run id to continue after."""
+        query: dict[str, Any] = {
+            "TableName": self.table, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :r)",
+            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":r": {"S": "RUN#"}},
+            "ScanIndexForward": False, "Limit": limit}
+        if after:
+            query["ExclusiveStartKey"] = run_key(job_id, after)
+        page = self.client.query(**query)
+        runs = [run_from_item(i) for i in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        return runs, (last["sk"]["S"][len("RUN#"):] if last else None)
+
+    @translated
+    def running_runs(self, job_id: str, now: datetime, newest: int = 20) -> list[Run]:
+        """Runs of a job that are running under a live lease (among its newest runs)."""
+        page = self.client.query(
+            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            FilterExpression="#status = :running AND lease_until >= :now",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":r": {"S": "RUN#"},
+                                       ":running": {"S": "running"},
+                                       ":now": {"N": str(int(now.timestamp()))}},
+            ScanIndexForward=False, Limit=newest)
+        return [run_from_item(i) for i in page.get("Items", [])]
+
+    # --- counters ---------------------------------------------------------------------------
+
+    @translated
+    def count_runs(self, by_status: Mapping[str, int]) -> None:
+        """Add to the runs-by-final-status counters."""
+        names = {f"#s{i}": s for i, s in enumerate(by_status)}
+        values = {f":v{i}": {"N": str(n)} for i, n in enumerate(by_status.values())}
+        self.client.update_item(
+            TableName=self.table, Key={"pk": {"S": METRICS_PK}, "sk": {"S": "RUNS"}},
+            UpdateExpression="ADD " + ", ".join(f"#s{i} :v{i}" for i in range(len(names))),
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+    @translated
+    def record_tick(self, minute: datetime) -> None:
+        """Remember the newest tick that finished (for /metrics)."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"pk": {"S": METRICS_PK}, "sk": {"S": "TICK"}},
+                UpdateExpression="SET last_tick = :m",
+                ConditionExpression="attribute_not_exists(last_tick) OR last_tick < :m",
+                ExpressionAttributeValues={":m": {"N": str(_epoch(minute))}})
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+
+    @translated
+    def counters(self) -> dict[str, dict[str, Any]]:
+        """Every aggregate counter item, by sort key (one Query, never a scan)."""
+        return {item["sk"]["S"]: {k: from_attr(v) for k, v in item.items() if k not in ("pk", "sk")}
+                for item in self._query(KeyConditionExpression="pk = :pk",
+                                        ExpressionAttributeValues={":pk": {"S": METRICS_PK}})}
+
+    def _query(self, **query: Any) -> Iterator[dict[str, Any]]:
+        query["TableName"] = self.table
+        while True:
+            page = self.client.query(**query)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """CreateTable arguments of the table (the local stack and tests; production uses infra/)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "due_shard", "AttributeType": "S"},
+            {"AttributeName": "due_at", "AttributeType": "N"},
+        ],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                      {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "GlobalSecondaryIndexes": [{
+            "IndexName": DUE_INDEX,
+            "KeySchema": [{"AttributeName": "due_shard", "KeyType": "HASH"},
+                          {"AttributeName": "due_at", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "INCLUDE",
+                           "NonKeyAttributes": [a for a in DUE_PROJECTION if a != "due_at"]},
+        }],
+    }
