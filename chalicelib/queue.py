@@ -9,14 +9,6 @@ BATCH_SIZE = 10
 SEND_ROUNDS = 3
 
 
-class SendFailed(RuntimeError):
-    """Some messages could not be sent after retries; the run ids are listed."""
-
-    def __init__(self, run_ids: Sequence[str], reason: str) -> None:
-        super().__init__(f"{len(run_ids)} run messages not sent ({reason})")
-        self.run_ids = list(run_ids)
-
-
 @dataclass(frozen=True)
 class RunMessage:
     """What the worker needs to find and claim a run."""
@@ -72,24 +64,21 @@ class RunQueue:
         self.client.send_message(QueueUrl=self.url, MessageBody=message.to_body(),
                                  DelaySeconds=min(max(delay_seconds, 0), 900))
 
-    def send_batch(self, messages: Sequence[RunMessage]) -> None:
-        """Send up to 10 messages; entries the batch reports failed are retried, then raise.
+    def send_batch(self, messages: Sequence[RunMessage]) -> list[RunMessage]:
+        """Send up to 10 messages; the ones still failing after retries are returned.
 
         SendMessageBatch answers HTTP 200 even when some entries failed: each batch's
         `Failed` list must be checked, or those runs are silently lost.
         """
         pending = {str(i): m for i, m in enumerate(messages)}
-        reason = ""
         for _ in range(SEND_ROUNDS):
             if not pending:
-                return
+                break
             result = self.client.send_message_batch(QueueUrl=self.url, Entries=[
                 {"Id": i, "MessageBody": m.to_body()} for i, m in pending.items()])
-            failed = result.get("Failed", [])
-            reason = ", ".join(sorted({f.get("Code", "?") for f in failed}))
-            pending = {f["Id"]: pending[f["Id"]] for f in failed if f["Id"] in pending}
-        if pending:
-            raise SendFailed([m.run_id for m in pending.values()], reason)
+            pending = {f["Id"]: pending[f["Id"]] for f in result.get("Failed", [])
+                       if f["Id"] in pending}
+        return list(pending.values())
 
 
 def batches(items: Iterable[Any], size: int = BATCH_SIZE) -> Iterable[list[Any]]:

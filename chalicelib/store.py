@@ -419,13 +419,29 @@ class Store:
         return run_from_item(result["Attributes"])
 
     @translated
-    def finish_run(self, run: Run) -> None:
-        """Record a run's outcome (final, or queued again for a retry) and update `last_run`."""
-        item = run_to_item(run, self._expires_at())
-        self.client.put_item(TableName=self.table, Item=item)
+    def finish_run(self, run: Run, claimed_attempts: int | None = None) -> bool:
+        """Record a run's outcome (final, or queued again for a retry) and update `last_run`.
+
+        With `claimed_attempts`, only while this worker still holds the claim it made (a
+        worker whose lease expired must not overwrite the one that took over); False then.
+        """
+        put: dict[str, Any] = {"TableName": self.table,
+                               "Item": run_to_item(run, self._expires_at())}
+        if claimed_attempts is not None:
+            put.update(ConditionExpression="#status = :running AND attempts = :attempts",
+                       ExpressionAttributeNames={"#status": "status"},
+                       ExpressionAttributeValues={":running": {"S": "running"},
+                                                  ":attempts": {"N": str(claimed_attempts)}})
+        try:
+            self.client.put_item(**put)
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
         if run.status in FINAL_STATUSES:
             self.count_runs({run.status: 1})
             self.set_last_run(run)
+        return True
 
     @translated
     def set_last_run(self, run: Run) -> None:

@@ -1,0 +1,181 @@
+"""The runs worker: claim each run, re-read its job, run its runner, record the outcome."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping
+
+from .accounts import AccountEntry, Registry
+from .errors import NotFound
+from .jobs import Job, iso
+from .observability import emit, flush, logger
+from .queue import RunMessage, RunQueue
+from .runners import PermanentError, RunContext, RunnerError, RunResult, get_runner
+from .runs import Run, truncate
+from .store import Store
+
+FIRST_RETRY_DELAY = 30
+MAX_RETRY_DELAY = 900
+LEASE_MARGIN = 60
+
+
+def retry_delay(attempt: int) -> int:
+    """Seconds before attempt `attempt + 1`: doubling from 30 s, at most SQS's 15 minutes."""
+    return min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2 ** (attempt - 1))
+
+
+ClientFactory = Callable[[AccountEntry, str], Callable[[str], Any]]
+
+
+@dataclass
+class Worker:
+    """Everything a run needs: the store, the queue, the registry and how to act in accounts."""
+
+    store: Store
+    queue: RunQueue
+    registry: Callable[[], Registry]
+    clients: ClientFactory
+    runner_timeout: int = 60
+    dummy_template: str = "Hello, {{.Account}}!"
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+    def handle(self, message: RunMessage) -> str:
+        """Process one run message; the run's resulting status (or `duplicate`)."""
+        now = self.clock()
+        run = Run(run_id=message.run_id, job_id=message.job_id, account=message.account,
+                  group=message.group, trigger=message.trigger,  # type: ignore[arg-type]
+                  scheduled_for=message.scheduled_for, status="running")
+        # The run id is the lock: whoever writes the claim runs it; a duplicate delivery
+        # (a re-sent tick, SQS at-least-once) finds it taken or finished and stops here.
+        claimed = self.store.claim_run(run, message.attempt,
+                                       self.runner_timeout + LEASE_MARGIN, now)
+        if claimed is None:
+            logger.info("run already claimed or finished; duplicate delivery acknowledged",
+                        extra={"job_id": run.job_id, "run_id": run.run_id})
+            return "duplicate"
+        try:
+            job = self.store.get_job(message.account, message.group, message.job_id)
+        except NotFound:
+            return self._finish(claimed, "skipped", error="job deleted before it ran")
+        entry = self.registry().get(job.account)
+        reason = self._skip_reason(job, claimed, entry, now)
+        if reason:
+            return self._finish(claimed, "skipped", error=reason)
+        assert entry is not None
+        try:
+            result = self._run_runner(job, claimed, entry)
+        except RunnerError as error:
+            if error.retryable and claimed.attempts < job.attempts_allowed:
+                return self._retry(claimed, message, error)
+            return self._finish(claimed, "failed", error=str(error), error_code=error.code)
+        return self._finish(claimed, "succeeded", output=result.output, data=result.data)
+
+    def _skip_reason(self, job: Job, run: Run, entry: AccountEntry | None,
+                     now: datetime) -> str | None:
+        if run.trigger == "schedule" and not job.enabled:
+            return "job disabled before it ran"
+        if entry is None or not entry.allows(job.runner):
+            return f"runner {job.runner} is not allowed for account {job.account}"
+        if job.concurrency_policy == "Forbid" and any(
+                other.run_id != run.run_id for other in self.store.running_runs(job.id, now)):
+            return "previous run still running (concurrency_policy Forbid)"
+        return None
+
+    def _run_runner(self, job: Job, run: Run, entry: AccountEntry) -> RunResult:
+        runner = get_runner(job.runner)
+        if runner is None:
+            raise PermanentError(f"details.runner: unknown runner {job.runner!r}")
+        context = RunContext(account=job.account, run_id=run.run_id, job_id=job.id,
+                             client=self.clients(entry, run.run_id),
+                             dummy_template=self.dummy_template)
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            return pool.submit(runner.run, job.details, context).result(
+                timeout=self.runner_timeout)
+        except FutureTimeout:
+            from .runners import RetryableError
+
+            raise RetryableError(f"runner timed out after {self.runner_timeout} s",
+                                 code="Timeout") from None
+        except RunnerError:
+            raise
+        except Exception as error:  # a runner bug must fail the run, not the batch
+            logger.exception("runner raised", extra={"job_id": job.id, "run_id": run.run_id})
+            raise PermanentError(f"runner error: {type(error).__name__}") from None
+        finally:
+            pool.shutdown(wait=False)
+
+    def _retry(self, run: Run, message: RunMessage, error: RunnerError) -> str:
+        delay = retry_delay(run.attempts)
+        # Send before recording: if the send fails the claim stays `running` and the original
+        # message comes back after its lease, so the run is retried rather than lost.
+        self.queue.send(RunMessage(**{**message.__dict__, "attempt": run.attempts + 1}), delay)
+        self.store.finish_run(run.with_status("queued", error=truncate(str(error)),
+                                              error_code=error.code), run.attempts)
+        logger.warning("run failed, retrying", extra={
+            "job_id": run.job_id, "run_id": run.run_id, "attempt": run.attempts,
+            "delay_seconds": delay, "error_code": error.code})
+        emit("RunRetries", 1)
+        return "queued"
+
+    def _finish(self, run: Run, status: str, *, output: str | None = None,
+                error: str | None = None, error_code: str | None = None,
+                data: Mapping[str, Any] | None = None) -> str:
+        finished = run.with_status(status, finished_at=iso(self.clock()),  # type: ignore[arg-type]
+                                   output=truncate(output), error=truncate(error),
+                                   error_code=error_code, data=dict(data or {}))
+        if not self.store.finish_run(finished, run.attempts):
+            logger.warning("lost the claim before recording; the newer claim records it",
+                           extra={"job_id": run.job_id, "run_id": run.run_id})
+            return "duplicate"
+        log = logger.info if status == "succeeded" else logger.warning
+        log("run finished", extra={"job_id": run.job_id, "run_id": run.run_id, "status": status,
+                                   "trigger": run.trigger, "attempts": run.attempts,
+                                   "error_code": error_code})
+        emit("Runs", 1, Outcome=status)
+        return status
+
+
+def handle_batch(event: dict[str, Any], context: Any = None,
+                 worker: Worker | None = None) -> dict[str, Any]:
+    """The worker Lambda's entry point: a partial batch response (failed items come back)."""
+    from aws_lambda_powertools.utilities.batch import (BatchProcessor, EventType,
+                                                       process_partial_response)
+
+    worker = worker or default_worker()
+
+    def record_handler(record: Any) -> str:
+        try:
+            message = RunMessage.from_body(record.body)
+        except ValueError as error:  # poison: reported failed until SQS moves it to the DLQ
+            logger.error("not a run message", extra={"message_id": record.message_id,
+                                                      "reason": str(error)})
+            raise
+        return worker.handle(message)
+
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    try:
+        return process_partial_response(event=event, record_handler=record_handler,
+                                        processor=processor, context=context)
+    finally:
+        flush()
+
+
+def default_worker() -> Worker:
+    """The worker wired from the settings."""
+    from . import deps
+    from .credentials import client_factory
+    from .settings import get_settings
+
+    import boto3
+
+    settings = get_settings()
+    region = boto3.session.Session().region_name or "us-east-1"
+
+    def clients(entry: AccountEntry, run_id: str) -> Callable[[str], Any]:
+        return client_factory(entry, run_id, default_region=entry.region or region)
+
+    return Worker(store=deps.store(), queue=deps.run_queue(), registry=deps.registry,
+                  clients=clients, runner_timeout=settings.runner_timeout_seconds,
+                  dummy_template=settings.dummy_template)
