@@ -210,7 +210,7 @@ def _parse_aws_cron(body: str) -> _CalendarPlan:
     fields = body.split()
     if len(fields) != 6:
         raise ScheduleError(f"expected 6 fields in cron(...), found {len(fields)}")
-    minute, hour, dom, month, dow, year = (f.upper() for f in fields)
+    minute, hour, dom, month, dow, year = fields
     for name, text in (("minute", minute), ("hour", hour), ("month", month), ("year", year)):
         if "?" in text:
             raise ScheduleError(f"? is not allowed in the {name} field")
@@ -231,7 +231,8 @@ def _parse_aws_cron(body: str) -> _CalendarPlan:
     return plan
 
 
-def _parse_aws_day_of_month(text: str) -> _DayRule:
+def _parse_aws_day_of_month(field_text: str) -> _DayRule:
+    text = field_text.upper()
     if "?" in text:
         raise ScheduleError("? must stand alone in the day-of-month field")
     if text == "*":
@@ -246,10 +247,11 @@ def _parse_aws_day_of_month(text: str) -> _DayRule:
         return _NearestWeekday(day)
     if "L" in text or "W" in text:
         raise ScheduleError("L and W must stand alone in the day-of-month field (L, LW or 15W)")
-    return _DomSet(tuple(sorted(_parse_field(text, _DAY_OF_MONTH))))
+    return _DomSet(tuple(sorted(_parse_field(field_text, _DAY_OF_MONTH))))
 
 
-def _parse_aws_day_of_week(text: str) -> _DayRule:
+def _parse_aws_day_of_week(field_text: str) -> _DayRule:
+    text = field_text.upper()
     if "?" in text:
         raise ScheduleError("? must stand alone in the day-of-week field")
     if text == "*":
@@ -268,7 +270,8 @@ def _parse_aws_day_of_week(text: str) -> _DayRule:
         return _NthDow(weekday, week)
     if "L" in text or "#" in text:
         raise ScheduleError("L and # must stand alone in the day-of-week field (L, 6L or 6#3)")
-    return _DowSet(frozenset(_aws_to_cron_weekday(d) for d in _parse_field(text, _AWS_DAY_OF_WEEK)))
+    weekdays = _parse_field(field_text, _AWS_DAY_OF_WEEK)
+    return _DowSet(frozenset(_aws_to_cron_weekday(d) for d in weekdays))
 
 
 def _aws_to_cron_weekday(aws_day: int) -> int:
@@ -382,7 +385,7 @@ _YEAR = _FieldSpec("year", 1970, 2199, 2199, {})
 def _parse_field(text: str, spec: _FieldSpec) -> frozenset[int]:
     """Values of a comma list of `*`, `n`, `a-b`, each optionally `/step`."""
     values: set[int] = set()
-    for element in text.upper().split(","):
+    for element in text.split(","):
         if not element:
             raise ScheduleError(f"empty item in the {spec.name} field {text!r}")
         base, slash, step_text = element.partition("/")
@@ -408,15 +411,16 @@ def _parse_field(text: str, spec: _FieldSpec) -> frozenset[int]:
 
 
 def _value(token: str, spec: _FieldSpec) -> int:
-    if token in spec.names:
-        return spec.names[token]
+    upper = token.upper()
+    if upper in spec.names:
+        return spec.names[upper]
     if re.fullmatch(r"[0-9]+", token):
         return _number(token, spec)
-    if token in ("R", "H") or token.startswith("H("):
+    if upper in ("R", "H") or upper.startswith("H("):
         raise ScheduleError(
             f"{token!r} in the {spec.name} field is a croniter extension, not cron"
         )
-    if any(c in token for c in "LW#"):
+    if any(c in upper for c in "LW#"):
         raise ScheduleError(
             f"{token!r} is not a valid {spec.name} (L, W and # belong in the day fields of cron(...))"
         )
