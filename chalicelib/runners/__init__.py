@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from .base import (DetailsError, PermanentError, RetryableError, RunContext, Runner,
                    RunnerError, RunResult)
+from .database import DatabaseRunner
 from .dummy import DummyRunner
 from .instance import InstanceRunner
 
 RUNNERS: dict[str, Runner] = {r.name: r for r in (
     DummyRunner(),
     InstanceRunner(),
+    DatabaseRunner(),
 )}
 
 __all__ = ["RUNNERS", "get_runner", "DetailsError", "PermanentError", "RetryableError",
