@@ -6,11 +6,13 @@ from .base import (DetailsError, PermanentError, RetryableError, RunContext, Run
 from .database import DatabaseRunner
 from .dummy import DummyRunner
 from .instance import InstanceRunner
+from .service import ServiceRunner
 
 RUNNERS: dict[str, Runner] = {r.name: r for r in (
     DummyRunner(),
     InstanceRunner(),
     DatabaseRunner(),
+    ServiceRunner(),
 )}
 
 __all__ = ["RUNNERS", "get_runner", "DetailsError", "PermanentError", "RetryableError",
