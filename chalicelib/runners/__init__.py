@@ -7,12 +7,14 @@ from .database import DatabaseRunner
 from .dummy import DummyRunner
 from .instance import InstanceRunner
 from .service import ServiceRunner
+from .task import TaskRunner
 
 RUNNERS: dict[str, Runner] = {r.name: r for r in (
     DummyRunner(),
     InstanceRunner(),
     DatabaseRunner(),
     ServiceRunner(),
+    TaskRunner(),
 )}
 
 __all__ = ["RUNNERS", "get_runner", "DetailsError", "PermanentError", "RetryableError",
