@@ -70,7 +70,7 @@ def route(path: str, methods: list[str], *, public: bool = False,
 
 
 def _request_id() -> str:
-    context = app.lambda_context
+    context = getattr(app, "lambda_context", None)
     return getattr(context, "aws_request_id", None) or str(uuid.uuid4())
 
 
@@ -195,11 +195,11 @@ for _path, _methods in (
 def tick(event: Any) -> dict[str, Any]:
     from chalicelib.tick import handle_tick
 
-    return handle_tick(event.to_dict(), app.lambda_context)
+    return handle_tick(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=QUEUE_NAME, batch_size=10, name="worker")
 def worker(event: Any) -> dict[str, Any]:
     from chalicelib.worker import handle_batch
 
-    return handle_batch(event.to_dict(), app.lambda_context)
+    return handle_batch(event.to_dict(), event.context)

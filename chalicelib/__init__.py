@@ -1,1 +1,3 @@
 """minion: a job scheduler for AWS (the code that ships to Lambda)."""
+
+__version__ = "0.1.0"

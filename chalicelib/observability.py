@@ -40,5 +40,7 @@ def emit(name: str, value: float, unit: str = "Count", **dimensions: str) -> Non
 
 
 def flush() -> None:
-    """Write the collected metrics (the end of an invocation)."""
-    metrics().flush_metrics()
+    """Write the collected metrics (the end of an invocation), if any were collected."""
+    collector = metrics()
+    if collector.metric_set:
+        collector.flush_metrics()

@@ -8,6 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
+from . import __version__
+
 DEFAULT_QUEUE_NAME = "minion-runs"
 
 
@@ -80,7 +82,7 @@ class Settings:
             run_retention_days=_int(env, "MINION_RUN_RETENTION_DAYS", 30, 1, 3650),
             runner_timeout_seconds=_int(env, "MINION_RUNNER_TIMEOUT", 60, 1, 840),
             dummy_template=env.get("MINION_DUMMY_TEMPLATE", "Hello, {{.Account}}!"),
-            version=build.get("version") or env.get("MINION_VERSION", "0.0.0+local"),
+            version=build.get("version") or env.get("MINION_VERSION", __version__),
             githash=build.get("githash") or env.get("MINION_GITHASH", "unknown"),
             buildstamp=build.get("buildstamp") or env.get("MINION_BUILDSTAMP", "unknown"),
         )

@@ -1,0 +1,36 @@
+# minion: `make run` runs the whole service locally, `make test` runs the suite.
+# Both set up what they need (a virtualenv in .venv with the pinned packages) on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast bench package deploy lint clean
+
+$(STAMP): requirements.txt requirements-dev.txt $(wildcard pyproject.toml)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@if [ -f pyproject.toml ]; then $(PY) -m pip install --quiet --no-deps -e .; fi
+	@touch $(STAMP)
+
+run: $(STAMP)  ## the service on loopback: API, AWS emulator, tick and worker loops
+	$(PY) -m local.stack
+
+test: $(STAMP)  ## the whole suite, slow tests included
+	$(PY) -m pytest -n 2 -q
+
+test-fast: $(STAMP)  ## everything but the tests marked slow
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+bench: $(STAMP)  ## performance ratios (see bench/)
+	$(PY) -m bench
+
+package: $(STAMP)  ## the CloudFormation template in build/sam.json, checked by cfn-lint
+	infra/package.sh
+
+deploy: $(STAMP)  ## package, then deploy with your AWS credentials (docs/deploying.md)
+	infra/deploy.sh
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,330 @@
+"""`make run`: moto's server, the API, the tick loop and the worker loop in one process.
+
+Everything runs on loopback. Every boto3 client finds the emulator through the standard
+`AWS_ENDPOINT_URL` (set here before anything creates a client), so the service's code has
+no local special case. The table is snapshotted to the state directory every few seconds
+and at exit, and restored at start: jobs survive a restart.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAPSHOT_SECONDS = 10
+LOCAL_VISIBILITY_TIMEOUT = 180  # above the worker's lease (runner timeout + margin)
+MAX_RECEIVES = 5
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """The local stack's settings, all optional."""
+
+    port: int
+    aws_port: int
+    state_dir: Path
+    tokens: tuple[str, ...]
+    token_generated: bool
+    accounts_file: str | None
+    endpoint: str | None
+
+    @classmethod
+    def from_env(cls) -> "LocalConfig":
+        """Read MINION_PORT, MINION_AWS_PORT, MINION_TOKENS, MINION_ACCOUNTS_FILE, MINION_STATE_DIR."""
+        state_dir = Path(os.environ.get("MINION_STATE_DIR") or ROOT / ".minion")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tokens = tuple(t.strip() for t in os.environ.get("MINION_TOKENS", "").split(",")
+                       if t.strip())
+        generated = False
+        if not tokens:
+            token_file = state_dir / "dev-token"
+            if not token_file.exists():
+                token_file.write_text("dev-" + secrets.token_urlsafe(18) + "\n")
+                token_file.chmod(0o600)
+            tokens = (token_file.read_text().strip(),)
+            generated = True
+        return cls(port=_port("MINION_PORT", 8000), aws_port=_port("MINION_AWS_PORT", 5000),
+                   state_dir=state_dir, tokens=tokens, token_generated=generated,
+                   accounts_file=os.environ.get("MINION_ACCOUNTS_FILE") or None,
+                   endpoint=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def _port(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        sys.exit(f"{name}: expected a port number, got {raw!r}")
+    return int(raw)
+
+
+def _check_free(port: int, what: str) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            sys.exit(f"port {port} ({what}) is in use: stop what holds it, or set "
+                     f"{'MINION_PORT' if what == 'API' else 'MINION_AWS_PORT'}")
+
+
+def _git_hash() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def configure_environment(config: LocalConfig) -> dict[str, str]:
+    """The service's environment for the local stack (before any boto3 client exists)."""
+    from chalicelib.runners import RUNNERS
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "AWS_ENDPOINT_URL": config.endpoint or f"http://127.0.0.1:{config.aws_port}",
+        "MINION_TABLE": "minion", "MINION_QUEUE_NAME": "minion-runs",
+        "MINION_TOKENS": ",".join(config.tokens),
+        "MINION_GITHASH": _git_hash(),
+        "MINION_BUILDSTAMP": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "POWERTOOLS_METRICS_NAMESPACE": "Minion", "POWERTOOLS_SERVICE_NAME": "minion",
+    }
+    if config.accounts_file:
+        env["MINION_ACCOUNTS_FILE"] = config.accounts_file
+    else:  # any account name, every runner, acting in the emulator's default account
+        env["MINION_ACCOUNTS"] = json.dumps({"accounts": {"*": {"runners": sorted(RUNNERS)}}})
+    os.environ.update(env)
+    return env
+
+
+class LocalContext:
+    """The Lambda context handed to the handlers (the fields Powertools reads)."""
+
+    def __init__(self, function_name: str, timeout_seconds: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:us-east-1:123456789012:function:minion-local-{function_name}")
+        self.log_group_name = f"/aws/lambda/minion-local-{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the invocation's timeout."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def create_resources() -> str:
+    """The table (and due index) and the runs queue with its DLQ; the queue URL."""
+    import boto3
+
+    from chalicelib.settings import get_settings
+    from chalicelib.store import table_definition
+
+    settings = get_settings()
+    dynamodb = boto3.client("dynamodb")
+    if settings.table_name not in dynamodb.list_tables()["TableNames"]:
+        dynamodb.create_table(**table_definition(settings.table_name))
+    sqs = boto3.client("sqs")
+    dlq_url = sqs.create_queue(QueueName=settings.queue_name + "-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    return sqs.create_queue(QueueName=settings.queue_name, Attributes={
+        "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
+                                     "maxReceiveCount": str(MAX_RECEIVES)})})["QueueUrl"]
+
+
+class Snapshot:
+    """The table's items in a JSON file: written atomically, restored at start."""
+
+    def __init__(self, path: Path, table: str) -> None:
+        import boto3
+
+        self.path = path
+        self.table = table
+        self.client = boto3.client("dynamodb")
+        self._last = ""
+
+    def restore(self) -> int:
+        """Put back the items of the last snapshot; how many."""
+        if not self.path.exists():
+            return 0
+        items = json.loads(self.path.read_text())
+        for start in range(0, len(items), 25):
+            pending: dict[str, Any] = {self.table: [{"PutRequest": {"Item": i}}
+                                                    for i in items[start:start + 25]]}
+            while pending:
+                pending = self.client.batch_write_item(RequestItems=pending).get(
+                    "UnprocessedItems") or {}
+        self._last = self.path.read_text()
+        return len(items)
+
+    def save(self) -> None:
+        """Write the table's items (only when they changed)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self.table}
+        while True:
+            page = self.client.scan(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        text = json.dumps(sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])))
+        if text != self._last:
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(text)
+            temporary.replace(self.path)
+            self._last = text
+
+
+def tick_loop(stop: threading.Event, handler: Any) -> None:
+    """At each minute boundary, invoke the tick with a real scheduled-event payload.
+
+    Like EventBridge's asynchronous invoke, a tick that raises is retried (twice).
+    """
+    while not stop.is_set():
+        now = time.time()
+        minute = int(now // 60 + 1) * 60
+        if stop.wait(minute - now):
+            return
+        stamp = datetime.fromtimestamp(minute, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+                 "source": "aws.events", "account": "123456789012", "time": stamp,
+                 "region": os.environ["AWS_DEFAULT_REGION"],
+                 "resources": ["arn:aws:events:us-east-1:123456789012:rule/minion-local-tick"],
+                 "detail": {}}
+        for attempt in range(3):
+            try:
+                handler(event, LocalContext("tick", 120))
+                break
+            except Exception as error:  # the platform's retry, as in AWS
+                print(f"tick {stamp} failed (attempt {attempt + 1}): {error}", file=sys.stderr)
+                if stop.wait(2 ** attempt):
+                    return
+
+
+def worker_loop(stop: threading.Event, handler: Any, queue_url: str) -> None:
+    """Long-poll the queue and invoke the worker with real SQS event payloads.
+
+    As Lambda's event source mapping does: items reported in `batchItemFailures` stay on
+    the queue (back after the visibility timeout, to the DLQ after MAX_RECEIVES); the rest
+    are deleted.
+    """
+    import boto3
+
+    sqs = boto3.client("sqs")
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    while not stop.is_set():
+        try:
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                           WaitTimeSeconds=1, AttributeNames=["All"],
+                                           MessageAttributeNames=["All"]).get("Messages", [])
+        except Exception as error:
+            if stop.is_set():
+                return
+            print(f"worker: receive failed: {error}", file=sys.stderr)
+            stop.wait(1)
+            continue
+        if not messages:
+            continue
+        event = {"Records": [{
+            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+            "attributes": m.get("Attributes", {}), "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": arn,
+            "awsRegion": os.environ["AWS_DEFAULT_REGION"]} for m in messages]}
+        try:
+            result = handler(event, LocalContext("worker", 120)) or {}
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        except Exception as error:  # the whole batch failed: every message comes back
+            print(f"worker: batch failed: {error}", file=sys.stderr)
+            continue
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+
+
+def main() -> None:
+    """Run the stack until Ctrl-C or SIGTERM."""
+    config = LocalConfig.from_env()
+    _check_free(config.port, "API")
+    if config.endpoint is None:
+        _check_free(config.aws_port, "AWS emulator")
+    configure_environment(config)
+    sys.path.insert(0, str(ROOT))
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulated AWS call
+    moto_server = None
+    if config.endpoint is None:
+        from moto.server import ThreadedMotoServer
+
+        moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=config.aws_port,
+                                         verbose=False)
+        moto_server.start()
+
+    queue_url = create_resources()
+    from chalicelib.settings import get_settings
+
+    snapshot = Snapshot(config.state_dir / "table.json", get_settings().table_name)
+    restored = snapshot.restore()
+
+    import app as app_module
+    from local.server import start_api
+
+    api = start_api(app_module.app, config.port)
+    threads = [threading.Thread(target=tick_loop, args=(stop, app_module.tick), daemon=True,
+                                name="tick"),
+               threading.Thread(target=worker_loop, args=(stop, app_module.worker, queue_url),
+                                daemon=True, name="worker")]
+    for thread in threads:
+        thread.start()
+
+    base = f"http://127.0.0.1:{config.port}/v1/minion"
+    print(f"minion is running (restored {restored} items from {config.state_dir}/table.json)")
+    print(f"  API:          {base}   (try: curl {base}/ping)")
+    print(f"  AWS emulator: {os.environ['AWS_ENDPOINT_URL']}")
+    if config.token_generated:
+        print(f"  token:        {config.tokens[0]}   (development token, also in "
+              f"{config.state_dir}/dev-token; set MINION_TOKENS to choose your own)")
+    else:
+        print("  token:        one of MINION_TOKENS")
+    print(f"  authenticate: curl -H 'X-Auth-Token: <token>' {base}/<account>/jobs")
+    print("Press Ctrl-C to stop.", flush=True)
+
+    while not stop.wait(SNAPSHOT_SECONDS):
+        try:
+            snapshot.save()
+        except Exception as error:
+            print(f"snapshot failed: {error}", file=sys.stderr)
+    print("stopping...", flush=True)
+    api.shutdown()
+    for thread in threads:
+        thread.join(timeout=5)
+    snapshot.save()
+    if moto_server is not None:
+        moto_server.stop()
+    print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    main()
