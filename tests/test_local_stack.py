@@ -1,0 +1,201 @@
+"""End to end: `python -m local.stack` (what `make run` starts), spoken to over HTTP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Stack:
+    """A running local stack in a subprocess."""
+
+    def __init__(self, state_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.port, self.aws_port = _free_port(), _free_port()
+        self.state_dir = state_dir
+        self.env = {**{k: v for k, v in os.environ.items()
+                       if not k.startswith(("AWS_", "MINION_"))},
+                    "MINION_PORT": str(self.port), "MINION_AWS_PORT": str(self.aws_port),
+                    "MINION_STATE_DIR": str(state_dir), **(env or {})}
+        self.process: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/minion"
+
+    def start(self) -> "Stack":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.stack"], cwd=ROOT, env=self.env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stdout.read()  # type: ignore
+            try:
+                if httpx.get(self.base + "/ping", timeout=1).text == "pong":
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise AssertionError("the local stack did not answer /ping within 60 s")
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=30)
+        finally:
+            self.output = self.process.stdout.read()  # type: ignore[union-attr]
+        return code
+
+    def token(self) -> str:
+        return (self.state_dir / "dev-token").read_text().strip()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    running = Stack(tmp_path / "state").start()
+    yield running
+    if running.process and running.process.poll() is None:
+        running.stop()
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {"X-Auth-Token": token, "Content-Type": "application/json"}
+
+
+DUMMY_JOB = {"description": "Do some dumb thing to my server",
+             "details": {"runner": "dummyRunner"}, "group": "space-xy",
+             "modified_by": "someone", "name": "dummy-spin1234567",
+             "schedule_expression": "* * * ? *", "enabled": True}
+
+
+def test_readme_curl_session_creates_lists_gets_runs_and_deletes_the_dummy_job(
+        stack: Stack) -> None:
+    # Given the running stack and its development token
+    h = _headers(stack.token())
+    # When the README's session is followed
+    created = httpx.post(stack.base + "/spinup/jobs/space-xy", headers=h, json=DUMMY_JOB)
+    job_id = created.json()["id"]
+    listed = httpx.get(stack.base + "/spinup/jobs", headers=h).json()
+    in_group = httpx.get(stack.base + "/spinup/jobs/space-xy", headers=h).json()
+    fetched = httpx.get(f"{stack.base}/spinup/jobs/space-xy/{job_id}", headers=h)
+    run = httpx.patch(f"{stack.base}/spinup/jobs/space-xy/{job_id}", headers=h)
+    runs: list[dict[str, Any]] = []
+    for _ in range(50):  # the worker loop picks the run up within a second or two
+        runs = httpx.get(f"{stack.base}/spinup/jobs/space-xy/{job_id}/runs",
+                         headers=h).json()["runs"]
+        if any(r["run_id"] == run.json()["run_id"] and r["status"] == "succeeded" for r in runs):
+            break
+        time.sleep(0.2)
+    deleted = httpx.delete(f"{stack.base}/spinup/jobs/space-xy/{job_id}", headers=h)
+    gone = httpx.get(f"{stack.base}/spinup/jobs/space-xy/{job_id}", headers=h)
+    # Then every step answers as the README says
+    assert created.status_code == 200
+    assert created.headers["location"].endswith(f"/spinup/jobs/space-xy/{job_id}")
+    assert listed == [f"space-xy/{job_id}"] and in_group == [job_id]
+    assert fetched.status_code == 200 and fetched.json()["name"] == "dummy-spin1234567"
+    assert fetched.headers["etag"] == '"1"'
+    assert run.status_code == 202 and run.json()["status"] == "queued"
+    manual = [r for r in runs if r["run_id"] == run.json()["run_id"]]
+    assert manual and manual[0]["status"] == "succeeded"
+    assert manual[0]["output"] == "Hello, spinup!"
+    assert deleted.status_code == 202 and gone.status_code == 404
+
+
+def test_stack_refuses_requests_without_a_token_and_answers_unknown_paths_404(
+        stack: Stack) -> None:
+    # Given the running stack
+    # When requests come without a token, and with one to a path that does not exist
+    no_token = httpx.get(stack.base + "/spinup/jobs")
+    unknown_without = httpx.get(stack.base + "/no/such/route/here")
+    unknown_with = httpx.get(stack.base + "/no/such/route/here", headers=_headers(stack.token()))
+    # Then
+    assert no_token.status_code == 401 and no_token.json()["Code"] == "UnauthorizedError"
+    assert unknown_without.status_code == 401
+    assert unknown_with.status_code == 404
+
+
+def test_jobs_survive_a_restart_and_sigterm_leaves_no_process(tmp_path: Path) -> None:
+    # Given a stack holding a job
+    first = Stack(tmp_path / "state").start()
+    h = _headers(first.token())
+    job_id = httpx.post(first.base + "/spinup/jobs/space-xy", headers=h,
+                        json={**DUMMY_JOB, "enabled": False}).json()["id"]
+    # When it is stopped with SIGTERM and started again on the same state directory
+    code = first.stop()
+    second = Stack(tmp_path / "state").start()
+    try:
+        fetched = httpx.get(f"{second.base}/spinup/jobs/space-xy/{job_id}", headers=h)
+    finally:
+        second.stop()
+    # Then it stopped cleanly, freed its ports, and the job is still there
+    assert code == 0 and "stopped." in first.output
+    for port in (first.port, first.aws_port):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+    assert fetched.status_code == 200 and fetched.json()["name"] == "dummy-spin1234567"
+
+
+def test_an_accounts_file_limits_accounts_and_runners(tmp_path: Path) -> None:
+    # Given a registry naming one account allowed only the dummy runner
+    registry = tmp_path / "accounts.json"
+    registry.write_text(json.dumps({"accounts": {"team": {"runners": ["dummyRunner"]}}}))
+    stack = Stack(tmp_path / "state", {"MINION_ACCOUNTS_FILE": str(registry),
+                                       "MINION_TOKENS": "chosen-token-1,chosen-token-2"}).start()
+    try:
+        h = _headers("chosen-token-2")
+        unknown = httpx.get(stack.base + "/other/jobs", headers=h)
+        instance_job = {**DUMMY_JOB, "details": {"runner": "instanceRunner",
+                                                 "instance_id": "i-aaaabbbb11112222",
+                                                 "instance_action": "start"}}
+        refused = httpx.post(stack.base + "/team/jobs/space-xy", headers=h, json=instance_job)
+        allowed = httpx.post(stack.base + "/team/jobs/space-xy", headers=h, json=DUMMY_JOB)
+    finally:
+        stack.stop()
+    # Then
+    assert unknown.status_code == 404 and unknown.json()["Message"] == "account not found: other"
+    assert refused.status_code == 400 and "details.runner" in refused.json()["Message"]
+    assert allowed.status_code == 200
+
+
+@pytest.mark.slow
+def test_every_minute_job_runs_once_per_minute_with_no_gap_and_no_duplicate(
+        stack: Stack) -> None:
+    # Given an enabled every-minute job
+    h = _headers(stack.token())
+    job_id = httpx.post(stack.base + "/spinup/jobs/space-xy", headers=h,
+                        json=DUMMY_JOB).json()["id"]
+    first = httpx.get(f"{stack.base}/spinup/jobs/space-xy/{job_id}", headers=h).json()["next"]
+    # When three minute boundaries pass
+    runs: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        runs = httpx.get(f"{stack.base}/spinup/jobs/space-xy/{job_id}/runs?limit=100",
+                         headers=h).json()["runs"]
+        if len([r for r in runs if r["status"] == "succeeded"]) >= 3:
+            break
+        time.sleep(2)
+    # Then it ran at each of the three minutes from its first `next`, once each
+    scheduled = sorted(r["scheduled_for"] for r in runs)
+    assert len(scheduled) == len(set(scheduled)), "an occurrence ran twice"
+    assert all(r["status"] == "succeeded" and r["trigger"] == "schedule" for r in runs)
+    stamps = [time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) for s in scheduled]
+    assert scheduled[0] == first
+    assert len(stamps) >= 3 and all(b - a == 60 for a, b in zip(stamps, stamps[1:]))
