@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from .base import (DetailsError, PermanentError, RetryableError, RunContext, Runner,
                    RunnerError, RunResult)
+from .autoscaling import AutoscalingRunner
 from .database import DatabaseRunner
 from .dummy import DummyRunner
 from .instance import InstanceRunner
+from .lambda_ import LambdaRunner
 from .service import ServiceRunner
 from .task import TaskRunner
 
@@ -15,6 +17,8 @@ RUNNERS: dict[str, Runner] = {r.name: r for r in (
     DatabaseRunner(),
     ServiceRunner(),
     TaskRunner(),
+    AutoscalingRunner(),
+    LambdaRunner(),
 )}
 
 __all__ = ["RUNNERS", "get_runner", "DetailsError", "PermanentError", "RetryableError",

@@ -146,6 +146,9 @@ TRANSIENT_CODES = frozenset({
     "RequestTimeout", "RequestTimeoutException", "IDPCommunicationError",
     # Lambda: the function is still being created or updated.
     "ResourceNotReadyException", "ResourceConflictException",
+    # Auto Scaling: another update or scaling activity has not finished yet.
+    "ScalingActivityInProgress", "ScalingActivityInProgressFault", "ResourceContention",
+    "ResourceContentionFault",
     # Credentials that expired mid-run: the next attempt assumes the role again.
     "ExpiredToken", "ExpiredTokenException", "RequestExpired",
 })
@@ -158,8 +161,7 @@ ACCESS_CODES = frozenset({
 # can help depends on the state it is in, which only the runner knows (`between_states`).
 STATE_CODES = frozenset({
     "IncorrectInstanceState", "IncorrectState", "InvalidDBInstanceState",
-    "InvalidDBInstanceStateFault", "InvalidDBClusterStateFault", "ScalingActivityInProgress",
-    "ScalingActivityInProgressFault",
+    "InvalidDBInstanceStateFault", "InvalidDBClusterStateFault",
 })
 NOT_FOUND_SUFFIXES = ("NotFound", "NotFoundFault", "NotFoundException")
 
@@ -186,10 +188,11 @@ def classify(error: Exception, action: str, *, between_states: bool = False) -> 
         text = f"{action}: {code}: {message}"
         if code in STATE_CODES:
             return (RetryableError if between_states else PermanentError)(text, code)
-        if code in THROTTLING_CODES or code in TRANSIENT_CODES or status == 429 or status >= 500:
-            return RetryableError(text, code)
+        # Before the status check: Lambda answers KMSAccessDeniedException with HTTP 502.
         if code in ACCESS_CODES:
             return PermanentError(f"{action}: access denied: {code}: {message}", code)
+        if code in THROTTLING_CODES or code in TRANSIENT_CODES or status == 429 or status >= 500:
+            return RetryableError(text, code)
         # Not found, invalid parameters, and any other client error: the same request fails again.
         return PermanentError(text, code)
     if isinstance(error, (HTTPClientError, BotoConnectionError)):
