@@ -16,7 +16,14 @@ DEFAULT_ACCOUNT = "123456789012"  # moto's account for the fake credentials belo
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fake credentials, one region, and moto's in-process AWS; no real endpoint reachable."""
+    """Fake credentials, one region, and moto's in-process AWS (Lambda without Docker)."""
+    fake_credentials(monkeypatch)
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        yield
+
+
+def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials moto maps to account 123456789012, one region, no profile or endpoint."""
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE",
                  "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -24,8 +31,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    with mock_aws(config={"lambda": {"use_docker": False}}):
-        yield
 
 
 def clients() -> Callable[[str], Any]:

@@ -1,0 +1,176 @@
+"""What every runner shares: the registry, strict details helpers, and error classification."""
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError,
+                                 NoCredentialsError, ParamValidationError, ReadTimeoutError)
+
+from chalicelib.runners import RUNNERS, get_runner
+from chalicelib.runners.base import (DetailsError, PermanentError, RetryableError, check_keys,
+                                     classify, parse_int)
+from runner_support import REGION, aws, context  # noqa: F401  (aws is a fixture)
+
+EXAMPLES: dict[str, dict[str, str]] = {
+    "dummyRunner": {},
+    "instanceRunner": {"instance_id": "i-0123456789abcdef0", "instance_action": "stop"},
+    "databaseRunner": {"instance_id": "reports-db", "database_action": "stop"},
+    "serviceRunner": {"service_action": "scale", "service_cluster": "apps",
+                      "service_name": "web", "desired_count": "2"},
+    "taskRunner": {"task_action": "run", "task_cluster": "apps", "task_name": "nightly:3",
+                   "count": "1", "subnets": "subnet-0123456789abcdef0"},
+    "autoscalingRunner": {"group_name": "workers", "desired_capacity": "0", "min_size": "0"},
+    "lambdaRunner": {"function_name": "cleanup", "payload": '{"dry_run": false}'},
+}
+
+
+def client_error(code: str, status: int = 400, message: str = "stub message") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message},
+                        "ResponseMetadata": {"HTTPStatusCode": status}}, "AnyOperation")
+
+
+# --- registry ------------------------------------------------------------------------------
+
+def test_every_runner_of_the_spec_is_registered_under_its_name() -> None:
+    # Given the spec's runner names / Then each resolves to a runner of that name
+    assert set(RUNNERS) == set(EXAMPLES)
+    for name in EXAMPLES:
+        assert get_runner(name).name == name
+    assert get_runner("shellRunner") is None
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_each_runner_accepts_its_documented_example(name: str) -> None:
+    # Given the README example for the runner / When validated / Then accepted
+    get_runner(name).validate({"runner": name, **EXAMPLES[name]})
+
+
+@pytest.mark.parametrize("name", sorted(set(EXAMPLES) - {"dummyRunner"}))
+def test_each_runner_rejects_an_unknown_key_by_name(name: str) -> None:
+    # Given a valid example plus a key no runner knows / Then that key is named
+    with pytest.raises(DetailsError) as raised:
+        get_runner(name).validate({"runner": name, **EXAMPLES[name], "colour": "blue"})
+    assert raised.value.key == "colour"
+
+
+@pytest.mark.parametrize("name", sorted(set(EXAMPLES) - {"dummyRunner"}))
+def test_each_runner_rejects_a_non_string_value(name: str) -> None:
+    # Given a valid example with one value a number instead of text / Then that key is named
+    details: dict[str, Any] = {"runner": name, **EXAMPLES[name]}
+    key = next(iter(EXAMPLES[name]))
+    details[key] = 3
+    with pytest.raises(DetailsError) as raised:
+        get_runner(name).validate(details)
+    assert raised.value.key == key
+
+
+@pytest.mark.parametrize("name", sorted(set(EXAMPLES) - {"dummyRunner"}))
+def test_each_runner_fails_permanently_at_run_time_on_details_it_would_reject(
+        name: str) -> None:
+    # Given a stored job missing its first required key (as an older version might store)
+    details = {"runner": name, **EXAMPLES[name]}
+    missing = next(iter(EXAMPLES[name]))
+    del details[missing]
+    # When it runs / Then a permanent failure naming the key, and no AWS client is asked for
+    with pytest.raises(PermanentError, match=f"details.{missing}"):
+        get_runner(name).run(details, context(lambda s: pytest.fail("no AWS call expected")))
+
+
+# --- strict details helpers ----------------------------------------------------------------
+
+@pytest.mark.parametrize("text, value", [("3", 3), ("+3", 3), ("0", 0), ("-0", 0), ("10", 10),
+                                         ("007", 7)])
+def test_strict_integers_accept_plain_decimal_text(text: str, value: int) -> None:
+    assert parse_int({"n": text}, "n", minimum=0, maximum=10) == value
+
+
+@pytest.mark.parametrize("text", ["3.0", " 3", "3 ", "three", "", "+", "3\n", "1e1", "0x3",
+                                  "3_0", "٣", "11", "-1", "9" * 5000])
+def test_strict_integers_reject_anything_else_or_out_of_range(text: str) -> None:
+    with pytest.raises(DetailsError, match=r"^details\.n: must be an integer from 0 to 10$"):
+        parse_int({"n": text}, "n", minimum=0, maximum=10)
+
+
+def test_missing_key_is_named_before_unknown_ones() -> None:
+    with pytest.raises(DetailsError) as raised:
+        check_keys({"runner": "r", "zzz": "1"}, "r", ("needed",))
+    assert (raised.value.key, raised.value.rule) == ("needed", "required by r")
+
+
+# --- classification ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("code, status, retryable", [
+    ("Throttling", 400, True),
+    ("ThrottlingException", 400, True),
+    ("RequestLimitExceeded", 503, True),
+    ("TooManyRequestsException", 429, True),
+    ("SomethingNew", 429, True),
+    ("InternalError", 500, True),
+    ("ServiceUnavailable", 503, True),
+    ("AnythingAtAll", 502, True),
+    ("ExpiredToken", 400, True),
+    ("InvalidInstanceID.NotFound", 400, False),
+    ("DBInstanceNotFound", 404, False),
+    ("DBClusterNotFoundFault", 404, False),
+    ("ServiceNotFoundException", 400, False),
+    ("ClusterNotFoundException", 400, False),
+    ("ResourceNotFoundException", 404, False),
+    ("AccessDenied", 403, False),
+    ("AccessDeniedException", 400, False),
+    ("UnauthorizedOperation", 403, False),
+    ("AuthFailure", 401, False),
+    ("KMSAccessDeniedException", 502, False),
+    ("ScalingActivityInProgress", 400, True),
+    ("ValidationError", 400, False),
+    ("InvalidParameterValue", 400, False),
+    ("SomethingNew", 400, False),
+])
+def test_aws_error_codes_are_classified(code: str, status: int, retryable: bool) -> None:
+    # Given an AWS error with this code and status / When classified
+    error = classify(client_error(code, status), "ec2 StopInstances i-1")
+    # Then retryable or permanent as the spec says, keeping the code and AWS's message
+    assert isinstance(error, RetryableError if retryable else PermanentError)
+    assert error.retryable is retryable
+    assert error.code == code
+    assert str(error).startswith("ec2 StopInstances i-1: ") and "stub message" in str(error)
+
+
+@pytest.mark.parametrize("code", ["IncorrectInstanceState", "InvalidDBInstanceState",
+                                  "InvalidDBClusterStateFault"])
+def test_state_conflicts_are_retryable_only_between_states(code: str) -> None:
+    assert isinstance(classify(client_error(code), "x", between_states=True), RetryableError)
+    assert isinstance(classify(client_error(code), "x"), PermanentError)
+
+
+@pytest.mark.parametrize("error", [
+    EndpointConnectionError(endpoint_url="https://ec2.us-east-1.amazonaws.com"),
+    ConnectTimeoutError(endpoint_url="https://ec2.us-east-1.amazonaws.com"),
+    ReadTimeoutError(endpoint_url="https://ec2.us-east-1.amazonaws.com"),
+])
+def test_connection_failures_and_timeouts_are_retryable(error: Exception) -> None:
+    classified = classify(error, "ec2 StopInstances i-1")
+    assert isinstance(classified, RetryableError)
+    assert classified.code is None
+
+
+@pytest.mark.parametrize("error", [NoCredentialsError(), ParamValidationError(report="bad")])
+def test_local_configuration_failures_are_permanent(error: Exception) -> None:
+    assert isinstance(classify(error, "ec2 StopInstances i-1"), PermanentError)
+
+
+def test_access_denied_says_so_in_the_message() -> None:
+    error = classify(client_error("AccessDenied", 403, "not authorized to perform x"), "sts Y")
+    assert str(error) == "sts Y: access denied: AccessDenied: not authorized to perform x"
+
+
+def test_an_unreachable_endpoint_fails_retryably(aws: None) -> None:
+    # Given an EC2 client whose endpoint refuses connections (port 9, one attempt)
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url="http://127.0.0.1:9",
+                       config=Config(retries={"total_max_attempts": 1}, connect_timeout=1))
+    # When a runner acts through it / Then a retryable failure, not a crash
+    with pytest.raises(RetryableError, match="EndpointConnectionError"):
+        get_runner("instanceRunner").run({"runner": "instanceRunner", **EXAMPLES["instanceRunner"]},
+                                         context(lambda service: ec2))
