@@ -114,6 +114,19 @@ def metrics() -> Response:
                     headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
+@route(BASE + "/openapi.json", ["GET"], public=True)
+def openapi() -> Response:
+    return Response(body=_openapi_document(), status_code=200,
+                    headers={"Content-Type": "application/json"})
+
+
+@functools.lru_cache(maxsize=1)
+def _openapi_document() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).parent / "chalicelib" / "openapi.json").read_text()
+
+
 # --- with a token -------------------------------------------------------------------------
 
 @route(BASE + "/schedule", ["GET"])
@@ -181,6 +194,7 @@ for _path, _methods in (
         (BASE + "/version", ["POST", "PUT", "DELETE", "PATCH"]),
         (BASE + "/metrics", ["POST", "PUT", "DELETE", "PATCH"]),
         (BASE + "/schedule", ["POST", "PUT", "DELETE", "PATCH"]),
+        (BASE + "/openapi.json", ["POST", "PUT", "DELETE", "PATCH"]),
         (JOBS, ["POST", "PUT", "DELETE", "PATCH"]),
         (GROUP, ["PUT", "PATCH"]),
         (JOB, ["POST"]),
