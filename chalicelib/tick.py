@@ -20,8 +20,9 @@ from .runs import Run, scheduled_run_id
 from .store import Store
 
 MAX_MISSED_RECORDS = 100
-# A job whose tick has been missing longer than this is only looked at over this window:
-# older occurrences are neither run nor recorded one by one.
+# A job whose tick has been missing longer than this (or than its starting deadline, when that
+# is longer) is only looked at over this window: older occurrences are too old to run, and are
+# neither run nor recorded one by one.
 CATCH_UP_WINDOW = timedelta(days=1)
 
 
@@ -56,8 +57,9 @@ def decide(job: Job, schedule: schedules.Schedule, minute: datetime) -> Decision
     assert job.next is not None and job.next <= minute
     anchor = job.anchor if schedule.is_interval() else None
     occurrence: datetime | None = job.next
-    if minute - occurrence > CATCH_UP_WINDOW:
-        occurrence = schedule.next_after(minute - CATCH_UP_WINDOW, anchor)
+    window = max(CATCH_UP_WINDOW, timedelta(seconds=job.deadline_seconds))
+    if minute - occurrence > window:
+        occurrence = schedule.next_after(minute - window, anchor)
     due: deque[datetime] = deque(maxlen=MAX_MISSED_RECORDS + 1)
     while occurrence is not None and occurrence <= minute:
         due.append(occurrence)
