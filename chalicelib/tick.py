@@ -113,7 +113,7 @@ class Ticker:
                 if decision.run_at is not None:
                     to_send.append((job, decision, _message(job, decision.run_at)))
             # Jobs with only missed occurrences: record and advance, nothing to send.
-            list(pool.map(lambda item: self._record_missed(*item, report), to_advance))
+            report.missed += sum(pool.map(lambda item: self._record_missed(*item), to_advance))
             for outcome in pool.map(self._send_and_advance, batches(to_send)):
                 report.queued += outcome[0]
                 report.not_sent.extend(outcome[1])
@@ -134,7 +134,9 @@ class Ticker:
             return None
         return decide(job, schedule, minute)
 
-    def _record_missed(self, job: Job, decision: Decision, report: TickReport) -> None:
+    def _record_missed(self, job: Job, decision: Decision) -> int:
+        """Record a job's missed occurrences; how many were new (a retried tick finds some)."""
+        recorded = 0
         for occurrence in decision.missed:
             stamp = iso(occurrence)
             if self.store.put_run(Run(
@@ -144,11 +146,12 @@ class Ticker:
                     error=(f"not started within its starting deadline "
                            f"({job.deadline_seconds} s)" if decision.run_at is None else
                            f"superseded by the later occurrence {iso(decision.run_at)}"))):
-                report.missed += 1
+                recorded += 1
         if decision.missed:
             logger.warning("occurrences missed", extra={
                 "job_id": job.id, "missed": len(decision.missed),
                 "oldest": iso(decision.missed[0]), "newest": iso(decision.missed[-1])})
+        return recorded
 
     def _send_and_advance(self, batch: list[tuple[Job, Decision, RunMessage]]
                           ) -> tuple[int, list[str]]:
