@@ -313,7 +313,8 @@ def _set_enabled(session: Session, account: str, group: str, job_id: str, enable
     job, written = session.client().update_job(account, group, job_id, edit)
     word = "enabled" if enabled else "disabled"
     if written:
-        message = f"{word} job {group}/{job_id} (version {job['version']}, next {job['next']})"
+        next_run = f", next run {job['next']}" if job.get("next") else ""
+        message = f"{word} job {group}/{job_id} (version {job['version']}{next_run})"
     else:
         message = f"job {group}/{job_id} was already {word}"
     session.show(job, lambda: message)

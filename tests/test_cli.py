@@ -1,0 +1,716 @@
+"""The `minion` CLI, driven with click's CliRunner against the real app (Chalice's test client
+over moto), the worker run from the queue where `run --wait` would sleep."""
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any, Callable
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from minion_cli.main import (API_ERROR, STILL_RUNNING, UNREACHABLE, UNSUCCESSFUL, USAGE,
+                             Session, cli)
+from tests.conftest import TOKEN, auth, drain, sqs_event
+
+DUMMY = ["--name", "dummy-spin1234567", "--runner", "dummyRunner",
+         "--schedule", "* * * ? *", "--description", "Do some dumb thing to my server",
+         "--modified-by", "someone"]
+
+
+class ChaliceTransport(httpx.BaseTransport):
+    """Hands each httpx request to Chalice's test client: method, path with query, headers,
+    body. `before` may act first (e.g. win a race against the CLI's write)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.requests: list[httpx.Request] = []
+        self.before: Callable[[httpx.Request], None] | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.before is not None:
+            self.before(request)
+        answer = self.client.http.request(request.method, request.url.raw_path.decode("ascii"),
+                                          headers=dict(request.headers), body=request.read())
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.body)
+
+
+def _no_sleep(_seconds: float) -> None:
+    raise AssertionError("the command waited, but no test asked it to")
+
+
+@pytest.fixture
+def transport(client: Any) -> ChaliceTransport:
+    return ChaliceTransport(client)
+
+
+@pytest.fixture(autouse=True)
+def _clean_cli_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """No test reads the developer's MINION_* variables or their .minion/dev-token."""
+    for name in ("MINION_URL", "MINION_TOKEN", "MINION_ACCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MINION_STATE_DIR", str(tmp_path / "no-state"))
+
+
+@pytest.fixture
+def minion(transport: ChaliceTransport) -> Callable[..., Result]:
+    """Run `minion ARGS...` against the app; `sleep` is what `run --wait` does between polls."""
+    def invoke(*args: str, sleep: Callable[[float], None] = _no_sleep,
+               env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
+        session = Session(transport=transport, sleep=sleep)
+        return CliRunner().invoke(cli, list(args), obj=session, input=input,
+                                  env={"MINION_TOKEN": TOKEN, **(env or {})})
+    return invoke
+
+
+@pytest.fixture
+def worker(aws: dict[str, Any]) -> Callable[[float], None]:
+    """Stands in for sleeping: the worker Lambda handles whatever the queue holds."""
+    from chalicelib.worker import handle_batch
+
+    def run_worker(_seconds: float) -> None:
+        messages = drain(aws["sqs"], aws["queue_url"])
+        if messages:
+            handle_batch(sqs_event(messages))
+    return run_worker
+
+
+def create(minion: Callable[..., Result], *extra: str, group: str = "space-xy") -> dict[str, Any]:
+    result = minion("--json", "jobs", "create", "spinup", group, *DUMMY, *extra)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def stored(client: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """The job as the API holds it now (read without the CLI)."""
+    answer = client.http.get(f"/v1/minion/spinup/jobs/{job['group']}/{job['id']}",
+                             headers=auth())
+    assert answer.status_code == 200, answer.body
+    return json.loads(answer.body)
+
+
+def error_line(result: Result) -> str:
+    """The one line a failed command printed on stderr."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def error_line_after_progress(result: Result) -> str:
+    """The last line on stderr, after `run --wait`'s progress lines."""
+    return result.stderr.strip().splitlines()[-1]
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+def test_create_with_options_stores_the_job_and_prints_it_as_aligned_fields(
+        minion: Callable[..., Result], client: Any) -> None:
+    # Given nothing stored
+    # When a job is created with options
+    result = minion("jobs", "create", "spinup", "space-xy", *DUMMY, "--enabled",
+                    "--tz", "Europe/Zurich")
+
+    # Then the API holds it, and the output shows its fields aligned
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines())
+    job = stored(client, {"group": "space-xy", "id": lines["id"]})
+    assert job["name"] == "dummy-spin1234567"
+    assert job["details"] == {"runner": "dummyRunner"}
+    assert job["enabled"] is True and job["schedule_timezone"] == "Europe/Zurich"
+    assert job["modified_by"] == "someone"
+    assert lines["details"] == "runner=dummyRunner" and lines["enabled"] == "yes"
+    assert lines["next"] == job["next"]
+    value_column = {line.index(line.split(None, 1)[1]) for line in result.stdout.splitlines()}
+    assert len(value_column) == 1
+
+
+def test_create_without_enabled_leaves_the_job_disabled(minion: Callable[..., Result]) -> None:
+    job = create(minion)
+
+    assert job["enabled"] is False and job["next"] is None
+
+
+def test_create_from_a_file_takes_the_file_and_lets_options_override_it(
+        minion: Callable[..., Result], client: Any, tmp_path: Any) -> None:
+    # Given a job file in the seed README's form
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({
+        "description": "from the file", "details": {"runner": "dummyRunner"},
+        "group": "space-xy", "modified_by": "someone", "name": "from-file",
+        "schedule_expression": "* * * ? *", "enabled": True}))
+
+    # When it is created with one option on top
+    result = minion("--json", "jobs", "create", "spinup", "space-xy", "--file", str(path),
+                    "--name", "from-options")
+
+    # Then the file's fields are stored, the option winning
+    assert result.exit_code == 0, result.output
+    job = stored(client, json.loads(result.stdout))
+    assert job["name"] == "from-options"
+    assert job["description"] == "from the file" and job["enabled"] is True
+
+
+def test_create_reads_the_wrapped_wire_form_from_stdin(minion: Callable[..., Result],
+                                                       client: Any) -> None:
+    document = {"job": {"name": "wrapped", "schedule_expression": "0 7 * * *",
+                        "details": {"runner": "dummyRunner"}},
+                "tags": [{"key": "owner", "value": "spinup"}]}
+
+    result = minion("--json", "jobs", "create", "spinup", "space-xy", "-f", "-",
+                    "--modified-by", "cli", input=json.dumps(document))
+
+    assert result.exit_code == 0, result.output
+    job = stored(client, json.loads(result.stdout))
+    assert job["name"] == "wrapped" and job["modified_by"] == "cli"
+    assert job["tags"] == [{"key": "owner", "value": "spinup"}]
+
+
+def test_create_refused_by_the_api_prints_its_validation_message_and_stores_nothing(
+        minion: Callable[..., Result], client: Any) -> None:
+    # When the schedule has six fields
+    result = minion("jobs", "create", "spinup", "space-xy", "--name", "bad",
+                    "--runner", "dummyRunner", "--schedule", "* * * * * *")
+
+    # Then: exit 1, the API's message on one line, and no job
+    assert result.exit_code == API_ERROR
+    line = error_line(result)
+    assert line.startswith("Error: schedule_expression:")
+    assert "(400 BadRequestError)" in line
+    assert result.stdout == ""
+    assert json.loads(client.http.get("/v1/minion/spinup/jobs", headers=auth()).body) == []
+
+
+def test_a_malformed_detail_or_job_file_is_a_usage_error_before_any_request(
+        minion: Callable[..., Result], transport: ChaliceTransport, tmp_path: Any) -> None:
+    bad_file = tmp_path / "job.json"
+    bad_file.write_text("[1, 2]")
+
+    no_equals = minion("jobs", "create", "spinup", "g", *DUMMY, "--detail", "instance_id")
+    not_an_object = minion("jobs", "create", "spinup", "g", "--file", str(bad_file))
+
+    assert no_equals.exit_code == USAGE and "expected KEY=VALUE" in no_equals.stderr
+    assert not_an_object.exit_code == USAGE and "expected a JSON object" in not_an_object.stderr
+    assert transport.requests == []
+
+
+def test_jobs_list_shows_an_account_as_group_and_id_and_a_group_as_ids(
+        minion: Callable[..., Result]) -> None:
+    # Given two jobs in two groups
+    first = create(minion, group="alpha")
+    second = create(minion, group="beta")
+
+    # When the account and one group are listed, as tables and as JSON
+    account_table = minion("jobs", "list", "spinup")
+    account_json = minion("jobs", "list", "spinup", "--json")
+    group_json = minion("--json", "jobs", "list", "spinup", "beta")
+
+    # Then
+    assert account_table.exit_code == 0, account_table.output
+    assert account_table.stdout.splitlines() == [
+        "GROUP  ID", f"alpha  {first['id']}", f"beta   {second['id']}"]
+    assert json.loads(account_json.stdout) == [f"alpha/{first['id']}", f"beta/{second['id']}"]
+    assert json.loads(group_json.stdout) == [second["id"]]
+
+
+def test_jobs_list_long_shows_what_each_job_does_and_when(minion: Callable[..., Result]) -> None:
+    job = create(minion, "--enabled")
+
+    table = minion("jobs", "list", "spinup", "space-xy", "--long")
+    as_json = minion("--json", "jobs", "list", "spinup", "-l")
+
+    assert table.exit_code == 0, table.output
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["GROUP", "ID", "NAME", "ENABLED", "SCHEDULE", "NEXT", "LAST",
+                              "RUN"]
+    assert row.split() == ["space-xy", job["id"], "dummy-spin1234567", "yes", "*", "*", "*",
+                           "?", "*", job["next"], "-"]
+    assert [j["id"] for j in json.loads(as_json.stdout)] == [job["id"]]
+
+
+def test_jobs_list_of_an_empty_account_says_so_on_stderr(minion: Callable[..., Result]) -> None:
+    result = minion("jobs", "list", "limited")
+
+    assert result.exit_code == 0
+    assert result.stdout == "" and result.stderr == "no jobs in limited\n"
+
+
+def test_jobs_list_takes_the_account_from_minion_account(minion: Callable[..., Result]) -> None:
+    job = create(minion)
+
+    from_env = minion("--json", "jobs", "list", env={"MINION_ACCOUNT": "spinup"})
+    without = minion("jobs", "list")
+
+    assert json.loads(from_env.stdout) == [f"space-xy/{job['id']}"]
+    assert without.exit_code == USAGE and "MINION_ACCOUNT" in without.stderr
+
+
+def test_jobs_get_prints_the_job_as_fields_or_json(minion: Callable[..., Result]) -> None:
+    job = create(minion)
+
+    text = minion("jobs", "get", "spinup", "space-xy", job["id"])
+    as_json = minion("jobs", "get", "spinup", "space-xy", job["id"], "--json")
+
+    assert text.exit_code == 0, text.output
+    lines = dict(line.split(None, 1) for line in text.stdout.splitlines())
+    assert lines["id"] == job["id"] and lines["name"] == "dummy-spin1234567"
+    assert lines["enabled"] == "no" and lines["version"] == "1"
+    assert json.loads(as_json.stdout) == job
+
+
+def test_update_with_options_changes_only_those_fields(minion: Callable[..., Result],
+                                                       client: Any) -> None:
+    # Given a job with tags (set through the wire form)
+    job = create(minion)
+    tagged = {**{k: job[k] for k in ("name", "details", "schedule_expression")},
+              "tags": [{"key": "team", "value": "spinup"}]}
+    client.http.put(f"/v1/minion/spinup/jobs/space-xy/{job['id']}", headers=auth(),
+                    body=json.dumps(tagged))
+
+    # When only the schedule and description change
+    result = minion("--json", "jobs", "update", "spinup", "space-xy", job["id"],
+                    "--schedule", "0 7 * * MON-FRI", "--description", "weekday mornings")
+
+    # Then the rest is kept, and the version moved on
+    assert result.exit_code == 0, result.output
+    after = stored(client, job)
+    assert after["schedule_expression"] == "0 7 * * MON-FRI"
+    assert after["description"] == "weekday mornings"
+    assert after["name"] == "dummy-spin1234567" and after["details"] == {"runner": "dummyRunner"}
+    assert after["tags"] == [{"key": "team", "value": "spinup"}]
+    assert after["version"] == 3 and json.loads(result.stdout) == after
+
+
+def test_update_from_a_file_with_a_stale_version_is_refused_and_changes_nothing(
+        minion: Callable[..., Result], client: Any, tmp_path: Any) -> None:
+    # Given a job saved with `jobs get --json`, then changed by someone else
+    job = create(minion)
+    saved = tmp_path / "job.json"
+    saved.write_text(minion("--json", "jobs", "get", "spinup", "space-xy", job["id"]).stdout)
+    assert minion("jobs", "update", "spinup", "space-xy", job["id"],
+                  "--name", "someone-else").exit_code == 0
+
+    # When the saved copy is edited and written back
+    edited = {**json.loads(saved.read_text()), "description": "my edit"}
+    saved.write_text(json.dumps(edited))
+    result = minion("jobs", "update", "spinup", "space-xy", job["id"], "--file", str(saved))
+
+    # Then the API refuses it (412), and the other write stands
+    assert result.exit_code == API_ERROR
+    assert "(412 PreconditionFailedError)" in error_line(result)
+    assert "version 1 is stale" in error_line(result)
+    after = stored(client, job)
+    assert after["name"] == "someone-else" and after["description"] != "my edit"
+
+
+def test_update_from_a_current_file_replaces_the_job(minion: Callable[..., Result],
+                                                     client: Any, tmp_path: Any) -> None:
+    job = create(minion)
+    saved = tmp_path / "job.json"
+    saved.write_text(json.dumps({**job, "description": "edited in a file", "enabled": True}))
+
+    result = minion("jobs", "update", "spinup", "space-xy", job["id"], "-f", str(saved))
+
+    assert result.exit_code == 0, result.output
+    after = stored(client, job)
+    assert after["description"] == "edited in a file" and after["enabled"] is True
+    assert after["version"] == 2
+
+
+def test_update_without_options_or_file_is_a_usage_error(minion: Callable[..., Result]) -> None:
+    result = minion("jobs", "update", "spinup", "space-xy", "6bcfa79f-615e-470d-97c1-687f3357497d")
+
+    assert result.exit_code == USAGE and "nothing to change" in result.stderr
+
+
+def test_disable_then_enable_flip_the_flag_and_the_next_occurrence(
+        minion: Callable[..., Result], client: Any) -> None:
+    # Given an enabled job
+    job = create(minion, "--enabled")
+
+    # When it is disabled, then enabled again by someone named
+    disabled = minion("jobs", "disable", "spinup", "space-xy", job["id"])
+    after_disable = stored(client, job)
+    enabled = minion("jobs", "enable", "spinup", "space-xy", job["id"],
+                     "--modified-by", "operator")
+    after_enable = stored(client, job)
+
+    # Then each write flipped the flag and its next occurrence, and said so
+    assert disabled.exit_code == 0, disabled.output
+    assert disabled.stdout == f"disabled job space-xy/{job['id']} (version 2)\n"
+    assert after_disable["enabled"] is False and after_disable["next"] is None
+    assert enabled.exit_code == 0, enabled.output
+    assert after_enable["enabled"] is True and after_enable["next"] is not None
+    assert enabled.stdout == (f"enabled job space-xy/{job['id']} "
+                              f"(version 3, next run {after_enable['next']})\n")
+    assert after_enable["modified_by"] == "operator"
+    assert after_disable["modified_by"] == "someone"
+
+
+def test_enable_with_json_prints_the_written_job(minion: Callable[..., Result],
+                                                 client: Any) -> None:
+    job = create(minion)
+
+    result = minion("jobs", "enable", "spinup", "space-xy", job["id"], "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == stored(client, job)
+    assert json.loads(result.stdout)["enabled"] is True
+
+
+def test_enable_of_an_enabled_job_writes_nothing(minion: Callable[..., Result],
+                                                 transport: ChaliceTransport, client: Any) -> None:
+    job = create(minion, "--enabled")
+
+    result = minion("jobs", "enable", "spinup", "space-xy", job["id"])
+
+    assert result.exit_code == 0
+    assert result.stdout == f"job space-xy/{job['id']} was already enabled\n"
+    assert stored(client, job)["version"] == 1
+    assert [r.method for r in transport.requests][-1] == "GET"
+
+
+def test_disable_that_loses_a_race_reads_again_and_keeps_the_other_write(
+        minion: Callable[..., Result], transport: ChaliceTransport, client: Any) -> None:
+    # Given someone renames the job between the CLI's read and its write
+    job = create(minion, "--enabled")
+    path = f"/v1/minion/spinup/jobs/space-xy/{job['id']}"
+
+    def rename_first(request: httpx.Request) -> None:
+        if request.method == "PUT" and transport.before is not None:
+            transport.before = None
+            body = {k: job[k] for k in ("name", "details", "schedule_expression", "enabled")}
+            answer = client.http.put(path, headers=auth(),
+                                     body=json.dumps({**body, "name": "renamed"}))
+            assert answer.status_code == 202
+
+    transport.before = rename_first
+
+    # When the CLI disables it
+    result = minion("jobs", "disable", "spinup", "space-xy", job["id"])
+
+    # Then its first PUT got 412, it read again, and both writes are kept
+    assert result.exit_code == 0, result.output
+    assert [r.method for r in transport.requests[-4:]] == ["GET", "PUT", "GET", "PUT"]
+    after = stored(client, job)
+    assert after["enabled"] is False and after["name"] == "renamed" and after["version"] == 3
+
+
+def test_delete_removes_the_job_and_a_second_delete_is_not_found(
+        minion: Callable[..., Result], client: Any) -> None:
+    job = create(minion)
+
+    first = minion("jobs", "delete", "spinup", "space-xy", job["id"])
+    second = minion("jobs", "delete", "spinup", "space-xy", job["id"])
+
+    assert first.exit_code == 0 and first.stdout == f"deleted job space-xy/{job['id']}\n"
+    assert json.loads(client.http.get("/v1/minion/spinup/jobs", headers=auth()).body) == []
+    assert second.exit_code == API_ERROR
+    assert error_line(second) == (f"Error: job not found: space-xy/{job['id']} "
+                                  f"(404 NotFoundError)")
+
+
+def test_delete_group_asks_first_and_deletes_every_job_of_the_group(
+        minion: Callable[..., Result], client: Any) -> None:
+    # Given two jobs in one group and one in another
+    create(minion)
+    create(minion)
+    create(minion, group="other")
+
+    # When the deletion is declined, then confirmed
+    declined = minion("jobs", "delete-group", "spinup", "space-xy", input="n\n")
+    kept = json.loads(client.http.get("/v1/minion/spinup/jobs", headers=auth()).body)
+    confirmed = minion("jobs", "delete-group", "spinup", "space-xy", input="y\n")
+    as_json = minion("--json", "jobs", "delete-group", "spinup", "other", "--yes")
+
+    # Then nothing, then only that group, is deleted
+    assert declined.exit_code == 1 and len(kept) == 3
+    assert confirmed.exit_code == 0, confirmed.output
+    assert confirmed.stdout == "deleted 2 job(s) of space-xy\n"
+    assert json.loads(as_json.stdout) == {"deleted": 1}
+    assert json.loads(client.http.get("/v1/minion/spinup/jobs", headers=auth()).body) == []
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+def test_run_queues_a_run_of_a_disabled_job_and_prints_the_record(
+        minion: Callable[..., Result], aws: dict[str, Any]) -> None:
+    job = create(minion)
+
+    result = minion("--json", "run", "spinup", "space-xy", job["id"])
+
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["status"] == "queued" and record["job_id"] == job["id"]
+    assert record["trigger"] == "manual"
+    queued = [json.loads(m["Body"]) for m in drain(aws["sqs"], aws["queue_url"])]
+    assert [m["run_id"] for m in queued] == [record["run_id"]]
+
+
+def test_run_wait_follows_the_run_until_it_succeeds(minion: Callable[..., Result],
+                                                    worker: Callable[[float], None],
+                                                    client: Any) -> None:
+    # Given a job
+    job = create(minion)
+
+    # When it is run with --wait (the worker runs where the CLI would sleep)
+    result = minion("run", "spinup", "space-xy", job["id"], "--wait", "--interval", "0.1",
+                    sleep=worker)
+
+    # Then the final record is printed, exit 0, and the job shows it as its last run
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines() if " " in line)
+    assert lines["status"] == "succeeded" and lines["output"] == "Hello, spinup!"
+    assert "queued run" in result.stderr and ": succeeded" in result.stderr
+    assert stored(client, job)["last_run"]["run_id"] == lines["run_id"]
+
+
+def test_run_wait_exits_4_with_the_reason_when_the_run_does_not_succeed(
+        minion: Callable[..., Result], worker: Callable[[float], None], client: Any) -> None:
+    # Given a job deleted after its run was queued and before the worker takes it
+    job = create(minion)
+
+    def delete_then_work(seconds: float) -> None:
+        client.http.delete(f"/v1/minion/spinup/jobs/space-xy/{job['id']}", headers=auth())
+        worker(seconds)
+
+    # When the run is followed
+    result = minion("--json", "run", "spinup", "space-xy", job["id"], "-w",
+                    sleep=delete_then_work)
+
+    # Then it ended skipped: exit 4, the reason on one line, the record still on stdout
+    assert result.exit_code == UNSUCCESSFUL
+    record = json.loads(result.stdout)
+    assert record["status"] == "skipped"
+    assert error_line_after_progress(result) == (
+        f"Error: run {record['run_id']} skipped: job deleted before it ran")
+
+
+def test_run_wait_gives_up_after_the_timeout_with_exit_5(minion: Callable[..., Result]) -> None:
+    job = create(minion)
+
+    result = minion("run", "spinup", "space-xy", job["id"], "--wait", "--timeout", "0")
+
+    assert result.exit_code == STILL_RUNNING
+    last = error_line_after_progress(result)
+    assert last.startswith("Error: run ") and "is still queued after 0 s" in last
+    assert f"minion runs get spinup space-xy {job['id']} " in last
+
+
+def test_runs_list_pages_newest_first_and_runs_get_shows_one(
+        minion: Callable[..., Result], worker: Callable[[float], None]) -> None:
+    # Given two finished runs of a job
+    job = create(minion)
+    ids = [json.loads(minion("--json", "run", "spinup", "space-xy", job["id"], "-w",
+                             sleep=worker).stdout)["run_id"] for _ in range(2)]
+
+    # When the runs are listed, a page of one at a time, and one is fetched
+    table = minion("runs", "list", "spinup", "space-xy", job["id"])
+    first = minion("--json", "runs", "list", "spinup", "space-xy", job["id"], "--limit", "1")
+    token = json.loads(first.stdout)["next_token"]
+    second = minion("--json", "runs", "list", "spinup", "space-xy", job["id"], "--limit", "1",
+                    "--next-token", token)
+    one = minion("runs", "get", "spinup", "space-xy", job["id"], ids[0], "--json")
+
+    # Then
+    assert table.exit_code == 0, table.output
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:3] == ["RUN", "ID", "STATUS"]
+    assert [row.split()[0] for row in rows] == [ids[1], ids[0]]
+    assert all(row.split()[1:3] == ["succeeded", "manual"] for row in rows)
+    assert all(row.rstrip().endswith("Hello, spinup!") for row in rows)
+    assert [r["run_id"] for r in json.loads(first.stdout)["runs"]] == [ids[1]]
+    assert [r["run_id"] for r in json.loads(second.stdout)["runs"]] == [ids[0]]
+    assert json.loads(one.stdout)["status"] == "succeeded"
+
+
+def test_runs_list_tells_how_to_get_the_next_page(minion: Callable[..., Result]) -> None:
+    job = create(minion)
+    for _ in range(2):
+        minion("run", "spinup", "space-xy", job["id"])
+
+    result = minion("runs", "list", "spinup", "space-xy", job["id"], "--limit", "1")
+
+    assert result.exit_code == 0
+    assert len(result.stdout.splitlines()) == 2
+    assert result.stderr.startswith("more runs: add --next-token ")
+
+
+def test_runs_get_of_an_unknown_run_is_not_found(minion: Callable[..., Result]) -> None:
+    job = create(minion)
+
+    result = minion("runs", "get", "spinup", "space-xy", job["id"], "20260101T000000Z-s")
+
+    assert result.exit_code == API_ERROR
+    assert error_line(result) == "Error: run not found: 20260101T000000Z-s (404 NotFoundError)"
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+def test_schedule_preview_lists_occurrences_in_utc_and_the_timezone(
+        minion: Callable[..., Result]) -> None:
+    table = minion("schedule", "preview", "0 9 * * *", "--tz", "Europe/Zurich", "--count", "3")
+    as_json = minion("--json", "schedule", "preview", "0 9 * * *", "--tz", "Europe/Zurich",
+                     "--count", "3")
+
+    assert table.exit_code == 0, table.output
+    preview = json.loads(as_json.stdout)
+    assert preview["valid"] is True and len(preview["occurrences"]) == 3
+    lines = table.stdout.splitlines()
+    assert lines[:3] == ["expression  0 9 * * *", "timezone    Europe/Zurich", "valid       yes"]
+    assert lines[4].split() == ["UTC", "LOCAL", "(EUROPE/ZURICH)"]
+    assert [line.split() for line in lines[5:]] == [
+        [o["utc"], o["local"]] for o in preview["occurrences"]]
+    assert all(o["local"][11:16] == "09:00" for o in preview["occurrences"])
+
+
+def test_schedule_preview_of_an_invalid_expression_exits_4_with_the_reason(
+        minion: Callable[..., Result]) -> None:
+    result = minion("schedule", "preview", "* * * * * *")
+    as_json = minion("schedule", "preview", "* * * * * *", "--json")
+
+    assert result.exit_code == UNSUCCESSFUL
+    assert error_line(result).startswith("Error: invalid schedule: schedule_expression:")
+    assert as_json.exit_code == UNSUCCESSFUL
+    assert json.loads(as_json.stdout)["valid"] is False
+
+
+# --- errors, tokens, where the API is ------------------------------------------------------
+
+def test_an_unknown_account_exits_1_with_the_apis_message_on_one_line(
+        minion: Callable[..., Result]) -> None:
+    result = minion("jobs", "list", "nosuch")
+
+    assert result.exit_code == API_ERROR
+    assert result.stdout == ""
+    assert error_line(result) == "Error: account not found: nosuch (404 NotFoundError)"
+
+
+def test_a_wrong_token_exits_1_with_the_apis_message(minion: Callable[..., Result]) -> None:
+    result = minion("jobs", "list", "spinup", env={"MINION_TOKEN": "not-the-token"})
+
+    assert result.exit_code == API_ERROR
+    assert error_line(result) == ("Error: missing or invalid X-Auth-Token "
+                                  "(401 UnauthorizedError)")
+
+
+def test_a_group_with_a_slash_reaches_the_api_as_one_segment(
+        minion: Callable[..., Result], transport: ChaliceTransport) -> None:
+    result = minion("jobs", "list", "spinup", "a/b")
+
+    assert result.exit_code == API_ERROR
+    assert transport.requests[-1].url.raw_path == b"/v1/minion/spinup/jobs/a%2Fb"
+    assert "(400 BadRequestError)" in error_line(result)
+    assert error_line(result).startswith("Error: group: must be")
+
+
+def test_no_token_anywhere_is_a_clear_usage_error_without_a_request(
+        minion: Callable[..., Result], transport: ChaliceTransport) -> None:
+    result = minion("jobs", "list", "spinup", env={"MINION_TOKEN": None})
+
+    assert result.exit_code == USAGE
+    assert error_line(result).startswith("Error: no API token: pass --token or set MINION_TOKEN")
+    assert transport.requests == []
+
+
+def test_the_token_comes_from_the_local_stacks_dev_token_file(
+        minion: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    # Given no MINION_TOKEN, and the token `make run` wrote to ./.minion/dev-token
+    monkeypatch.delenv("MINION_STATE_DIR")
+    (tmp_path / ".minion").mkdir()
+    (tmp_path / ".minion" / "dev-token").write_text(TOKEN + "\n")
+    monkeypatch.chdir(tmp_path)
+
+    # When a command runs
+    result = minion("jobs", "list", "spinup", env={"MINION_TOKEN": None})
+
+    # Then the API accepted it
+    assert result.exit_code == 0, result.output
+
+
+def test_the_token_file_follows_minion_state_dir(minion: Callable[..., Result],
+                                                  tmp_path: Any) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "dev-token").write_text(TOKEN)
+
+    result = minion("jobs", "list", "spinup",
+                    env={"MINION_TOKEN": None, "MINION_STATE_DIR": str(state)})
+
+    assert result.exit_code == 0, result.output
+
+
+def test_a_token_option_wins_over_minion_token(minion: Callable[..., Result]) -> None:
+    result = minion("--token", TOKEN, "jobs", "list", "spinup",
+                    env={"MINION_TOKEN": "not-the-token"})
+
+    assert result.exit_code == 0, result.output
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_connection_refused_exits_3_naming_the_url() -> None:
+    # Given nothing listening on a port (and the real httpx transport)
+    url = f"http://127.0.0.1:{_closed_port()}"
+
+    # When a command runs against it
+    result = CliRunner().invoke(cli, ["--url", url, "jobs", "list", "spinup"],
+                                env={"MINION_TOKEN": TOKEN})
+
+    # Then
+    assert result.exit_code == UNREACHABLE
+    assert error_line(result) == (f"Error: cannot connect to the minion API at {url} "
+                                  f"(connection refused)")
+
+
+def test_minion_url_from_the_environment_is_used(transport: ChaliceTransport) -> None:
+    result = CliRunner().invoke(cli, ["jobs", "list", "spinup"], obj=Session(transport=transport),
+                                env={"MINION_TOKEN": TOKEN,
+                                     "MINION_URL": "https://minion.example.edu/api/"})
+
+    assert result.exit_code == API_ERROR  # Chalice's routes have no /api prefix
+    assert str(transport.requests[0].url) == "https://minion.example.edu/api/v1/minion/spinup/jobs"
+    assert transport.requests[0].headers["X-Auth-Token"] == TOKEN
+
+
+def test_a_url_that_already_ends_in_the_base_path_is_not_doubled(
+        minion: Callable[..., Result], transport: ChaliceTransport) -> None:
+    result = minion("--url", "http://127.0.0.1:8000/v1/minion/", "jobs", "list", "spinup")
+
+    assert result.exit_code == 0, result.output
+    assert transport.requests[0].url.path == "/v1/minion/spinup/jobs"
+
+
+@pytest.mark.parametrize("status, body, code, message", [
+    (200, "<html>welcome</html>", UNREACHABLE, "answered 200 without JSON: is it a minion API?"),
+    (502, "<html>Bad Gateway</html>", API_ERROR, "<html>Bad Gateway</html> (502 Bad Gateway)"),
+])
+def test_an_answer_that_is_not_the_apis_is_reported_on_one_line(
+        status: int, body: str, code: int, message: str) -> None:
+    # Given something other than minion answering at the URL (a web page, a proxy's error)
+    def answer(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, text=body, headers={"Content-Type": "text/html"})
+
+    # When a command runs
+    result = CliRunner().invoke(cli, ["jobs", "list", "spinup"],
+                                obj=Session(transport=httpx.MockTransport(answer)),
+                                env={"MINION_TOKEN": TOKEN})
+
+    # Then
+    assert result.exit_code == code
+    assert error_line(result).endswith(message)
+
+
+def test_help_needs_no_token_and_lists_every_command() -> None:
+    result = CliRunner().invoke(cli, ["jobs", "--help"], env={"MINION_TOKEN": None})
+
+    assert result.exit_code == 0
+    listed = {line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines()
+              if line.strip()}
+    assert listed == {"create", "delete", "delete-group", "disable", "enable", "get", "list",
+                      "update"}
