@@ -1,0 +1,120 @@
+"""Credentials a run acts with: the worker's own, or a role assumed in the job's account."""
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+from typing import Any, Callable
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .accounts import AccountEntry
+from .runners.base import PermanentError, classify
+
+# Standard mode retries throttling, 5xx and connection errors with backoff inside one attempt
+# of the run; what still fails is classified and left to the worker's own retry.
+CLIENT_CONFIG = Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
+# The shortest STS allows; a worker invocation never outlives it (Lambda stops at 900 s).
+SESSION_SECONDS = 900
+SESSION_NAME_PREFIX = "minion-"
+_NOT_IN_SESSION_NAME = re.compile(r"[^\w+=,.@-]", re.ASCII)
+_ROLE_ACCOUNT = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/.+")
+
+
+@lru_cache(maxsize=1)
+def _shared_session() -> boto3.session.Session:
+    """One session per process: it loads each service's model once (about 0.3 s for EC2) and
+    resolves the worker's own credentials. Assumed credentials never go into it: they are
+    passed to each client explicitly."""
+    return boto3.session.Session()
+
+
+# boto3 sessions are not thread-safe for client creation.
+_CLIENT_LOCK = threading.Lock()
+
+
+def role_session_name(run_id: str) -> str:
+    """`minion-<run id>` as a RoleSessionName: at most 64 characters of [\\w+=,.@-]."""
+    return _NOT_IN_SESSION_NAME.sub("-", SESSION_NAME_PREFIX + run_id)[:64]
+
+
+class AccountClients:
+    """boto3 clients acting in one registry entry's account and region, for one run.
+
+    With a role, the role is assumed on the first client and its credentials serve every
+    client of this object; they are never shared with another entry or run.
+    """
+
+    def __init__(self, entry: AccountEntry, run_id: str, *, region: str,
+                 session: boto3.session.Session | None = None) -> None:
+        self.entry = entry
+        self.run_id = run_id
+        self.region = region
+        self._session = session or _shared_session()
+        self._clients: dict[str, Any] = {}
+        self._credentials: dict[str, str] | None = None
+
+    def __call__(self, service: str) -> Any:
+        """The cached client for `service` in the entry's account and region."""
+        if service not in self._clients:
+            credentials = self._assumed() if self.entry.role_arn else self._own()
+            self._clients[service] = self._client(service, **credentials)
+        return self._clients[service]
+
+    def _client(self, service: str, **credentials: str) -> Any:
+        with _CLIENT_LOCK:
+            return self._session.client(service, region_name=self.region, config=CLIENT_CONFIG,
+                                        **credentials)
+
+    def _assumed(self) -> dict[str, str]:
+        """The role's credentials, assumed once; PermanentError when the role refuses."""
+        if self._credentials is None:
+            role_arn = str(self.entry.role_arn)
+            match = _ROLE_ACCOUNT.fullmatch(role_arn)
+            if match and self.entry.account_id and match.group(1) != self.entry.account_id:
+                raise PermanentError(f"account {self.entry.name}: role {role_arn} is not in "
+                                     f"account {self.entry.account_id}")
+            request: dict[str, Any] = {"RoleArn": role_arn, "DurationSeconds": SESSION_SECONDS,
+                                       "RoleSessionName": role_session_name(self.run_id)}
+            if self.entry.external_id:
+                request["ExternalId"] = self.entry.external_id
+            try:
+                answer = self._sts().assume_role(**request)
+            except (ClientError, BotoCoreError) as error:
+                raise classify(error, f"account {self.entry.name}: sts AssumeRole {role_arn}") \
+                    from error
+            issued = answer["Credentials"]
+            self._credentials = {"aws_access_key_id": issued["AccessKeyId"],
+                                 "aws_secret_access_key": issued["SecretAccessKey"],
+                                 "aws_session_token": issued["SessionToken"]}
+        return self._credentials
+
+    def _own(self) -> dict[str, str]:
+        """No credentials to pass: the worker's own. Checks they are in the entry's account."""
+        if self._credentials is None:
+            if self.entry.account_id:
+                # Without a role, an entry naming another account would silently act in ours.
+                try:
+                    own_account = self._sts().get_caller_identity()["Account"]
+                except (ClientError, BotoCoreError) as error:
+                    raise classify(error, "sts GetCallerIdentity") from error
+                if own_account != self.entry.account_id:
+                    raise PermanentError(
+                        f"account {self.entry.name}: registry names account "
+                        f"{self.entry.account_id} but no role_arn, and the worker's own "
+                        f"account is {own_account}")
+            self._credentials = {}
+        return self._credentials
+
+    def _sts(self) -> Any:
+        """An STS client with the worker's own credentials."""
+        return self._client("sts")
+
+
+def client_factory(entry: AccountEntry, run_id: str, *, default_region: str,
+                   session: boto3.session.Session | None = None) -> Callable[[str], Any]:
+    """The `client(service)` for a RunContext: acting in `entry`'s account and region
+    (`entry.region`, else `default_region`), with the role assumed lazily for this run."""
+    return AccountClients(entry, run_id, region=entry.region or default_region, session=session)
