@@ -74,12 +74,19 @@ def _request_id() -> str:
     return getattr(context, "aws_request_id", None) or str(uuid.uuid4())
 
 
-def _not_allowed(path: str, methods: list[str]) -> None:
+def _not_allowed(path: str, methods: list[str], public: bool = False) -> None:
+    """405 with an `Allow` header (RFC 9110) for the other methods of a path; on a public path
+    without a token too, since its answer reveals nothing."""
+    allowed = ", ".join(sorted(app.routes[path]))
+
     def method_not_allowed(**_: str) -> Any:
-        raise MethodNotAllowed(f"{app.current_request.method} is not allowed on this path")
+        response = _error(MethodNotAllowed(
+            f"{app.current_request.method} is not allowed on this path"))
+        response.headers["Allow"] = allowed
+        return response
     method_not_allowed.__name__ = "not_allowed_" + "_".join(
         p.strip("{}") for p in path.strip("/").split("/"))
-    route(path, methods)(method_not_allowed)
+    route(path, methods, public=public)(method_not_allowed)
 
 
 def _json_body() -> Any:
@@ -189,12 +196,10 @@ def get_run(account: str, group: str, id: str, run_id: str) -> dict[str, Any]:
     return _api().get_run(account, group, id, run_id).to_api()
 
 
+for _path in (BASE + "/ping", BASE + "/version", BASE + "/metrics", BASE + "/openapi.json"):
+    _not_allowed(_path, ["POST", "PUT", "DELETE", "PATCH"], public=True)
 for _path, _methods in (
-        (BASE + "/ping", ["POST", "PUT", "DELETE", "PATCH"]),
-        (BASE + "/version", ["POST", "PUT", "DELETE", "PATCH"]),
-        (BASE + "/metrics", ["POST", "PUT", "DELETE", "PATCH"]),
         (BASE + "/schedule", ["POST", "PUT", "DELETE", "PATCH"]),
-        (BASE + "/openapi.json", ["POST", "PUT", "DELETE", "PATCH"]),
         (JOBS, ["POST", "PUT", "DELETE", "PATCH"]),
         (GROUP, ["PUT", "PATCH"]),
         (JOB, ["POST"]),
