@@ -1,0 +1,1013 @@
+"""The deployable template: what `make package` builds (build/sam.json) must hold everything a
+working deployment relies on, so that a change dropping one property fails CI.
+
+The module packages once per session with infra/package.sh (Chalice downloads its wheels from
+PyPI, then cfn-lint), or reuses build/ when it was packaged from the current commit and no
+input changed since. The policies are also checked against what the code really calls: the
+API, a tick and the worker run against moto while every AWS call is recorded, and each call
+must be allowed by that function's role in the template.
+"""
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.client
+import pytest
+
+from chalicelib import deps
+from chalicelib.jobs import DEFAULT_DEADLINE_SECONDS
+from chalicelib.settings import Settings
+from chalicelib.store import table_definition
+from conftest import TABLE, TOKEN, auth, drain, scheduled_event, sqs_event
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+TEMPLATE = BUILD / "sam.json"
+ZIP = BUILD / "deployment.zip"
+RUNNER_ROLE = ROOT / "infra" / "runner-role.yaml"
+PACKAGE_INPUTS = ["app.py", "requirements.txt", ".chalice/config.json", "infra/minion.yaml",
+                  "infra/package.sh", "infra/runner-role.yaml"]
+FUNCTIONS = {"APIHandler": "ApiRole", "Tick": "TickRole", "Worker": "WorkerRole"}
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+STACK = "minion-test"
+# The only actions the roles may grant on Resource "*": these have no resource-level
+# permissions in IAM.
+NO_RESOURCE_LEVEL = {"ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups"}
+# What each runner calls in a target account (chalicelib/runners/), as IAM actions.
+RUNNER_ACTIONS = {
+    "ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances", "ec2:DescribeInstances",
+    "rds:StartDBInstance", "rds:StopDBInstance", "rds:RebootDBInstance",
+    "rds:DescribeDBInstances", "rds:StartDBCluster", "rds:StopDBCluster",
+    "rds:DescribeDBClusters", "ecs:UpdateService", "ecs:DescribeServices", "ecs:TagResource",
+    "ecs:ListTagsForResource", "ecs:RunTask", "iam:PassRole",
+    "autoscaling:UpdateAutoScalingGroup", "autoscaling:DescribeAutoScalingGroups",
+    "lambda:InvokeFunction"}
+
+
+# --- packaging -----------------------------------------------------------------------------
+
+def _packaged_githash() -> str | None:
+    try:
+        with zipfile.ZipFile(ZIP) as archive:
+            return json.loads(archive.read("chalicelib/build_info.json"))["githash"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _build_is_fresh() -> bool:
+    """build/ was packaged from HEAD, after the last change to any of its inputs."""
+    if not TEMPLATE.exists() or not ZIP.exists():
+        return False
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    if _packaged_githash() != head:
+        return False
+    inputs = [ROOT / p for p in PACKAGE_INPUTS] + list((ROOT / "chalicelib").rglob("*.py"))
+    newest_input = max(p.stat().st_mtime for p in inputs if p.exists())
+    return newest_input < ZIP.stat().st_mtime
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    """build/sam.json, packaged by infra/package.sh unless build/ is fresh (one at a time:
+    the suite runs on several xdist workers that share the work tree)."""
+    lock_path = Path(tempfile.gettempdir()) / (
+        "minion-package-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:16] + ".lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _build_is_fresh():
+            env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+            result = subprocess.run([str(ROOT / "infra" / "package.sh")], cwd=ROOT, env=env,
+                                    capture_output=True, text=True, timeout=900)
+            if result.returncode != 0:
+                pytest.fail(f"infra/package.sh failed ({result.returncode}):\n"
+                            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        return json.loads(TEMPLATE.read_text())
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def props(template: dict[str, Any], name: str) -> dict[str, Any]:
+    return template["Resources"][name]["Properties"]
+
+
+def refers_to(value: Any, resource: str) -> bool:
+    """Whether an intrinsic stands for `resource` (Ref, GetAtt, or a Sub of it alone)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (function, argument), = value.items()
+    if function == "Ref":
+        return argument == resource
+    if function == "Fn::GetAtt":
+        return argument[0] == resource
+    if function == "Fn::Sub" and isinstance(argument, str):
+        return re.fullmatch(r"\$\{" + re.escape(resource) + r"(\.\w+)?\}", argument) is not None
+    return False
+
+
+# --- a small evaluator of the template's intrinsics, with default parameters ------------------
+
+class Resolver:
+    """Renders intrinsics as they would deploy with the default parameters: each resource's
+    physical name is its logical name, in account 123456789012, us-east-1."""
+
+    ARN_FORMATS = {
+        "AWS::DynamoDB::Table": "arn:aws:dynamodb:{r}:{a}:table/{n}",
+        "AWS::SQS::Queue": "arn:aws:sqs:{r}:{a}:{n}",
+        "AWS::Logs::LogGroup": "arn:aws:logs:{r}:{a}:log-group:{n}:*",
+        "AWS::IAM::Role": "arn:aws:iam::{a}:role/{n}",
+        "AWS::SecretsManager::Secret": "arn:aws:secretsmanager:{r}:{a}:secret:{n}",
+        "AWS::CloudWatch::Alarm": "arn:aws:cloudwatch:{r}:{a}:alarm:{n}",
+    }
+
+    def __init__(self, template: dict[str, Any], overrides: dict[str, str] | None = None,
+                 account: str = ACCOUNT_ID) -> None:
+        self.template = template
+        self.account = account
+        self.parameters = {name: str(p.get("Default", ""))
+                           for name, p in template.get("Parameters", {}).items()}
+        self.parameters.update(overrides or {})
+
+    def ref(self, name: str) -> Any:
+        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": self.account,
+                  "AWS::StackName": STACK, "AWS::URLSuffix": "amazonaws.com"}
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            kind = self.template["Parameters"][name]["Type"]
+            value = self.parameters[name]
+            return value.split(",") if kind == "CommaDelimitedList" else value
+        resource = self.template["Resources"][name]
+        if resource["Type"] in ("AWS::SecretsManager::Secret",):
+            return self.arn(name)
+        if resource["Type"] == "AWS::SQS::Queue":
+            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{name}"
+        if resource["Type"] == "AWS::Logs::LogGroup":
+            return self.resolve(resource["Properties"].get("LogGroupName", name))
+        return name
+
+    def arn(self, name: str) -> str:
+        kind = self.template["Resources"][name]["Type"]
+        physical = self.ref(name) if kind == "AWS::Logs::LogGroup" else name
+        return self.ARN_FORMATS[kind].format(r=REGION, a=self.account, n=physical)
+
+    def get_att(self, name: str, attribute: str) -> str:
+        if attribute == "Arn":
+            return self.arn(name)
+        if attribute == "QueueName":
+            return name
+        raise AssertionError(f"no model of {name}.{attribute}")
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.template["Conditions"][name]))
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) != 1:
+            return {k: self.resolve(v) for k, v in value.items()}
+        (function, argument), = value.items()
+        if function == "Ref":
+            return self.ref(argument)
+        if function == "Fn::GetAtt":
+            name, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
+            return self.get_att(name, attribute)
+        if function == "Fn::Sub":
+            text, variables = (argument, {}) if isinstance(argument, str) else argument
+            variables = {k: self.resolve(v) for k, v in variables.items()}
+
+            def substitute(match: re.Match[str]) -> str:
+                key = match.group(1)
+                if key in variables:
+                    return str(variables[key])
+                if "." in key and not key.startswith("AWS::"):
+                    return str(self.get_att(*key.split(".", 1)))
+                return str(self.ref(key))
+            return re.sub(r"\$\{([^}!]+)\}", substitute, text)
+        if function == "Fn::If":
+            chosen = argument[1] if self.condition(argument[0]) else argument[2]
+            return self.resolve(chosen)
+        if function == "Fn::Equals":
+            left, right = self.resolve(argument)
+            return left == right
+        if function == "Fn::Not":
+            return not self.resolve(argument[0])
+        if function == "Fn::Join":
+            return argument[0].join(self.resolve(argument[1]))
+        if function == "Fn::Split":
+            return self.resolve(argument[1]).split(argument[0])
+        if function == "Condition":
+            return self.condition(argument)
+        return {function: self.resolve(argument)}
+
+
+def statements_of(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """Every statement of a role: its inline policies and the RolePolicy resources on it."""
+    found = [s for policy in props(template, role).get("Policies", [])
+             for s in policy["PolicyDocument"]["Statement"]]
+    for resource in resources_of(template, "AWS::IAM::RolePolicy").values():
+        if refers_to(resource["Properties"]["RoleName"], role):
+            found.extend(resource["Properties"]["PolicyDocument"]["Statement"])
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def allowed(resolver: Resolver, statements: list[dict[str, Any]], action: str,
+            resource: str) -> bool:
+    """IAM's answer for one action on one resource, for Allow statements without conditions."""
+    for statement in statements:
+        if statement["Effect"] != "Allow" or "Condition" in statement:
+            continue
+        actions = {a.lower() for a in as_list(statement["Action"])}
+        resources = [r for value in as_list(statement["Resource"])
+                     for r in as_list(resolver.resolve(value))]
+        if action.lower() in actions and any(fnmatch.fnmatchcase(resource, r) for r in resources):
+            return True
+    return False
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+def test_table_is_the_one_the_code_queries(template: dict[str, Any]) -> None:
+    # Given the CreateTable arguments the code's local stack and tests use
+    expected = table_definition(TABLE)
+    # When the template's table is read
+    table = props(template, "JobsTable")
+    # Then keys, attribute types and the due index (keys and INCLUDE projection) agree
+    assert sorted(table["AttributeDefinitions"], key=str) == \
+        sorted(expected["AttributeDefinitions"], key=str)
+    assert table["KeySchema"] == expected["KeySchema"]
+    assert table["BillingMode"] == expected["BillingMode"]
+    [index] = table["GlobalSecondaryIndexes"]
+    [wanted] = expected["GlobalSecondaryIndexes"]
+    assert (index["IndexName"], index["KeySchema"]) == (wanted["IndexName"], wanted["KeySchema"])
+    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    assert sorted(index["Projection"]["NonKeyAttributes"]) == \
+        sorted(wanted["Projection"]["NonKeyAttributes"])
+
+
+def test_table_expires_runs_and_is_protected_backed_up_and_encrypted(
+        template: dict[str, Any]) -> None:
+    # When the table's settings are read
+    resource = template["Resources"]["JobsTable"]
+    table = resource["Properties"]
+    # Then run records expire on expires_at (the attribute the store writes)
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # And it has point-in-time recovery, deletion protection, encryption at rest
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["DeletionProtectionEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    # And deleting or replacing the stack keeps the data
+    assert resource["DeletionPolicy"] == "Retain"
+    assert resource["UpdateReplacePolicy"] == "Retain"
+
+
+def test_store_writes_expires_at_for_runs() -> None:
+    # Given a run item as the store writes it
+    from chalicelib.runs import Run
+    from chalicelib.store import run_to_item
+
+    item = run_to_item(Run(run_id="r", job_id="j", account="a", group="g", trigger="schedule",
+                           scheduled_for="2026-01-30T10:18:00Z", status="queued"), 1700000000)
+    # Then it carries the TTL attribute the template enables, as a number
+    assert item["expires_at"] == {"N": "1700000000"}
+
+
+# --- the queues and the worker's event source ---------------------------------------------------
+
+def test_runs_queue_is_encrypted_and_redrives_to_an_encrypted_dead_letter_queue(
+        template: dict[str, Any]) -> None:
+    # When the runs queue is read
+    queue = props(template, "RunsQueue")
+    # Then it is encrypted, and redrives to a dead-letter queue after a few receives
+    assert queue["SqsManagedSseEnabled"] is True or "KmsMasterKeyId" in queue
+    redrive = queue["RedrivePolicy"]
+    assert refers_to(redrive["deadLetterTargetArn"], "RunsDeadLetterQueue")
+    assert 1 < int(redrive["maxReceiveCount"]) <= 10
+    # And the dead-letter queue is encrypted and keeps messages as long as SQS allows
+    dead_letters = props(template, "RunsDeadLetterQueue")
+    assert dead_letters["SqsManagedSseEnabled"] is True or "KmsMasterKeyId" in dead_letters
+    assert dead_letters["MessageRetentionPeriod"] == 1209600
+
+
+def test_visibility_timeout_is_at_least_six_times_the_worker_timeout(
+        template: dict[str, Any]) -> None:
+    # Given the worker function's timeout, as packaged
+    worker_timeout = int(props(template, "Worker")["Timeout"])
+    # Then a message is hidden for at least six times that (AWS's rule for SQS event sources)
+    assert int(props(template, "RunsQueue")["VisibilityTimeout"]) >= 6 * worker_timeout
+
+
+def test_worker_consumes_the_runs_queue_with_partial_batch_responses(
+        template: dict[str, Any]) -> None:
+    # When the worker's SQS event source is read
+    [event] = [e for e in props(template, "Worker")["Events"].values() if e["Type"] == "SQS"]
+    source = event["Properties"]
+    # Then it reports batch item failures (only failed messages come back)
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # And it reads the template's runs queue, not a queue named at package time
+    assert refers_to(source["Queue"], "RunsQueue")
+    assert 1 <= source["BatchSize"] <= 10
+
+
+def test_worker_answers_with_a_partial_batch_response() -> None:
+    # Given a batch holding one message that is not a run message
+    from chalicelib.worker import handle_batch
+
+    event = sqs_event([{"MessageId": "poison-1", "Body": "not json"}])
+    # When the worker handles it
+    answer = handle_batch(event, worker=object())  # type: ignore[arg-type]
+    # Then the answer is the partial batch response the event source is configured for
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
+
+
+# --- the tick ----------------------------------------------------------------------------------
+
+def test_tick_retries_a_bounded_number_of_times_within_the_starting_deadline(
+        template: dict[str, Any]) -> None:
+    # When the tick's asynchronous invocation settings are read
+    tick = props(template, "Tick")
+    retries = tick["EventInvokeConfig"]
+    # Then a failed tick is retried (it re-sends under the same run ids), a bounded number
+    # of times, and never after the default starting deadline has passed
+    assert 1 <= retries["MaximumRetryAttempts"] <= 2
+    assert 60 <= retries["MaximumEventAgeInSeconds"] <= DEFAULT_DEADLINE_SECONDS
+    # And EventBridge's own delivery retries are bounded the same way
+    [schedule] = [e for e in tick["Events"].values() if e["Type"] == "Schedule"]
+    assert schedule["Properties"]["Schedule"] == "cron(* * * * ? *)"
+    policy = schedule["Properties"]["RetryPolicy"]
+    assert policy["MaximumEventAgeInSeconds"] <= DEFAULT_DEADLINE_SECONDS
+
+
+# --- the functions' environment, logs and roles ------------------------------------------------
+
+def test_each_function_is_configured_with_the_templates_resources(
+        template: dict[str, Any]) -> None:
+    resolver = Resolver(template)
+    for function in FUNCTIONS:
+        # Given the function's environment as it deploys with the default parameters
+        env = {k: str(resolver.resolve(v))
+               for k, v in props(template, function)["Environment"]["Variables"].items()}
+        # When the code builds its settings from it
+        settings = Settings.from_env(env)
+        # Then it uses the template's table and queue (by URL: no GetQueueUrl needed)
+        assert settings.table_name == resolver.ref("JobsTable"), function
+        assert settings.queue_url == resolver.ref("RunsQueue"), function
+        assert settings.shards == int(template["Parameters"]["Shards"]["Default"]), function
+    # And the API reads tokens from the secret, the API and the worker the registry parameter
+    api = Settings.from_env({k: str(resolver.resolve(v)) for k, v in
+                             props(template, "APIHandler")["Environment"]["Variables"].items()})
+    worker = Settings.from_env({k: str(resolver.resolve(v)) for k, v in
+                                props(template, "Worker")["Environment"]["Variables"].items()})
+    assert api.tokens_secret_id == resolver.arn("TokensSecret")
+    assert api.tokens == ()
+    assert api.accounts_parameter == worker.accounts_parameter == "/minion/accounts"
+
+
+def test_an_existing_tokens_secret_replaces_the_generated_one(template: dict[str, Any]) -> None:
+    # Given a deployment naming its own secret
+    existing = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:shared/minion-AbCdEf"
+    resolver = Resolver(template, {"TokensSecretArn": existing})
+    # Then no secret is created, the API reads that one and may read only that one
+    assert template["Resources"]["TokensSecret"]["Condition"] == "CreateTokensSecret"
+    assert not resolver.condition("CreateTokensSecret")
+    env = props(template, "APIHandler")["Environment"]["Variables"]
+    assert resolver.resolve(env["MINION_TOKENS_SECRET_ID"]) == existing
+    statements = statements_of(template, "ApiRole")
+    assert allowed(resolver, statements, "secretsmanager:GetSecretValue", existing)
+    assert not allowed(resolver, statements, "secretsmanager:GetSecretValue",
+                       resolver.arn("TokensSecret"))
+
+
+def test_the_tokens_secret_starts_with_a_generated_token(template: dict[str, Any]) -> None:
+    # When the secret is read
+    secret = props(template, "TokensSecret")
+    # Then its first value is generated, long, and a single token as auth.secret_tokens reads it
+    generated = secret["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32
+    assert generated["ExcludePunctuation"] is True  # no "," that would split it in two
+    assert "SecretString" not in secret
+
+
+def test_each_function_logs_to_its_own_group_with_retention(template: dict[str, Any]) -> None:
+    groups = resources_of(template, "AWS::Logs::LogGroup")
+    seen = set()
+    for function, role in FUNCTIONS.items():
+        # When the function's log group is read
+        group = props(template, function)["LoggingConfig"]["LogGroup"]["Ref"]
+        # Then it is the template's, with a retention, and only this function's role writes it
+        assert group in groups and group not in seen
+        seen.add(group)
+        assert groups[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        [logs] = [s for s in statements_of(template, role)
+                  if any(a.startswith("logs:") for a in as_list(s["Action"]))]
+        assert set(logs["Action"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        assert refers_to(logs["Resource"], group)
+    assert 30 <= int(template["Parameters"]["LogRetentionDays"]["Default"]) <= 365
+
+
+def test_api_is_throttled(template: dict[str, Any]) -> None:
+    # When the API's stage settings are read
+    [settings] = props(template, "RestAPI")["MethodSettings"]
+    # Then every method of every path has a rate and a burst limit
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    resolver = Resolver(template)
+    assert int(resolver.resolve(settings["ThrottlingRateLimit"])) > 0
+    assert int(resolver.resolve(settings["ThrottlingBurstLimit"])) >= \
+        int(resolver.resolve(settings["ThrottlingRateLimit"]))
+
+
+def test_each_function_has_its_own_role_and_nothing_is_generated(
+        template: dict[str, Any]) -> None:
+    # Then each function runs with its own role from the template
+    roles = [props(template, f)["Role"] for f in FUNCTIONS]
+    for (function, role), value in zip(FUNCTIONS.items(), roles):
+        assert value == {"Fn::GetAtt": [role, "Arn"]}, function
+        trust = props(template, role)["AssumeRolePolicyDocument"]["Statement"]
+        assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                          "Action": "sts:AssumeRole"}]
+        assert "ManagedPolicyArns" not in props(template, role)
+    # And Chalice generated no role or policy of its own
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    assert config["autogen_policy"] is False and config["manage_iam_role"] is False
+    assert set(resources_of(template, "AWS::IAM::Role")) == set(FUNCTIONS.values())
+
+
+def test_no_policy_grants_a_wildcard_action_or_an_unscoped_resource(
+        template: dict[str, Any]) -> None:
+    everything = [(role, s) for role in FUNCTIONS.values() for s in statements_of(template, role)]
+    assert len(everything) >= 15
+    for role, statement in everything:
+        actions = as_list(statement["Action"])
+        # Then no action has a wildcard
+        assert all("*" not in a and ":" in a for a in actions), (role, actions)
+        # And Resource "*" only for actions IAM cannot scope
+        if "*" in as_list(statement["Resource"]):
+            assert set(actions) <= NO_RESOURCE_LEVEL, (role, actions)
+
+
+def _actions(template: dict[str, Any], role: str, conditional: bool = False) -> set[str]:
+    statements = [s for policy in props(template, role).get("Policies", [])
+                  for s in policy["PolicyDocument"]["Statement"]]
+    if conditional:
+        statements = statements_of(template, role)
+    return {a for s in statements for a in as_list(s["Action"])}
+
+
+def test_api_role_allows_the_table_run_now_messages_the_tokens_and_the_registry(
+        template: dict[str, Any]) -> None:
+    resolver = Resolver(template)
+    statements = statements_of(template, "ApiRole")
+    # Then exactly these actions
+    assert _actions(template, "ApiRole") == {
+        "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:Query",
+        "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "sqs:SendMessage",
+        "secretsmanager:GetSecretValue", "ssm:GetParameter"}
+    # On exactly these resources
+    table = resolver.arn("JobsTable")
+    assert allowed(resolver, statements, "dynamodb:DeleteItem", table)
+    assert not allowed(resolver, statements, "dynamodb:Query", table + "/index/due")
+    assert allowed(resolver, statements, "sqs:SendMessage", resolver.arn("RunsQueue"))
+    assert not allowed(resolver, statements, "sqs:SendMessage", resolver.arn("RunsDeadLetterQueue"))
+    parameter = f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:parameter/minion/accounts"
+    assert allowed(resolver, statements, "ssm:GetParameter", parameter)
+    assert not allowed(resolver, statements, "ssm:GetParameter", parameter + "-other")
+
+
+def test_tick_role_allows_the_due_index_the_job_and_run_writes_and_sending(
+        template: dict[str, Any]) -> None:
+    resolver = Resolver(template)
+    statements = statements_of(template, "TickRole")
+    table = resolver.arn("JobsTable")
+    assert _actions(template, "TickRole") == {
+        "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:Query", "dynamodb:UpdateItem",
+        "dynamodb:PutItem", "sqs:SendMessage"}
+    # Then it queries the due index only, never the table's items
+    assert allowed(resolver, statements, "dynamodb:Query", table + "/index/due")
+    assert not allowed(resolver, statements, "dynamodb:Query", table)
+    assert allowed(resolver, statements, "dynamodb:UpdateItem", table)
+    assert allowed(resolver, statements, "dynamodb:PutItem", table)
+    assert allowed(resolver, statements, "sqs:SendMessage", resolver.arn("RunsQueue"))
+
+
+def test_worker_role_allows_the_table_its_queue_the_registry_and_the_runner_roles(
+        template: dict[str, Any]) -> None:
+    resolver = Resolver(template)
+    statements = statements_of(template, "WorkerRole")
+    queue = resolver.arn("RunsQueue")
+    assert _actions(template, "WorkerRole") == {
+        "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:Query",
+        "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility", "sqs:SendMessage",
+        "ssm:GetParameter", "sts:AssumeRole"}
+    # Then the event source and the retries work on the runs queue
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                   "sqs:ChangeMessageVisibility", "sqs:SendMessage"):
+        assert allowed(resolver, statements, action, queue), action
+    # And it assumes the runner role of any account by default, only that role
+    assert allowed(resolver, statements, "sts:AssumeRole",
+                   "arn:aws:iam::111111111111:role/minion-runner")
+    assert not allowed(resolver, statements, "sts:AssumeRole",
+                       "arn:aws:iam::111111111111:role/Admin")
+    # And the runner roles are a parameter: a deployment can name exactly its accounts' roles
+    narrow = Resolver(template, {"RunnerRoleArns": "arn:aws:iam::222222222222:role/runner"})
+    assert allowed(narrow, statements, "sts:AssumeRole", "arn:aws:iam::222222222222:role/runner")
+    assert not allowed(narrow, statements, "sts:AssumeRole",
+                       "arn:aws:iam::111111111111:role/minion-runner")
+
+
+def test_worker_acts_in_its_own_account_only_when_the_deployment_says_so(
+        template: dict[str, Any]) -> None:
+    # Given the policy with the runners' actions in the worker's own account
+    [name] = resources_of(template, "AWS::IAM::RolePolicy")
+    policy = template["Resources"][name]
+    # Then it exists only with RunnersInOwnAccount=true, on the worker's role
+    assert refers_to(policy["Properties"]["RoleName"], "WorkerRole")
+    assert not Resolver(template).condition(policy["Condition"])
+    assert Resolver(template, {"RunnersInOwnAccount": "true"}).condition(policy["Condition"])
+    # And it allows exactly the runners' actions, as the runner role in other accounts does
+    assert _actions(template, "WorkerRole", conditional=True) - _actions(
+        template, "WorkerRole") == RUNNER_ACTIONS
+
+
+# --- what an operator opens first: dashboard, alarms, saved queries ------------------------------
+
+def _metrics_emitted_by_the_code() -> set[str]:
+    sources = "\n".join(p.read_text() for p in (ROOT / "chalicelib").rglob("*.py"))
+    return set(re.findall(r'\b_?emit\(\s*"(\w+)"', sources))
+
+
+def _dashboard(template: dict[str, Any]) -> dict[str, Any]:
+    body = props(template, "Dashboard")["DashboardBody"]
+    return json.loads(Resolver(template).resolve(body))
+
+
+def _widget_metrics(widget: dict[str, Any]) -> list[list[Any]]:
+    return [[m for m in line if not isinstance(m, dict)]
+            for line in widget.get("properties", {}).get("metrics", [])]
+
+
+def test_dashboard_shows_runs_the_tick_the_api_and_the_queues(template: dict[str, Any]) -> None:
+    # When the dashboard's body is rendered as it deploys
+    dashboard = _dashboard(template)
+    lines = [line for w in dashboard["widgets"] for line in _widget_metrics(w)]
+    namespace = template["Parameters"]["MetricsNamespace"]["Default"]
+    # Then it shows every metric the code emits, in the functions' namespace
+    custom = {line[1] for line in lines if line[0] == namespace}
+    emitted = _metrics_emitted_by_the_code()
+    assert {"Runs", "RunsQueued", "RunsMissed", "JobsDue", "TickLag", "TickDuration",
+            "RunRetries"} <= emitted
+    assert emitted <= custom
+    # And runs by outcome, with the dimensions Powertools publishes them under
+    outcomes = {line[line.index("Outcome") + 1] for line in lines
+                if line[:2] == [namespace, "Runs"]}
+    assert {"succeeded", "failed", "skipped"} <= outcomes
+    services = {line[line.index("service") + 1] for line in lines if line[0] == namespace}
+    assert services == {props(template, "Worker")["Environment"]["Variables"][
+        "POWERTOOLS_SERVICE_NAME"]}
+    # And the API's errors and latency, the runs queue and the dead-letter queue
+    assert {("AWS/ApiGateway", "5XXError"), ("AWS/ApiGateway", "Latency")} <= \
+        {(line[0], line[1]) for line in lines}
+    queues = {line[3] for line in lines if line[:2] == ["AWS/SQS", "ApproximateNumberOfMessagesVisible"]}
+    assert queues == {"RunsQueue", "RunsDeadLetterQueue"}
+    # And the API metrics name the API as deployed
+    assert props(template, "RestAPI")["Name"] == {"Ref": "AWS::StackName"}
+    assert {line[3] for line in lines if line[0] == "AWS/ApiGateway"} == {STACK}
+
+
+def test_dashboard_lists_every_alarm(template: dict[str, Any]) -> None:
+    resolver = Resolver(template)
+    [panel] = [w for w in _dashboard(template)["widgets"] if w["type"] == "alarm"]
+    assert set(panel["properties"]["alarms"]) == {
+        resolver.arn(name) for name in resources_of(template, "AWS::CloudWatch::Alarm")}
+
+
+def _alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r["Properties"]
+            for name, r in resources_of(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def _watches(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(namespace, metric, dimensions) of every metric an alarm looks at."""
+    metrics = [alarm] if "MetricName" in alarm else [
+        m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
+    return [(m["Namespace"] if isinstance(m["Namespace"], str) else "<param>", m["MetricName"],
+             {d["Name"]: d["Value"] for d in m.get("Dimensions", [])}) for m in metrics]
+
+
+def test_alarms_watch_the_dead_letter_queue_the_tick_the_worker_and_throttling(
+        template: dict[str, Any]) -> None:
+    alarms = _alarms(template)
+    watched = [(name, w) for name, a in alarms.items() for w in _watches(a)]
+
+    def alarms_on(namespace: str, metric: str, resource: str) -> list[str]:
+        return [name for name, (ns, m, dims) in watched
+                if (ns, m) == (namespace, metric) and any(refers_to(v, resource)
+                                                          for v in dims.values())]
+    # Then a dead-letter queue holding anything alarms
+    [dlq] = alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible", "RunsDeadLetterQueue")
+    assert (alarms[dlq]["Threshold"], alarms[dlq]["ComparisonOperator"]) == \
+        (0, "GreaterThanThreshold")
+    # And tick errors, worker errors, and Lambda throttling of each function alarm
+    assert alarms_on("AWS/Lambda", "Errors", "Tick")
+    assert alarms_on("AWS/Lambda", "Errors", "Worker")
+    for function in FUNCTIONS:
+        assert alarms_on("AWS/Lambda", "Throttles", function), function
+    assert alarms_on("AWS/DynamoDB", "WriteThrottleEvents", "JobsTable")
+    # And a late tick alarms, and so does a tick that stopped reporting at all
+    [lag] = [name for name, (ns, m, _) in watched if (ns, m) == ("<param>", "TickLag")]
+    assert alarms[lag]["Namespace"] == {"Ref": "MetricsNamespace"}
+    assert alarms[lag]["TreatMissingData"] == "breaching"
+    # And every alarm notifies the topic when one is given, and says where its runbook is
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}],
+                                                    {"Ref": "AWS::NoValue"}]}, name
+        assert "docs/operations.md" in alarm["AlarmDescription"], name
+
+
+def test_operations_doc_explains_every_alarm(template: dict[str, Any]) -> None:
+    # Given the runbook each alarm's description points to
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    headings = set(re.findall(r"^#+\s+(.+?)\s*$", runbook, re.MULTILINE))
+    for name, alarm in _alarms(template).items():
+        # Then the section it names exists
+        [section] = re.findall(r'docs/operations\.md "([^"]+)"', alarm["AlarmDescription"])
+        assert section in headings, (name, section)
+
+
+def test_saved_queries_find_the_runs_of_a_job_and_the_failed_runs(
+        template: dict[str, Any]) -> None:
+    queries = {props(template, n)["Name"]["Fn::Sub"]: props(template, n)
+               for n in resources_of(template, "AWS::Logs::QueryDefinition")}
+    runs_of_a_job = queries["${AWS::StackName}/runs of a job"]
+    failed_runs = queries["${AWS::StackName}/failed runs"]
+    # Then they filter on the keys the worker logs, over the worker's log group at least
+    assert re.search(r"filter\s+job_id\s*=", runs_of_a_job["QueryString"])
+    assert re.search(r'status\s*=\s*"failed"', failed_runs["QueryString"])
+    for query in (runs_of_a_job, failed_runs):
+        assert {"Ref": "WorkerLogGroup"} in query["LogGroupNames"]
+        assert "run_id" in query["QueryString"]
+
+
+def test_worker_logs_the_keys_the_saved_queries_filter_on() -> None:
+    # Given the worker's source
+    source = (ROOT / "chalicelib" / "worker.py").read_text()
+    # Then a finished run is logged with its job, run, status and error code
+    assert re.search(r'"run finished", extra=\{[^}]*"job_id"[^}]*"run_id"[^}]*"status"'
+                     r'[^}]*"error_code"', source, re.DOTALL)
+
+
+# --- packaging: lint, build info ---------------------------------------------------------------
+
+def test_cfn_lint_passes_on_the_packaged_template_and_the_runner_role(
+        template: dict[str, Any]) -> None:
+    # When cfn-lint checks both templates
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "cfn-lint"), str(TEMPLATE),
+                             str(RUNNER_ROLE)], capture_output=True, text=True, timeout=300)
+    # Then it finds nothing
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_version_reports_what_was_packaged(template: dict[str, Any], tmp_path: Path) -> None:
+    # Given the app as packaged (app.py and chalicelib/ from the deployment zip)
+    with zipfile.ZipFile(ZIP) as archive:
+        for member in archive.namelist():
+            if member == "app.py" or member.startswith("chalicelib/"):
+                archive.extract(member, tmp_path)
+    # When its /version is asked through Chalice's test client
+    script = ("import json; from chalice.test import Client; import app; "
+              "print(Client(app.app).http.get('/v1/minion/version').body.decode())")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINION_")}
+    answer = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120, check=True)
+    version = json.loads(answer.stdout)
+    # Then it is the commit it was built from, at a real time, with a real version
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert version["githash"] == head
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", version["buildstamp"])
+    assert re.match(r"\d+\.\d+\.\d+", version["version"])
+    # And the work tree holds no build info (it would leak into `make run` and the tests)
+    assert not (ROOT / "chalicelib" / "build_info.json").exists()
+
+
+# --- the runner role in a target account ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def runner_role() -> dict[str, Any]:
+    from cfnlint.decode import decode
+
+    decoded, matches = decode(str(RUNNER_ROLE))
+    assert not matches and decoded is not None
+    return decoded
+
+
+def test_runner_role_trusts_only_the_worker_role_and_the_external_id(
+        runner_role: dict[str, Any]) -> None:
+    role = runner_role["Resources"]["RunnerRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    # Then the only principal is the worker role given as a parameter
+    assert trust["Principal"] == {"AWS": {"Ref": "WorkerRoleArn"}}
+    assert trust["Action"] == "sts:AssumeRole"
+    # And the external id is required whenever one is given
+    assert trust["Condition"] == {"Fn::If": [
+        "HasExternalId", {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}},
+        {"Ref": "AWS::NoValue"}]}
+    assert runner_role["Conditions"]["HasExternalId"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ExternalId"}, ""]}]}
+    assert runner_role["Parameters"]["ExternalId"]["NoEcho"] is True
+
+
+def test_runner_role_allows_only_the_runners_actions_in_its_account(
+        runner_role: dict[str, Any]) -> None:
+    [policy] = runner_role["Resources"]["RunnerRole"]["Properties"]["Policies"]
+    statements = policy["PolicyDocument"]["Statement"]
+    # Then exactly the runners' actions, none with a wildcard
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert actions == RUNNER_ACTIONS
+    for statement in statements:
+        resources = as_list(statement["Resource"])
+        if "*" in resources:
+            assert set(as_list(statement["Action"])) <= NO_RESOURCE_LEVEL
+        else:
+            assert all("${AWS::AccountId}" in r["Fn::Sub"] for r in resources), statement
+    # And task roles can be passed to ECS tasks only
+    [pass_role] = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
+    assert pass_role["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+
+def test_worker_in_its_own_account_gets_the_runner_roles_actions(
+        template: dict[str, Any], runner_role: dict[str, Any]) -> None:
+    # Given both policies of the runners' actions
+    [policy] = runner_role["Resources"]["RunnerRole"]["Properties"]["Policies"]
+    in_target = {a for s in policy["PolicyDocument"]["Statement"] for a in as_list(s["Action"])}
+    [name] = resources_of(template, "AWS::IAM::RolePolicy")
+    own = {a for s in props(template, name)["PolicyDocument"]["Statement"]
+           for a in as_list(s["Action"])}
+    # Then they agree
+    assert own == in_target
+
+
+# --- the roles allow what the code really calls ---------------------------------------------------
+
+TARGET_ACCOUNT = "111111111111"
+RUNNER_ROLE_ARN = f"arn:aws:iam::{TARGET_ACCOUNT}:role/minion-runner"
+
+
+class CallRecorder:
+    """Records every AWS call made through botocore, with the access key it was signed with
+    (the function's own, or a runner role's); the calls still reach moto."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any], str]] = []
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+    def own(self) -> list[tuple[str, str, dict[str, Any]]]:
+        key = os.environ["AWS_ACCESS_KEY_ID"]
+        return [(s, o, p) for s, o, p, k in self.calls if k == key]
+
+    def assumed(self) -> list[tuple[str, str, dict[str, Any]]]:
+        key = os.environ["AWS_ACCESS_KEY_ID"]
+        return [(s, o, p) for s, o, p, k in self.calls if k != key]
+
+    def wrap(self, original: Any) -> Any:
+        recorder = self
+
+        def make_api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+            credentials = client._request_signer._credentials
+            recorder.calls.append((client.meta.service_model.endpoint_prefix, operation,
+                                   dict(params), credentials.access_key if credentials else ""))
+            return original(client, operation, params)
+        return make_api_call
+
+
+def iam_requests(service: str, operation: str, params: dict[str, Any],
+                 names: dict[str, str], account: str = ACCOUNT_ID) -> list[tuple[str, str]]:
+    """The (IAM action, resource ARN) pairs one call needs, with the test's physical names
+    mapped back to the template's logical resources."""
+    table_arn = f"arn:aws:dynamodb:{REGION}:{account}:table/JobsTable"
+    if service == "dynamodb":
+        if operation == "TransactWriteItems":
+            kinds = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                     "ConditionCheck": "ConditionCheckItem"}
+            return [(f"dynamodb:{kinds[kind]}", table_arn)
+                    for item in params["TransactItems"] for kind in item]
+        assert params["TableName"] == names["table"]
+        index = params.get("IndexName")
+        return [(f"dynamodb:{operation}", table_arn + (f"/index/{index}" if index else ""))]
+    if service == "sqs":
+        assert params["QueueUrl"] == names["queue_url"]
+        action = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+                  "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}.get(
+                      operation, operation)
+        return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{account}:RunsQueue")]
+    if service == "secretsmanager":
+        assert params["SecretId"] == names["secret"]
+        return [(f"secretsmanager:{operation}",
+                 f"arn:aws:secretsmanager:{REGION}:{account}:secret:TokensSecret")]
+    if service == "ssm":
+        return [(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{account}:parameter{params['Name']}")]
+    if service == "sts" and operation == "GetCallerIdentity":
+        return []  # needs no permission
+    if service == "sts":
+        return [(f"sts:{operation}", params["RoleArn"])]
+    if service == "ec2" and operation.startswith("Describe"):
+        return [(f"ec2:{operation}", "*")]  # no resource-level permissions
+    if service == "ec2":
+        return [(f"ec2:{operation}", f"arn:aws:ec2:{REGION}:{account}:instance/{instance}")
+                for instance in params["InstanceIds"]]
+    raise AssertionError(f"a call the test does not map to IAM: {service} {operation}")
+
+
+def _denied(resolver: Resolver, statements: list[dict[str, Any]],
+            calls: list[tuple[str, str, dict[str, Any]]], names: dict[str, str]) -> list[Any]:
+    requests = {request for service, operation, params in calls
+                for request in iam_requests(service, operation, params, names, resolver.account)}
+    assert requests, "the flow made no AWS call"
+    return sorted(r for r in requests if not allowed(resolver, statements, *r))
+
+
+def _role_denies(template: dict[str, Any], role: str, recorded: dict[str, Any]) -> list[Any]:
+    return _denied(Resolver(template), statements_of(template, role),
+                   recorded["recorder"].own(), recorded["names"])
+
+
+@pytest.fixture
+def recorded(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """moto set up as the template deploys it: tokens in a secret, the registry in the SSM
+    parameter (account spinup acting through a runner role), the queue by URL; every AWS
+    call recorded."""
+    from aws_lambda_powertools.utilities import parameters
+
+    secret = boto3.client("secretsmanager").create_secret(
+        Name="minion-test/tokens", SecretString=TOKEN)["ARN"]
+    registry = {"accounts": {"spinup": {"runners": ["dummyRunner", "instanceRunner"],
+                                        "role_arn": RUNNER_ROLE_ARN}}}
+    boto3.client("ssm").put_parameter(Name="/minion/accounts", Type="String",
+                                      Value=json.dumps(registry))
+    for name in ("MINION_TOKENS", "MINION_ACCOUNTS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MINION_TOKENS_SECRET_ID", secret)
+    monkeypatch.setenv("MINION_ACCOUNTS_PARAMETER", "/minion/accounts")
+    monkeypatch.setenv("MINION_QUEUE_URL", aws["queue_url"])
+    deps.reset()
+    parameters.clear_caches()
+    recorder = CallRecorder()
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call",
+                        recorder.wrap(botocore.client.BaseClient._make_api_call))
+    yield {**aws, "recorder": recorder,
+           "names": {"table": TABLE, "queue_url": aws["queue_url"], "secret": secret}}
+    parameters.clear_caches()
+    deps.reset()
+
+
+def test_api_role_allows_every_call_the_api_makes(template: dict[str, Any],
+                                                  recorded: dict[str, Any], client: Any) -> None:
+    # Given the API as deployed: tokens from the secret, registry from the parameter
+    base = "/v1/minion/spinup/jobs/space-xy"
+    job = {"name": "nightly", "schedule_expression": "0 3 * * *", "enabled": True,
+           "details": {"runner": "dummyRunner"}}
+    # When every kind of request is served
+    created = client.http.post(base, headers=auth(), body=json.dumps(job))
+    assert created.status_code == 200, created.body
+    job_id = json.loads(created.body)["id"]
+    path = f"{base}/{job_id}"
+    answers = [
+        client.http.get(path, headers=auth()),
+        client.http.get("/v1/minion/spinup/jobs", headers=auth()),
+        client.http.get(base, headers=auth()),
+        client.http.put(path, headers=auth(**{"If-Match": created.headers["ETag"]}),
+                        body=json.dumps({**job, "name": "renamed"})),
+        client.http.patch(path, headers=auth()),
+        client.http.get(path + "/runs", headers=auth()),
+        client.http.get("/v1/minion/metrics"),
+        client.http.get("/v1/minion/schedule?expression=0+3+*+*+*", headers=auth()),
+    ]
+    run_id = json.loads(answers[4].body)["run_id"]
+    answers.append(client.http.get(f"{path}/runs/{run_id}", headers=auth()))
+    answers.append(client.http.delete(path, headers=auth()))
+    answers.append(client.http.delete(base, headers=auth()))
+    assert [a.status_code for a in answers] == [200, 200, 200, 202, 202, 200, 200, 200, 200,
+                                                202, 202], [a.body for a in answers]
+    # Then the API's role allows every call it made
+    assert _role_denies(template, "ApiRole", recorded) == []
+    drain(recorded["sqs"], recorded["queue_url"])
+
+
+def _target_account_ec2() -> Any:
+    issued = boto3.client("sts").assume_role(RoleArn=RUNNER_ROLE_ARN,
+                                             RoleSessionName="test-setup")["Credentials"]
+    return boto3.client("ec2", aws_access_key_id=issued["AccessKeyId"],
+                        aws_secret_access_key=issued["SecretAccessKey"],
+                        aws_session_token=issued["SessionToken"])
+
+
+def test_tick_worker_and_runner_roles_allow_every_call_they_make(
+        template: dict[str, Any], runner_role: dict[str, Any], recorded: dict[str, Any],
+        client: Any) -> None:
+    from chalicelib.tick import handle_tick
+    from chalicelib.worker import handle_batch
+
+    # Given a running instance in the target account, and a job stopping it every minute
+    # that refuses overlapping runs
+    ec2 = _target_account_ec2()
+    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1,
+                                 MaxCount=1)["Instances"][0]["InstanceId"]
+    job = {"name": "minutely", "schedule_expression": "* * * ? *", "enabled": True,
+           "concurrency_policy": "Forbid",
+           "details": {"runner": "instanceRunner", "instance_id": instance,
+                       "instance_action": "stop"}}
+    created = client.http.post("/v1/minion/spinup/jobs/space-xy", headers=auth(),
+                               body=json.dumps(job))
+    assert created.status_code == 200, created.body
+    next_minute = json.loads(created.body)["next"]
+    # When the tick runs two minutes after the job's next occurrence
+    recorder = recorded["recorder"]
+    recorder.clear()
+    later = datetime.fromisoformat(next_minute.replace("Z", "+00:00")) + timedelta(minutes=2)
+    report = handle_tick(scheduled_event(later.strftime("%Y-%m-%dT%H:%M")))
+    # Then it queued the latest occurrence and recorded the older ones missed
+    assert (report["queued"], report["missed"]) == (1, 2)
+    # And the tick's role allows every call the tick made
+    assert _role_denies(template, "TickRole", recorded) == []
+
+    # When the worker runs the queued run, through the account's runner role
+    messages = drain(recorded["sqs"], recorded["queue_url"])
+    assert len(messages) == 1
+    recorder.clear()
+    handle_batch(sqs_event(messages))
+    calls = list(recorder.calls)
+    # Then the worker's role allows every call it made with its own credentials
+    assert ("sts", "AssumeRole") in {(s, o) for s, o, _ in recorder.own()}
+    assert _role_denies(template, "WorkerRole", recorded) == []
+    # And the runner role allows every call the runner made with the assumed credentials
+    assert {o for _, o, _ in recorder.assumed()} >= {"DescribeInstances", "StopInstances"}
+    [policy] = runner_role["Resources"]["RunnerRole"]["Properties"]["Policies"]
+    runner_resolver = Resolver(runner_role, account=TARGET_ACCOUNT)
+    assert _denied(runner_resolver, policy["PolicyDocument"]["Statement"], recorder.assumed(),
+                   recorded["names"]) == []
+    # And the run really happened: the instance stopped
+    state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    assert state["State"]["Name"] == "stopped", calls
+
+
+# --- make deploy ------------------------------------------------------------------------------------
+
+def test_deploy_passes_the_stage_the_secret_and_the_registry_as_template_parameters(
+        template: dict[str, Any]) -> None:
+    # Given a deployment of stage prod with its own secret, registry and runner roles
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+           "DRY_RUN": "1", "STAGE": "prod", "ARTIFACT_BUCKET": "artifacts",
+           "TOKENS_SECRET_ARN": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:t-AbCdEf",
+           "ACCOUNTS_PARAMETER": "/prod/minion/accounts",
+           "RUNNER_ROLE_ARNS": "arn:aws:iam::111111111111:role/minion-runner",
+           "RUNNERS_IN_OWN_ACCOUNT": "false", "ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:"
+           f"{ACCOUNT_ID}:ops", "PARAMETERS": "Shards=16 LogRetentionDays=90"}
+    # When make deploy's script says what it would run
+    result = subprocess.run([str(ROOT / "infra" / "deploy.sh")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=True)
+    commands = [line.split() for line in result.stdout.splitlines()]
+    [package] = [c for c in commands if c[1:3] == ["cloudformation", "package"]]
+    [deploy] = [c for c in commands if c[1:3] == ["cloudformation", "deploy"]]
+    # Then it uploads the packaged template's code, and deploys stack minion-prod through S3
+    assert package[package.index("--template-file") + 1] == "build/sam.json"
+    assert deploy[deploy.index("--stack-name") + 1] == "minion-prod"
+    assert deploy[deploy.index("--template-file") + 1] == \
+        package[package.index("--output-template-file") + 1]
+    assert deploy[deploy.index("--s3-bucket") + 1] == "artifacts"
+    assert {"CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"} <= set(deploy)
+    # And every setting reaches the template parameter of that name
+    overrides = dict(o.split("=", 1) for o in deploy[deploy.index("--parameter-overrides") + 1:])
+    assert overrides == {
+        "Stage": "prod", "TokensSecretArn": env["TOKENS_SECRET_ARN"],
+        "AccountsParameterName": "/prod/minion/accounts",
+        "RunnerRoleArns": env["RUNNER_ROLE_ARNS"], "RunnersInOwnAccount": "false",
+        "AlarmTopicArn": env["ALARM_TOPIC_ARN"], "Shards": "16", "LogRetentionDays": "90"}
+    assert set(overrides) <= set(template["Parameters"])
