@@ -94,15 +94,23 @@ class MinionGroup(click.Group):
             raise CliError(str(error), UNREACHABLE) from None
 
 
-def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.ensure_object(Session).json = True
+def _override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    # Given after the subcommand, an option wins over the same one given before it.
+    if value not in (None, False):
+        setattr(ctx.ensure_object(Session), str(param.name), value)
 
 
-def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`--json` on a subcommand too (`minion jobs get ... --json`)."""
-    return click.option("--json", "as_json", is_flag=True, expose_value=False,
-                        callback=_set_json, help="Print the API's JSON answer.")(command)
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--json`, `--url`, `--token` after the subcommand too (`minion jobs get ... --json`)."""
+    for option in (
+            click.option("--token", expose_value=False, callback=_override,
+                         help="API token (as before the subcommand)."),
+            click.option("--url", expose_value=False, callback=_override,
+                         help="Base URL of the API (as before the subcommand)."),
+            click.option("--json", is_flag=True, expose_value=False, callback=_override,
+                         help="Print the API's JSON answer.")):
+        command = option(command)
+    return command
 
 
 pass_session = click.make_pass_decorator(Session, ensure=True)
@@ -140,7 +148,7 @@ def jobs() -> None:
 @click.argument("group", required=False)
 @click.option("-l", "--long", is_flag=True,
               help="Fetch every job and show its name, schedule, next and last run.")
-@json_option
+@common_options
 @pass_session
 def jobs_list(session: Session, account: str | None, group: str | None, long: bool) -> None:
     """Jobs of ACCOUNT (default: env MINION_ACCOUNT), or of one GROUP of it."""
@@ -154,7 +162,7 @@ def jobs_list(session: Session, account: str | None, group: str | None, long: bo
         session.show(found, lambda: output.jobs_table(found) if found
                      else _nothing(account, group))
     else:
-        session.show(names, lambda: output.table(["group", "id"], pairs) if pairs
+        session.show(names, lambda: output.table(["GROUP", "ID"], pairs) if pairs
                      else _nothing(account, group))
 
 
@@ -168,7 +176,7 @@ def _nothing(account: str, group: str | None) -> str:
 @click.argument("account")
 @click.argument("group")
 @click.argument("job_id", metavar="ID")
-@json_option
+@common_options
 @pass_session
 def jobs_get(session: Session, account: str, group: str, job_id: str) -> None:
     """Show one job."""
@@ -257,7 +265,7 @@ def _has_options(options: dict[str, Any]) -> bool:
 @click.argument("account")
 @click.argument("group")
 @job_fields
-@json_option
+@common_options
 @pass_session
 def jobs_create(session: Session, account: str, group: str, file: Any,
                 **options: Any) -> None:
@@ -277,7 +285,7 @@ def jobs_create(session: Session, account: str, group: str, file: Any,
 @click.argument("group")
 @click.argument("job_id", metavar="ID")
 @job_fields
-@json_option
+@common_options
 @pass_session
 def jobs_update(session: Session, account: str, group: str, job_id: str, file: Any,
                 **options: Any) -> None:
@@ -325,7 +333,7 @@ def _set_enabled(session: Session, account: str, group: str, job_id: str, enable
 @click.argument("group")
 @click.argument("job_id", metavar="ID")
 @click.option("--modified-by", help="Who makes this change.")
-@json_option
+@common_options
 @pass_session
 def jobs_enable(session: Session, account: str, group: str, job_id: str,
                 modified_by: str | None) -> None:
@@ -338,7 +346,7 @@ def jobs_enable(session: Session, account: str, group: str, job_id: str,
 @click.argument("group")
 @click.argument("job_id", metavar="ID")
 @click.option("--modified-by", help="Who makes this change.")
-@json_option
+@common_options
 @pass_session
 def jobs_disable(session: Session, account: str, group: str, job_id: str,
                  modified_by: str | None) -> None:
@@ -350,7 +358,7 @@ def jobs_disable(session: Session, account: str, group: str, job_id: str,
 @click.argument("account")
 @click.argument("group")
 @click.argument("job_id", metavar="ID")
-@json_option
+@common_options
 @pass_session
 def jobs_delete(session: Session, account: str, group: str, job_id: str) -> None:
     """Delete a job (its runs expire on their own)."""
@@ -362,7 +370,7 @@ def jobs_delete(session: Session, account: str, group: str, job_id: str) -> None
 @click.argument("account")
 @click.argument("group")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@json_option
+@common_options
 @pass_session
 def jobs_delete_group(session: Session, account: str, group: str, yes: bool) -> None:
     """Delete every job of GROUP."""
@@ -383,7 +391,7 @@ def jobs_delete_group(session: Session, account: str, group: str, yes: bool) -> 
               help="Seconds --wait follows the run before giving up (exit 5).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds between polls with --wait.")
-@json_option
+@common_options
 @pass_session
 def run(session: Session, account: str, group: str, job_id: str, wait: bool, timeout: float,
         interval: float) -> None:
@@ -429,7 +437,7 @@ def runs() -> None:
 @click.argument("job_id", metavar="ID")
 @click.option("--limit", type=click.IntRange(1, 100), help="Runs per page (API default 20).")
 @click.option("--next-token", help="Continue after the page that printed this token.")
-@json_option
+@common_options
 @pass_session
 def runs_list(session: Session, account: str, group: str, job_id: str, limit: int | None,
               next_token: str | None) -> None:
@@ -452,7 +460,7 @@ def runs_list(session: Session, account: str, group: str, job_id: str, limit: in
 @click.argument("group")
 @click.argument("job_id", metavar="ID")
 @click.argument("run_id", metavar="RUN_ID")
-@json_option
+@common_options
 @pass_session
 def runs_get(session: Session, account: str, group: str, job_id: str, run_id: str) -> None:
     """One run of a job: its status, times, output or error."""
@@ -471,7 +479,7 @@ def schedule() -> None:
 @click.argument("expression")
 @click.option("--tz", "--timezone", "timezone", help="IANA timezone (default UTC).")
 @click.option("--count", type=click.IntRange(1, 100), help="How many occurrences (API default 5).")
-@json_option
+@common_options
 @pass_session
 def schedule_preview(session: Session, expression: str, timezone: str | None,
                      count: int | None) -> None:

@@ -30,8 +30,8 @@ def cell(value: Any, limit: int | None = MAX_CELL) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Columns aligned on the widest cell, two spaces apart, headers in capitals."""
-    lines = [[h.upper() for h in headers]] + [[cell(v) for v in row] for row in rows]
+    """Columns aligned on the widest cell, two spaces apart, under the given headers."""
+    lines = [list(headers)] + [[cell(v) for v in row] for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
     return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip()
                      for line in lines)
@@ -68,7 +68,7 @@ def job_text(job: Mapping[str, Any]) -> str:
 
 def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
     """Jobs, one a line, with what they do and when they run next."""
-    return table(["group", "id", "name", "enabled", "schedule", "next", "last run"], [
+    return table(["GROUP", "ID", "NAME", "ENABLED", "SCHEDULE", "NEXT", "LAST RUN"], [
         [j["group"], j["id"], j.get("name"), j.get("enabled"), _schedule(j), j.get("next"),
          last_run(j.get("last_run"))] for j in jobs])
 
@@ -78,14 +78,13 @@ def run_text(run: Mapping[str, Any]) -> str:
     names = ["run_id", "job_id", "account", "group", "trigger", "status", "scheduled_for",
              "queued_at", "started_at", "finished_at", "attempts", "output", "error",
              "error_code", "data"]
-    return fields((name, run.get(name)) for name in names
-                  if name in run or name in ("output", "error"))
+    return fields((name, run[name]) for name in names if name in run)
 
 
 def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
     """Runs, newest first, one a line."""
-    return table(["run id", "status", "trigger", "scheduled for", "finished at", "attempts",
-                  "output / error"], [
+    return table(["RUN ID", "STATUS", "TRIGGER", "SCHEDULED FOR", "FINISHED AT", "ATTEMPTS",
+                  "OUTPUT / ERROR"], [
         [r["run_id"], r.get("status"), r.get("trigger"), r.get("scheduled_for"),
          r.get("finished_at"), r.get("attempts"), r.get("error") or r.get("output")]
         for r in runs])
@@ -99,7 +98,7 @@ def preview_text(preview: Mapping[str, Any]) -> str:
     occurrences = preview.get("occurrences") or []
     if not occurrences:
         return head
-    return head + "\n\n" + table(["utc", f"local ({tz})"],
+    return head + "\n\n" + table(["UTC", f"LOCAL ({tz})"],
                                  [[o["utc"], o["local"]] for o in occurrences])
 
 
