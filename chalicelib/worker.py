@@ -116,7 +116,7 @@ class Worker:
         logger.warning("run failed, retrying", extra={
             "job_id": run.job_id, "run_id": run.run_id, "attempt": run.attempts,
             "delay_seconds": delay, "error_code": error.code})
-        emit("RunRetries", 1)
+        _emit("RunRetries", 1)
         return "queued"
 
     def _finish(self, run: Run, status: str, *, output: str | None = None,
@@ -133,8 +133,17 @@ class Worker:
         log("run finished", extra={"job_id": run.job_id, "run_id": run.run_id, "status": status,
                                    "trigger": run.trigger, "attempts": run.attempts,
                                    "error_code": error_code})
-        emit("Runs", 1, Outcome=status)
+        _emit("Runs", 1, Outcome=status)
         return status
+
+
+def _emit(name: str, value: float, **dimensions: str) -> None:
+    """Emit a metric, best-effort: the outcome is already recorded, and a metrics failure must
+    not report the message failed (SQS would deliver it again)."""
+    try:
+        emit(name, value, **dimensions)
+    except Exception:  # noqa: BLE001
+        logger.exception("metric not emitted", extra={"metric": name})
 
 
 def handle_batch(event: dict[str, Any], context: Any = None,
@@ -159,7 +168,10 @@ def handle_batch(event: dict[str, Any], context: Any = None,
         return process_partial_response(event=event, record_handler=record_handler,
                                         processor=processor, context=context)
     finally:
-        flush()
+        try:
+            flush()
+        except Exception:  # noqa: BLE001  (the batch's outcome stands without its metrics)
+            logger.exception("metrics not flushed")
 
 
 def default_worker() -> Worker:
