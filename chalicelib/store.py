@@ -378,12 +378,14 @@ class Store:
         return True
 
     @translated
-    def claim_run(self, run: Run, attempt: int, lease_seconds: int, now: datetime) -> Run | None:
+    def claim_run(self, run: Run, attempt: int, lease_seconds: int, now: datetime,
+                  must_exist: bool = False) -> Run | None:
         """Take the run for attempt `attempt`: the run id is the lock.
 
-        Succeeds when the run is absent, or queued for exactly this attempt, or running under
-        a lease that expired (its worker died). Returns the claimed run, or None when someone
-        else holds it or it is finished.
+        Succeeds when the run is absent (unless `must_exist`: a run-now is always recorded
+        `queued` before its message is sent), or queued for exactly this attempt, or running
+        under a lease that expired (its worker died). Returns the claimed run, or None when
+        someone else holds it, it is finished, or it must exist and does not.
         """
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         epoch = int(now.timestamp())
@@ -397,8 +399,8 @@ class Store:
                     "queued_at = if_not_exists(queued_at, :now), expires_at = :expires, "
                     "#type = :type ADD attempts :one"),
                 ConditionExpression=(
-                    "attribute_not_exists(pk)"
-                    " OR (#status = :queued AND attempts = :previous)"
+                    ("" if must_exist else "attribute_not_exists(pk) OR ")
+                    + "(#status = :queued AND attempts = :previous)"
                     " OR (#status = :running AND lease_until < :epoch)"),
                 ExpressionAttributeNames={"#status": "status", "#group": "group",
                                           "#trigger": "trigger", "#type": "type"},
@@ -457,6 +459,17 @@ class Store:
         except ClientError as error:
             if not is_condition_failure(error):
                 raise
+
+    @translated
+    def run_lease(self, job_id: str, run_id: str) -> tuple[str, int] | None:
+        """A run's status and lease expiry (epoch seconds, 0 when none), or None when absent."""
+        item = self.client.get_item(TableName=self.table, Key=run_key(job_id, run_id),
+                                    ConsistentRead=True,
+                                    ProjectionExpression="#status, lease_until",
+                                    ExpressionAttributeNames={"#status": "status"}).get("Item")
+        if not item:
+            return None
+        return from_attr(item["status"]), int(from_attr(item.get("lease_until", {"N": "0"})))
 
     @translated
     def get_run(self, job_id: str, run_id: str) -> Run | None:

@@ -28,6 +28,16 @@ def retry_delay(attempt: int) -> int:
 ClientFactory = Callable[[AccountEntry, str], Callable[[str], Any]]
 
 
+class UnknownRun(ValueError):
+    """A run-now message whose run was never queued: reported failed until the DLQ takes it."""
+
+
+class RunInProgress(RuntimeError):
+    """Another worker holds the run under a live lease: the message is reported failed, so
+    that it comes back after the visibility timeout instead of being deleted (if that worker
+    died, the run is taken over then; if it finished, the copy is acknowledged then)."""
+
+
 @dataclass
 class Worker:
     """Everything a run needs: the store, the queue, the registry and how to act in accounts."""
@@ -49,11 +59,10 @@ class Worker:
         # The run id is the lock: whoever writes the claim runs it; a duplicate delivery
         # (a re-sent tick, SQS at-least-once) finds it taken or finished and stops here.
         claimed = self.store.claim_run(run, message.attempt,
-                                       self.runner_timeout + LEASE_MARGIN, now)
+                                       self.runner_timeout + LEASE_MARGIN, now,
+                                       must_exist=message.trigger == "manual")
         if claimed is None:
-            logger.info("run already claimed or finished; duplicate delivery acknowledged",
-                        extra={"job_id": run.job_id, "run_id": run.run_id})
-            return "duplicate"
+            return self._not_claimed(run, now)
         try:
             job = self.store.get_job(message.account, message.group, message.job_id)
         except NotFound:
@@ -70,6 +79,21 @@ class Worker:
                 return self._retry(claimed, message, error)
             return self._finish(claimed, "failed", error=str(error), error_code=error.code)
         return self._finish(claimed, "succeeded", output=result.output, data=result.data)
+
+    def _not_claimed(self, run: Run, now: datetime) -> str:
+        state = self.store.run_lease(run.job_id, run.run_id)
+        if state is None:
+            raise UnknownRun(f"run {run.run_id} of job {run.job_id} was never queued")
+        status, lease_until = state
+        if status == "running" and lease_until >= int(now.timestamp()):
+            # Deleting this copy could lose the run: if the holder dies, SQS may have no
+            # other copy to deliver again.
+            raise RunInProgress(f"run {run.run_id} is held by another worker until "
+                                f"{iso(datetime.fromtimestamp(lease_until, timezone.utc))}")
+        logger.info("run already finished or queued for another attempt; duplicate delivery "
+                    "acknowledged", extra={"job_id": run.job_id, "run_id": run.run_id,
+                                           "status": status})
+        return "duplicate"
 
     def _skip_reason(self, job: Job, run: Run, entry: AccountEntry | None,
                      now: datetime) -> str | None:
