@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
+
+from .jobs import SEGMENT, is_job_id
+from .runs import is_run_id, scheduled_run_id
 
 BATCH_SIZE = 10
 SEND_ROUNDS = 3
@@ -41,7 +45,28 @@ class RunMessage:
         if isinstance(message.attempt, bool) or not isinstance(message.attempt, int) \
                 or not 1 <= message.attempt <= 10:
             raise ValueError("run message: attempt must be 1-10")
+        message._check_names()
         return message
+
+    def _check_names(self) -> None:
+        """The ids must be ones this service issues: a message naming anything else was not
+        sent by the tick or by a run-now, and must not create run records under its names."""
+        if not SEGMENT.match(self.account) or not SEGMENT.match(self.group):
+            raise ValueError("run message: account and group must be path segments")
+        if not is_job_id(self.job_id):
+            raise ValueError("run message: job_id is not a job id")
+        if self.trigger not in ("schedule", "manual"):
+            raise ValueError("run message: trigger must be schedule or manual")
+        if not is_run_id(self.run_id) or self.run_id.endswith("-s") != (
+                self.trigger == "schedule"):
+            raise ValueError(f"run message: run_id is not a {self.trigger} run id")
+        if self.trigger == "schedule":
+            try:
+                occurrence = datetime.strptime(self.scheduled_for, "%Y-%m-%dT%H:%M:%SZ")
+            except ValueError:
+                raise ValueError("run message: scheduled_for is not a UTC time") from None
+            if scheduled_run_id(occurrence.replace(tzinfo=timezone.utc)) != self.run_id:
+                raise ValueError("run message: run_id does not match scheduled_for")
 
 
 class RunQueue:
