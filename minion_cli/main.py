@@ -52,7 +52,7 @@ class Session:
     def client(self) -> MinionClient:
         """The API client, built on first use (so `--help` needs no token)."""
         if self._client is None:
-            self._client = MinionClient(self.url, resolve_token(self.token),
+            self._client = MinionClient(check_url(self.url), resolve_token(self.token),
                                         transport=self.transport)
             click.get_current_context().call_on_close(self._client.close)
         return self._client
@@ -70,7 +70,7 @@ class Session:
 def resolve_token(explicit: str | None) -> str:
     """`--token`/MINION_TOKEN, else the token the local stack wrote to its state directory."""
     if explicit and explicit.strip():
-        return explicit.strip()
+        return check_token(explicit.strip())
     path = Path(os.environ.get("MINION_STATE_DIR") or ".minion") / "dev-token"
     try:
         token = path.read_text(encoding="utf-8").strip()
@@ -79,7 +79,28 @@ def resolve_token(explicit: str | None) -> str:
     if not token:
         raise CliError(f"no API token: pass --token or set MINION_TOKEN "
                        f"(`make run` writes one to {path})", USAGE)
+    return check_token(token)
+
+
+def check_token(token: str) -> str:
+    """A token that can travel in a header: printable ASCII, no spaces (never echoed)."""
+    if not (token.isascii() and token.isprintable()) or any(c.isspace() for c in token):
+        raise CliError("the API token must be printable ASCII without spaces", USAGE)
     return token
+
+
+def check_url(url: str) -> str:
+    """An http(s) URL with a host (and a real port), else a usage error naming it."""
+    try:
+        parsed = httpx.URL(url)
+        port_ok = parsed.port is None or 1 <= parsed.port <= 65535
+    except (httpx.InvalidURL, ValueError):
+        parsed, port_ok = None, False
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host \
+            or not port_ok or parsed.query or parsed.fragment:
+        raise CliError(f"--url: {url!r} is not the http(s) base URL of a minion API, "
+                       f"e.g. {DEFAULT_URL}", USAGE)
+    return url
 
 
 class MinionGroup(click.Group):

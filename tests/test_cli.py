@@ -65,6 +65,31 @@ def minion(transport: ChaliceTransport) -> Callable[..., Result]:
     return invoke
 
 
+class Unplugged(httpx.BaseTransport):
+    """No API behind it: records what reached it and refuses the connection."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.fixture
+def unplugged() -> Unplugged:
+    return Unplugged()
+
+
+@pytest.fixture
+def offline(unplugged: Unplugged) -> Callable[..., Result]:
+    """Run `minion ARGS...` with no API at all (for what must fail before any request)."""
+    def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
+        return CliRunner().invoke(cli, list(args), obj=Session(transport=unplugged),
+                                  env={"MINION_TOKEN": TOKEN, **(env or {})})
+    return invoke
+
+
 @pytest.fixture
 def worker(aws: dict[str, Any]) -> Callable[[float], None]:
     """Stands in for sleeping: the worker Lambda handles whatever the queue holds."""
@@ -183,16 +208,16 @@ def test_create_refused_by_the_api_prints_its_validation_message_and_stores_noth
 
 
 def test_a_malformed_detail_or_job_file_is_a_usage_error_before_any_request(
-        minion: Callable[..., Result], transport: ChaliceTransport, tmp_path: Any) -> None:
+        offline: Callable[..., Result], unplugged: Unplugged, tmp_path: Any) -> None:
     bad_file = tmp_path / "job.json"
     bad_file.write_text("[1, 2]")
 
-    no_equals = minion("jobs", "create", "spinup", "g", *DUMMY, "--detail", "instance_id")
-    not_an_object = minion("jobs", "create", "spinup", "g", "--file", str(bad_file))
+    no_equals = offline("jobs", "create", "spinup", "g", *DUMMY, "--detail", "instance_id")
+    not_an_object = offline("jobs", "create", "spinup", "g", "--file", str(bad_file))
 
     assert no_equals.exit_code == USAGE and "expected KEY=VALUE" in no_equals.stderr
     assert not_an_object.exit_code == USAGE and "expected a JSON object" in not_an_object.stderr
-    assert transport.requests == []
+    assert unplugged.requests == []
 
 
 def test_jobs_list_shows_an_account_as_group_and_id_and_a_group_as_ids(
@@ -318,8 +343,8 @@ def test_update_from_a_current_file_replaces_the_job(minion: Callable[..., Resul
     assert after["version"] == 2
 
 
-def test_update_without_options_or_file_is_a_usage_error(minion: Callable[..., Result]) -> None:
-    result = minion("jobs", "update", "spinup", "space-xy", "6bcfa79f-615e-470d-97c1-687f3357497d")
+def test_update_without_options_or_file_is_a_usage_error(offline: Callable[..., Result]) -> None:
+    result = offline("jobs", "update", "spinup", "space-xy", "6bcfa79f-615e-470d-97c1-687f3357497d")
 
     assert result.exit_code == USAGE and "nothing to change" in result.stderr
 
@@ -611,12 +636,12 @@ def test_a_group_with_a_slash_reaches_the_api_as_one_segment(
 
 
 def test_no_token_anywhere_is_a_clear_usage_error_without_a_request(
-        minion: Callable[..., Result], transport: ChaliceTransport) -> None:
-    result = minion("jobs", "list", "spinup", env={"MINION_TOKEN": None})
+        offline: Callable[..., Result], unplugged: Unplugged) -> None:
+    result = offline("jobs", "list", "spinup", env={"MINION_TOKEN": None})
 
     assert result.exit_code == USAGE
     assert error_line(result).startswith("Error: no API token: pass --token or set MINION_TOKEN")
-    assert transport.requests == []
+    assert unplugged.requests == []
 
 
 def test_the_token_comes_from_the_local_stacks_dev_token_file(
@@ -656,6 +681,41 @@ def test_a_token_option_before_or_after_the_subcommand_wins_over_minion_token(
     result = minion(*args, env={"MINION_TOKEN": "not-the-token"})
 
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "ftp://minion.example.edu",
+                                 "http://127.0.0.1:99999", "http://minion?x=1", ""])
+def test_a_url_that_cannot_be_an_api_base_is_a_usage_error_without_a_request(
+        offline: Callable[..., Result], unplugged: Unplugged, url: str) -> None:
+    result = offline("--url", url, "jobs", "list", "spinup")
+
+    assert result.exit_code == USAGE
+    assert error_line(result) == (f"Error: --url: {url!r} is not the http(s) base URL of a "
+                                  f"minion API, e.g. http://127.0.0.1:8000")
+    assert unplugged.requests == []
+
+
+@pytest.mark.parametrize("token", ["caf\u00e9", "two words", "line\nbreak"])
+def test_a_token_that_cannot_be_a_header_is_a_usage_error_that_does_not_echo_it(
+        offline: Callable[..., Result], unplugged: Unplugged, token: str) -> None:
+    result = offline("jobs", "list", "spinup", env={"MINION_TOKEN": token})
+
+    assert result.exit_code == USAGE
+    assert error_line(result) == "Error: the API token must be printable ASCII without spaces"
+    assert unplugged.requests == []
+
+
+def test_an_api_that_does_not_answer_in_time_exits_3() -> None:
+    def too_slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    result = CliRunner().invoke(cli, ["jobs", "list", "spinup"],
+                                obj=Session(transport=httpx.MockTransport(too_slow)),
+                                env={"MINION_TOKEN": TOKEN})
+
+    assert result.exit_code == UNREACHABLE
+    assert error_line(result) == ("Error: the minion API at http://127.0.0.1:8000 did not "
+                                  "answer in time")
 
 
 def _closed_port() -> int:
