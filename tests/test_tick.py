@@ -1,0 +1,628 @@
+"""The minute tick: what it queues, records and advances when events are late, doubled or
+retried, when sends fail part-way, and when the due index is big or holds a broken job.
+
+AWS is moto in-process; failures are injected by wrapping one method of a real client.
+Ticks are real scheduled-event payloads (`scheduled_event`), run messages go through the real
+queue and the real worker (`handle_batch`), so "exactly once" is checked end to end.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+import pytest
+
+from chalicelib import runners
+from chalicelib.accounts import Registry
+from chalicelib.jobs import Job, iso, job_from_request
+from chalicelib.queue import BATCH_SIZE, RunQueue
+from chalicelib.runners.dummy import DummyRunner
+from chalicelib.runs import scheduled_run_id
+from chalicelib.schedules import parse_schedule
+from chalicelib.store import DUE_INDEX, Store
+from chalicelib.tick import (CATCH_UP_WINDOW, MAX_MISSED_RECORDS, Decision, Ticker,
+                             TickIncomplete, decide, run_tick, tick_minute)
+from chalicelib.worker import Worker, handle_batch
+from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event, utc
+
+SHARDS = 4
+REGISTRY = Registry.from_document(ACCOUNTS)
+CREATED = "2026-01-30T10:17:20"  # every job below is created in this minute: next is 10:18
+
+
+# --- fixtures and helpers ------------------------------------------------------------------
+
+class CountingRunner:
+    """dummyRunner's behaviour, counting its calls per (job id, run id)."""
+
+    name = "dummyRunner"
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._dummy = DummyRunner()
+
+    def validate(self, details: Mapping[str, str]) -> None:
+        self._dummy.validate(details)
+
+    def run(self, details: Mapping[str, str], ctx: Any) -> Any:
+        with self._lock:
+            self.calls[(ctx.job_id, ctx.run_id)] += 1
+        return self._dummy.run(details, ctx)
+
+
+class Recording:
+    """A real boto3 client that records every call it passes through: (operation, arguments)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.answers: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+        if not callable(method):
+            return method
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            answer = method(**kwargs)
+            self.answers.append((name, answer))
+            return answer
+        return call
+
+
+class FailingEntries(Recording):
+    """SQS whose SendMessageBatch answers HTTP 200 with the entries of chosen jobs under
+    `Failed` while `failing` is set; every other entry is really sent."""
+
+    def __init__(self, client: Any, job_ids: set[str], failures: int | None = None) -> None:
+        super().__init__(client)
+        self.job_ids = job_ids
+        self.failing = True
+        self.failures_left = failures  # None: fail for as long as `failing` is set
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(("send_message_batch", {"QueueUrl": QueueUrl, "Entries": Entries}))
+        bad = [e for e in Entries if self._fails(e)]
+        good = [e for e in Entries if e not in bad]
+        answer: dict[str, Any] = {"Successful": [], "Failed": []}
+        if good:
+            answer = self.client.send_message_batch(QueueUrl=QueueUrl, Entries=good)
+        answer.setdefault("Failed", [])
+        answer["Failed"] += [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError",
+                              "Message": "injected: entry not stored"} for e in bad]
+        return answer
+
+    def _fails(self, entry: dict[str, Any]) -> bool:
+        if not self.failing or json.loads(entry["MessageBody"])["job_id"] not in self.job_ids:
+            return False
+        if self.failures_left is None:
+            return True
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            return True
+        return False
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CountingRunner:
+    """dummyRunner replaced, for this test only, by a counting one."""
+    counting = CountingRunner()
+    monkeypatch.setitem(runners.RUNNERS, "dummyRunner", counting)
+    return counting
+
+
+@pytest.fixture
+def store(aws: dict[str, Any]) -> Store:
+    return Store(aws["dynamodb"], TABLE, SHARDS)
+
+
+@pytest.fixture
+def queue(aws: dict[str, Any]) -> RunQueue:
+    return RunQueue(aws["sqs"], QUEUE, aws["queue_url"])
+
+
+def create_job(store: Store, expression: str = "* * * * *", created: str = CREATED,
+               account: str = "spinup", **fields: Any) -> Job:
+    """A job validated as the API does (`job_from_request`) and stored."""
+    body = {"name": "tick-test", "schedule_expression": expression, "enabled": True,
+            "details": {"runner": "dummyRunner"}, **fields}
+    job = job_from_request(body, account=account, group="nightly", job_id=None,
+                           entry=REGISTRY.get(account), now=utc(created))  # type: ignore[arg-type]
+    store.create_job(job)
+    return job
+
+
+def ticker(store: Store, queue: RunQueue) -> Ticker:
+    return Ticker(store, queue, shards=SHARDS, parallelism=4)
+
+
+def tick(store: Store, queue: RunQueue, minute: str) -> Any:
+    return run_tick(ticker(store, queue), scheduled_event(minute))
+
+
+def stored_next(store: Store, job: Job) -> datetime | None:
+    return store.get_job(job.account, job.group, job.id).next
+
+
+def runs_of(store: Store, job: Job) -> list[Any]:
+    return store.list_runs(job.id, 100)[0]
+
+
+def run_worker(aws: dict[str, Any], store: Store, queue: RunQueue) -> tuple[list[dict], dict]:
+    """Drain the runs queue and feed what it held to the real worker; (messages, response)."""
+    messages = drain(aws["sqs"], aws["queue_url"])
+    worker = Worker(store=store, queue=queue, registry=lambda: REGISTRY,
+                    clients=lambda entry, run_id: (lambda service: None))
+    response = handle_batch(sqs_event(messages), worker=worker) if messages else {
+        "batchItemFailures": []}
+    return messages, response
+
+
+def bodies(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [json.loads(m["Body"]) for m in messages]
+
+
+# --- the tick's minute -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("stamp, minute", [
+    ("2026-01-30T10:18:00Z", "2026-01-30T10:18"),
+    ("2026-01-30T10:18:59Z", "2026-01-30T10:18"),
+    ("2026-01-30T10:18:07.250Z", "2026-01-30T10:18"),
+    ("2026-01-30T11:18:30+01:00", "2026-01-30T10:18"),
+    ("2026-01-30T10:18:30", "2026-01-30T10:18"),
+])
+def test_tick_minute_is_the_event_time_truncated_to_its_utc_minute(stamp: str, minute: str) -> None:
+    # Given a scheduled event stamped `stamp` / When its minute is read / Then the UTC minute
+    assert tick_minute({**scheduled_event("2000-01-01T00:00:00Z"), "time": stamp}) == utc(minute)
+
+
+def test_the_tick_takes_its_minute_from_the_event_not_the_wall_clock(
+        store: Store, queue: RunQueue, aws: dict[str, Any]) -> None:
+    # Given a per-minute job whose next occurrence is 10:18 on 2026-01-30 (long before now)
+    job = create_job(store)
+    assert job.next == utc("2026-01-30T10:18")
+    assert datetime.now(job.next.tzinfo) - job.next > timedelta(days=1)
+
+    # When the tick of 10:17 arrives (today): the job is not yet due at the event's minute
+    early = tick(store, queue, "2026-01-30T10:17:00")
+    # Then nothing is due, though by the wall clock it has been due for a long time
+    assert (early.due, early.queued, early.missed) == (0, 0, 0)
+    assert drain(aws["sqs"], aws["queue_url"]) == []
+
+    # When the tick of 10:18 arrives, 40 seconds into the minute
+    report = tick(store, queue, "2026-01-30T10:18:40")
+    # Then exactly the 10:18 occurrence is queued, nothing is missed, and next is 10:19
+    messages = bodies(drain(aws["sqs"], aws["queue_url"]))
+    assert [(m["job_id"], m["run_id"], m["scheduled_for"]) for m in messages] == [
+        (job.id, "20260130T101800Z-s", "2026-01-30T10:18:00Z")]
+    assert (report.due, report.queued, report.missed) == (1, 1, 0)
+    assert runs_of(store, job) == []
+    assert stored_next(store, job) == utc("2026-01-30T10:19")
+
+
+# --- decide(): the pure decision -------------------------------------------------------------
+
+def job_at(expression: str, next_at: str, *, anchor: str | None = None,
+           deadline: int | None = None, timezone: str = "UTC") -> Job:
+    return Job(account="spinup", group="g", id="00000000-0000-4000-8000-000000000000",
+               name="n", schedule_expression=expression, details={"runner": "dummyRunner"},
+               schedule_timezone=timezone, enabled=True, starting_deadline_seconds=deadline,
+               anchor=utc(anchor) if anchor else None, next=utc(next_at))
+
+
+def minutes(*stamps: str) -> tuple:
+    return tuple(utc(s) for s in stamps)
+
+
+DECIDE_CASES = {
+    "on time: runs its occurrence, next is the one after": (
+        job_at("* * * * *", "2026-01-30T10:18"), "2026-01-30T10:18",
+        "2026-01-30T10:18", (), "2026-01-30T10:19"),
+    "three minutes late: the latest runs, the older ones are missed": (
+        job_at("* * * * *", "2026-01-30T10:18"), "2026-01-30T10:21",
+        "2026-01-30T10:21", minutes("2026-01-30T10:18", "2026-01-30T10:19", "2026-01-30T10:20"),
+        "2026-01-30T10:22"),
+    "late by exactly the default deadline (600 s): still runs": (
+        job_at("*/15 * * * *", "2026-01-30T10:30"), "2026-01-30T10:40",
+        "2026-01-30T10:30", (), "2026-01-30T10:45"),
+    "late by more than the default deadline: missed, not run": (
+        job_at("*/15 * * * *", "2026-01-30T10:30"), "2026-01-30T10:41",
+        None, minutes("2026-01-30T10:30"), "2026-01-30T10:45"),
+    "a job's own deadline of 60 s: one minute late runs": (
+        job_at("*/15 * * * *", "2026-01-30T10:30", deadline=60), "2026-01-30T10:31",
+        "2026-01-30T10:30", (), "2026-01-30T10:45"),
+    "a job's own deadline of 60 s: two minutes late is missed": (
+        job_at("*/15 * * * *", "2026-01-30T10:30", deadline=60), "2026-01-30T10:32",
+        None, minutes("2026-01-30T10:30"), "2026-01-30T10:45"),
+    "a long deadline keeps an old occurrence runnable": (
+        job_at("0 9 * * *", "2026-01-30T09:00", deadline=7200), "2026-01-30T10:59",
+        "2026-01-30T09:00", (), "2026-01-31T09:00"),
+    "rate counts from its anchor, not from the top of the hour": (
+        job_at("rate(1 hour)", "2026-01-30T11:17", anchor="2026-01-30T10:17"), "2026-01-30T11:17",
+        "2026-01-30T11:17", (), "2026-01-30T12:17"),
+    "rate with missed occurrences keeps the anchor's phase": (
+        job_at("rate(5 minutes)", "2026-01-30T10:05", anchor="2026-01-30T10:00"),
+        "2026-01-30T10:17",
+        "2026-01-30T10:15", minutes("2026-01-30T10:05", "2026-01-30T10:10"), "2026-01-30T10:20"),
+    "@every 90m from its anchor": (
+        job_at("@every 1h30m", "2026-01-30T01:30", anchor="2026-01-30T00:00"), "2026-01-30T03:05",
+        "2026-01-30T03:00", minutes("2026-01-30T01:30"), "2026-01-30T04:30"),
+    "a one-time at() fires once, then has no next": (
+        job_at("at(2026-01-30T10:20:00)", "2026-01-30T10:20"), "2026-01-30T10:20",
+        "2026-01-30T10:20", (), None),
+    "cron in a timezone: 09:00 New York is 14:00 UTC": (
+        job_at("0 9 * * *", "2026-01-30T14:00", timezone="America/New_York"), "2026-01-30T14:01",
+        "2026-01-30T14:00", (), "2026-01-31T14:00"),
+    "the tick minute itself, before the next occurrence of a sparse schedule": (
+        job_at("0 18 * * *", "2026-01-30T18:00"), "2026-01-30T18:00",
+        "2026-01-30T18:00", (), "2026-01-31T18:00"),
+}
+
+
+@pytest.mark.parametrize("job, minute, run_at, missed, next_at", DECIDE_CASES.values(),
+                         ids=DECIDE_CASES.keys())
+def test_decide(job: Job, minute: str, run_at: str | None, missed: tuple, next_at: str | None
+                ) -> None:
+    # Given a due job / When the tick of `minute` decides / Then run, missed and next are these
+    decision = decide(job, job.schedule(), utc(minute))
+    assert decision == Decision(run_at=utc(run_at) if run_at else None, missed=missed,
+                                next_at=utc(next_at) if next_at else None)
+
+
+def test_decide_after_hours_without_ticks_runs_one_and_records_a_bounded_number_missed() -> None:
+    # Given a per-minute job last due at 10:18, and no tick for five hours
+    job = job_at("* * * * *", "2026-01-30T10:18")
+    minute = utc("2026-01-30T15:18")
+    # When the tick of 15:18 decides
+    decision = decide(job, job.schedule(), minute)
+    # Then 15:18 runs; the newest MAX_MISSED_RECORDS occurrences before it are recorded missed
+    assert decision.run_at == minute
+    expected = tuple(minute - timedelta(minutes=k) for k in range(MAX_MISSED_RECORDS, 0, -1))
+    assert decision.missed == expected
+    assert decision.next_at == utc("2026-01-30T15:19")
+
+
+def test_decide_after_days_without_ticks_looks_back_one_window_only() -> None:
+    # Given a daily 09:00 job last due three days ago, and the default deadline
+    job = job_at("0 9 * * *", "2026-01-27T09:00")
+    # When the tick of 01-30 10:17 decides
+    decision = decide(job, job.schedule(), utc("2026-01-30T10:17"))
+    # Then today's 09:00 (77 minutes old) is missed and not run, older days are not replayed
+    assert decision.run_at is None
+    assert decision.missed == minutes("2026-01-30T09:00")
+    assert utc("2026-01-30T10:17") - decision.missed[0] < CATCH_UP_WINDOW
+    assert decision.next_at == utc("2026-01-31T09:00")
+
+
+def test_decide_runs_an_occurrence_older_than_a_day_when_its_deadline_allows_it() -> None:
+    # Given a weekly Monday 09:00 job with a three-day starting deadline, whose ticks stopped
+    # before Monday 09:00 and resumed on Tuesday at 10:00 (25 hours later)
+    job = job_at("0 9 * * MON", "2026-02-02T09:00", deadline=3 * 86400)
+    # When Tuesday's 10:00 tick decides
+    decision = decide(job, job.schedule(), utc("2026-02-03T10:00"))
+    # Then Monday's occurrence, within its deadline, runs; next is the following Monday
+    assert decision == Decision(run_at=utc("2026-02-02T09:00"), missed=(),
+                                next_at=utc("2026-02-09T09:00"))
+
+
+# --- the tick against DynamoDB and SQS ---------------------------------------------------------
+
+def test_the_same_tick_delivered_twice_runs_each_occurrence_once(
+        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    # Given two per-minute jobs due at 10:18
+    jobs = [create_job(store), create_job(store)]
+    event = scheduled_event("2026-01-30T10:18:00")
+
+    # When EventBridge delivers the 10:18 tick twice
+    first = run_tick(ticker(store, queue), event)
+    second = run_tick(ticker(store, queue), event)
+
+    # Then the first queued both occurrences and the second nothing (they were advanced)
+    assert (first.queued, second.due, second.queued) == (2, 0, 0)
+    messages, response = run_worker(aws, store, queue)
+    assert sorted(m["job_id"] for m in bodies(messages)) == sorted(j.id for j in jobs)
+    # And each occurrence ran once and succeeded
+    assert response == {"batchItemFailures": []}
+    assert runner.calls == Counter({(j.id, "20260130T101800Z-s"): 1 for j in jobs})
+    for job in jobs:
+        assert [(r.run_id, r.status) for r in runs_of(store, job)] == [
+            ("20260130T101800Z-s", "succeeded")]
+
+
+def test_a_tick_redelivered_after_sending_but_before_advancing_runs_each_occurrence_once(
+        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given two due jobs, and a first delivery of the tick that dies after sending its
+    # messages but before advancing any job (send first, advance second)
+    jobs = [create_job(store), create_job(store)]
+    event = scheduled_event("2026-01-30T10:18:00")
+
+    def crash(job: Job, next_at: datetime | None) -> bool:
+        raise RuntimeError("tick Lambda killed")
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "advance", crash)
+        with pytest.raises(RuntimeError):
+            run_tick(ticker(store, queue), event)
+
+    # When the platform delivers the tick again
+    again = run_tick(ticker(store, queue), event)
+
+    # Then the same run ids are queued a second time (different SQS messages) ...
+    messages, response = run_worker(aws, store, queue)
+    assert again.queued == 2 and len(messages) == 4
+    assert len({m["MessageId"] for m in messages}) == 4
+    assert Counter(b["run_id"] for b in bodies(messages)) == Counter({"20260130T101800Z-s": 4})
+    # ... and the worker runs each occurrence once, acknowledging the copies
+    assert response == {"batchItemFailures": []}
+    assert runner.calls == Counter({(j.id, "20260130T101800Z-s"): 1 for j in jobs})
+    for job in jobs:
+        assert [r.status for r in runs_of(store, job)] == ["succeeded"]
+        assert stored_next(store, job) == utc("2026-01-30T10:19")
+
+
+def test_a_tick_whose_batch_send_partly_fails_raises_and_its_retry_sends_only_the_rest(
+        store: Store, aws: dict[str, Any], runner: CountingRunner) -> None:
+    # Given twelve due jobs (two send batches), and an SQS that answers HTTP 200 with three
+    # of them under `Failed` for as long as the first tick lasts
+    jobs = [create_job(store) for _ in range(12)]
+    unlucky = {jobs[1].id, jobs[6].id, jobs[11].id}
+    sqs = FailingEntries(aws["sqs"], unlucky)
+    queue = RunQueue(sqs, QUEUE, aws["queue_url"])
+    event = scheduled_event("2026-01-30T10:18:00")
+
+    # When the tick runs
+    with pytest.raises(TickIncomplete):
+        run_tick(ticker(store, queue), event)
+
+    # Then the nine others are queued and advanced; the three failed ones are not advanced
+    first_messages = drain(aws["sqs"], aws["queue_url"])
+    first_sent = bodies(first_messages)
+    assert sorted(b["job_id"] for b in first_sent) == sorted(j.id for j in jobs
+                                                             if j.id not in unlucky)
+    for job in jobs:
+        expected = "2026-01-30T10:18" if job.id in unlucky else "2026-01-30T10:19"
+        assert stored_next(store, job) == utc(expected)
+    # And the tick is not recorded as finished
+    assert "TICK" not in store.counters()
+
+    # When the platform retries the tick, and SQS accepts everything now
+    sqs.failing = False
+    sqs.calls.clear()
+    report = run_tick(ticker(store, queue), event)
+
+    # Then the retry sends only the three that failed, and advances them
+    sent_entries = [json.loads(e["MessageBody"])["job_id"]
+                    for name, call in sqs.calls if name == "send_message_batch"
+                    for e in call["Entries"]]
+    assert sorted(sent_entries) == sorted(unlucky)
+    assert (report.due, report.queued) == (3, 3)
+    assert all(stored_next(store, j) == utc("2026-01-30T10:19") for j in jobs)
+    assert store.counters()["TICK"]["last_tick"] == int(utc("2026-01-30T10:18").timestamp())
+
+    # And in the end every occurrence runs exactly once
+    retried = drain(aws["sqs"], aws["queue_url"])
+    _, response = run_worker_with(aws, store, queue, first_messages + retried)
+    assert response == {"batchItemFailures": []}
+    assert runner.calls == Counter({(j.id, "20260130T101800Z-s"): 1 for j in jobs})
+
+
+def run_worker_with(aws: dict[str, Any], store: Store, queue: RunQueue,
+                    messages: list[dict[str, Any]]) -> tuple[list[dict], dict]:
+    """Feed already-received messages to the worker, ten at a time like the event source."""
+    worker = Worker(store=store, queue=queue, registry=lambda: REGISTRY,
+                    clients=lambda entry, run_id: (lambda service: None))
+    failures: list[dict[str, str]] = []
+    for start in range(0, len(messages), 10):
+        failures += handle_batch(sqs_event(messages[start:start + 10]),
+                                 worker=worker)["batchItemFailures"]
+    return messages, {"batchItemFailures": failures}
+
+
+def test_an_entry_that_fails_once_is_resent_within_the_same_tick(
+        store: Store, aws: dict[str, Any], runner: CountingRunner) -> None:
+    # Given three due jobs, and SQS failing one entry once (HTTP 200, entry under `Failed`)
+    jobs = [create_job(store) for _ in range(3)]
+    sqs = FailingEntries(aws["sqs"], {jobs[0].id}, failures=1)
+    queue = RunQueue(sqs, QUEUE, aws["queue_url"])
+
+    # When the tick runs
+    report = tick(store, queue, "2026-01-30T10:18:00")
+
+    # Then the failed entry was sent again at once, alone, and the tick completed
+    batches = [[json.loads(e["MessageBody"])["job_id"] for e in call["Entries"]]
+               for name, call in sqs.calls if name == "send_message_batch"]
+    assert batches[-1] == [jobs[0].id] and len(batches) == 2
+    assert report.queued == 3 and report.not_sent == []
+    # And every occurrence runs once
+    _, response = run_worker(aws, store, queue)
+    assert response == {"batchItemFailures": []}
+    assert runner.calls == Counter({(j.id, "20260130T101800Z-s"): 1 for j in jobs})
+
+
+def test_a_late_tick_runs_the_latest_occurrence_once_and_records_the_older_ones_missed(
+        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    # Given a per-minute job due since 10:18, and no tick delivered until the one of 10:25
+    job = create_job(store)
+
+    # When the 10:25 tick arrives
+    report = tick(store, queue, "2026-01-30T10:25:00")
+
+    # Then one run is queued, for 10:25 ...
+    messages, response = run_worker(aws, store, queue)
+    assert [b["scheduled_for"] for b in bodies(messages)] == ["2026-01-30T10:25:00Z"]
+    assert response == {"batchItemFailures": []}
+    assert runner.calls == Counter({(job.id, "20260130T102500Z-s"): 1})
+    # ... and 10:18 to 10:24 are recorded as missed runs, superseded by it
+    runs = runs_of(store, job)
+    assert [(r.scheduled_for, r.status) for r in runs] == [
+        ("2026-01-30T10:25:00Z", "succeeded")] + [
+        (f"2026-01-30T10:{m}:00Z", "missed") for m in range(24, 17, -1)]
+    assert all("10:25" in (r.error or "") for r in runs[1:])
+    assert report.missed == 7
+    assert store.counters()["RUNS"] == {"succeeded": 1, "missed": 7}
+    assert stored_next(store, job) == utc("2026-01-30T10:26")
+
+
+def test_ticks_missing_for_hours_give_one_run_and_a_bounded_number_of_missed_records(
+        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    # Given a per-minute job due since 10:18, and no tick for five hours
+    job = create_job(store)
+
+    # When the 15:18 tick arrives
+    report = tick(store, queue, "2026-01-30T15:18:00")
+
+    # Then one run, for 15:18 - no flood of catch-up runs
+    messages, response = run_worker(aws, store, queue)
+    assert [b["run_id"] for b in bodies(messages)] == ["20260130T151800Z-s"]
+    assert response == {"batchItemFailures": []}
+    assert runner.calls == Counter({(job.id, "20260130T151800Z-s"): 1})
+    # And the newest missed occurrences are recorded, MAX_MISSED_RECORDS of them
+    first_page, after = store.list_runs(job.id, 100)
+    runs = first_page + store.list_runs(job.id, 100, after)[0]
+    assert Counter(r.status for r in runs) == Counter({"succeeded": 1,
+                                                       "missed": MAX_MISSED_RECORDS})
+    assert runs[-1].scheduled_for == iso(utc("2026-01-30T15:18")
+                                         - timedelta(minutes=MAX_MISSED_RECORDS))
+    assert report.missed == MAX_MISSED_RECORDS
+    assert store.counters()["RUNS"] == {"succeeded": 1, "missed": MAX_MISSED_RECORDS}
+    assert stored_next(store, job) == utc("2026-01-30T15:19")
+
+
+def test_an_occurrence_older_than_its_starting_deadline_is_recorded_missed_and_not_run(
+        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    # Given a quarter-hourly job with a 60 s starting deadline, next due at 10:30
+    job = create_job(store, "*/15 * * * *", starting_deadline_seconds=60)
+    assert job.next == utc("2026-01-30T10:30")
+
+    # When the first tick after it is the one of 10:32
+    report = tick(store, queue, "2026-01-30T10:32:00")
+
+    # Then nothing is queued or run; 10:30 is recorded missed, saying why; next is 10:45
+    assert drain(aws["sqs"], aws["queue_url"]) == []
+    assert runner.calls == Counter()
+    [run] = runs_of(store, job)
+    assert (run.run_id, run.status, run.scheduled_for) == (
+        "20260130T103000Z-s", "missed", "2026-01-30T10:30:00Z")
+    assert "deadline" in (run.error or "") and "60" in (run.error or "")
+    assert (report.queued, report.missed) == (0, 1)
+    assert stored_next(store, job) == utc("2026-01-30T10:45")
+
+
+def test_a_late_tick_within_the_deadline_runs_the_occurrence_late(
+        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    # Given a quarter-hourly job next due at 10:30 (default deadline 600 s)
+    job = create_job(store, "*/15 * * * *")
+    # When the first tick after it is the one of 10:37
+    tick(store, queue, "2026-01-30T10:37:00")
+    # Then the 10:30 occurrence runs (scheduled_for says 10:30) and nothing is missed
+    messages, _ = run_worker(aws, store, queue)
+    assert [b["scheduled_for"] for b in bodies(messages)] == ["2026-01-30T10:30:00Z"]
+    assert [(r.run_id, r.status) for r in runs_of(store, job)] == [
+        ("20260130T103000Z-s", "succeeded")]
+    assert stored_next(store, job) == utc("2026-01-30T10:45")
+
+
+class SmallPages(Recording):
+    """DynamoDB whose Queries on the due index return at most `limit` items a page."""
+
+    def __init__(self, client: Any, limit: int) -> None:
+        super().__init__(client)
+        self.limit = limit
+
+    def query(self, **kwargs: Any) -> Any:
+        if kwargs.get("IndexName") == DUE_INDEX:
+            kwargs = {**kwargs, "Limit": self.limit}
+        self.calls.append(("query", kwargs))
+        return self.client.query(**kwargs)
+
+
+def test_more_due_jobs_than_a_query_page_and_a_send_batch_are_all_queued_once(
+        aws: dict[str, Any]) -> None:
+    # Given 35 due jobs, Query pages of 3 items, and the real queue
+    dynamodb = SmallPages(aws["dynamodb"], limit=3)
+    store = Store(dynamodb, TABLE, SHARDS)
+    sqs = Recording(aws["sqs"])
+    queue = RunQueue(sqs, QUEUE, aws["queue_url"])
+    jobs = [create_job(store) for _ in range(35)]
+
+    # When the tick runs
+    report = tick(store, queue, "2026-01-30T10:18:00")
+
+    # Then it followed the pages (more Queries than shards) and sent batches of at most 10
+    due_queries = [c for n, c in dynamodb.calls if n == "query" and c.get("IndexName")]
+    assert len(due_queries) > SHARDS
+    assert any("ExclusiveStartKey" in c for c in due_queries)
+    batch_sizes = sorted(len(c["Entries"]) for n, c in sqs.calls if n == "send_message_batch")
+    assert sum(batch_sizes) == 35 and max(batch_sizes) <= BATCH_SIZE and len(batch_sizes) >= 4
+    # And every job was queued exactly once, for 10:18, and advanced
+    assert (report.due, report.queued) == (35, 35)
+    messages = bodies(drain(aws["sqs"], aws["queue_url"]))
+    assert sorted((b["job_id"], b["run_id"]) for b in messages) == sorted(
+        (j.id, "20260130T101800Z-s") for j in jobs)
+    assert all(stored_next(store, j) == utc("2026-01-30T10:19") for j in jobs)
+
+
+def test_a_stored_job_whose_expression_no_longer_parses_is_taken_off_the_schedule(
+        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Given two due jobs, and a third stored (by an older version, say) with an expression
+    # this version rejects
+    good = [create_job(store), create_job(store)]
+    broken = create_job(store)
+    aws["dynamodb"].update_item(
+        TableName=TABLE, Key={"pk": {"S": "ACCOUNT#spinup"}, "sk": {"S": f"JOB#nightly#{broken.id}"}},
+        UpdateExpression="SET schedule_expression = :e",
+        ExpressionAttributeValues={":e": {"S": "R * * * *"}})
+
+    # When the tick runs
+    report = tick(store, queue, "2026-01-30T10:18:00")
+
+    # Then the other jobs run
+    messages, response = run_worker(aws, store, queue)
+    assert sorted(b["job_id"] for b in bodies(messages)) == sorted(j.id for j in good)
+    assert response == {"batchItemFailures": []}
+    assert runner.calls == Counter({(j.id, "20260130T101800Z-s"): 1 for j in good})
+    # And the broken one is logged, kept, and off the due index (not read again)
+    assert report.unschedulable == 1
+    assert [getattr(r, "reason", "") for r in caplog.records
+            if r.levelname == "ERROR" and getattr(r, "job_id", None) == broken.id] == [
+        "'R' in the minute field is a croniter extension, not cron"]
+    stored = store.get_job(broken.account, broken.group, broken.id)
+    assert stored.next is None and stored.schedule_expression == "R * * * *"
+    later = tick(store, queue, "2026-01-30T10:19:00")
+    assert (later.due, later.unschedulable) == (2, 0)
+
+
+def test_the_tick_reads_only_due_jobs_through_the_due_index(
+        aws: dict[str, Any], queue: RunQueue) -> None:
+    # Given three due jobs among jobs that are not due: later, disabled, or finished (at())
+    dynamodb = Recording(aws["dynamodb"])
+    store = Store(dynamodb, TABLE, SHARDS)
+    due = [create_job(store) for _ in range(3)]
+    for _ in range(4):
+        create_job(store, "0 18 * * *")
+        create_job(store, enabled=False)
+    create_job(store, "at(2026-01-30T10:00:00)")
+    dynamodb.calls.clear()
+    dynamodb.answers.clear()
+
+    # When the tick runs
+    report = tick(store, queue, "2026-01-30T10:18:00")
+
+    # Then it never scanned, every Query was on the due index, and it read only the due jobs
+    operations = Counter(name for name, _ in dynamodb.calls)
+    assert "scan" not in operations
+    queries = [c for n, c in dynamodb.calls if n == "query"]
+    assert queries and all(c.get("IndexName") == DUE_INDEX for c in queries)
+    read = [item for name, answer in dynamodb.answers if name == "query"
+            for item in answer["Items"]]
+    assert sorted(i["id"]["S"] for i in read) == sorted(j.id for j in due)
+    assert report.due == 3
+    # And its other calls were the conditional advances of those jobs and the tick record
+    assert operations["update_item"] == 3 + 1
+    assert set(operations) == {"query", "update_item"}
