@@ -179,12 +179,24 @@ def jobs_list(session: Session, account: str | None, group: str | None, long: bo
     names = client.list_jobs(account, group)
     pairs = [(group, name) if group else tuple(name.split("/", 1)) for name in names]
     if long:
-        found = [client.get_job(account, g, i) for g, i in pairs]
+        found = [job for job in (_job_if_present(client, account, g, i) for g, i in pairs)
+                 if job is not None]
         session.show(found, lambda: output.jobs_table(found) if found
                      else _nothing(account, group))
     else:
         session.show(names, lambda: output.table(["GROUP", "ID"], pairs) if pairs
                      else _nothing(account, group))
+
+
+def _job_if_present(client: MinionClient, account: str, group: str,
+                    job_id: str) -> dict[str, Any] | None:
+    # A job deleted between the listing and this read is simply no longer listed.
+    try:
+        return client.get_job(account, group, job_id)
+    except ApiError as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def _nothing(account: str, group: str | None) -> str:

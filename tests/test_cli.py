@@ -254,6 +254,26 @@ def test_jobs_list_long_shows_what_each_job_does_and_when(minion: Callable[..., 
     assert [j["id"] for j in json.loads(as_json.stdout)] == [job["id"]]
 
 
+def test_jobs_list_long_leaves_out_a_job_deleted_while_listing(
+        minion: Callable[..., Result], transport: ChaliceTransport, client: Any) -> None:
+    # Given two jobs, one deleted right after the listing was read
+    gone = create(minion)
+    kept = create(minion)
+
+    def delete_after_listing(request: httpx.Request) -> None:
+        if request.url.path == f"/v1/minion/spinup/jobs/space-xy/{gone['id']}":
+            client.http.delete(request.url.path, headers=auth())
+
+    transport.before = delete_after_listing
+
+    # When the jobs are listed with details
+    result = minion("--json", "jobs", "list", "spinup", "--long")
+
+    # Then the deleted job is left out, not an error
+    assert result.exit_code == 0, result.output
+    assert [j["id"] for j in json.loads(result.stdout)] == [kept["id"]]
+
+
 def test_jobs_list_of_an_empty_account_says_so_on_stderr(minion: Callable[..., Result]) -> None:
     result = minion("jobs", "list", "limited")
 
