@@ -59,7 +59,8 @@ def decide(job: Job, schedule: schedules.Schedule, minute: datetime) -> Decision
     occurrence: datetime | None = job.next
     window = max(CATCH_UP_WINDOW, timedelta(seconds=job.deadline_seconds))
     if minute - occurrence > window:
-        occurrence = schedule.next_after(minute - window, anchor)
+        # From the oldest minute still within the window: next_after is strictly after.
+        occurrence = schedule.next_after(minute - window - timedelta(minutes=1), anchor)
     due: deque[datetime] = deque(maxlen=MAX_MISSED_RECORDS + 1)
     while occurrence is not None and occurrence <= minute:
         due.append(occurrence)

@@ -626,3 +626,14 @@ def test_the_tick_reads_only_due_jobs_through_the_due_index(
     # And its other calls were the conditional advances of those jobs and the tick record
     assert operations["update_item"] == 3 + 1
     assert set(operations) == {"query", "update_item"}
+
+
+def test_decide_runs_an_occurrence_exactly_its_deadline_old_after_a_long_gap() -> None:
+    # Given a weekly Monday 09:00 job with a two-day starting deadline, and no tick from
+    # before the Monday 09:00 of the week before until Wednesday 09:00
+    job = job_at("0 9 * * MON", "2026-01-26T09:00", deadline=2 * 86400)
+    # When Wednesday's 09:00 tick decides
+    decision = decide(job, job.schedule(), utc("2026-02-04T09:00"))
+    # Then this Monday's occurrence, exactly as old as the deadline allows, still runs
+    assert decision == Decision(run_at=utc("2026-02-02T09:00"), missed=(),
+                                next_at=utc("2026-02-09T09:00"))
