@@ -66,7 +66,9 @@ def decide(job: Job, schedule: schedules.Schedule, minute: datetime) -> Decision
         due.append(occurrence)
         occurrence = schedule.next_after(occurrence, anchor)
     if not due:
-        return Decision(run_at=None, missed=(), next_at=occurrence)
+        # The window held none of its occurrences (a one-time or sparse schedule after a long
+        # gap): record the one it was due at as missed rather than drop it without a trace.
+        due.append(job.next)
     latest = due[-1]
     if (minute - latest).total_seconds() <= job.deadline_seconds:
         due.pop()

@@ -637,3 +637,17 @@ def test_decide_runs_an_occurrence_exactly_its_deadline_old_after_a_long_gap() -
     # Then this Monday's occurrence, exactly as old as the deadline allows, still runs
     assert decision == Decision(run_at=utc("2026-02-02T09:00"), missed=(),
                                 next_at=utc("2026-02-09T09:00"))
+
+
+@pytest.mark.parametrize("job, minute, next_at", [
+    (job_at("at(2026-01-27T10:00:00)", "2026-01-27T10:00"), "2026-01-30T10:17", None),
+    (job_at("0 0 1 1 *", "2026-01-01T00:00"), "2026-01-03T00:00", "2027-01-01T00:00"),
+], ids=["one-time at()", "yearly"])
+def test_decide_after_a_gap_longer_than_the_window_records_the_lost_occurrence_missed(
+        job: Job, minute: str, next_at: str | None) -> None:
+    # Given a job whose only occurrence in days fell before a gap longer than the window
+    # When the first tick after the gap decides
+    decision = decide(job, job.schedule(), utc(minute))
+    # Then that occurrence is recorded missed, not dropped silently, and next is the one after
+    assert decision == Decision(run_at=None, missed=(job.next,),
+                                next_at=utc(next_at) if next_at else None)
