@@ -20,8 +20,6 @@ from chalicelib.accounts import Registry
 from chalicelib.jobs import Job, iso, job_from_request
 from chalicelib.queue import BATCH_SIZE, RunQueue
 from chalicelib.runners.dummy import DummyRunner
-from chalicelib.runs import scheduled_run_id
-from chalicelib.schedules import parse_schedule
 from chalicelib.store import DUE_INDEX, Store
 from chalicelib.tick import (CATCH_UP_WINDOW, MAX_MISSED_RECORDS, Decision, Ticker,
                              TickIncomplete, decide, run_tick, tick_minute)

@@ -23,11 +23,10 @@ from chalicelib.jobs import Job, iso, job_from_request
 from chalicelib.queue import RunMessage, RunQueue
 from chalicelib.runners import PermanentError, RetryableError, RunResult
 from chalicelib.runners.dummy import DummyRunner
-from chalicelib.runs import manual_run_id, scheduled_run_id
+from chalicelib.runs import Run, manual_run_id, scheduled_run_id
 from chalicelib.store import Store
 from chalicelib.tick import Ticker, run_tick
-from chalicelib.worker import (LEASE_MARGIN, RunInProgress, Worker, handle_batch,
-                               retry_delay)
+from chalicelib.worker import LEASE_MARGIN, Worker, handle_batch, retry_delay
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event, utc
 
 SHARDS = 4
@@ -275,9 +274,7 @@ def test_a_claim_is_taken_by_one_caller_only(store: Store, clock: Clock) -> None
     assert second is None
 
 
-def the_run_to_claim(job: Job) -> Any:
-    from chalicelib.runs import Run
-
+def the_run_to_claim(job: Job) -> Run:
     message = scheduled(job)
     return Run(run_id=message.run_id, job_id=job.id, account=job.account, group=job.group,
                trigger="schedule", scheduled_for=message.scheduled_for, status="running")
