@@ -56,7 +56,10 @@ def stubbed(service: str) -> tuple[RunContext, Stubber]:
     real = boto3.client(service, region_name=REGION)
     stubber = Stubber(real)
     stubber.activate()
-    return context(lambda name: real if name == service else pytest.fail(f"unexpected {name}")), stubber
+
+    def client(name: str) -> Any:
+        return real if name == service else pytest.fail(f"unexpected {name} client")
+    return context(client), stubber
 
 
 def fail_with(stubber: Stubber, operation: str, code: str, status: int = 400) -> None:

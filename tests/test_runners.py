@@ -170,7 +170,7 @@ def test_an_unreachable_endpoint_fails_retryably(aws: None) -> None:
     # Given an EC2 client whose endpoint refuses connections (port 9, one attempt)
     ec2 = boto3.client("ec2", region_name=REGION, endpoint_url="http://127.0.0.1:9",
                        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1))
+    job = {"runner": "instanceRunner", **EXAMPLES["instanceRunner"]}
     # When a runner acts through it / Then a retryable failure, not a crash
     with pytest.raises(RetryableError, match="EndpointConnectionError"):
-        get_runner("instanceRunner").run({"runner": "instanceRunner", **EXAMPLES["instanceRunner"]},
-                                         context(lambda service: ec2))
+        get_runner("instanceRunner").run(job, context(lambda service: ec2))

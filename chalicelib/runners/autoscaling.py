@@ -20,7 +20,7 @@ class AutoscalingRunner:
     name = "autoscalingRunner"
 
     def validate(self, details: Mapping[str, str]) -> None:
-        """Require `group_name` and at least one size; sizes given must keep min <= desired <= max."""
+        """Require `group_name` and at least one size; given sizes keep min <= desired <= max."""
         check_keys(details, self.name, ("group_name",), tuple(SIZES))
         check_pattern(details, "group_name", GROUP_NAME,
                       "must be 1 to 255 printable ASCII characters")

@@ -163,7 +163,6 @@ STATE_CODES = frozenset({
     "IncorrectInstanceState", "IncorrectState", "InvalidDBInstanceState",
     "InvalidDBInstanceStateFault", "InvalidDBClusterStateFault",
 })
-NOT_FOUND_SUFFIXES = ("NotFound", "NotFoundFault", "NotFoundException")
 
 
 def error_code(error: BaseException) -> str | None:
@@ -199,12 +198,6 @@ def classify(error: Exception, action: str, *, between_states: bool = False) -> 
         return RetryableError(f"{action}: {type(error).__name__}: {error}")
     # NoCredentialsError, ParamValidationError, NoRegionError, ...: configuration, not chance.
     return PermanentError(f"{action}: {type(error).__name__}: {error}")
-
-
-def is_not_found(error: BaseException) -> bool:
-    """Whether an AWS error says the named resource does not exist."""
-    code = error_code(error) or ""
-    return code.endswith(NOT_FOUND_SUFFIXES)
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""databaseRunner: starts, stops or reboots an RDS DB instance; starts or stops an Aurora cluster."""
+"""databaseRunner: starts, stops or reboots an RDS DB instance; starts or stops Aurora clusters."""
 from __future__ import annotations
 
 import re
