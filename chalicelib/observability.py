@@ -27,12 +27,12 @@ def metrics() -> Any:
 
 def emit(name: str, value: float, unit: str = "Count", **dimensions: str) -> None:
     """Emit one metric at once, in its own EMF document (with optional dimensions)."""
-    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
     collector = metrics()
     if dimensions:
-        with collector.single_metric(name=name, unit=getattr(MetricUnit, unit), value=value,
-                                     namespace=collector.namespace) as metric:
+        with single_metric(name=name, unit=getattr(MetricUnit, unit), value=value,
+                           namespace=collector.namespace) as metric:
             for key, dimension in dimensions.items():
                 metric.add_dimension(name=key, value=dimension)
     else:

@@ -135,7 +135,13 @@ class Ticker:
                          extra={"job_id": job.id, "account": job.account, "reason": str(error)})
             self._advance(job, None)
             return None
-        return decide(job, schedule, minute)
+        try:
+            return decide(job, schedule, minute)
+        except Exception:  # one job's bug must not stop every other job's runs
+            report.unschedulable += 1
+            logger.exception("could not decide a due job's occurrence; left due",
+                             extra={"job_id": job.id, "account": job.account})
+            return None
 
     def _record_missed(self, job: Job, decision: Decision) -> int:
         """Record a job's missed occurrences; how many were new (a retried tick finds some)."""

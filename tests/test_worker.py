@@ -755,9 +755,6 @@ def test_the_worker_handler_returns_a_partial_batch_response(
     assert ok == {"batchItemFailures": []}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "chalicelib/observability.py:34 calls Metrics.single_metric, which Powertools 3 does not "
-    "have: every emit with a dimension raises, so the Runs metric is never written"))
 def test_each_finished_run_emits_a_runs_metric_by_outcome(
         store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner,
         capsys: pytest.CaptureFixture[str]) -> None:
