@@ -6,6 +6,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError,
                                  NoCredentialsError, ParamValidationError, ReadTimeoutError)
 
@@ -77,6 +79,32 @@ def test_each_runner_fails_permanently_at_run_time_on_details_it_would_reject(
     # When it runs / Then a permanent failure naming the key, and no AWS client is asked for
     with pytest.raises(PermanentError, match=f"details.{missing}"):
         get_runner(name).run(details, context(lambda s: pytest.fail("no AWS call expected")))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(sorted(EXAMPLES)),
+       changes=st.dictionaries(st.sampled_from(sorted({k for e in EXAMPLES.values() for k in e}
+                                                      | {"launch_type", "security_groups",
+                                                         "assign_public_ip", "max_size"})),
+                               st.text() | JSON_VALUES, max_size=4),
+       drop=st.sets(st.text(max_size=20), max_size=2))
+def test_validation_never_fails_except_with_a_details_error(
+        name: str, changes: dict[str, Any], drop: set[str]) -> None:
+    # Given any JSON the API might receive as details, near each runner's valid example
+    details = {k: v for k, v in {"runner": name, **EXAMPLES[name], **changes}.items()
+               if k not in drop}
+    # When validated / Then it passes, or fails with a DetailsError naming a key it has or needs
+    try:
+        get_runner(name).validate(details)
+    except DetailsError as error:
+        assert error.key in details or error.key in EXAMPLES[name] or error.key in {
+            "subnets", "desired_count", "desired_capacity", "min_size"}
 
 
 # --- strict details helpers ----------------------------------------------------------------
