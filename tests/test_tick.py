@@ -649,3 +649,27 @@ def test_decide_after_a_gap_longer_than_the_window_records_the_lost_occurrence_m
     # Then that occurrence is recorded missed, not dropped silently, and next is the one after
     assert decision == Decision(run_at=None, missed=(job.next,),
                                 next_at=utc(next_at) if next_at else None)
+
+
+def test_a_job_whose_decision_fails_unexpectedly_stays_due_and_the_others_still_run(
+        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given two due jobs, and decide() failing with a bug for one of them
+    import chalicelib.tick as tick_module
+
+    good, unlucky = create_job(store), create_job(store)
+    real_decide = tick_module.decide
+
+    def failing_decide(job: Job, schedule: Any, minute: datetime) -> Any:
+        if job.id == unlucky.id:
+            raise ZeroDivisionError("a bug")
+        return real_decide(job, schedule, minute)
+
+    monkeypatch.setattr(tick_module, "decide", failing_decide)
+    # When the tick runs
+    report = tick(store, queue, "2026-01-30T10:18:00")
+    # Then the tick completes, the other job runs, and the unlucky one stays due as it was
+    messages, _ = run_worker(aws, store, queue)
+    assert [b["job_id"] for b in bodies(messages)] == [good.id]
+    assert report.unschedulable == 1
+    assert stored_next(store, unlucky) == stored_next(store, good) - timedelta(minutes=1)
