@@ -202,3 +202,14 @@ def test_an_unreachable_endpoint_fails_retryably(aws: None) -> None:
     # When a runner acts through it / Then a retryable failure, not a crash
     with pytest.raises(RetryableError, match="EndpointConnectionError"):
         get_runner("instanceRunner").run(job, context(lambda service: ec2))
+
+
+def test_dummy_runner_with_details_it_does_not_take_fails_permanently_naming_the_key() -> None:
+    # Given a dummy job stored with a detail the runner does not take
+    from chalicelib.runners import PermanentError, RunContext, get_runner
+
+    runner = get_runner("dummyRunner")
+    context = RunContext(account="spinup", run_id="r", job_id="j", client=lambda _: None)
+    # When it runs / Then it fails permanently, and the message names the key
+    with pytest.raises(PermanentError, match=r"details\.instance_id"):
+        runner.run({"runner": "dummyRunner", "instance_id": "i-1"}, context)

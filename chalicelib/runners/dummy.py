@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .base import DetailsError, RunContext, RunResult
+from .base import DetailsError, RunContext, RunResult, revalidate
 
 
 class DummyRunner:
@@ -15,7 +15,7 @@ class DummyRunner:
             raise DetailsError(extra[0], "dummyRunner takes no details besides runner")
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
-        self.validate(details)
+        revalidate(self, details)
         output = ctx.dummy_template.replace("{{.Account}}", ctx.account).replace(
             "{{ .Account }}", ctx.account)
         return RunResult(output=output)
