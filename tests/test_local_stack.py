@@ -199,3 +199,55 @@ def test_every_minute_job_runs_once_per_minute_with_no_gap_and_no_duplicate(
     stamps = [time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) for s in scheduled]
     assert scheduled[0] == first
     assert len(stamps) >= 3 and all(b - a == 60 for a, b in zip(stamps, stamps[1:]))
+
+
+def test_run_now_of_an_instance_stop_job_stops_an_instance_of_the_target_account(
+        tmp_path: Path) -> None:
+    # Given a registry naming another account through a role, and the stack running on it
+    import boto3
+
+    target = "111122223333"
+    registry = tmp_path / "accounts.json"
+    registry.write_text(json.dumps({"accounts": {"team": {
+        "account_id": target, "role_arn": f"arn:aws:iam::{target}:role/MinionRunner",
+        "external_id": "minion-e2e", "runners": ["instanceRunner"]}}}))
+    stack = Stack(tmp_path / "state", {"MINION_ACCOUNTS_FILE": str(registry)}).start()
+    try:
+        endpoint = f"http://127.0.0.1:{stack.aws_port}"
+        options = {"endpoint_url": endpoint, "region_name": "us-east-1",
+                   "aws_access_key_id": "local", "aws_secret_access_key": "local"}
+        assumed = boto3.client("sts", **options).assume_role(
+            RoleArn=f"arn:aws:iam::{target}:role/MinionRunner", RoleSessionName="e2e",
+            ExternalId="minion-e2e")["Credentials"]
+        ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id=assumed["AccessKeyId"],
+                           aws_secret_access_key=assumed["SecretAccessKey"],
+                           aws_session_token=assumed["SessionToken"])
+        instance_id = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)[
+            "Instances"][0]["InstanceId"]
+        # (the same id does not exist in the emulator's default account)
+        default_ec2 = boto3.client("ec2", **options)
+        assert default_ec2.describe_instances(Filters=[
+            {"Name": "instance-id", "Values": [instance_id]}])["Reservations"] == []
+        h = _headers(stack.token())
+        job = httpx.post(stack.base + "/team/jobs/space-xy", headers=h, json={
+            "name": "stop-it", "schedule_expression": "0 19 * * *",
+            "details": {"runner": "instanceRunner", "instance_id": instance_id,
+                        "instance_action": "stop"}}).json()
+        # When the job is run now
+        run = httpx.patch(f"{stack.base}/team/jobs/space-xy/{job['id']}", headers=h).json()
+        record: dict[str, Any] = {}
+        for _ in range(100):
+            record = httpx.get(f"{stack.base}/team/jobs/space-xy/{job['id']}/runs/"
+                               f"{run['run_id']}", headers=h).json()
+            if record["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+        state = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0][
+            "Instances"][0]["State"]["Name"]
+    finally:
+        stack.stop()
+    # Then the target account's instance is stopped, and the run says so
+    assert record["status"] == "succeeded", record
+    assert record["data"]["previous_state"] == "running"
+    assert state in ("stopping", "stopped")
