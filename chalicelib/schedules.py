@@ -1,10 +1,16 @@
 """Schedule expressions: validation and next occurrences (pure, no AWS).
 
-Four dialects share the `schedule_expression` field (see docs of the spec, scheduling.md):
+Four dialects share the `schedule_expression` field (specified in spec/scheduling.md):
 minion cron (5 fields, descriptors, `@every`), AWS `cron(...)` (6 fields), `rate(...)` and
 `at(...)`. Calendar dialects are evaluated in local wall-clock time of the schedule's IANA
 timezone, then mapped to UTC: a repeated wall time fires at its first instance, a wall time
 skipped by a DST gap fires at the first minute after the gap.
+
+Choices the spec leaves open: a minion day field is unrestricted (for the day-of-month OR
+day-of-week rule) only when written `*`, `?` or `*/1`, so `*/2` restricts it as in croniter
+and the Go original; `nW` does not fire in months shorter than n; `at(...)` accepts any
+seconds and fires at that minute; a schedule whose years or `at` time are past still parses
+(stored jobs are re-parsed) and simply never fires again.
 
 The calendar engine is our own rather than croniter's: croniter reads a 6th field as seconds,
 accepts its `R`/`H` extensions, rejects `?` outside the day fields, lacks `LW`, `nL` and `L` in
