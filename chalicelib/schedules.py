@@ -7,8 +7,8 @@ timezone, then mapped to UTC: a repeated wall time fires at its first instance, 
 skipped by a DST gap fires at the first minute after the gap.
 
 Choices the spec leaves open: a minion day field is unrestricted (for the day-of-month OR
-day-of-week rule) only when written `*`, `?` or `*/1`, so `*/2` restricts it as in croniter
-and the Go original; `nW` does not fire in months shorter than n; `at(...)` accepts any
+day-of-week rule) only when written `*`, `?` or `*/1`, so `*/2` restricts it, as croniter
+and robfig/cron do; `nW` does not fire in months shorter than n; `at(...)` accepts any
 seconds and fires at that minute; a schedule whose years or `at` time are past still parses
 (stored jobs are re-parsed) and simply never fires again.
 
