@@ -1,0 +1,65 @@
+"""The API: a GET of one job through the API Lambda's handler against a bare GetItem of it.
+
+The handler is invoked as Lambda invokes it: `app.app(event, context)` with the API Gateway
+proxy event Chalice's own local gateway builds for the request (built once; its building is
+API Gateway's work, not the function's). The bare side is the same GetItem (strongly
+consistent, as the store reads) through the same client.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.store import job_key, job_to_item
+
+from .backend import SHARDS, TOKEN, Backend
+from .seed import MINUTE, bench_job, median, timed
+
+
+@dataclass
+class ApiTimes:
+    """Paired per-request times: the handler's and the bare GetItem's."""
+
+    handler: list[float]
+    get_item: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return median(self.handler) / median(self.get_item)
+
+
+def api_get_vs_get_item(pairs: int) -> ApiTimes:
+    """`pairs` interleaved GETs through the handler and bare GetItems of the same job."""
+    from chalice.local import LambdaContext, LambdaEventConverter, RouteMatcher
+
+    import app as app_module
+
+    backend = Backend("bench-api", "bench-api-runs")
+    job = bench_job(0, next_at=MINUTE)
+    backend.put_items([job_to_item(job, SHARDS)])
+    app = app_module.app
+    event = LambdaEventConverter(RouteMatcher(list(app.routes)), app.api.binary_types) \
+        .create_lambda_event(method="GET", path=f"/v1/minion/{job.account}/jobs/{job.group}/"
+                             f"{job.id}", headers={"X-Auth-Token": TOKEN}, body=b"")
+    context = LambdaContext(function_name="api_handler", memory_size=512, max_runtime_ms=30000)
+    key = job_key(job.account, job.group, job.id)
+    dynamodb = backend.dynamodb
+
+    def handler() -> None:
+        response = app(event, context)
+        if response["statusCode"] != 200 or json.loads(response["body"])["id"] != job.id:
+            raise RuntimeError(f"GET of the bench job answered {response}")
+
+    def get_item() -> None:
+        if "Item" not in dynamodb.get_item(TableName=backend.table, Key=key,
+                                           ConsistentRead=True):
+            raise RuntimeError("the bench job is not in the table")
+
+    for _ in range(5):  # warm up: the client, its connections, the handler's lazy parts
+        handler(), get_item()
+    times: dict[Any, list[float]] = {handler: [], get_item: []}
+    for pair in range(pairs):
+        for side in ((handler, get_item) if pair % 2 == 0 else (get_item, handler)):
+            times[side].append(timed(side))
+    return ApiTimes(handler=times[handler], get_item=times[get_item])

@@ -1,0 +1,63 @@
+"""Jobs for the bench, built as the service stores them (`chalicelib.store.job_to_item`)."""
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from chalicelib.jobs import Job
+from chalicelib.store import job_to_item
+
+from .backend import ACCOUNT, SHARDS
+
+# The tick minute of every measurement, and a schedule that is due at it exactly once a day.
+MINUTE = datetime(2026, 1, 30, 10, 17, tzinfo=timezone.utc)
+DUE_SCHEDULE = "17 10 * * *"
+
+
+def job_id(index: int) -> str:
+    """A deterministic job id of the server's form (a version 4 UUID)."""
+    return str(uuid.UUID(int=index, version=4))
+
+
+def bench_job(index: int, *, next_at: datetime, schedule: str = DUE_SCHEDULE,
+              group: str = "bench") -> Job:
+    """An enabled dummyRunner job whose next occurrence is `next_at`."""
+    return Job(account=ACCOUNT, group=group, id=job_id(index), name=f"bench-{index}",
+               schedule_expression=schedule, details={"runner": "dummyRunner"},
+               description="a job of the bench", enabled=True,
+               modified_at=MINUTE - timedelta(days=1), modified_by="bench",
+               anchor=MINUTE - timedelta(days=1), next=next_at)
+
+
+def due_items(count: int, first: int = 0) -> list[dict[str, Any]]:
+    """`count` job items due at MINUTE."""
+    return [job_to_item(bench_job(first + i, next_at=MINUTE), SHARDS) for i in range(count)]
+
+
+def later_items(count: int, first: int) -> list[dict[str, Any]]:
+    """`count` job items due after MINUTE (spread over the following week)."""
+    return [job_to_item(bench_job(first + i, next_at=MINUTE + timedelta(minutes=1 + i % 10080),
+                                  schedule="*/5 * * * *"), SHARDS) for i in range(count)]
+
+
+def timed(action: Callable[[], Any]) -> float:
+    """Seconds `action` took."""
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def timed_with_cpu(action: Callable[[], Any]) -> tuple[float, float]:
+    """Wall seconds `action` took, and the CPU seconds this process spent meanwhile (all its
+    threads: the client side only, the emulator runs in another process)."""
+    cpu = time.process_time()
+    wall = timed(action)
+    return wall, time.process_time() - cpu
+
+
+def median(values: list[float]) -> float:
+    """The median (the figures are medians, never means: a noisy machine has long tails)."""
+    return statistics.median(values)

@@ -1,0 +1,140 @@
+"""The tick: DynamoDB items it reads per due job, and its wall time against its floor.
+
+The floor is what no tick can avoid: one SendMessageBatch per 10 due jobs and one conditional
+UpdateItem per due job (advance it), done by a bare boto3 loop with the tick's parallelism.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from chalicelib.queue import RunMessage, batches
+from chalicelib.runs import scheduled_run_id
+from chalicelib.store import job_key
+from chalicelib.tick import handle_tick
+
+from .backend import TICK_PARALLELISM, Backend, CallLog, scheduled_event
+from .seed import MINUTE, bench_job, due_items, later_items, median, timed_with_cpu
+
+NEXT_DAY = MINUTE + timedelta(days=1)
+
+
+@dataclass
+class ItemsRead:
+    """Items read by one tick over a large table, and by a full scan of the same table."""
+
+    jobs: int
+    due: int
+    tick_items: int
+    tick_calls: dict[str, int]
+    scan_items: int
+    scan_calls: int
+
+    @property
+    def per_due_job(self) -> float:
+        return self.tick_items / self.due
+
+    @property
+    def scan_per_due_job(self) -> float:
+        return self.scan_items / self.due
+
+
+def items_read(jobs: int, due: int) -> ItemsRead:
+    """`jobs` stored jobs, `due` of them due: what the real tick reads to find them."""
+    backend = Backend("bench-items", "bench-items-runs")
+    backend.put_items(due_items(due) + later_items(jobs - due, first=due))
+    # What a scheduler that looks at every job does (minion's Go version, Instance Scheduler):
+    # read the whole table each interval and keep the due ones.
+    scanned = calls = found = 0
+    request: dict[str, Any] = {
+        "TableName": backend.table, "FilterExpression": "due_at <= :minute",
+        "ExpressionAttributeValues": {":minute": {"N": str(int(MINUTE.timestamp()))}}}
+    while True:
+        page = backend.dynamodb.scan(**request)
+        calls += 1
+        scanned += page["ScannedCount"]
+        found += page["Count"]
+        if "LastEvaluatedKey" not in page:
+            break
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    if found != due:
+        raise RuntimeError(f"the scan found {found} due jobs; {due} were seeded")
+    with CallLog(backend.dynamodb, backend.sqs) as log:
+        report = handle_tick(scheduled_event(MINUTE))
+    if report["due"] != due or report["queued"] != due:
+        raise RuntimeError(f"the tick found {report['due']} due jobs and queued "
+                           f"{report['queued']}; {due} were seeded")
+    backend.purge()
+    return ItemsRead(jobs=jobs, due=due, tick_items=log.items_read, tick_calls=dict(log.calls),
+                     scan_items=scanned, scan_calls=calls)
+
+
+@dataclass
+class TickTimes:
+    """Paired wall times of the tick and of its floor, one pair per round."""
+
+    due: int
+    tick: list[float]
+    floor: list[float]
+    tick_cpu: list[float]
+    floor_cpu: list[float]
+    calls: dict[str, int]
+
+    @property
+    def ratio(self) -> float:
+        return median([t / f for t, f in zip(self.tick, self.floor)])
+
+
+def tick_vs_floor(due: int, rounds: int) -> TickTimes:
+    """The tick over `due` due jobs against the bare sends and writes, interleaved rounds."""
+    backend = Backend("bench-tick", "bench-tick-runs")
+    items = due_items(due)
+    jobs = [bench_job(i, next_at=MINUTE) for i in range(due)]
+    bodies = [RunMessage(account=j.account, group=j.group, job_id=j.id,
+                         run_id=scheduled_run_id(MINUTE), trigger="schedule",
+                         scheduled_for=MINUTE.strftime("%Y-%m-%dT%H:%M:%SZ")).to_body()
+              for j in jobs]
+    work = list(batches(list(zip(jobs, bodies))))
+    dynamodb, sqs = backend.dynamodb, backend.sqs
+
+    def send_and_advance(batch: list[Any]) -> None:
+        result = sqs.send_message_batch(QueueUrl=backend.queue_url, Entries=[
+            {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(batch)])
+        assert not result.get("Failed")
+        for job, _ in batch:
+            dynamodb.update_item(
+                TableName=backend.table, Key=job_key(job.account, job.group, job.id),
+                UpdateExpression="SET due_at = :next", ConditionExpression="due_at = :read",
+                ExpressionAttributeValues={":read": {"N": str(int(MINUTE.timestamp()))},
+                                           ":next": {"N": str(int(NEXT_DAY.timestamp()))}})
+
+    def floor() -> None:
+        with ThreadPoolExecutor(max_workers=TICK_PARALLELISM) as pool:
+            list(pool.map(send_and_advance, work))
+
+    def tick() -> None:
+        report = handle_tick(scheduled_event(MINUTE))
+        if report["queued"] != due:
+            raise RuntimeError(f"the tick queued {report['queued']} of {due} due jobs")
+
+    def measure(side: Any, log: CallLog | None = None) -> tuple[float, float]:
+        backend.put_items(items)  # every job due again
+        backend.purge()
+        if log is None:
+            return timed_with_cpu(side)
+        with log:
+            return timed_with_cpu(side)
+
+    measure(tick), measure(floor)  # warm up: connections, caches, the queue URL
+    log = CallLog(dynamodb, sqs)
+    measure(tick, log)
+    times: dict[Any, list[tuple[float, float]]] = {tick: [], floor: []}
+    for round_ in range(rounds):
+        for side in ((tick, floor) if round_ % 2 == 0 else (floor, tick)):
+            times[side].append(measure(side))
+    backend.purge()
+    return TickTimes(due=due, tick=[w for w, _ in times[tick]], floor=[w for w, _ in times[floor]],
+                     tick_cpu=[c for _, c in times[tick]], floor_cpu=[c for _, c in times[floor]],
+                     calls=dict(log.calls))

@@ -1,0 +1,156 @@
+"""The worker: dummy runs through `handle_batch` against the writes no worker can avoid.
+
+Per run the floor is: the conditional claim (the run id is the lock), the re-read of the job
+(it may have been deleted or disabled since the tick) and the conditional final record —
+three calls, done bare, one run after the other as the worker processes a batch.
+The worker gets real SQS events: the runs are sent with the service's own queue, received,
+and handed over in batches of 10 as Lambda's event source does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from chalicelib import deps
+from chalicelib.jobs import Job
+from chalicelib.queue import RunMessage, batches
+from chalicelib.runs import Run, scheduled_run_id
+from chalicelib.store import job_key, job_to_item, run_key, run_to_item
+from chalicelib.worker import handle_batch
+
+from .backend import SHARDS, Backend, CallLog
+from .seed import MINUTE, bench_job, median, timed_with_cpu
+
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass
+class WorkerTimes:
+    """Paired seconds of each round (the same number of runs on both sides)."""
+
+    runs: int
+    worker: list[float]
+    floor: list[float]
+    worker_cpu: list[float]
+    floor_cpu: list[float]
+    calls: dict[str, int]
+
+    @property
+    def ratio(self) -> float:
+        """The worker's seconds per run over the floor's (the floor's rate over the worker's)."""
+        return median([w / f for w, f in zip(self.worker, self.floor)])
+
+    @property
+    def worker_rate(self) -> float:
+        return self.runs / median(self.worker)
+
+    @property
+    def floor_rate(self) -> float:
+        return self.runs / median(self.floor)
+
+
+def _floor_requests(job: Job, occurrence: Any, table: str) -> list[tuple[str, dict[str, Any]]]:
+    """The three unavoidable calls of one run, as the store makes them."""
+    run_id, stamp = scheduled_run_id(occurrence), occurrence.strftime(STAMP)
+    epoch = int(occurrence.timestamp())
+    claim = {
+        "TableName": table, "Key": run_key(job.id, run_id),
+        "UpdateExpression": ("SET #status = :running, started_at = :now, lease_until = :lease, "
+                             "run_id = :run_id, job_id = :job_id, account = :account, "
+                             "#group = :group, #trigger = :trigger, "
+                             "scheduled_for = :scheduled_for, "
+                             "queued_at = if_not_exists(queued_at, :now), expires_at = :expires, "
+                             "#type = :type ADD attempts :one"),
+        "ConditionExpression": ("attribute_not_exists(pk) OR (#status = :queued AND attempts = "
+                                ":previous) OR (#status = :running AND lease_until < :epoch)"),
+        "ExpressionAttributeNames": {"#status": "status", "#group": "group",
+                                     "#trigger": "trigger", "#type": "type"},
+        "ExpressionAttributeValues": {
+            ":running": {"S": "running"}, ":queued": {"S": "queued"}, ":now": {"S": stamp},
+            ":previous": {"N": "0"}, ":epoch": {"N": str(epoch)},
+            ":lease": {"N": str(epoch + 120)}, ":one": {"N": "1"}, ":run_id": {"S": run_id},
+            ":job_id": {"S": job.id}, ":account": {"S": job.account},
+            ":group": {"S": job.group}, ":trigger": {"S": "schedule"},
+            ":scheduled_for": {"S": stamp}, ":expires": {"N": str(epoch + 30 * 86400)},
+            ":type": {"S": "run"}},
+        "ReturnValues": "ALL_NEW"}
+    read = {"TableName": table, "Key": job_key(job.account, job.group, job.id),
+            "ConsistentRead": True}
+    final = Run(run_id=run_id, job_id=job.id, account=job.account, group=job.group,
+                trigger="schedule", scheduled_for=stamp, status="succeeded", queued_at=stamp,
+                started_at=stamp, finished_at=stamp, attempts=1, output="Hello, spinup!")
+    record = {"TableName": table, "Item": run_to_item(final, epoch + 30 * 86400),
+              "ConditionExpression": "#status = :running AND attempts = :attempts",
+              "ExpressionAttributeNames": {"#status": "status"},
+              "ExpressionAttributeValues": {":running": {"S": "running"},
+                                            ":attempts": {"N": "1"}}}
+    return [("update_item", claim), ("get_item", read), ("put_item", record)]
+
+
+def worker_vs_floor(batch_count: int, rounds: int) -> WorkerTimes:
+    """`batch_count` batches of 10 dummy runs per side and round, interleaved rounds."""
+    from chalice.local import LambdaContext
+
+    backend = Backend("bench-worker", "bench-worker-runs")
+    jobs = [bench_job(i, next_at=MINUTE + timedelta(days=1)) for i in range(batch_count * 10)]
+    backend.put_items([job_to_item(job, SHARDS) for job in jobs])
+    context = LambdaContext(function_name="worker", memory_size=512, max_runtime_ms=120000)
+    dynamodb = backend.dynamodb
+    occurrences = (MINUTE + timedelta(minutes=n) for n in range(1_000_000))
+
+    def worker_side() -> tuple[Any, list[str]]:
+        occurrence = next(occurrences)
+        messages = [RunMessage(account=j.account, group=j.group, job_id=j.id,
+                               run_id=scheduled_run_id(occurrence), trigger="schedule",
+                               scheduled_for=occurrence.strftime(STAMP)) for j in jobs]
+        for batch in batches(messages):
+            if deps.run_queue().send_batch(batch):
+                raise RuntimeError("the bench's runs could not be queued")
+        received = backend.receive_all(len(messages))
+        events = [backend.sqs_event(received[i:i + 10]) for i in range(0, len(received), 10)]
+
+        def run() -> None:
+            for event in events:
+                if handle_batch(event, context)["batchItemFailures"]:
+                    raise RuntimeError("the worker reported failed runs")
+        return run, [m.run_id for m in messages]
+
+    def floor_side() -> tuple[Any, list[str]]:
+        occurrence = next(occurrences)
+        calls = [(getattr(dynamodb, name), request) for job in jobs
+                 for name, request in _floor_requests(job, occurrence, backend.table)]
+
+        def run() -> None:
+            for call, request in calls:
+                call(**request)
+        return run, [scheduled_run_id(occurrence)] * len(jobs)
+
+    def check(run_ids: list[str]) -> None:
+        store = deps.store()
+        for job, run_id in list(zip(jobs, run_ids))[:: max(1, len(jobs) // 10)]:
+            run = store.get_run(job.id, run_id)
+            if run is None or run.status != "succeeded":
+                raise RuntimeError(f"run {run_id} of job {job.id}: {run}")
+
+    def measure(side: Any, log: CallLog | None = None) -> tuple[float, float]:
+        action, run_ids = side()
+        if log is None:
+            seconds = timed_with_cpu(action)
+        else:
+            with log:
+                seconds = timed_with_cpu(action)
+        check(run_ids)
+        return seconds
+
+    measure(worker_side), measure(floor_side)  # warm up
+    log = CallLog(dynamodb, backend.sqs)
+    measure(worker_side, log)
+    times: dict[Any, list[tuple[float, float]]] = {worker_side: [], floor_side: []}
+    for round_ in range(rounds):
+        for side in ((worker_side, floor_side) if round_ % 2 == 0 else (floor_side, worker_side)):
+            times[side].append(measure(side))
+    return WorkerTimes(runs=len(jobs), worker=[w for w, _ in times[worker_side]],
+                       floor=[w for w, _ in times[floor_side]],
+                       worker_cpu=[c for _, c in times[worker_side]],
+                       floor_cpu=[c for _, c in times[floor_side]], calls=dict(log.calls))
