@@ -599,6 +599,55 @@ def test_dashboard_shows_runs_the_tick_the_api_and_the_queues(template: dict[str
     assert {line[3] for line in lines if line[0] == "AWS/ApiGateway"} == {STACK}
 
 
+def test_dashboard_and_alarms_look_for_metrics_under_the_dimensions_the_code_publishes(
+        template: dict[str, Any], client: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from chalicelib import observability
+    from chalicelib.tick import handle_tick
+    from chalicelib.worker import handle_batch
+
+    # Given the functions' metrics settings as deployed
+    resolver = Resolver(template)
+    variables = props(template, "Worker")["Environment"]["Variables"]
+    for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+        monkeypatch.setenv(name, str(resolver.resolve(variables[name])))
+    observability._metrics.cache_clear()
+    # When a tick runs and the worker runs a job
+    created = client.http.post("/v1/minion/spinup/jobs/space-xy", headers=auth(), body=json.dumps(
+        {"name": "once", "schedule_expression": "0 3 * * *", "details": {"runner": "dummyRunner"}}))
+    job_id = json.loads(created.body)["id"]
+    assert client.http.patch(f"/v1/minion/spinup/jobs/space-xy/{job_id}",
+                             headers=auth()).status_code == 202
+    capsys.readouterr()
+    handle_tick(scheduled_event("2026-01-30T10:18"))
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=os.environ["MINION_QUEUE_NAME"])["QueueUrl"]
+    handle_batch(sqs_event(drain(sqs, url)))
+    observability._metrics.cache_clear()
+    # Then each metric it published is on the dashboard under the same namespace and dimensions
+    published = {}
+    for line in capsys.readouterr().out.splitlines():
+        document = json.loads(line) if line.startswith("{") else {}
+        for directive in document.get("_aws", {}).get("CloudWatchMetrics", []):
+            for metric in directive["Metrics"]:
+                dimensions = {d: document[d] for group in directive["Dimensions"] for d in group}
+                published[metric["Name"]] = (directive["Namespace"], dimensions)
+    assert {"JobsDue", "TickLag", "TickDuration", "Runs"} <= set(published)
+    assert published["Runs"][1]["Outcome"] == "succeeded"
+    lines = [line for w in _dashboard(template)["widgets"] for line in _widget_metrics(w)]
+    for name, (namespace, dimensions) in published.items():
+        shown = [dict(zip(line[2::2], line[3::2])) for line in lines
+                 if line[:2] == [namespace, name]]
+        assert shown, name
+        for shown_dimensions in shown:
+            assert set(shown_dimensions) == set(dimensions), (name, shown_dimensions)
+            assert shown_dimensions.get("service") == dimensions["service"], name
+    # And so is the tick-lag alarm
+    alarm = props(template, "TickLagAlarm")
+    assert resolver.resolve(alarm["Namespace"]) == published["TickLag"][0]
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == published["TickLag"][1]
+
+
 def test_dashboard_lists_every_alarm(template: dict[str, Any]) -> None:
     resolver = Resolver(template)
     [panel] = [w for w in _dashboard(template)["widgets"] if w["type"] == "alarm"]
