@@ -49,7 +49,7 @@ def iso(moment: datetime | None) -> str | None:
 
 def check_segment(kind: str, value: str) -> str:
     """A path segment (`account`, `group`) of the allowed form, else BadRequest."""
-    if not SEGMENT.match(value or ""):
+    if not SEGMENT.fullmatch(value or ""):
         raise BadRequest(f"{kind}: must be 1-64 characters of A-Z a-z 0-9 . _ -, "
                          f"starting with a letter or digit")
     return value
@@ -57,7 +57,7 @@ def check_segment(kind: str, value: str) -> str:
 
 def is_job_id(value: str) -> bool:
     """Whether `value` has the form of a server-issued job id."""
-    return bool(JOB_ID.match(value or ""))
+    return bool(JOB_ID.fullmatch(value or ""))
 
 
 @dataclass(frozen=True)
