@@ -30,9 +30,17 @@ def parse_json_body(raw: bytes | None, content_type: str | None) -> Any:
     if not raw:
         raise BadRequest("body: expected a JSON object, got an empty body")
     try:
-        return json.loads(raw)
+        document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest(f"body: malformed JSON ({error})") from None
+    except RecursionError:
+        raise BadRequest("body: JSON nested too deeply") from None
+    try:
+        # JSON may escape a lone surrogate ("\ud800"); DynamoDB cannot store it (UTF-8 only).
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("body: strings must be valid Unicode (no lone surrogates)") from None
+    return document
 
 
 def parse_if_match(header: str | None) -> int | None:
