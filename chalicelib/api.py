@@ -43,6 +43,14 @@ def parse_json_body(raw: bytes | None, content_type: str | None) -> Any:
     return document
 
 
+def _whole_number(text: str, max_digits: int = 18) -> int | None:
+    """`text` as an integer when it is 1 to `max_digits` ASCII digits, else None
+    (`str.isdigit` alone lets through "²", which `int` refuses)."""
+    if not text.isascii() or not text.isdigit() or len(text) > max_digits:
+        return None
+    return int(text)
+
+
 def parse_if_match(header: str | None) -> int | None:
     """The version an `If-Match` header names (`"3"`, `3`, `W/"3"`), None when absent."""
     if header is None or header.strip() == "*":
@@ -50,10 +58,10 @@ def parse_if_match(header: str | None) -> int | None:
     text = header.strip()
     if text.startswith("W/"):
         text = text[2:]
-    text = text.strip('"')
-    if not text.isdigit() or len(text) > 18:
+    version = _whole_number(text.strip('"'))
+    if version is None:
         raise PreconditionFailed(f"If-Match: {header!r} is not a version of this job")
-    return int(text)
+    return version
 
 
 class MinionApi:
@@ -155,13 +163,13 @@ class MinionApi:
         unknown = sorted(set(params) - {"limit", "next_token"})
         if unknown:
             raise BadRequest(f"{unknown[0]}: unknown query parameter")
-        raw_limit = params.get("limit", "20")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_RUNS_PAGE:
+        limit = _whole_number(params.get("limit", "20"))
+        if limit is None or not 1 <= limit <= MAX_RUNS_PAGE:
             raise BadRequest(f"limit: expected an integer 1-{MAX_RUNS_PAGE}")
         token = params.get("next_token")
         if token is not None and not is_run_id(token):
             raise BadRequest("next_token: not a token this API returned")
-        runs, after = self.store.list_runs(job_id, int(raw_limit), token)
+        runs, after = self.store.list_runs(job_id, limit, token)
         return {"runs": [r.to_api() for r in runs], "next_token": after}
 
     def get_run(self, account: str, group: str, job_id: str, run_id: str) -> Run:
@@ -183,8 +191,8 @@ class MinionApi:
         if expression is None:
             raise BadRequest("expression: required")
         tz = params.get("timezone") or "UTC"
-        raw_count = params.get("count", "5")
-        if not raw_count.isdigit() or not 1 <= int(raw_count) <= MAX_PREVIEW:
+        count = _whole_number(params.get("count", "5"))
+        if count is None or not 1 <= count <= MAX_PREVIEW:
             raise BadRequest(f"count: expected an integer 1-{MAX_PREVIEW}")
         answer: dict[str, Any] = {"expression": expression, "timezone": tz}
         try:
@@ -198,7 +206,7 @@ class MinionApi:
         anchor = minute if schedule.is_interval() else None
         zone = ZoneInfo(tz)
         occurrences = [{"utc": iso(t), "local": t.astimezone(zone).isoformat()}
-                       for t in schedule.occurrences(minute, int(raw_count), anchor)]
+                       for t in schedule.occurrences(minute, count, anchor)]
         return {**answer, "valid": True, "message": None, "occurrences": occurrences}
 
     def metrics_text(self) -> str:
