@@ -9,7 +9,7 @@ from typing import Any, Callable
 from chalice import Chalice, CORSConfig, Cron, Response
 
 from chalicelib import deps
-from chalicelib.api import MinionApi, parse_json_body
+from chalicelib.api import MinionApi, RequestBody
 from chalicelib.errors import MethodNotAllowed, MinionError, Unauthorized
 from chalicelib.jobs import Job
 from chalicelib.observability import logger
@@ -89,9 +89,9 @@ def _not_allowed(path: str, methods: list[str], public: bool = False) -> None:
     route(path, methods, public=public)(method_not_allowed)
 
 
-def _json_body() -> Any:
+def _body() -> RequestBody:
     request = app.current_request
-    return parse_json_body(request.raw_body, request.headers.get("content-type"))
+    return RequestBody(request.raw_body, request.headers.get("content-type"))
 
 
 def _job_response(job: Job, status: int, location: bool = False) -> Response:
@@ -153,7 +153,7 @@ def list_group_jobs(account: str, group: str) -> list[str]:
 
 @route(GROUP, ["POST"], body=True)
 def create_job(account: str, group: str) -> Response:
-    return _job_response(_api().create_job(account, group, _json_body()), 200, location=True)
+    return _job_response(_api().create_job(account, group, _body()), 200, location=True)
 
 
 @route(GROUP, ["DELETE"])
@@ -170,7 +170,7 @@ def get_job(account: str, group: str, id: str) -> Response:
 @route(JOB, ["PUT"], body=True)
 def replace_job(account: str, group: str, id: str) -> Response:
     if_match = app.current_request.headers.get("if-match")
-    return _job_response(_api().replace_job(account, group, id, _json_body(), if_match), 202)
+    return _job_response(_api().replace_job(account, group, id, _body(), if_match), 202)
 
 
 @route(JOB, ["DELETE"])

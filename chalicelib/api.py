@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
@@ -41,6 +42,19 @@ def parse_json_body(raw: bytes | None, content_type: str | None) -> Any:
     except UnicodeEncodeError:
         raise BadRequest("body: strings must be valid Unicode (no lone surrogates)") from None
     return document
+
+
+@dataclass(frozen=True)
+class RequestBody:
+    """A request body as received, parsed only when asked for: after the path is checked, so
+    an unknown account is a 404 whatever the body."""
+
+    raw: bytes | None
+    content_type: str | None
+
+    def json(self) -> Any:
+        """The JSON document (400, 413 or 415 as `parse_json_body`)."""
+        return parse_json_body(self.raw, self.content_type)
 
 
 def _whole_number(text: str, max_digits: int = 18) -> int | None:
@@ -96,12 +110,12 @@ class MinionApi:
             check_segment("group", group)
         return self.store.list_jobs(account, group)
 
-    def create_job(self, account: str, group: str, body: Any) -> Job:
+    def create_job(self, account: str, group: str, body: RequestBody) -> Job:
         """Validate and store a new job."""
         entry = self.account(account)
         check_segment("group", group)
-        job = job_from_request(body, account=account, group=group, job_id=None, entry=entry,
-                               now=self.clock())
+        job = job_from_request(body.json(), account=account, group=group, job_id=None,
+                               entry=entry, now=self.clock())
         self.store.create_job(job)
         return job
 
@@ -110,7 +124,7 @@ class MinionApi:
         self._job_path(account, group, job_id)
         return self.store.get_job(account, group, job_id)
 
-    def replace_job(self, account: str, group: str, job_id: str, body: Any,
+    def replace_job(self, account: str, group: str, job_id: str, body: RequestBody,
                     if_match: str | None) -> Job:
         """Replace a job's client fields; 412 when `If-Match` names a stale version."""
         entry = self._job_path(account, group, job_id)
@@ -119,8 +133,8 @@ class MinionApi:
         if expected is not None and expected != previous.version:
             raise PreconditionFailed(
                 f"If-Match: version {expected} is stale; the job is at version {previous.version}")
-        job = job_from_request(body, account=account, group=group, job_id=job_id, entry=entry,
-                               now=self.clock(), previous=previous)
+        job = job_from_request(body.json(), account=account, group=group, job_id=job_id,
+                               entry=entry, now=self.clock(), previous=previous)
         self.store.replace_job(job, previous)
         return job
 
