@@ -7,11 +7,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
-from . import schedules
 from .accounts import AccountEntry, Registry
 from .errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, \
     ServiceUnavailable, UnsupportedMediaType
-from .jobs import Job, check_segment, is_job_id, iso, job_from_request, utc_minute
+from .jobs import Job, check_segment, is_job_id, iso, job_from_request, job_schedule, utc_minute
 from .queue import RunMessage, RunQueue
 from .runs import Run, is_run_id, manual_run_id
 from .store import Store
@@ -210,12 +209,10 @@ class MinionApi:
             raise BadRequest(f"count: expected an integer 1-{MAX_PREVIEW}")
         answer: dict[str, Any] = {"expression": expression, "timezone": tz}
         try:
-            if len(expression) > 256:
-                raise schedules.ScheduleError("at most 256 characters")
-            schedule = schedules.parse_schedule(expression, tz)
-        except schedules.ScheduleError as error:
-            field = getattr(error, "field", "schedule_expression")
-            return {**answer, "valid": False, "message": f"{field}: {error}", "occurrences": []}
+            _, _, schedule = job_schedule({"schedule_expression": expression,
+                                           "schedule_timezone": tz})
+        except BadRequest as error:
+            return {**answer, "valid": False, "message": str(error), "occurrences": []}
         minute = utc_minute(self.clock())
         anchor = minute if schedule.is_interval() else None
         zone = ZoneInfo(tz)

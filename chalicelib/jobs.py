@@ -227,6 +227,17 @@ def _tags(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
     return tuple(result)
 
 
+def job_schedule(fields: Mapping[str, Any]) -> tuple[str, str, schedules.Schedule]:
+    """The expression, timezone and compiled schedule of a job's fields; BadRequest naming the
+    field otherwise (the schedule preview gives the very same message)."""
+    expression = _string(fields, "schedule_expression", required=True)
+    tz = _string(fields, "schedule_timezone", default="UTC") or "UTC"
+    try:
+        return expression, tz, schedules.parse_schedule(expression, tz)
+    except schedules.ScheduleError as error:
+        raise BadRequest(f"{getattr(error, 'field', 'schedule_expression')}: {error}") from None
+
+
 def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
                      entry: AccountEntry, now: datetime, previous: Job | None = None) -> Job:
     """Validate a POST/PUT body entirely (raising BadRequest) and build the job to store.
@@ -246,8 +257,7 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
     name = _string(fields, "name", required=True)
     description = _string(fields, "description")
     modified_by = _string(fields, "modified_by")
-    expression = _string(fields, "schedule_expression", required=True)
-    tz = _string(fields, "schedule_timezone", default="UTC") or "UTC"
+    expression, tz, schedule = job_schedule(fields)
     enabled = fields.get("enabled", False)
     if enabled is None:
         enabled = False
@@ -258,10 +268,6 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
     policy = fields.get("concurrency_policy")
     if policy is not None and policy not in CONCURRENCY_POLICIES:
         raise BadRequest("concurrency_policy: expected Allow or Forbid")
-    try:
-        schedule = schedules.parse_schedule(expression, tz)
-    except schedules.ScheduleError as error:
-        raise BadRequest(f"{getattr(error, 'field', 'schedule_expression')}: {error}") from None
     details = _details(fields, entry)
     tags = _tags(fields)
 
