@@ -319,7 +319,8 @@ def test_if_match_forms_of_the_current_version_are_accepted(client: Any, if_matc
     assert response.json_body["version"] == 3
 
 
-@pytest.mark.parametrize("if_match", ['"abc"', '"-1"', '"99999999999999999999999"', '""'])
+@pytest.mark.parametrize("if_match", ['"abc"', '"-1"', '"99999999999999999999999"', '""',
+                                      '"\u00b2"'])
 def test_an_if_match_that_names_no_version_is_refused(client: Any, if_match: str) -> None:
     job = created(client, DUMMY_JOB)
     response = put(client, job["id"], {**DUMMY_JOB, "name": "changed"}, **{"If-Match": if_match})
