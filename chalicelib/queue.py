@@ -89,6 +89,14 @@ class RunQueue:
         self.client.send_message(QueueUrl=self.url, MessageBody=message.to_body(),
                                  DelaySeconds=min(max(delay_seconds, 0), 900))
 
+    def release(self, receipt_handles: Sequence[str]) -> None:
+        """Make received messages visible again at once (best effort: else they come back
+        after the queue's visibility timeout)."""
+        for batch in batches(receipt_handles):
+            self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                for i, handle in enumerate(batch)])
+
     def send_batch(self, messages: Sequence[RunMessage]) -> list[RunMessage]:
         """Send up to 10 messages; the ones still failing after retries are returned.
 

@@ -56,6 +56,7 @@ class Settings:
     accounts_parameter: str | None
     run_retention_days: int
     runner_timeout_seconds: int
+    worker_timeout_seconds: int
     dummy_template: str
     version: str
     githash: str
@@ -81,6 +82,7 @@ class Settings:
             accounts_parameter=env.get("MINION_ACCOUNTS_PARAMETER") or None,
             run_retention_days=_int(env, "MINION_RUN_RETENTION_DAYS", 30, 1, 3650),
             runner_timeout_seconds=_int(env, "MINION_RUNNER_TIMEOUT", 60, 1, 840),
+            worker_timeout_seconds=_int(env, "MINION_WORKER_TIMEOUT", 120, 3, 900),
             dummy_template=env.get("MINION_DUMMY_TEMPLATE", "Hello, {{.Account}}!"),
             version=build.get("version") or env.get("MINION_VERSION", __version__),
             githash=build.get("githash") or env.get("MINION_GITHASH", "unknown"),

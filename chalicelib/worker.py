@@ -1,6 +1,8 @@
 """The runs worker: claim each run, re-read its job, run its runner, record the outcome."""
 from __future__ import annotations
 
+import math
+import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,6 +20,12 @@ from .store import Store
 FIRST_RETRY_DELAY = 30
 MAX_RETRY_DELAY = 900
 LEASE_MARGIN = 60
+TIME_TO_RECORD = 2  # seconds a run needs beyond its runner to claim and record
+MIN_RUNNER_SECONDS = 1
+
+
+class NotEnoughTime(RuntimeError):
+    """Too little of the invocation is left to start another run within its timeout."""
 
 
 def retry_delay(attempt: int) -> int:
@@ -47,11 +55,18 @@ class Worker:
     registry: Callable[[], Registry]
     clients: ClientFactory
     runner_timeout: int = 60
+    invocation_timeout: int = 120
     dummy_template: str = "Hello, {{.Account}}!"
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
-    def handle(self, message: RunMessage) -> str:
-        """Process one run message; the run's resulting status (or `duplicate`)."""
+    def handle(self, message: RunMessage, time_limit: float | None = None) -> str:
+        """Process one run message; the run's resulting status (or `duplicate`).
+
+        `time_limit` (seconds) shortens the runner's timeout when the invocation has less
+        time left than that.
+        """
+        limit = self.runner_timeout if time_limit is None else min(self.runner_timeout,
+                                                                   time_limit)
         now = self.clock()
         run = Run(run_id=message.run_id, job_id=message.job_id, account=message.account,
                   group=message.group, trigger=message.trigger,  # type: ignore[arg-type]
@@ -59,7 +74,7 @@ class Worker:
         # The run id is the lock: whoever writes the claim runs it; a duplicate delivery
         # (a re-sent tick, SQS at-least-once) finds it taken or finished and stops here.
         claimed = self.store.claim_run(run, message.attempt,
-                                       self.runner_timeout + LEASE_MARGIN, now,
+                                       math.ceil(limit) + LEASE_MARGIN, now,
                                        must_exist=message.trigger == "manual")
         if claimed is None:
             return self._not_claimed(run, now)
@@ -73,7 +88,7 @@ class Worker:
             return self._finish(claimed, "skipped", error=reason)
         assert entry is not None
         try:
-            result = self._run_runner(job, claimed, entry)
+            result = self._run_runner(job, claimed, entry, limit)
         except RunnerError as error:
             if error.retryable and claimed.attempts < job.attempts_allowed:
                 return self._retry(claimed, message, error)
@@ -106,7 +121,7 @@ class Worker:
             return "previous run still running (concurrency_policy Forbid)"
         return None
 
-    def _run_runner(self, job: Job, run: Run, entry: AccountEntry) -> RunResult:
+    def _run_runner(self, job: Job, run: Run, entry: AccountEntry, limit: float) -> RunResult:
         runner = get_runner(job.runner)
         if runner is None:
             raise PermanentError(f"details.runner: unknown runner {job.runner!r}")
@@ -115,12 +130,11 @@ class Worker:
                              dummy_template=self.dummy_template)
         pool = ThreadPoolExecutor(max_workers=1)
         try:
-            return pool.submit(runner.run, job.details, context).result(
-                timeout=self.runner_timeout)
+            return pool.submit(runner.run, job.details, context).result(timeout=limit)
         except FutureTimeout:
             from .runners import RetryableError
 
-            raise RetryableError(f"runner timed out after {self.runner_timeout} s",
+            raise RetryableError(f"runner timed out after {limit:.0f} s",
                                  code="Timeout") from None
         except RunnerError:
             raise
@@ -177,6 +191,10 @@ def handle_batch(event: dict[str, Any], context: Any = None,
                                                        process_partial_response)
 
     worker = worker or default_worker()
+    # The function's own timeout (the settings carry it: Chalice's local and test contexts
+    # do not), counted from now.
+    deadline = time.monotonic() + worker.invocation_timeout
+    postponed: list[str] = []
 
     def record_handler(record: Any) -> str:
         try:
@@ -185,12 +203,21 @@ def handle_batch(event: dict[str, Any], context: Any = None,
             logger.error("not a run message", extra={"message_id": record.message_id,
                                                       "reason": str(error)})
             raise
-        return worker.handle(message)
+        budget = deadline - time.monotonic() - TIME_TO_RECORD
+        if budget < MIN_RUNNER_SECONDS:
+            # Too little of the invocation left to run it: hand it back for another
+            # invocation at once, rather than after the queue's visibility timeout.
+            postponed.append(record.receipt_handle)
+            raise NotEnoughTime(f"{record.message_id} postponed to another invocation")
+        return worker.handle(message, time_limit=budget)
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     try:
-        return process_partial_response(event=event, record_handler=record_handler,
-                                        processor=processor, context=context)
+        response = process_partial_response(event=event, record_handler=record_handler,
+                                            processor=processor, context=context)
+        if postponed:
+            worker.queue.release(postponed)
+        return response
     finally:
         try:
             flush()
@@ -214,4 +241,5 @@ def default_worker() -> Worker:
 
     return Worker(store=deps.store(), queue=deps.run_queue(), registry=deps.registry,
                   clients=clients, runner_timeout=settings.runner_timeout_seconds,
+                  invocation_timeout=settings.worker_timeout_seconds,
                   dummy_template=settings.dummy_template)

@@ -1071,3 +1071,10 @@ def test_deploy_passes_the_stage_the_secret_and_the_registry_as_template_paramet
         "RunnerRoleArns": env["RUNNER_ROLE_ARNS"], "RunnersInOwnAccount": "false",
         "AlarmTopicArn": env["ALARM_TOPIC_ARN"], "Shards": "16", "LogRetentionDays": "90"}
     assert set(overrides) <= set(template["Parameters"])
+
+
+def test_worker_knows_its_own_timeout(template: dict[str, Any]) -> None:
+    # Given the packaged worker function
+    worker = props(template, "Worker")
+    # Then the timeout it budgets its batch against is the one it is deployed with
+    assert worker["Environment"]["Variables"]["MINION_WORKER_TIMEOUT"] == str(worker["Timeout"])

@@ -767,3 +767,38 @@ def test_each_finished_run_emits_a_runs_metric_by_outcome(
                  if line.startswith('{"_aws"')]
     assert any(d.get("Runs") in (1, 1.0, [1.0]) and d.get("Outcome") == "succeeded"
                for d in documents)
+
+
+def test_records_left_when_the_invocation_runs_out_of_time_are_handed_back_at_once(
+        store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given three runs received in one batch (not deleted: the event source holds them)
+    jobs = [create_job(store) for _ in range(3)]
+    send(aws, *(scheduled(job).to_body() for job in jobs))
+    received: list[dict[str, Any]] = []
+    while len(received) < 3:
+        received += aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10,
+                                               AttributeNames=["All"]).get("Messages", [])
+    # When the invocation has time for only the first of them (the first run takes all but
+    # two seconds of a 10 s invocation)
+    import chalicelib.worker as worker_module
+
+    from types import SimpleNamespace
+
+    now = [1000.0]
+    monkeypatch.setattr(worker_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    worker.invocation_timeout = 10
+
+    def slow_run(details: Mapping[str, str], ctx: Any) -> RunResult:
+        now[0] += 8
+        return DummyRunner().run(details, ctx)
+
+    runner.behaviour = slow_run
+    answer = handle_batch(sqs_event(received), None, worker=worker)
+    # Then the first ran, the other two are reported failed and not run...
+    failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+    assert failed == {m["MessageId"] for m in received[1:]}
+    assert sum(runner.calls.values()) == 1
+    # ...and are visible again at once, not after the visibility timeout
+    again = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10)
+    assert {m["MessageId"] for m in again.get("Messages", [])} == failed
