@@ -303,6 +303,7 @@ REJECTED_SCHEDULES = [
     ("", "UTC", "schedule_expression:"),
     ("* * * * *", "../../etc/passwd", "schedule_timezone:"),
     ("* * * * *", "EST5EDT\n", "schedule_timezone:"),
+    ("* * * * *", "Europe/" + "x" * 60, "schedule_timezone:"),
 ]
 SPEC_REJECTED = REJECTED_SCHEDULES[:11]
 
