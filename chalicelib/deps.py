@@ -25,9 +25,10 @@ def store() -> Store:
 
 @lru_cache(maxsize=1)
 def run_queue() -> RunQueue:
-    """The runs queue."""
+    """The runs queue (its client is created on the first send: a GET of the API, or a worker
+    whose runs all succeed, never sends)."""
     settings = get_settings()
-    return RunQueue(aws.client("sqs"), settings.queue_name, settings.queue_url)
+    return RunQueue(aws.LazyClient("sqs"), settings.queue_name, settings.queue_url)
 
 
 def registry() -> Registry:
