@@ -118,7 +118,9 @@ def run_api(report: Report, scale: Scale) -> None:
     report.figure("api_get_vs_getitem_ratio", result.ratio,
                   f"GET through the handler {median(result.handler) * 1000:.2f} ms, bare "
                   f"GetItem {median(result.get_item) * 1000:.2f} ms (medians of "
-                  f"{len(result.handler)} pairs)")
+                  f"{len(result.handler)} pairs); client CPU per request: handler "
+                  f"{median(result.handler_cpu) * 1000:.2f} ms, GetItem "
+                  f"{median(result.get_item_cpu) * 1000:.2f} ms")
 
 
 def run_imports(report: Report, scale: Scale) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.store import job_key, job_to_item
 
 from .backend import SHARDS, TOKEN, Backend
-from .seed import MINUTE, bench_job, median, timed
+from .seed import MINUTE, bench_job, median, timed_with_cpu
 
 
 @dataclass
@@ -23,6 +23,8 @@ class ApiTimes:
 
     handler: list[float]
     get_item: list[float]
+    handler_cpu: list[float]
+    get_item_cpu: list[float]
 
     @property
     def ratio(self) -> float:
@@ -58,8 +60,10 @@ def api_get_vs_get_item(pairs: int) -> ApiTimes:
 
     for _ in range(5):  # warm up: the client, its connections, the handler's lazy parts
         handler(), get_item()
-    times: dict[Any, list[float]] = {handler: [], get_item: []}
+    times: dict[Any, list[tuple[float, float]]] = {handler: [], get_item: []}
     for pair in range(pairs):
         for side in ((handler, get_item) if pair % 2 == 0 else (get_item, handler)):
-            times[side].append(timed(side))
-    return ApiTimes(handler=times[handler], get_item=times[get_item])
+            times[side].append(timed_with_cpu(side))
+    return ApiTimes(handler=[w for w, _ in times[handler]], get_item=[w for w, _ in times[get_item]],
+                    handler_cpu=[c for _, c in times[handler]],
+                    get_item_cpu=[c for _, c in times[get_item]])
