@@ -33,8 +33,8 @@ class Scale:
     worker_rounds: int
 
 
-FULL = Scale(jobs=20_000, due=200, tick_due=1_000, tick_rounds=5, api_pairs=300,
-             import_pairs=11, worker_batches=10, worker_rounds=5)
+FULL = Scale(jobs=20_000, due=200, tick_due=1_000, tick_rounds=7, api_pairs=300,
+             import_pairs=11, worker_batches=10, worker_rounds=7)
 QUICK = Scale(jobs=400, due=4, tick_due=20, tick_rounds=1, api_pairs=5, import_pairs=1,
               worker_batches=1, worker_rounds=1)
 MEASUREMENTS = ("items", "tick", "api", "imports", "worker")
