@@ -58,7 +58,8 @@ SEEDED_RUN = Run(run_id="20200227T162300Z-s", job_id=SEEDED_JOBS[0].id, account=
 
 schema = schemathesis.openapi.from_path(DOCUMENT)
 # Valid-by-schema is not valid-by-meaning (a cron that does not parse, a runner the account may
-# not use, an unknown job id): positive cases may be refused, so that check does not apply.
+# not use, an unknown job id): positive cases may be refused, so that check does not apply
+# (tests/test_openapi.py checks that the document's own examples are accepted).
 EXCLUDED_CHECKS = [positive_data_acceptance]
 # A request invalid by the document may also be refused as too large, or (a PUT) for a stale
 # If-Match before its body is read.

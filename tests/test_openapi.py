@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -251,3 +252,55 @@ def test_real_answers_of_the_app_conform_to_the_document(client: Any) -> None:
         schema = documented["content"]["application/json"]["schema"]
         errors = [e.message for e in schema_validator(schema).iter_errors(json.loads(response.body))]
         assert errors == [], (template, method)
+
+
+def body_forms(operation: dict[str, Any]) -> list[dict[str, Any]]:
+    """The documented forms of an operation's JSON body ([{}] when it has none)."""
+    schema = resolved(operation.get("requestBody", {})).get("content", {}).get(
+        "application/json", {}).get("schema", {})
+    return schema.get("anyOf", [schema])
+
+
+EXAMPLE_CALLS = [(path, method, form) for path, method, operation in operations()
+                 for form in range(len(body_forms(operation)))]
+
+
+@pytest.mark.parametrize("path,method,form", EXAMPLE_CALLS, ids=lambda value: str(value))
+def test_the_documents_examples_are_answered_as_documented(client: Any, path: str, method: str,
+                                                           form: int) -> None:
+    # Given the job and run the document's examples name, stored
+    from chalicelib import deps
+    from test_fuzz_api import SEEDED_JOBS, SEEDED_RUN
+
+    store = deps.store()
+    for job in SEEDED_JOBS:
+        store.create_job(job)
+    store.put_run(SEEDED_RUN)
+    operation = DOCUMENT["paths"][path][method.lower()]
+    parameters = [p for p in resolved(DOCUMENT["paths"][path].get("parameters", []))
+                  + resolved(operation.get("parameters", [])) if "example" in p]
+    query = "&".join(f"{p['name']}={quote(str(p['example']))}"
+                     for p in parameters if p["in"] == "query")
+    headers = {p["name"]: p["example"] for p in parameters if p["in"] == "header"}
+    body_schema = body_forms(operation)[form]
+    if operation.get("requestBody", {}).get("required"):
+        assert "example" in body_schema, (method, path, form)
+
+    # When the operation is called with its examples (and a token)
+    response = client.http.request(
+        method, example_path(path, operation) + (f"?{query}" if query else ""),
+        headers=auth(**headers),
+        body=json.dumps(body_schema["example"]).encode() if "example" in body_schema else b"")
+
+    # Then it succeeds with the documented status, content type and body
+    success = next(code for code in operation["responses"] if code.startswith("2"))
+    assert str(response.status_code) == success, (method, path, response.body)
+    content = resolved(operation["responses"][success])["content"]
+    # (Chalice sends a body without a Content-Type as application/json)
+    declared = {k.lower(): v for k, v in response.headers.items()}.get("content-type")
+    media_type = (declared or "application/json").split(";")[0]
+    assert media_type in content, (method, path, media_type)
+    if media_type == "application/json":
+        errors = [e.message for e in schema_validator(content[media_type]["schema"])
+                  .iter_errors(json.loads(response.body))]
+        assert errors == [], (method, path)
