@@ -12,22 +12,42 @@ and robfig/cron do; `nW` does not fire in months shorter than n; `at(...)` accep
 seconds and fires at that minute; a schedule whose years or `at` time are past still parses
 (stored jobs are re-parsed) and simply never fires again.
 
-The calendar engine is our own rather than croniter's: croniter reads a 6th field as seconds,
-accepts its `R`/`H` extensions, rejects `?` outside the day fields, lacks `LW`, `nL` and `L` in
-the day of week, and fires a repeated wall time twice when clocks go back.
+croniter does the cron arithmetic. Both cron dialects are validated here (the spec's
+rejections, with messages that say why), then converted to a five-field croniter expression
+whose fields are `*` or explicit lists of values, built once at parse time; croniter iterates
+it on naive wall-clock minutes. Around what croniter misreads:
+- it reads a 6th field as seconds and a 7th as a year: it only ever gets the 5 converted
+  fields, and the AWS year field (1970-2199; croniter's end at 2099) is filtered here;
+- it refuses `?` outside the day fields: `?` is read as `*` before conversion;
+- it takes `R` and `H` as random and hashed values: refused here;
+- it reads `5-5` or `JAN-JAN` as the whole cycle and `5-1` as a wrap-around: ranges and
+  steps are expanded here, so croniter never sees one;
+- it numbers AWS days of the week as cron's: AWS 1-7 from Sunday become cron's 0-6;
+- it has no `L` alone in the day of week (Saturday, `6`), spells AWS `nL` as `L<n-1>`, and
+  has no `LW`: that is its `31W`, since croniter moves a W day past the month's end to the
+  last day, whose nearest weekday is the last weekday of the month;
+- that same move makes `30W` fire in February: months shorter than n are skipped here;
+- `0 0 30 2 *` fails only when computing: a parse-time check refuses a day pattern that does
+  not fire within every five years;
+- on aware datetimes it fires a repeated wall time twice: its naive wall-clock results are
+  mapped to UTC here, a repeated time at its first instance, a nonexistent one at the end of
+  its gap.
 """
 
 from __future__ import annotations
 
 import calendar
 import re
-from bisect import bisect_left, bisect_right
+import threading
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from functools import lru_cache
 from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadDateError, croniter
 
 __all__ = ["Schedule", "ScheduleError", "parse_schedule"]
 
@@ -39,7 +59,8 @@ TIMEZONE_FIELD = "schedule_timezone"
 _ONE_MINUTE = timedelta(minutes=1)
 _FIVE_YEARS_IN_MINUTES = (5 * 365 + 2) * 24 * 60
 # A cron without a year field fires in every five-year window (checked at parse time); past
-# 2100, a non-leap century year, 29 February can be eight years apart.
+# 2100, a non-leap century year, 29 February can be eight years apart. croniter searches this
+# many years past its start before giving up.
 _SEARCH_YEARS = 10
 # The Gregorian calendar repeats every 28 years between 1901 and 2099: checking a span of
 # years from 2000 covers every combination of weekday and leap year.
@@ -182,26 +203,18 @@ def _parse_minion_cron(text: str) -> _CalendarPlan:
     fields = text.split()
     if len(fields) != 5:
         raise ScheduleError(f"expected 5 fields, found {len(fields)}")
-    # `?` means `*` in every field of the minion dialect.
+    # `?` means `*` in every field of the minion dialect (croniter takes it in day fields only).
     minute, hour, dom, month, dow = (f.replace("?", "*") for f in fields)
     doms = _parse_field(dom, _DAY_OF_MONTH)
     dows = frozenset(0 if d == 7 else d for d in _parse_field(dow, _CRON_DAY_OF_WEEK))
-    dom_star, dow_star = _is_star(dom), _is_star(dow)
-    rule: _DayRule
-    if dom_star and dow_star:
-        rule = _AllDays()
-    elif dom_star:
-        rule = _DowSet(dows)
-    elif dow_star:
-        rule = _DomSet(tuple(sorted(doms)))
-    else:
-        rule = _EitherDays(tuple(sorted(doms)), dows)  # classic cron: either may match
+    # Two restricted day fields are lists, and croniter then fires when either matches
+    # (classic cron); one restricted field beside a star decides alone.
     plan = _CalendarPlan(
         minutes=_parse_field(minute, _MINUTE),
         hours=_parse_field(hour, _HOUR),
+        day_of_month="*" if _is_star(dom) else _cron_list(doms),
         months=_parse_field(month, _MONTH),
-        rule=rule,
-        years=None,
+        day_of_week="*" if _is_star(dow) else _cron_list(dows),
     )
     plan.check_fires()
     return plan
@@ -210,6 +223,11 @@ def _parse_minion_cron(text: str) -> _CalendarPlan:
 def _is_star(text: str) -> bool:
     """A day field counts as unrestricted (for the OR rule) only when written as a bare star."""
     return text in ("*", "*/1")
+
+
+def _cron_list(values: frozenset[int]) -> str:
+    """A croniter field of explicit values: no range or step for croniter to read its own way."""
+    return ",".join(str(v) for v in sorted(values))
 
 
 def _parse_aws_cron(body: str) -> _CalendarPlan:
@@ -224,64 +242,75 @@ def _parse_aws_cron(body: str) -> _CalendarPlan:
         raise ScheduleError("day-of-month and day-of-week cannot both be ?")
     if dom != "?" and dow != "?":
         raise ScheduleError("one of day-of-month and day-of-week must be ?")
-    rule = _parse_aws_day_of_month(dom) if dow == "?" else _parse_aws_day_of_week(dow)
+    if dow == "?":
+        day_of_month, nearest_day = _parse_aws_day_of_month(dom)
+        day_of_week = "*"
+    else:
+        day_of_month, nearest_day = "*", 0
+        day_of_week = _parse_aws_day_of_week(dow)
     years = None if year == "*" else tuple(sorted(_parse_field(year, _YEAR)))
     plan = _CalendarPlan(
         minutes=_parse_field(minute, _MINUTE),
         hours=_parse_field(hour, _HOUR),
+        day_of_month=day_of_month,
         months=_parse_field(month, _MONTH),
-        rule=rule,
+        day_of_week=day_of_week,
         years=years,
+        nearest_day=nearest_day,
     )
     plan.check_fires()
     return plan
 
 
-def _parse_aws_day_of_month(field_text: str) -> _DayRule:
+def _parse_aws_day_of_month(field_text: str) -> tuple[str, int]:
+    """croniter's day-of-month field, and n of `nW` when months shorter than n must be skipped."""
     text = field_text.upper()
     if "?" in text:
         raise ScheduleError("? must stand alone in the day-of-month field")
-    if text == "*":
-        return _AllDays()
-    if text == "L":
-        return _LastDay()
+    if text in ("*", "L"):
+        return text, 0
     if text == "LW":
-        return _LastWeekday()
+        # croniter has no LW; its 31W is the weekday nearest the month's last day (it moves a
+        # W day past the month's end to the last day), without leaving the month: LW.
+        return "31W", 0
     nearest = re.fullmatch(r"([0-9]+)W", text)
     if nearest:
         day = _number(nearest.group(1), _DAY_OF_MONTH)
-        return _NearestWeekday(day)
+        # croniter would move n to the last day of a shorter month: such months are skipped.
+        return f"{day}W", day
     if "L" in text or "W" in text:
         raise ScheduleError("L and W must stand alone in the day-of-month field (L, LW or 15W)")
-    return _DomSet(tuple(sorted(_parse_field(field_text, _DAY_OF_MONTH))))
+    return _cron_list(_parse_field(field_text, _DAY_OF_MONTH)), 0
 
 
-def _parse_aws_day_of_week(field_text: str) -> _DayRule:
+def _parse_aws_day_of_week(field_text: str) -> str:
+    """croniter's day-of-week field (cron numbering) for an AWS one (1-7 from Sunday)."""
     text = field_text.upper()
     if "?" in text:
         raise ScheduleError("? must stand alone in the day-of-week field")
     if text == "*":
-        return _AllDays()
+        return "*"
     if text == "L":
-        return _DowSet(frozenset({6}))  # alone, L is the last day of the week: Saturday
+        return "6"  # alone, L is the last day of the week: Saturday (croniter refuses it)
     last = re.fullmatch(r"([0-9]+|[A-Z]{3})L", text)
     if last:
-        return _LastDow(_aws_to_cron_weekday(_value(last.group(1), _AWS_DAY_OF_WEEK)))
+        # The last such weekday of the month: croniter spells AWS `6L` as `L5`.
+        return f"L{_aws_to_cron_weekday(_value(last.group(1), _AWS_DAY_OF_WEEK))}"
     nth = re.fullmatch(r"([0-9]+|[A-Z]{3})#([0-9]+)", text)
     if nth:
         weekday = _aws_to_cron_weekday(_value(nth.group(1), _AWS_DAY_OF_WEEK))
         week = int(nth.group(2))
         if not 1 <= week <= 5:
             raise ScheduleError(f"week {week} in the day-of-week field is out of range 1-5")
-        return _NthDow(weekday, week)
+        return f"{weekday}#{week}"
     if "L" in text or "#" in text:
         raise ScheduleError("L and # must stand alone in the day-of-week field (L, 6L or 6#3)")
     weekdays = _parse_field(field_text, _AWS_DAY_OF_WEEK)
-    return _DowSet(frozenset(_aws_to_cron_weekday(d) for d in weekdays))
+    return _cron_list(frozenset(_aws_to_cron_weekday(d) for d in weekdays))
 
 
 def _aws_to_cron_weekday(aws_day: int) -> int:
-    """AWS numbers days 1-7 from Sunday; cron (and this module) 0-6 from Sunday."""
+    """AWS numbers days 1-7 from Sunday; cron (and croniter) 0-6 from Sunday."""
     return aws_day - 1
 
 
@@ -441,120 +470,6 @@ def _number(token: str, spec: _FieldSpec) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Which days of a month fire (weekdays numbered as cron: 0 = Sunday ... 6 = Saturday)
-# ---------------------------------------------------------------------------------------------
-
-
-class _DayRule(Protocol):
-    def days(self, year: int, month: int) -> tuple[int, ...]: ...
-
-
-def _month_shape(year: int, month: int) -> tuple[int, int]:
-    """(cron weekday of the 1st, number of days) of a month."""
-    monday_based, length = calendar.monthrange(year, month)
-    return (monday_based + 1) % 7, length
-
-
-def _weekday(first_weekday: int, day: int) -> int:
-    return (first_weekday + day - 1) % 7
-
-
-@dataclass(frozen=True)
-class _AllDays:
-    def days(self, year: int, month: int) -> tuple[int, ...]:
-        return tuple(range(1, _month_shape(year, month)[1] + 1))
-
-
-@dataclass(frozen=True)
-class _DomSet:
-    doms: tuple[int, ...]
-
-    def days(self, year: int, month: int) -> tuple[int, ...]:
-        length = _month_shape(year, month)[1]
-        return tuple(d for d in self.doms if d <= length)
-
-
-@dataclass(frozen=True)
-class _DowSet:
-    dows: frozenset[int]
-
-    def days(self, year: int, month: int) -> tuple[int, ...]:
-        first, length = _month_shape(year, month)
-        return tuple(d for d in range(1, length + 1) if _weekday(first, d) in self.dows)
-
-
-@dataclass(frozen=True)
-class _EitherDays:
-    doms: tuple[int, ...]
-    dows: frozenset[int]
-
-    def days(self, year: int, month: int) -> tuple[int, ...]:
-        first, length = _month_shape(year, month)
-        doms = set(self.doms)
-        return tuple(
-            d for d in range(1, length + 1) if d in doms or _weekday(first, d) in self.dows
-        )
-
-
-@dataclass(frozen=True)
-class _LastDay:
-    def days(self, year: int, month: int) -> tuple[int, ...]:
-        return (_month_shape(year, month)[1],)
-
-
-@dataclass(frozen=True)
-class _LastWeekday:
-    def days(self, year: int, month: int) -> tuple[int, ...]:
-        first, day = _month_shape(year, month)
-        while _weekday(first, day) in (0, 6):
-            day -= 1
-        return (day,)
-
-
-@dataclass(frozen=True)
-class _NearestWeekday:
-    """`15W`: the weekday nearest the 15th without leaving the month; none if it is too short."""
-
-    day: int
-
-    def days(self, year: int, month: int) -> tuple[int, ...]:
-        first, length = _month_shape(year, month)
-        if self.day > length:
-            return ()
-        weekday = _weekday(first, self.day)
-        if weekday == 6:  # Saturday: the Friday before, or Monday 3rd when it is the 1st
-            return (self.day - 1,) if self.day > 1 else (self.day + 2,)
-        if weekday == 0:  # Sunday: the Monday after, or the Friday before on the last day
-            return (self.day + 1,) if self.day < length else (self.day - 2,)
-        return (self.day,)
-
-
-@dataclass(frozen=True)
-class _LastDow:
-    weekday: int
-
-    def days(self, year: int, month: int) -> tuple[int, ...]:
-        first, length = _month_shape(year, month)
-        return (length - (_weekday(first, length) - self.weekday) % 7,)
-
-
-@dataclass(frozen=True)
-class _NthDow:
-    weekday: int
-    week: int
-
-    def days(self, year: int, month: int) -> tuple[int, ...]:
-        first, length = _month_shape(year, month)
-        day = 1 + (self.weekday - first) % 7 + 7 * (self.week - 1)
-        return (day,) if day <= length else ()
-
-
-@lru_cache(maxsize=16384)
-def _matching_days(rule: _DayRule, year: int, month: int) -> tuple[int, ...]:
-    return rule.days(year, month)
-
-
-# ---------------------------------------------------------------------------------------------
 # Plans: how each kind computes its next occurrence
 # ---------------------------------------------------------------------------------------------
 
@@ -565,47 +480,87 @@ class _Plan(Protocol):
     ) -> datetime | None: ...
 
 
-class _CalendarPlan:
-    """Cron-like sets of minutes, hours, days, months and years in local wall-clock time."""
+# croniter wants a start when built; each query then gives its own. Naive: croniter does no
+# timezone arithmetic on naive times.
+_CRONITER_START = datetime(2000, 1, 1)
 
-    __slots__ = ("hour_set", "hours", "minute_set", "minutes", "months", "rule", "year_set", "years")
+
+class _CalendarPlan:
+    """A cron pattern in local wall-clock time: croniter finds its minutes, this filters them.
+
+    Built once per expression and timezone (parse_schedule is cached), so croniter parses the
+    converted expression once; each query moves the one croniter object to a new start.
+    """
 
     def __init__(
         self,
         minutes: frozenset[int],
         hours: frozenset[int],
+        day_of_month: str,
         months: frozenset[int],
-        rule: _DayRule,
-        years: tuple[int, ...] | None,
+        day_of_week: str,
+        years: tuple[int, ...] | None = None,
+        nearest_day: int = 0,
     ) -> None:
-        self.minutes = tuple(sorted(minutes))
-        self.minute_set = minutes
-        self.hours = tuple(sorted(hours))
-        self.hour_set = hours
-        self.months = months
-        self.rule = rule
+        self.cron_expression = " ".join(
+            (_cron_list(minutes), _cron_list(hours), day_of_month, _cron_list(months), day_of_week)
+        )
+        self._day_pattern = (day_of_month, months, day_of_week, years, nearest_day)
         self.years = years
-        self.year_set = None if years is None else frozenset(years)
+        self._year_set = None if years is None else frozenset(years)
+        self._nearest_day = nearest_day  # `nW`: months shorter than n do not fire
+        # 2000 is a leap year: its months are as long as months get.
+        self._months_long_enough = any(
+            calendar.monthrange(2000, month)[1] >= nearest_day for month in months
+        )
+        self._cron = croniter(
+            self.cron_expression,
+            _CRONITER_START,
+            ret_type=datetime,
+            max_years_between_matches=_SEARCH_YEARS,
+        )
+        self._lock = threading.Lock()  # get_next keeps its position in the croniter object
+        # The last answer, (zone, after, occurrence): it is also the answer for any later
+        # `after` before that occurrence, as the tick asks for every due job of a schedule.
+        self._last: tuple[ZoneInfo | None, datetime, datetime] | None = None
 
     def check_fires(self) -> None:
         """Reject a day pattern that never fires (in its years), or not in every five years."""
-        if self.years is not None:
-            if not any(self._fires_in_year(y) for y in self.years):
-                raise ScheduleError("never fires in the years given")
-            return
-        firing_years = [
-            y for y in range(_CHECK_FIRST_YEAR, _CHECK_LAST_WINDOW + 5) if self._fires_in_year(y)
-        ]
-        for window_start in range(_CHECK_FIRST_YEAR, _CHECK_LAST_WINDOW + 1):
-            if not any(window_start <= y < window_start + 5 for y in firing_years):
-                raise ScheduleError("never fires within five years")
+        error = _day_pattern_error(*self._day_pattern)
+        if error is not None:
+            raise ScheduleError(error)
 
-    def _fires_in_year(self, year: int) -> bool:
-        return any(_matching_days(self.rule, year, month) for month in self.months)
+    def never_fires(self) -> str | None:
+        """Why this plan does not fire in its years, or not in every five years; None if it does."""
+        if not self._months_long_enough:
+            return "never fires within five years" if self.years is None else _NONE_IN_YEARS
+        if self.years is not None:
+            first = self.first_at_or_after(datetime(self.years[0], 1, 1))
+            return _NONE_IN_YEARS if first is None else None
+        # Every window of five years from 2000 to 2032 holds an occurrence: the first one from
+        # a window's start covers the windows up to its own year.
+        window = _CHECK_FIRST_YEAR
+        while window <= _CHECK_LAST_WINDOW:
+            found = self.first_at_or_after(datetime(window, 1, 1))
+            if found is None or found.year >= window + 5:
+                return "never fires within five years"
+            window = found.year + 1
+        return None
 
     def next_after(
         self, after: datetime, anchor: datetime | None, zone: ZoneInfo | None
     ) -> datetime | None:
+        # Occurrences are a fixed set of UTC minutes: the next after any moment from `after`
+        # up to the occurrence found for it is that same occurrence.
+        last = self._last
+        if last is not None and last[0] is zone and last[1] <= after < last[2]:
+            return last[2]
+        occurrence = self._next_occurrence(after, zone)
+        if occurrence is not None:
+            self._last = (zone, after, occurrence)
+        return occurrence
+
+    def _next_occurrence(self, after: datetime, zone: ZoneInfo | None) -> datetime | None:
         if zone is None:
             local = self.first_at_or_after(after.replace(tzinfo=None) + _ONE_MINUTE)
             return None if local is None else local.replace(tzinfo=UTC)
@@ -613,7 +568,8 @@ class _CalendarPlan:
         while True:
             # Wall times map to UTC non-decreasingly, so the first candidate mapping past
             # `after` is the answer; those skipped are the first instances of a repeated hour
-            # when `after` lies in its second instance, or gap times already past.
+            # when `after` lies in its second instance (croniter would fire them again), or
+            # gap times already past.
             local = self.first_at_or_after(start + _ONE_MINUTE)
             if local is None:
                 return None
@@ -624,38 +580,68 @@ class _CalendarPlan:
 
     def first_at_or_after(self, start: datetime) -> datetime | None:
         """Earliest matching naive wall-clock minute at or after `start`."""
-        year, month = start.year, start.month
-        day_from, time_from = start.day, (start.hour, start.minute)
-        last_year = self.years[-1] if self.years is not None else min(9999, year + _SEARCH_YEARS)
-        while year <= last_year:
-            if self.year_set is not None and year not in self.year_set:
-                year = self.years[bisect_left(self.years, year)]  # type: ignore[index]
-                month, day_from, time_from = 1, 1, (0, 0)
-                continue
-            if month in self.months:
-                days = _matching_days(self.rule, year, month)
-                for day in days[bisect_left(days, day_from) :]:
-                    if day == day_from and time_from != (0, 0):
-                        hour_minute = self._first_time_from(*time_from)
-                        if hour_minute is None:
-                            continue
-                        return datetime(year, month, day, *hour_minute)
-                    return datetime(year, month, day, self.hours[0], self.minutes[0])
-            month += 1
-            if month > 12:
-                year, month = year + 1, 1
-            day_from, time_from = 1, (0, 0)
-        return None
+        moment = start
+        while True:
+            if self.years is not None:
+                index = bisect_left(self.years, moment.year)
+                if index == len(self.years):
+                    return None  # past the last year
+                if self.years[index] != moment.year:
+                    moment = datetime(self.years[index], 1, 1)
+            found = self._croniter_next(moment - _ONE_MINUTE)
+            if found is None:
+                if self.years is None:
+                    return None
+                # None in the years croniter searched: go on from where it gave up.
+                moment = datetime(moment.year + _SEARCH_YEARS, 1, 1)
+            elif self._year_set is not None and found.year not in self._year_set:
+                moment = datetime(found.year, 1, 1)  # then to the next year given
+            elif self._nearest_day and self._nearest_day > _month_length(found):
+                # croniter moved `nW` to the last day of a month shorter than n: skip it.
+                if self.years is None and found.year > start.year + _SEARCH_YEARS:
+                    return None  # bounded as croniter's own search
+                if found.year == datetime.max.year and found.month == 12:
+                    return None
+                moment = datetime(found.year + found.month // 12, found.month % 12 + 1, 1)
+            else:
+                return found
 
-    def _first_time_from(self, hour: int, minute: int) -> tuple[int, int] | None:
-        if hour in self.hour_set:
-            index = bisect_left(self.minutes, minute)
-            if index < len(self.minutes):
-                return hour, self.minutes[index]
-        index = bisect_right(self.hours, hour)
-        if index < len(self.hours):
-            return self.hours[index], self.minutes[0]
-        return None
+    def _croniter_next(self, moment: datetime) -> datetime | None:
+        """croniter's first match strictly after a naive minute; None if it finds none."""
+        with self._lock:
+            try:
+                found: datetime = self._cron.get_next(datetime, start_time=moment)
+            except CroniterBadDateError:
+                return None  # none within _SEARCH_YEARS
+            except (OverflowError, ValueError):
+                if moment.year < datetime.max.year - _SEARCH_YEARS:
+                    raise
+                return None  # it ran past datetime's year 9999
+        return found
+
+
+_NONE_IN_YEARS = "never fires in the years given"
+
+
+@lru_cache(maxsize=1024)
+def _day_pattern_error(
+    day_of_month: str,
+    months: frozenset[int],
+    day_of_week: str,
+    years: tuple[int, ...] | None,
+    nearest_day: int,
+) -> str | None:
+    """Whether a day pattern fires, checked once per pattern whatever its times and timezone.
+
+    The check walks croniter over three decades: a few milliseconds, paid once per pattern.
+    """
+    midnight = frozenset({0})
+    plan = _CalendarPlan(midnight, midnight, day_of_month, months, day_of_week, years, nearest_day)
+    return plan.never_fires()
+
+
+def _month_length(day: datetime) -> int:
+    return calendar.monthrange(day.year, day.month)[1]
 
 
 @dataclass(frozen=True)

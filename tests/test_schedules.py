@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import CroniterBadCronError, CroniterBadDateError, CroniterNotAlphaError, croniter
 
 from chalicelib.schedules import Schedule, ScheduleError, parse_schedule
 
@@ -606,3 +609,226 @@ def test_next_after_is_cheap_enough_for_the_tick() -> None:
             schedule.next_after(after, anchor=ANCHOR)
     # Then it takes well under a second, even on a slow CI machine
     assert time.perf_counter() - started < 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# croniter is the engine: what it misreads on its own, and what this module makes of it.
+# Each test pins croniter's raw reading (so an upgrade that changes it is noticed) and the
+# spec's reading, which differs.
+# ---------------------------------------------------------------------------------------------
+
+FRIDAY_10_17_NAIVE = FRIDAY_10_17.replace(tzinfo=None)
+
+
+def raw_croniter(
+    expression: str, start: datetime = FRIDAY_10_17_NAIVE, count: int = 3, **options: object
+) -> list[str]:
+    """croniter's own next occurrences, to the second."""
+    iterator = croniter(expression, start, **options)
+    return [f"{iterator.get_next(datetime):%Y-%m-%d %H:%M:%S}" for _ in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("expression", "raw_first_two", "reason"),
+    [
+        ("0 0 * * * *", ["2026-01-31 00:00:00", "2026-01-31 00:00:01"], "expected 5 fields, found 6"),
+        ("0 0 * * * * 2030", ["2030-01-01 00:00:00", "2030-01-01 00:00:01"], "expected 5 fields, found 7"),
+    ],
+)
+def test_croniter_reads_a_sixth_field_as_seconds_and_a_seventh_as_a_year_we_refuse_both(
+    expression: str, raw_first_two: list[str], reason: str
+) -> None:
+    # Given an expression with more than five fields, which croniter fires every second
+    assert raw_croniter(expression, count=2) == raw_first_two
+    # When parsing it as a minion cron
+    # Then it is refused rather than guessed at
+    with pytest.raises(ScheduleError, match=reason):
+        parse_schedule(expression)
+
+
+def test_croniter_reads_the_aws_year_as_seconds_we_hand_it_five_fields() -> None:
+    # Given the body of an AWS cron every minute, which croniter fires every second
+    assert raw_croniter("* * * * ? *", count=2) == ["2026-01-30 10:17:01", "2026-01-30 10:17:02"]
+    # When it is parsed as AWS cron(...)
+    # Then it fires every minute
+    assert next_three("cron(* * * * ? *)") == ["2026-01-30 10:18", "2026-01-30 10:19", "2026-01-30 10:20"]
+
+
+def test_croniter_refuses_question_mark_outside_the_day_fields_we_read_it_as_star() -> None:
+    # Given `?` in the minute field, which croniter refuses
+    with pytest.raises(CroniterBadCronError, match="Question mark"):
+        croniter("? * * * *", FRIDAY_10_17_NAIVE)
+    # Then the minion dialect reads it as `*`
+    assert next_three("? * * * *") == ["2026-01-30 10:18", "2026-01-30 10:19", "2026-01-30 10:20"]
+
+
+@pytest.mark.parametrize("expression", ["R * * * *", "H * * * *", "cron(0 H * * ? *)"])
+def test_croniter_accepts_its_random_and_hashed_values_we_refuse_them(expression: str) -> None:
+    # Given croniter's R (a random minute) and H (a minute hashed from an id), which it accepts
+    assert raw_croniter("R * * * *", count=1)
+    assert raw_croniter("H * * * *", count=1, hash_id="job")
+    # When parsing them here
+    # Then they are refused as croniter's extensions, not cron
+    with pytest.raises(ScheduleError, match="croniter extension"):
+        parse_schedule(expression)
+
+
+@pytest.mark.parametrize(
+    ("expression", "raw", "expected"),
+    [
+        # croniter reads an equal range as the whole cycle: every minute, every month
+        ("5-5 * * * *", ["2026-01-30 10:18:00", "2026-01-30 10:19:00", "2026-01-30 10:20:00"],
+         ["2026-01-30 11:05", "2026-01-30 12:05", "2026-01-30 13:05"]),
+        ("0 0 1 JAN-JAN *", ["2026-02-01 00:00:00", "2026-03-01 00:00:00", "2026-04-01 00:00:00"],
+         ["2027-01-01 00:00", "2028-01-01 00:00", "2029-01-01 00:00"]),
+        ("0 0 1 3-3 *", ["2026-02-01 00:00:00", "2026-03-01 00:00:00", "2026-04-01 00:00:00"],
+         ["2026-03-01 00:00", "2027-03-01 00:00", "2028-03-01 00:00"]),
+    ],
+)
+def test_croniter_reads_an_equal_range_as_the_whole_cycle_we_read_it_as_one_value(
+    expression: str, raw: list[str], expected: list[str]
+) -> None:
+    # Given a range from a value to itself
+    assert raw_croniter(expression) == raw
+    # Then it means that one value
+    assert next_three(expression) == expected
+
+
+def test_croniter_reads_a_reversed_range_as_a_wrap_around_we_refuse_it() -> None:
+    # Given Friday-Monday, which croniter wraps over the weekend
+    assert raw_croniter("0 0 * * 5-1") == ["2026-01-31 00:00:00", "2026-02-01 00:00:00", "2026-02-02 00:00:00"]
+    # Then it is refused as reversed
+    with pytest.raises(ScheduleError, match="range 5-1 in the day-of-week field is reversed"):
+        parse_schedule("0 0 * * 5-1")
+
+
+def test_croniter_numbers_days_from_sunday_zero_aws_days_are_converted() -> None:
+    # Given day 1, Monday to croniter
+    assert raw_croniter("0 9 * * 1") == ["2026-02-02 09:00:00", "2026-02-09 09:00:00", "2026-02-16 09:00:00"]
+    # Then in AWS cron(...) day 1 is Sunday
+    assert next_three("cron(0 9 ? * 1 *)") == ["2026-02-01 09:00", "2026-02-08 09:00", "2026-02-15 09:00"]
+
+
+def test_croniter_has_no_l_alone_in_the_day_of_week_we_read_it_as_saturday() -> None:
+    with pytest.raises(CroniterNotAlphaError):
+        croniter("0 12 * * L", FRIDAY_10_17_NAIVE)
+    assert next_three("cron(0 12 ? * L *)") == ["2026-01-31 12:00", "2026-02-07 12:00", "2026-02-14 12:00"]
+
+
+def test_croniter_spells_the_last_weekday_of_the_month_l5_aws_6l_is_converted_to_it() -> None:
+    # Given the last Friday of the month: AWS `6L`, which croniter refuses, and its own `L5`
+    with pytest.raises(CroniterNotAlphaError):
+        croniter("0 12 * * 5L", FRIDAY_10_17_NAIVE)
+    last_fridays = raw_croniter("0 12 * * L5")
+    # Then the AWS form fires on croniter's last Fridays
+    assert [f"{t}:00" for t in next_three("cron(0 12 ? * 6L *)")] == last_fridays
+    assert last_fridays == ["2026-01-30 12:00:00", "2026-02-27 12:00:00", "2026-03-27 12:00:00"]
+
+
+def test_croniter_has_no_lw_its_31w_is_the_last_weekday_we_convert_to_it() -> None:
+    # Given LW, which croniter refuses; its 31W moves to the month's last day, then to the
+    # nearest weekday within the month: the last weekday
+    with pytest.raises(CroniterNotAlphaError):
+        croniter("0 12 LW * *", FRIDAY_10_17_NAIVE)
+    assert raw_croniter("0 12 31W 5 *") == ["2026-05-29 12:00:00", "2027-05-31 12:00:00", "2028-05-31 12:00:00"]
+    # Then LW fires on the last weekday of each month (Sunday 31 May 2026: Friday 29th)
+    assert next_three("cron(0 12 LW 5 ? *)") == ["2026-05-29 12:00", "2027-05-31 12:00", "2028-05-31 12:00"]
+    assert next_three("cron(0 12 LW 2 ? *)") == ["2026-02-27 12:00", "2027-02-26 12:00", "2028-02-29 12:00"]
+
+
+def test_croniter_moves_a_w_day_past_the_month_end_to_its_last_day_we_skip_that_month() -> None:
+    # Given 30W in February and March, which croniter fires in February too
+    assert raw_croniter("0 12 30W 2-3 *") == ["2026-02-27 12:00:00", "2026-03-30 12:00:00", "2027-02-26 12:00:00"]
+    # Then February, which has no 30th, does not fire
+    assert next_three("cron(0 12 30W 2-3 ? *)") == ["2026-03-30 12:00", "2027-03-30 12:00", "2028-03-30 12:00"]
+
+
+def test_croniter_accepts_a_day_that_never_comes_and_fails_when_computing_we_refuse_it_at_once() -> None:
+    # Given 30 February, which croniter accepts and only fails to compute
+    iterator = croniter("0 0 30 2 *", FRIDAY_10_17_NAIVE)
+    with pytest.raises(CroniterBadDateError):
+        iterator.get_next(datetime)
+    # Then parsing refuses it, saying why
+    with pytest.raises(ScheduleError, match="never fires within five years"):
+        parse_schedule("0 0 30 2 *")
+
+
+def test_croniter_years_stop_at_2099_aws_years_to_2199_are_filtered_here() -> None:
+    with pytest.raises(CroniterBadCronError, match="out of range"):
+        croniter("0 0 1 1 * 0 2150", FRIDAY_10_17_NAIVE)
+    assert next_three("cron(0 0 1 1 ? 2150)") == ["2150-01-01 00:00"]
+
+
+def test_croniter_fires_a_repeated_wall_time_twice_we_fire_it_once() -> None:
+    # Given 01:30 in New York on the night clocks go back (01:30 EDT, then 01:30 EST)
+    new_york = ZoneInfo("America/New_York")
+    start = datetime(2026, 10, 31, 8, 0, tzinfo=new_york)
+    iterator = croniter("30 1 * * *", start)
+    raw = [iterator.get_next(datetime).astimezone(UTC) for _ in range(2)]
+    assert raw == [utc("2026-11-01 05:30"), utc("2026-11-01 06:30")]
+    # Then it fires once, at the first instance, and next on the following day
+    assert next_three("30 1 * * *", "America/New_York", utc("2026-10-31 12:00")) == [
+        "2026-11-01 05:30",
+        "2026-11-02 06:30",
+        "2026-11-03 06:30",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion edges: fields reach croniter as lists of values
+# ---------------------------------------------------------------------------------------------
+
+CONVERSION_EDGES = [
+    # both day fields restricted, one of them to every value: either matches, so every day
+    ("0 0 1-31 * MON", ["2026-01-31 00:00", "2026-02-01 00:00", "2026-02-02 00:00"]),
+    ("0 0 13 * SUN-SAT", ["2026-01-31 00:00", "2026-02-01 00:00", "2026-02-02 00:00"]),
+    ("0 0 13 * 0-7", ["2026-01-31 00:00", "2026-02-01 00:00", "2026-02-02 00:00"]),
+    # every value of a field beside a star day field
+    ("0 0 * * 0-6", ["2026-01-31 00:00", "2026-02-01 00:00", "2026-02-02 00:00"]),
+    ("0-59 10 * * *", ["2026-01-30 10:18", "2026-01-30 10:19", "2026-01-30 10:20"]),
+    # AWS day-of-week steps start at Sunday = 1: 2/3 is Monday and Thursday
+    ("cron(0 9 ? * 2/3 *)", ["2026-02-02 09:00", "2026-02-05 09:00", "2026-02-09 09:00"]),
+    # AWS n#k and W beside lists of times
+    ("cron(0,30 9,17 ? * 2#1 *)", ["2026-02-02 09:00", "2026-02-02 09:30", "2026-02-02 17:00"]),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), CONVERSION_EDGES, ids=[c[0] for c in CONVERSION_EDGES])
+def test_fields_converted_for_croniter_keep_their_meaning(expression: str, expected: list[str]) -> None:
+    assert next_three(expression) == expected
+
+
+def test_the_answer_reused_for_the_tick_holds_whatever_order_moments_are_asked_in() -> None:
+    # Given a schedule asked first for a late moment, then earlier and later ones
+    schedule = parse_schedule("0 9 * * MON-FRI", "America/New_York")
+    asked = ["2026-02-02 13:00", "2026-01-30 10:17", "2026-02-02 13:59", "2026-02-02 14:00", "2026-01-30 14:00"]
+    # Then each answer is the first 09:00 New York (14:00 UTC) weekday strictly after it
+    assert [f"{schedule.next_after(utc(t)):%Y-%m-%d %H:%M}" for t in asked] == [
+        "2026-02-02 14:00",
+        "2026-01-30 14:00",
+        "2026-02-02 14:00",
+        "2026-02-03 14:00",
+        "2026-02-02 14:00",
+    ]
+
+
+def test_threads_sharing_a_schedule_get_the_answers_of_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given one parsed schedule (one croniter object, which keeps its position) and moments
+    schedule = parse_schedule("*/7 * * * *", "Europe/London")
+    moments = [FRIDAY_10_17 + timedelta(minutes=13 * i) for i in range(200)]
+    expected = [schedule.next_after(moment) for moment in moments]
+    # And croniter yielding to other threads between taking a start and computing from it
+    computing = croniter._calc_next
+
+    def yielding(self: croniter, is_prev: bool) -> datetime:
+        time.sleep(0.0001)
+        return computing(self, is_prev)
+
+    monkeypatch.setattr(croniter, "_calc_next", yielding)
+    # When four threads ask for them at once
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda k: [schedule.next_after(m) for m in moments[k::4]], range(4)))
+    # Then every thread gets the answers one thread gets
+    assert all(answers[k] == expected[k::4] for k in range(4))
