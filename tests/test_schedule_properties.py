@@ -554,3 +554,35 @@ def test_generated_windows_really_cross_dst_changes(zone: str) -> None:
     # The property tests above only probe DST when the zones really change offset in the
     # years the windows are drawn from.
     assert transitions(zone), f"{zone} has no DST change in 2026-2027"
+
+
+@fast(60)
+@given(case=st.one_of(minion_crons(), aws_crons(), descriptors), window=windows(), probe=st.data())
+def test_answers_agree_with_the_brute_force_whatever_order_moments_are_asked_in(
+    case: CalendarCase, window: tuple[str, datetime], probe: st.DataObject
+) -> None:
+    # Given a random expression in a random zone, and its brute-force occurrences in a window
+    zone, start = window
+    parse_or_reject(case.expression, zone)
+    end = start + WINDOW
+    found = brute_force(case.matches, zone, start, end)
+    # When one schedule is asked about moments of the window in random order: any second, and
+    # the minutes of its occurrences and those just before and after (where a reused answer
+    # would go wrong)
+    moments = [
+        start + timedelta(seconds=s)
+        for s in probe.draw(st.lists(st.integers(0, int(WINDOW.total_seconds()) - 1), max_size=10))
+    ]
+    if found:
+        near = probe.draw(st.lists(st.sampled_from(found), min_size=1, max_size=5))
+        moments += [t + timedelta(minutes=d) for t in near for d in (-1, 0, 1)]
+    moments = probe.draw(st.permutations(moments))
+    schedule = parse_schedule(case.expression, zone)
+    for after in moments:
+        expected = next((t for t in found if t > after), None)
+        actual = schedule.next_after(after)
+        # Then each answer is the brute force's next occurrence after that moment
+        if expected is not None:
+            assert actual == expected, after
+        else:
+            assert actual is None or actual > end, after
