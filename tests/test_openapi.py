@@ -233,7 +233,8 @@ def test_real_answers_of_the_app_conform_to_the_document(client: Any) -> None:
     # When it, its runs and an error are read back
     answers = {
         ("/v1/minion/{account}/jobs/{group}", "post", "200"): created,
-        ("/v1/minion/{account}/jobs/{group}/{id}", "get", "200"): client.http.get(path, headers=auth()),
+        ("/v1/minion/{account}/jobs/{group}/{id}", "get", "200"):
+            client.http.get(path, headers=auth()),
         ("/v1/minion/{account}/jobs/{group}/{id}", "patch", "202"): run,
         ("/v1/minion/{account}/jobs/{group}/{id}/runs", "get", "200"):
             client.http.get(path + "/runs?limit=1", headers=auth()),
@@ -250,8 +251,8 @@ def test_real_answers_of_the_app_conform_to_the_document(client: Any) -> None:
         assert str(response.status_code) == status, (template, method, response.body)
         documented = resolved(DOCUMENT["paths"][template][method]["responses"][status])
         schema = documented["content"]["application/json"]["schema"]
-        errors = [e.message for e in schema_validator(schema).iter_errors(json.loads(response.body))]
-        assert errors == [], (template, method)
+        body_errors = schema_validator(schema).iter_errors(json.loads(response.body))
+        assert [e.message for e in body_errors] == [], (template, method)
 
 
 def body_forms(operation: dict[str, Any]) -> list[dict[str, Any]]:
