@@ -221,3 +221,8 @@ def test_reboot_of_a_pending_instance_is_retryable_and_not_attempted() -> None:
         RUNNER.run(details(GOOD_ID, "reboot"), ctx)
     assert raised.value.code == "IncorrectInstanceState"
     stubber.assert_no_pending_responses()
+
+
+def test_the_seed_readmes_sixteen_digit_instance_id_is_accepted() -> None:
+    # Given minion's own README example id (16 hex digits) / Then it validates
+    get_runner("instanceRunner").validate(details(instance_id="i-aaaabbbb11112222"))

@@ -9,7 +9,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .base import (PermanentError, RetryableError, RunContext, RunResult, aws_call, check_choice,
                    check_keys, check_pattern, classify, error_code, revalidate)
 
-INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+# AWS issues 8 or 17 hex digits; 16 is accepted too because minion's own README example
+# (i-aaaabbbb11112222) has 16, and existing jobs carry it.
+INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{16,17})")
 ACTIONS = ("start", "stop", "reboot", "hibernate")
 BETWEEN_STATES = frozenset({"pending", "stopping"})
 GONE = frozenset({"shutting-down", "terminated"})
@@ -28,10 +30,10 @@ class InstanceRunner:
     name = "instanceRunner"
 
     def validate(self, details: Mapping[str, str]) -> None:
-        """Require `instance_id` (i- and 8 or 17 hex digits) and `instance_action`."""
+        """Require `instance_id` (i- and 8, 16 or 17 hex digits) and `instance_action`."""
         check_keys(details, self.name, ("instance_id", "instance_action"))
         check_pattern(details, "instance_id", INSTANCE_ID,
-                      "must be i- followed by 8 or 17 lowercase hexadecimal digits")
+                      "must be i- followed by 8 or 17 lowercase hexadecimal digits (or 16)")
         check_choice(details, "instance_action", ACTIONS)
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
