@@ -1078,3 +1078,12 @@ def test_worker_knows_its_own_timeout(template: dict[str, Any]) -> None:
     worker = props(template, "Worker")
     # Then the timeout it budgets its batch against is the one it is deployed with
     assert worker["Environment"]["Variables"]["MINION_WORKER_TIMEOUT"] == str(worker["Timeout"])
+
+
+def test_a_path_with_no_route_answers_404_in_the_apis_error_shape(
+        template: dict[str, Any]) -> None:
+    # Given the packaged API / Then API Gateway's missing-route answer is a JSON 404
+    response = props(template, "RestAPI")["GatewayResponses"]["MISSING_AUTHENTICATION_TOKEN"]
+    assert int(response["StatusCode"]) == 404
+    body = json.loads(response["ResponseTemplates"]["application/json"])
+    assert body == {"Code": "NotFoundError", "Message": "no such route"}
