@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping, TypeVar
@@ -81,15 +82,31 @@ def is_condition_failure(error: ClientError) -> bool:
     return False
 
 
+def _unavailable(error: ClientError) -> bool:
+    return error_code(error) in THROTTLING_CODES or error.response.get(
+        "ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+
+
 def translated(method: F) -> F:
     """Turn DynamoDB throttling or failure past the client's retries into ServiceUnavailable."""
+    if inspect.isgeneratorfunction(method):
+        # A generator's calls happen while it is iterated, after the call returned.
+        @functools.wraps(method)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from method(*args, **kwargs)
+            except ClientError as error:
+                if _unavailable(error):
+                    raise ServiceUnavailable("the job store is busy; retry shortly") from error
+                raise
+        return generator  # type: ignore[return-value]
+
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
         except ClientError as error:
-            if error_code(error) in THROTTLING_CODES or error.response.get(
-                    "ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+            if _unavailable(error):
                 raise ServiceUnavailable("the job store is busy; retry shortly") from error
             raise
     return wrapper  # type: ignore[return-value]
