@@ -2,6 +2,8 @@
 over moto), the worker run from the queue where `run --wait` would sleep."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import socket
 from typing import Any, Callable
@@ -98,7 +100,9 @@ def worker(aws: dict[str, Any]) -> Callable[[float], None]:
     def run_worker(_seconds: float) -> None:
         messages = drain(aws["sqs"], aws["queue_url"])
         if messages:
-            handle_batch(sqs_event(messages))
+            # The worker is another Lambda: its log and metric lines are not the CLI's output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                handle_batch(sqs_event(messages))
     return run_worker
 
 
