@@ -34,7 +34,7 @@ class Scale:
 
 
 FULL = Scale(jobs=20_000, due=200, tick_due=1_000, tick_rounds=7, api_pairs=300,
-             import_pairs=11, worker_batches=10, worker_rounds=7)
+             import_pairs=11, worker_batches=2, worker_rounds=25)
 QUICK = Scale(jobs=400, due=4, tick_due=20, tick_rounds=1, api_pairs=5, import_pairs=1,
               worker_batches=1, worker_rounds=1)
 MEASUREMENTS = ("items", "tick", "api", "imports", "worker")
