@@ -247,6 +247,6 @@ def test_no_generated_request_breaks_the_api_or_its_document(case: Any, live_api
 
 @pytest.mark.slow
 @schema.parametrize()
-@settings(max_examples=400, **FUZZ_SETTINGS)
+@settings(max_examples=250, **FUZZ_SETTINGS)
 def test_a_long_campaign_finds_no_request_that_breaks_the_api(case: Any, live_api: LiveApi) -> None:
     check_case(case, live_api)
