@@ -29,6 +29,8 @@ TRANSACT_LIMIT = 100
 THROTTLING_CODES = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
     "InternalServerError", "ServiceUnavailable", "LimitExceededException"})
+TRANSIENT_CANCELLATIONS = frozenset({"ThrottlingError", "TransactionConflict",
+                                     "ProvisionedThroughputExceeded"})
 # The tick reads only these from the index: enough to decide the occurrence and build the
 # message; the worker re-reads the whole job.
 DUE_PROJECTION = ["account", "group", "id", "schedule_expression", "schedule_timezone",
@@ -83,6 +85,11 @@ def is_condition_failure(error: ClientError) -> bool:
 
 
 def _unavailable(error: ClientError) -> bool:
+    if error_code(error) == "TransactionCanceledException":
+        # Cancelled for a transient reason (throttling, a concurrent transaction), not by a
+        # condition: worth a retry, not a 409/412.
+        reasons = {r.get("Code") for r in error.response.get("CancellationReasons") or []}
+        return bool(reasons & TRANSIENT_CANCELLATIONS)
     return error_code(error) in THROTTLING_CODES or error.response.get(
         "ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
 

@@ -460,9 +460,6 @@ def stubbed_store(aws: dict[str, Any]) -> Iterator[tuple[Store, Stubber]]:
         yield store, stubber
 
 
-@pytest.mark.xfail(strict=True, reason="store.py: a TransactionCanceledException whose reasons are "
-                   "ThrottlingError/TransactionConflict is re-raised raw (an API 500), not "
-                   "ServiceUnavailable")
 @pytest.mark.parametrize("reason", ["ThrottlingError", "TransactionConflict"])
 def test_a_transaction_cancelled_by_throttling_or_a_conflict_is_service_unavailable(
         stubbed_store: tuple[Store, Stubber], reason: str) -> None:
