@@ -33,11 +33,13 @@ class MinionRequestHandler(ChaliceRequestHandler):
 
 def start_api(app: Any, port: int, host: str = "127.0.0.1") -> LocalDevServer:
     """Serve `app` on host:port in a background thread; the server (call .shutdown())."""
-    from chalice.local import create_local_server
+    from chalice.local import CustomLocalChalice, LocalChalice, create_local_server
 
     config = Config.create(chalice_stage="dev", app_name="minion", lambda_timeout=30,
                            lambda_memory_size=512)
-    create_local_server(app, config, host, port)  # turns `app` into a LocalChalice
+    if not isinstance(app, LocalChalice):  # done once: it changes the app's class in place
+        create_local_server(app, config, host, port).server.server_close()
+    assert isinstance(app, CustomLocalChalice)
     server = LocalDevServer(app, config, host, port, handler_cls=MinionRequestHandler)
     threading.Thread(target=server.server.serve_forever, daemon=True, name="api").start()
     return server

@@ -251,3 +251,19 @@ def test_run_now_of_an_instance_stop_job_stops_an_instance_of_the_target_account
     assert record["status"] == "succeeded", record
     assert record["data"]["previous_state"] == "running"
     assert state in ("stopping", "stopped")
+
+
+def test_the_local_api_server_can_be_started_twice_in_one_process() -> None:
+    # Given the app served once already (by this test or another in the process)
+    import app as app_module
+    from local.server import start_api
+
+    first, second = _free_port(), _free_port()
+    servers = [start_api(app_module.app, first), start_api(app_module.app, second)]
+    try:
+        # When both are asked / Then both answer
+        answers = [httpx.get(f"http://127.0.0.1:{p}/v1/minion/ping").text for p in (first, second)]
+    finally:
+        for server in servers:
+            server.shutdown()
+    assert answers == ["pong", "pong"]
