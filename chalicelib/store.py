@@ -94,6 +94,17 @@ def _unavailable(error: ClientError) -> bool:
         "ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
 
 
+def conditional(call: Callable[..., Any], **request: Any) -> bool:
+    """Make a conditional write; False when its condition refused it."""
+    try:
+        call(**request)
+    except ClientError as error:
+        if is_condition_failure(error):
+            return False
+        raise
+    return True
+
+
 def translated(method: F) -> F:
     """Turn DynamoDB throttling or failure past the client's retries into ServiceUnavailable."""
     if inspect.isgeneratorfunction(method):
@@ -374,13 +385,7 @@ class Store:
     @translated
     def advance(self, job: Job, next_at: datetime | None) -> bool:
         """Move a due job to `next_at`; False when someone else changed it first."""
-        try:
-            self.client.update_item(**self.advance_item(job, next_at))
-            return True
-        except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
+        return conditional(self.client.update_item, **self.advance_item(job, next_at))
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -390,13 +395,10 @@ class Store:
     @translated
     def put_run(self, run: Run) -> bool:
         """Record a run unless one with its id exists; False when it does."""
-        try:
-            self.client.put_item(TableName=self.table, Item=run_to_item(run, self._expires_at()),
-                                 ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
+        if not conditional(self.client.put_item, TableName=self.table,
+                           Item=run_to_item(run, self._expires_at()),
+                           ConditionExpression="attribute_not_exists(pk)"):
+            return False
         if run.status in FINAL_STATUSES:
             self.count_runs({run.status: 1})
         return True
@@ -458,12 +460,8 @@ class Store:
                        ExpressionAttributeNames={"#status": "status"},
                        ExpressionAttributeValues={":running": {"S": "running"},
                                                   ":attempts": {"N": str(claimed_attempts)}})
-        try:
-            self.client.put_item(**put)
-        except ClientError as error:
-            if is_condition_failure(error):
-                return False
-            raise
+        if not conditional(self.client.put_item, **put):
+            return False
         if run.status in FINAL_STATUSES:
             self.count_runs({run.status: 1})
             self.set_last_run(run)
@@ -472,17 +470,14 @@ class Store:
     @translated
     def set_last_run(self, run: Run) -> None:
         """Copy a run's summary onto its job, unless the job is gone or has a newer run."""
-        try:
-            self.client.update_item(
-                TableName=self.table, Key=job_key(run.account, run.group, run.job_id),
-                UpdateExpression="SET last_run = :summary",
-                ConditionExpression=("attribute_exists(pk) AND (attribute_not_exists(last_run)"
-                                     " OR last_run.run_id <= :run_id)"),
-                ExpressionAttributeValues={":summary": to_attr(run.summary()),
-                                           ":run_id": {"S": run.run_id}})
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
+        conditional(
+            self.client.update_item,
+            TableName=self.table, Key=job_key(run.account, run.group, run.job_id),
+            UpdateExpression="SET last_run = :summary",
+            ConditionExpression=("attribute_exists(pk) AND (attribute_not_exists(last_run)"
+                                 " OR last_run.run_id <= :run_id)"),
+            ExpressionAttributeValues={":summary": to_attr(run.summary()),
+                                       ":run_id": {"S": run.run_id}})
 
     @translated
     def run_lease(self, job_id: str, run_id: str) -> tuple[str, int] | None:
@@ -545,15 +540,12 @@ class Store:
     @translated
     def record_tick(self, minute: datetime) -> None:
         """Remember the newest tick that finished (for /metrics)."""
-        try:
-            self.client.update_item(
-                TableName=self.table, Key={"pk": {"S": METRICS_PK}, "sk": {"S": "TICK"}},
-                UpdateExpression="SET last_tick = :m",
-                ConditionExpression="attribute_not_exists(last_tick) OR last_tick < :m",
-                ExpressionAttributeValues={":m": {"N": str(_epoch(minute))}})
-        except ClientError as error:
-            if not is_condition_failure(error):
-                raise
+        conditional(
+            self.client.update_item,
+            TableName=self.table, Key={"pk": {"S": METRICS_PK}, "sk": {"S": "TICK"}},
+            UpdateExpression="SET last_tick = :m",
+            ConditionExpression="attribute_not_exists(last_tick) OR last_tick < :m",
+            ExpressionAttributeValues={":m": {"N": str(_epoch(minute))}})
 
     @translated
     def counters(self) -> dict[str, dict[str, Any]]:
