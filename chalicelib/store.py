@@ -447,7 +447,8 @@ class Store:
         return run_from_item(result["Attributes"])
 
     @translated
-    def finish_run(self, run: Run, claimed_attempts: int | None = None) -> bool:
+    def finish_run(self, run: Run, claimed_attempts: int | None = None, *,
+                   count: bool = True) -> bool:
         """Record a run's outcome (final, or queued again for a retry) and update `last_run`.
 
         With `claimed_attempts`, only while this worker still holds the claim it made (a
@@ -463,7 +464,8 @@ class Store:
         if not conditional(self.client.put_item, **put):
             return False
         if run.status in FINAL_STATUSES:
-            self.count_runs({run.status: 1})
+            if count:  # else the caller adds it to the counters with others (count_runs)
+                self.count_runs({run.status: 1})
             self.set_last_run(run)
         return True
 

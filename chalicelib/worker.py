@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -58,6 +59,9 @@ class Worker:
     invocation_timeout: int = 120
     dummy_template: str = "Hello, {{.Account}}!"
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    # Final statuses recorded since the last flush_counts(): the counters are one item, so
+    # one write per batch rather than per run (per run, that item is the hottest key).
+    recorded: Counter[str] = field(default_factory=Counter)
 
     def handle(self, message: RunMessage, time_limit: float | None = None) -> str:
         """Process one run message; the run's resulting status (or `duplicate`).
@@ -128,12 +132,13 @@ class Worker:
         context = RunContext(account=job.account, run_id=run.run_id, job_id=job.id,
                              client=self.clients(entry, run.run_id),
                              dummy_template=self.dummy_template)
-        pool = ThreadPoolExecutor(max_workers=1)
+        pool = _runner_pool()
         try:
             return pool.submit(runner.run, job.details, context).result(timeout=limit)
         except FutureTimeout:
             from .runners import RetryableError
 
+            _abandon_runner_pool(pool)  # its thread is still in the runner: the next run needs another
             raise RetryableError(f"runner timed out after {limit:.0f} s",
                                  code="Timeout") from None
         except RunnerError:
@@ -141,8 +146,6 @@ class Worker:
         except Exception as error:  # a runner bug must fail the run, not the batch
             logger.exception("runner raised", extra={"job_id": job.id, "run_id": run.run_id})
             raise PermanentError(f"runner error: {type(error).__name__}") from None
-        finally:
-            pool.shutdown(wait=False)
 
     def _retry(self, run: Run, message: RunMessage, error: RunnerError) -> str:
         delay = retry_delay(run.attempts)
@@ -163,7 +166,7 @@ class Worker:
         finished = run.with_status(status, finished_at=iso(self.clock()),  # type: ignore[arg-type]
                                    output=truncate(output), error=truncate(error),
                                    error_code=error_code, data=dict(data or {}))
-        if not self.store.finish_run(finished, run.attempts):
+        if not self.store.finish_run(finished, run.attempts, count=False):
             logger.warning("lost the claim before recording; the newer claim records it",
                            extra={"job_id": run.job_id, "run_id": run.run_id})
             return "duplicate"
@@ -172,7 +175,14 @@ class Worker:
                                    "trigger": run.trigger, "attempts": run.attempts,
                                    "error_code": error_code})
         _emit("Runs", 1, Outcome=status)
+        self.recorded[status] += 1
         return status
+
+    def flush_counts(self) -> None:
+        """Add the statuses recorded since the last flush to the runs counters: one write."""
+        if self.recorded:
+            self.store.count_runs(dict(self.recorded))
+            self.recorded.clear()
 
 
 def _emit(name: str, value: float, **dimensions: str) -> None:
@@ -182,6 +192,25 @@ def _emit(name: str, value: float, **dimensions: str) -> None:
         emit(name, value, **dimensions)
     except Exception:  # noqa: BLE001
         logger.exception("metric not emitted", extra={"metric": name})
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _runner_pool() -> ThreadPoolExecutor:
+    """The thread runners run in: one, reused (a new thread per run pays its start each time)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner")
+    return _pool
+
+
+def _abandon_runner_pool(pool: ThreadPoolExecutor) -> None:
+    """Leave a pool whose thread is stuck in a runner that timed out."""
+    global _pool
+    if _pool is pool:
+        _pool = None
+    pool.shutdown(wait=False)
 
 
 def handle_batch(event: dict[str, Any], context: Any = None,
@@ -220,6 +249,10 @@ def handle_batch(event: dict[str, Any], context: Any = None,
         return response
     finally:
         try:
+            worker.flush_counts()
+        except Exception:  # noqa: BLE001  (the runs are recorded; only the counters lag)
+            logger.exception("run counters not updated")
+        try:
             flush()
         except Exception:  # noqa: BLE001  (the batch's outcome stands without its metrics)
             logger.exception("metrics not flushed")
@@ -231,10 +264,10 @@ def default_worker() -> Worker:
     from .credentials import client_factory
     from .settings import get_settings
 
-    import boto3
+    from .aws import region as own_region
 
     settings = get_settings()
-    region = boto3.session.Session().region_name or "us-east-1"
+    region = own_region()
 
     def clients(entry: AccountEntry, run_id: str) -> Callable[[str], Any]:
         return client_factory(entry, run_id, default_region=entry.region or region)
