@@ -245,7 +245,13 @@ def handle_batch(event: dict[str, Any], context: Any = None,
         response = process_partial_response(event=event, record_handler=record_handler,
                                             processor=processor, context=context)
         if postponed:
-            worker.queue.release(postponed)
+            try:
+                worker.queue.release(postponed)
+            except Exception:  # noqa: BLE001
+                # Best effort: raising would fail the invocation, and SQS would send the whole
+                # batch back, its recorded runs included.
+                logger.exception("postponed messages not released; they come back after the "
+                                 "visibility timeout", extra={"postponed": len(postponed)})
         return response
     finally:
         try:

@@ -25,6 +25,7 @@ A failure prints its seed. Replay it with
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -52,7 +53,8 @@ from chalicelib.schedules import parse_schedule
 from chalicelib.store import Store
 from chalicelib.tick import Ticker, TickIncomplete, run_tick
 from chalicelib import worker as worker_module
-from chalicelib.worker import LEASE_MARGIN, Worker, handle_batch, retry_delay
+from chalicelib.worker import (LEASE_MARGIN, TIME_TO_RECORD, Worker, handle_batch,
+                               retry_delay)
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event
 
 SEED_VARIABLE = "MINION_CAMPAIGN_SEED"
@@ -61,6 +63,7 @@ REGISTRY = Registry.from_document(ACCOUNTS)
 START = datetime(2026, 2, 2, 8, 0, tzinfo=timezone.utc)  # a Monday
 CREATED = START - timedelta(seconds=30)  # every job is created here: anchor 07:59
 RUNNER_TIMEOUT = 60
+WORKER_TIMEOUT = 120  # the worker function's timeout (.chalice/config.json)
 LEASE = RUNNER_TIMEOUT + LEASE_MARGIN
 RETENTION_SECONDS = 30 * 86400  # the store's default run retention
 TICK_ATTEMPTS = 3  # EventBridge's async invoke of the tick: the first try and two retries
@@ -80,6 +83,13 @@ def _queue_setting(name: str) -> int:
     return int(re.search(rf"{name}: (\d+)", queue).group(1))  # type: ignore[union-attr]
 
 
+def _template_default(parameter: str) -> int:
+    """A parameter's default in the template."""
+    template = (Path(__file__).resolve().parents[1] / "infra" / "minion.yaml").read_text()
+    found = re.search(rf"\n  {parameter}:\n(?:    .*\n)*?    Default: (\d+)", template)
+    return int(found.group(1))  # type: ignore[union-attr]
+
+
 VISIBILITY_TIMEOUT = _queue_setting("VisibilityTimeout")
 MAX_RECEIVES = _queue_setting("maxReceiveCount")
 
@@ -87,6 +97,19 @@ MAX_RECEIVES = _queue_setting("maxReceiveCount")
 class WorkerKilled(BaseException):
     """The worker Lambda dies (timeout, out of memory): nothing after this point happens, and
     the whole batch comes back after the visibility timeout."""
+
+
+class SimulatedTime:
+    """The `time` module as the worker sees it: its monotonic clock is the campaign's."""
+
+    def __init__(self, campaign: "Campaign") -> None:
+        self.campaign = campaign
+
+    def monotonic(self) -> float:
+        return self.campaign.epoch()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
 
 
 # --- what a campaign is made of ----------------------------------------------------------------
@@ -111,6 +134,8 @@ class Rates:
     worker_killed: float = 0.05        # a worker invocation dies at a random point
     second_worker: float = 0.03        # another worker runs right after a claim or in a runner
     change_mid_tick: float = 0.5       # a job's disabling or deletion lands inside a tick
+    slow_runner: float = 0.05          # a run takes 20-55 s instead of 0-2 s
+    slow_period: float = 0.02          # most runs are slow for the next 5-15 minutes
 
 
 @dataclass(frozen=True)
@@ -123,6 +148,11 @@ class Plan:
     tail: int = 15  # fault-free minutes after the campaign: late and retried ticks land
     rates: Rates = Rates()
     outage: tuple[int, int] | None = None  # an outage surely there: (first minute, minutes)
+    concurrency: int = 0  # worker invocations at once; 0: the template's default
+
+    def __post_init__(self) -> None:
+        if not self.concurrency:
+            object.__setattr__(self, "concurrency", _template_default("WorkerMaxConcurrency"))
 
 
 DEFAULT = Plan("default", jobs=200, minutes=120)
@@ -194,8 +224,11 @@ class Claim:
 
 @dataclass
 class Invocation:
-    """One worker invocation, and where (if anywhere) it is to die."""
+    """One worker invocation: its own clock (it runs alongside the others; its runs take
+    time), and where (if anywhere) it is to die."""
 
+    now: datetime
+    started: datetime
     kill_point: str | None = None
     kill_at_claim: int = 0
     claims: int = 0
@@ -279,6 +312,9 @@ class Campaign:
         self.lost_effects: Counter[tuple[str, str]] = Counter()
         self.lost_failures: Counter[tuple[str, str]] = Counter()
         self.failures: Counter[tuple[str, str]] = Counter()
+        self.timeouts: Counter[tuple[str, str]] = Counter()
+        self.slow_until = START
+        self.busy_until = [START] * plan.concurrency
         self.stuck = False
         self.stuck_job: str | None = None
         self.tick_depth = 0
@@ -305,7 +341,11 @@ class Campaign:
         self.workers = [Worker(
             store=worker_store, queue=worker_queue, registry=lambda: REGISTRY,
             clients=lambda entry, run_id: (lambda service: None),
-            runner_timeout=RUNNER_TIMEOUT, clock=lambda: self.now) for _ in range(2)]
+            runner_timeout=RUNNER_TIMEOUT, invocation_timeout=WORKER_TIMEOUT,
+            clock=self.clock) for _ in range(2)]
+        # The worker bounds its runs by the invocation's time left (time.monotonic): that is
+        # the invocation's simulated clock here.
+        monkeypatch.setattr(worker_module, "time", SimulatedTime(self))
         self.released: set[str] = set()
         monkeypatch.setitem(runners.RUNNERS, "dummyRunner", CampaignRunner(self))
 
@@ -317,8 +357,12 @@ class Campaign:
             self._rngs[stream] = random.Random(f"{self.seed}:{stream}")
         return self._rngs[stream]
 
+    def clock(self) -> datetime:
+        """The time where things happen: the running worker invocation's, else the world's."""
+        return self.invocations[-1].now if self.invocations else self.now
+
     def epoch(self) -> float:
-        return self.now.timestamp()
+        return self.clock().timestamp()
 
     def _make_jobs(self) -> Iterator[JobPlan]:
         rng = self.rng("jobs")
@@ -326,8 +370,9 @@ class Campaign:
         counts.append(max(1, self.plan.jobs - sum(counts)))
         for (template, tz, _), count in zip(MIX, counts):
             for _ in range(count):
-                expression = template.format(m=rng.randrange(60), m20=rng.randrange(20),
-                                             h=rng.randint(8, 11))
+                # People like the top of the hour: bursts of runs at minute 0.
+                minute = 0 if rng.random() < 0.3 else rng.randrange(60)
+                expression = template.format(m=minute, m20=minute % 20, h=rng.randint(8, 11))
                 body: dict[str, Any] = {
                     "name": f"campaign {expression}", "schedule_expression": expression,
                     "schedule_timezone": tz, "enabled": True,
@@ -413,6 +458,9 @@ class Campaign:
                     self._schedule_tick(at + timedelta(seconds=tick_rng.randint(0, 240)),
                                         minute, 1)
                     self.stats["ticks twice"] += 1
+            if self.faults_on and self.rng("slow").random() < self.rates.slow_period:
+                self.slow_until = minute + timedelta(minutes=self.rng("slow").randint(5, 15))
+                self.stats["slow periods"] += 1
             for second in SUB_STEPS:
                 self._step(minute + timedelta(seconds=second))
         self.faults_on = False
@@ -499,7 +547,7 @@ class Campaign:
             return
         rng = self.rng("messages")
         for message in drain(self.aws["sqs"], self.aws["queue_url"]):
-            visible = self.now + timedelta(seconds=self.delays.pop(message["MessageId"], 0))
+            visible = self.clock() + timedelta(seconds=self.delays.pop(message["MessageId"], 0))
             if self.faults_on and rng.random() < self.rates.message_late:
                 visible += timedelta(seconds=rng.randint(1, 120))
             self.copies.append(Copy(self._next_index(), message, visible))
@@ -510,11 +558,17 @@ class Campaign:
         self.sent_since_drain = 0
 
     def _worker_round(self, nested: bool = False) -> None:
-        """Lambda's poller: hand the visible messages to the worker in batches of 1-10."""
+        """Lambda's poller: hand the visible messages to the worker in batches of 1-10, as
+        many invocations at once as the event source's maximum concurrency allows."""
         rng = self.rng("batches")
         while True:
-            ready = [c for c in self.copies if not c.in_flight and c.visible_at <= self.now]
+            now = self.clock()
+            ready = [c for c in self.copies if not c.in_flight and c.visible_at <= now]
+            free = [slot for slot, busy in enumerate(self.busy_until) if busy <= now]
             if not ready:
+                return
+            if not free:
+                self.stats["worker rounds at full concurrency"] += 1
                 return
             if self.faults_on:
                 rng.shuffle(ready)
@@ -524,13 +578,16 @@ class Campaign:
                 if len(batch) < size and all(c.message["MessageId"] != copy.message["MessageId"]
                                              for c in batch):
                     batch.append(copy)
-            self._invoke_worker(batch, self.workers[nested])
+            self.busy_until[free[0]] = datetime.max.replace(tzinfo=timezone.utc)
+            self.busy_until[free[0]] = self._invoke_worker(batch, self.workers[nested])
             if nested:
                 return
 
-    def _invoke_worker(self, batch: list[Copy], worker: Worker) -> None:
+    def _invoke_worker(self, batch: list[Copy], worker: Worker) -> datetime:
+        """One worker invocation over a batch; when it ends."""
         rng = self.rng("kills")
-        invocation = Invocation()
+        received_at = self.clock()
+        invocation = Invocation(received_at, received_at)
         if self.faults_on and rng.random() < self.rates.worker_killed:
             # Each point in turn, so that every campaign with a few kills has them all.
             invocation.kill_point = KILL_POINTS[self.kills % len(KILL_POINTS)]
@@ -563,12 +620,14 @@ class Campaign:
                 self.copies.remove(copy)
                 self.dead_letters.append(copy)
             elif copy.message["ReceiptHandle"] in self.released:
-                copy.visible_at = self.now
+                copy.visible_at = invocation.now
+                self.stats["messages postponed"] += 1
             else:
-                copy.visible_at = self.now + timedelta(seconds=VISIBILITY_TIMEOUT)
+                copy.visible_at = received_at + timedelta(seconds=VISIBILITY_TIMEOUT)
                 self.stats["messages failed"] += 1
         self.released.difference_update(c.message["ReceiptHandle"] for c in batch)
         self._collect()
+        return invocation.now
 
     # --- watching the calls --------------------------------------------------------------------
 
@@ -722,7 +781,7 @@ class Campaign:
                     f"{key[1]} of job {key[0]} skipped for Forbid while no other run ran "
                     f"(policy {plan.job.concurrency_policy})")
         elif reason in (SKIP_REASONS["deleted"], SKIP_REASONS["disabled"]):
-            if plan.change_at is None or self.now < plan.change_at or (
+            if plan.change_at is None or self.clock() < plan.change_at or (
                     reason != SKIP_REASONS[plan.change or ""]):
                 self.violations.append(f"{key[1]} of job {key[0]} skipped ({reason}) though "
                                        f"the job was {plan.change or 'unchanged'} then")
@@ -743,13 +802,40 @@ class Campaign:
                 f"{run_id} of Forbid job {job_id} started while {self.running(job_id, run_id)} "
                 f"ran under a live lease")
         self._maybe_second_worker()
-        if self.failures[key] < plan.failures:
+        # The run takes time, bounded as the worker bounds it: by its runner timeout and by
+        # what the invocation has left.
+        duration = self._duration()
+        limit = min(RUNNER_TIMEOUT, (invocation.started - invocation.now).total_seconds()
+                    + WORKER_TIMEOUT - TIME_TO_RECORD)
+        invocation.now += timedelta(seconds=min(duration, limit))
+        fails = self.failures[key] < plan.failures
+        if fails:
             self.failures[key] += 1
+        else:
+            self.effects[key] += 1
+        if duration > limit:
+            # The worker stops waiting and records a timeout; the runner's thread goes on and
+            # acts (or fails) all the same, unknown to the worker.
+            self.stats["runners timed out"] += 1
+            self.timeouts[key] += 1
+            if not fails:
+                self.lost_effects[key] += 1
+            invocation.outcome = None
+            raise RetryableError(f"runner timed out after {limit:.0f} s", code="Timeout")
+        if fails:
             invocation.outcome = "failed"
             raise RetryableError("injected: the resource is busy", code="ThrottlingException")
-        self.effects[key] += 1
         invocation.outcome = "acted"
         return RunResult(output=f"ran {run_id}")
+
+    def _duration(self) -> float:
+        """How long a runner takes: mostly a second or two; sometimes, and most of the time
+        during a slow period (an AWS API having a bad day), 20 to 55 seconds."""
+        rng = self.rng("durations")
+        slow = self.rates.slow_runner if self.clock() >= self.slow_until else 0.6
+        if self.faults_on and rng.random() < slow:
+            return rng.uniform(20, 55)
+        return rng.uniform(0.1, 2)
 
     # --- the verdict ---------------------------------------------------------------------------
 
@@ -859,7 +945,7 @@ class Campaign:
                 "schedule", iso(_parse(record["run_id"]))):
             problems.append(f"a malformed record {record}")
         stored_at = int(record["expires_at"]) - RETENTION_SECONDS
-        if not CREATED.timestamp() <= stored_at <= self.now.timestamp():
+        if not CREATED.timestamp() <= stored_at <= self.now.timestamp() + WORKER_TIMEOUT:
             problems.append(f"expires at {record['expires_at']}: not {RETENTION_SECONDS} s "
                             f"after a time of the campaign's clock")
         if status in ("running", "queued"):
@@ -879,8 +965,10 @@ class Campaign:
                 problems.append(f"succeeded after {self.failures[key]} failures, the runner "
                                 f"fails {plan.failures} times")
         elif status == "failed":
-            if not plan.failures or int(record["attempts"]) < plan.job.attempts_allowed \
-                    or record.get("error_code") != "ThrottlingException":
+            cause = "Timeout" if self.timeouts[key] else "ThrottlingException"
+            if not (plan.failures or self.timeouts[key]) \
+                    or int(record["attempts"]) < plan.job.attempts_allowed \
+                    or record.get("error_code") not in (cause, "ThrottlingException"):
                 problems.append(f"failed ({record.get('error')}, attempts "
                                 f"{record['attempts']}) though it could have succeeded")
         elif status != "skipped":
@@ -1074,3 +1162,29 @@ def test_a_throttled_due_index_query_fails_the_tick_as_service_unavailable(
         "ProvisionedThroughputExceededException"
     # And the job is still due: the retried tick runs it
     assert run_tick(ticker, scheduled_event(iso(START) or "")).queued == 1
+
+
+def test_a_failed_release_of_postponed_messages_keeps_the_partial_batch_response(
+        aws: dict[str, Any]) -> None:
+    # Given a run message, and a worker invocation with too little time left to start it
+    # (the campaign found SQS throttling the hand-back making the whole invocation fail, so
+    # that SQS would send the whole batch back, its recorded runs included)
+    store = Store(aws["dynamodb"], TABLE, SHARDS)
+    body = RunMessage(account="spinup", group="g", job_id=str(uuid.uuid4()),
+                      run_id=scheduled_run_id(START), trigger="schedule",
+                      scheduled_for=iso(START) or "").to_body()
+    aws["sqs"].send_message(QueueUrl=aws["queue_url"], MessageBody=body)
+    [message] = drain(aws["sqs"], aws["queue_url"])
+    worker = Worker(store=store, queue=RunQueue(aws["sqs"], QUEUE, aws["queue_url"]),
+                    registry=lambda: REGISTRY, clients=lambda entry, run_id: (lambda s: None),
+                    invocation_timeout=TIME_TO_RECORD)
+    with Stubber(aws["sqs"]) as stubber:
+        stubber.add_client_error("change_message_visibility_batch", "RequestThrottled",
+                                 "Rate exceeded", 400)
+        # When the worker postpones it and SQS refuses to make it visible again
+        response = handle_batch(sqs_event([message]), worker=worker)
+        stubber.assert_no_pending_responses()
+    # Then the invocation still answers, the message among its failed items (it comes back
+    # after the visibility timeout), and nothing was claimed
+    assert response == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    assert store.get_run(json.loads(body)["job_id"], scheduled_run_id(START)) is None
