@@ -3,13 +3,15 @@ tick (`run_tick`) and the real worker (`handle_batch`) against moto, with faults
 from one seed. Afterwards the run records must keep the promise of reliability.md: every
 occurrence ran at most once, none was lost, no run stayed `running`.
 
-Time is simulated everywhere it matters: the tick's minute comes from the scheduled event, the
-worker's clock and the store's clock (TTL) are the campaign's clock. SQS is moto's, but its
-timing is modelled here: every message really goes through moto (real bodies, real message
-ids) and is drained at once; the campaign then delivers it at its simulated time (a worker
-retry's DelaySeconds is forwarded as 0 and applied here), keeps it invisible for the queue's
-visibility timeout when the worker reports it failed or dies, and moves it to the DLQ after the
-queue's maximum receives.
+Time is simulated everywhere it matters: the tick's minute comes from the scheduled event; the
+worker's clock, its time left (time.monotonic) and the store's clock (TTL) are the campaign's.
+Each worker invocation has its own clock, as it runs alongside the others: its runs take time
+(a second or two, sometimes up to a minute), and no more invocations run at once than the
+event source's maximum concurrency. SQS is moto's, but its timing is modelled here: every
+message really goes through moto (real bodies, real message ids) and is drained at once; the
+campaign then delivers it at its simulated time (a worker retry's DelaySeconds is forwarded as
+0 and applied here), keeps it invisible for the queue's visibility timeout when the worker
+reports it failed or dies, and moves it to the DLQ after the queue's maximum receives.
 
 Faults: ticks dropped, late (event minute m invoked at m+k), delivered twice, missing for
 minutes in a row, overlapping another tick, or failing (DynamoDB or SQS throttled,
@@ -32,7 +34,7 @@ import re
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -42,6 +44,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from chalicelib import runners
+from chalicelib import worker as worker_module
 from chalicelib.accounts import Registry
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.jobs import Job, iso, job_from_request
@@ -52,19 +55,16 @@ from chalicelib.runs import scheduled_run_id
 from chalicelib.schedules import parse_schedule
 from chalicelib.store import Store
 from chalicelib.tick import Ticker, TickIncomplete, run_tick
-from chalicelib import worker as worker_module
-from chalicelib.worker import (LEASE_MARGIN, TIME_TO_RECORD, Worker, handle_batch,
-                               retry_delay)
+from chalicelib.worker import TIME_TO_RECORD, Worker, handle_batch, retry_delay
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event
 
 SEED_VARIABLE = "MINION_CAMPAIGN_SEED"
+ROOT = Path(__file__).resolve().parents[1]
 SHARDS = 2  # each Query of moto's due index reads the whole table
 REGISTRY = Registry.from_document(ACCOUNTS)
 START = datetime(2026, 2, 2, 8, 0, tzinfo=timezone.utc)  # a Monday
 CREATED = START - timedelta(seconds=30)  # every job is created here: anchor 07:59
 RUNNER_TIMEOUT = 60
-WORKER_TIMEOUT = 120  # the worker function's timeout (.chalice/config.json)
-LEASE = RUNNER_TIMEOUT + LEASE_MARGIN
 RETENTION_SECONDS = 30 * 86400  # the store's default run retention
 TICK_ATTEMPTS = 3  # EventBridge's async invoke of the tick: the first try and two retries
 SUB_STEPS = (0, 20, 40)  # seconds of each simulated minute at which the world moves
@@ -78,18 +78,25 @@ SKIP_REASONS = {
 
 def _queue_setting(name: str) -> int:
     """A property of the runs queue as deployed (infra/minion.yaml), so the model follows it."""
-    template = (Path(__file__).resolve().parents[1] / "infra" / "minion.yaml").read_text()
+    template = (ROOT / "infra" / "minion.yaml").read_text()
     queue = template[template.index("  RunsQueue:"):]
     return int(re.search(rf"{name}: (\d+)", queue).group(1))  # type: ignore[union-attr]
 
 
 def _template_default(parameter: str) -> int:
     """A parameter's default in the template."""
-    template = (Path(__file__).resolve().parents[1] / "infra" / "minion.yaml").read_text()
+    template = (ROOT / "infra" / "minion.yaml").read_text()
     found = re.search(rf"\n  {parameter}:\n(?:    .*\n)*?    Default: (\d+)", template)
     return int(found.group(1))  # type: ignore[union-attr]
 
 
+def _worker_timeout() -> int:
+    """The worker function's timeout (.chalice/config.json)."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return int(config["stages"]["dev"]["lambda_functions"]["worker"]["lambda_timeout"])
+
+
+WORKER_TIMEOUT = _worker_timeout()
 VISIBILITY_TIMEOUT = _queue_setting("VisibilityTimeout")
 MAX_RECEIVES = _queue_setting("maxReceiveCount")
 
@@ -131,7 +138,7 @@ class Rates:
     entries_stuck: float = 0.05        # a tick attempt whose one job's entries always fail
     message_twice: float = 0.04        # a message delivered a second time
     message_late: float = 0.3          # a message delivered 1-120 s late (so out of order)
-    worker_killed: float = 0.05        # a worker invocation dies at a random point
+    worker_killed: float = 0.05        # a worker invocation dies (at each kill point in turn)
     second_worker: float = 0.03        # another worker runs right after a claim or in a runner
     change_mid_tick: float = 0.5       # a job's disabling or deletion lands inside a tick
     slow_runner: float = 0.05          # a run takes 20-55 s instead of 0-2 s
@@ -469,6 +476,8 @@ class Campaign:
         deadline = self.now + timedelta(hours=12)
         while (self.copies or self.pending_ticks) and self.now < deadline:
             upcoming = [c.visible_at for c in self.copies] + [t[0] for t in self.pending_ticks]
+            if min(upcoming) <= self.now:  # waiting for a free invocation
+                upcoming = [min(self.busy_until)]
             self._step(max(self.now + timedelta(seconds=1), min(upcoming)))
         self.stats["seconds"] = round(time.monotonic() - started)
         return self
