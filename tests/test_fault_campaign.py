@@ -1074,7 +1074,7 @@ def test_a_fault_campaign_with_a_fixed_seed_keeps_every_promise(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("search", range(2))
+@pytest.mark.parametrize("search", range(1))  # one: the whole suite stays under ten minutes
 def test_long_fault_campaigns_with_fresh_seeds_keep_every_promise(
         aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, search: int) -> None:
     # Given more jobs, more minutes and a fresh seed each (or the one to replay)

@@ -340,7 +340,10 @@ def test_worker_answers_with_a_partial_batch_response() -> None:
 
     event = sqs_event([{"MessageId": "poison-1", "Body": "not json"}])
     # When the worker handles it
-    answer = handle_batch(event, worker=object())  # type: ignore[arg-type]
+    from types import SimpleNamespace
+
+    untouched = SimpleNamespace(invocation_timeout=120, flush_counts=lambda: None)
+    answer = handle_batch(event, worker=untouched)  # type: ignore[arg-type]
     # Then the answer is the partial batch response the event source is configured for
     assert answer == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
 
