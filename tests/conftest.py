@@ -10,7 +10,8 @@ import pytest
 from moto import mock_aws
 
 from chalicelib import deps
-from chalicelib.store import table_definition
+from chalicelib.queue import RunQueue
+from chalicelib.store import Store, table_definition
 
 TOKEN = "test-token-0123456789"
 OLD_TOKEN = "old-token-9876543210"
@@ -20,6 +21,7 @@ ACCOUNTS = {"accounts": {
 }}
 TABLE = "minion-test"
 QUEUE = "minion-runs-test"
+SHARDS = 4
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +39,7 @@ def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def settings_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The service's environment for tests (tokens, registry, table and queue names)."""
     env = {"MINION_TOKENS": f"{TOKEN},{OLD_TOKEN}", "MINION_ACCOUNTS": json.dumps(ACCOUNTS),
-           "MINION_TABLE": TABLE, "MINION_QUEUE_NAME": QUEUE, "MINION_SHARDS": "4",
+           "MINION_TABLE": TABLE, "MINION_QUEUE_NAME": QUEUE, "MINION_SHARDS": str(SHARDS),
            "MINION_TICK_PARALLELISM": "4"}
     for name in ("MINION_ACCOUNTS_FILE", "MINION_ACCOUNTS_PARAMETER", "MINION_TOKENS_SECRET_ID",
                  "MINION_QUEUE_URL"):
@@ -58,6 +60,18 @@ def aws(settings_env: dict[str, str]) -> Iterator[dict[str, Any]]:
         queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
         yield {"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url}
         deps.reset()
+
+
+@pytest.fixture
+def store(aws: dict[str, Any]) -> Store:
+    """The job store over the test table."""
+    return Store(aws["dynamodb"], TABLE, SHARDS)
+
+
+@pytest.fixture
+def queue(aws: dict[str, Any]) -> RunQueue:
+    """The runs queue of the test stack."""
+    return RunQueue(aws["sqs"], QUEUE, aws["queue_url"])
 
 
 @pytest.fixture

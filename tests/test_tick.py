@@ -114,16 +114,6 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CountingRunner:
     return counting
 
 
-@pytest.fixture
-def store(aws: dict[str, Any]) -> Store:
-    return Store(aws["dynamodb"], TABLE, SHARDS)
-
-
-@pytest.fixture
-def queue(aws: dict[str, Any]) -> RunQueue:
-    return RunQueue(aws["sqs"], QUEUE, aws["queue_url"])
-
-
 def create_job(store: Store, expression: str = "* * * * *", created: str = CREATED,
                account: str = "spinup", **fields: Any) -> Job:
     """A job validated as the API does (`job_from_request`) and stored."""

@@ -122,16 +122,6 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> ScriptedRunner:
 
 
 @pytest.fixture
-def store(aws: dict[str, Any]) -> Store:
-    return Store(aws["dynamodb"], TABLE, SHARDS)
-
-
-@pytest.fixture
-def queue(aws: dict[str, Any]) -> RunQueue:
-    return RunQueue(aws["sqs"], QUEUE, aws["queue_url"])
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
