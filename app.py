@@ -10,7 +10,8 @@ from chalice import Chalice, CORSConfig, Cron, Response
 
 from chalicelib import deps
 from chalicelib.api import MinionApi, RequestBody
-from chalicelib.errors import MethodNotAllowed, MinionError, Unauthorized
+from chalicelib.auth import Grant
+from chalicelib.errors import Forbidden, MethodNotAllowed, MinionError, Unauthorized
 from chalicelib.jobs import Job
 from chalicelib.observability import logger
 from chalicelib.settings import DEFAULT_QUEUE_NAME, get_settings
@@ -40,16 +41,33 @@ def _error(error: MinionError, request_id: str | None = None) -> Response:
     return Response(body={"Code": error.code, "Message": message}, status_code=error.status)
 
 
-def route(path: str, methods: list[str], *,
-          public: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a handler: token check, and the one error mapping."""
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def authorize(grant: Grant | None, method: str, account: str | None) -> None:
+    """401 without a valid token; 403 when the token's scope excludes the account or, for a
+    read-only token, a write. The messages name neither the token nor its other accounts."""
+    if grant is None:
+        raise Unauthorized("missing or invalid X-Auth-Token")
+    if account is not None and not grant.may_use(account):
+        raise Forbidden("X-Auth-Token: this token may not use this account")
+    if grant.read_only and method not in READS:
+        raise Forbidden(f"X-Auth-Token: this token may only read; {method} writes")
+
+
+def route(path: str, methods: list[str], *, public: bool = False,
+          scoped: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a handler: token check (and its scope unless `scoped` is False), and the one
+    error mapping."""
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def handler(**params: str) -> Any:
             try:
-                if not public and not deps.authenticator().is_valid(
-                        app.current_request.headers.get("x-auth-token")):
-                    raise Unauthorized("missing or invalid X-Auth-Token")
+                if not public:
+                    grant = deps.authenticator().authenticate(
+                        app.current_request.headers.get("x-auth-token"))
+                    authorize(grant, app.current_request.method if scoped else "GET",
+                              params.get("account") if scoped else None)
                 return view(**params)
             except MinionError as error:
                 if error.status >= 500:
@@ -86,7 +104,8 @@ def _not_allowed(path: str, methods: list[str], public: bool = False) -> None:
         return response
     method_not_allowed.__name__ = "not_allowed_" + "_".join(
         p.strip("{}") for p in path.strip("/").split("/"))
-    route(path, methods, public=public)(method_not_allowed)
+    # A 405 changes nothing and names nothing: any valid token may learn it.
+    route(path, methods, public=public, scoped=False)(method_not_allowed)
 
 
 def _body() -> RequestBody:
@@ -117,7 +136,12 @@ def version() -> dict[str, str]:
 
 @route(BASE + "/metrics", ["GET"], public=True)
 def metrics() -> Response:
-    return Response(body=_api().metrics_text(), status_code=200,
+    header = app.current_request.headers.get("x-auth-token")
+    grant = None
+    if header is not None:  # with a token, per-account figures; a wrong one is a 401
+        grant = deps.authenticator().authenticate(header)
+        authorize(grant, "GET", None)
+    return Response(body=_api().metrics_text(grant), status_code=200,
                     headers={"Content-Type": "text/plain; version=0.0.4"})
 
 

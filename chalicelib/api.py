@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from .accounts import AccountEntry, Registry
+from .auth import Grant
 from .errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, \
     ServiceUnavailable, UnsupportedMediaType
 from .jobs import Job, check_segment, is_job_id, iso, job_from_request, job_schedule, utc_minute
@@ -18,6 +19,9 @@ from .store import Store
 MAX_BODY = 64 * 1024
 MAX_RUNS_PAGE = 100
 MAX_PREVIEW = 100
+# Per-account series of /metrics (two each): bounds a scrape to one Query of 501 small items
+# and about 60 KB of text, whatever the number of tenants.
+MAX_METRICS_ACCOUNTS = 500
 
 
 def parse_json_body(raw: bytes | None, content_type: str | None) -> Any:
@@ -220,17 +224,39 @@ class MinionApi:
                        for t in schedule.occurrences(minute, count, anchor)]
         return {**answer, "valid": True, "message": None, "occurrences": occurrences}
 
-    def metrics_text(self) -> str:
-        """Application metrics in the Prometheus text format, from the counter items."""
-        counters = self.store.counters()
-        lines = ["# HELP minion_jobs Jobs stored, by account and enabled state.",
-                 "# TYPE minion_jobs gauge"]
-        for key in sorted(k for k in counters if k.startswith("JOBS#")):
-            account = key[len("JOBS#"):]
+    def metrics_text(self, grant: Grant | None = None) -> str:
+        """Application metrics in the Prometheus text format, from the counter items.
+
+        Anonymous callers get totals only: no account is named to someone without a token.
+        With a token, jobs by account, for the accounts it may use; at most
+        MAX_METRICS_ACCOUNTS of them (`minion_metrics_accounts_truncated` says when more were
+        left out), so a scrape's cost does not grow with the number of tenants.
+        """
+        scope = None if grant is None or grant.accounts is None else sorted(grant.accounts)
+        by_account, truncated = self.store.account_counters(scope, MAX_METRICS_ACCOUNTS)
+        # An account whose jobs are all gone is not listed (its counter item is deleted too).
+        by_account = {a: c for a, c in by_account.items() if c["enabled"] or c["disabled"]}
+        counters = self.store.service_counters()
+        lines = []
+        if grant is None:
+            lines += ["# HELP minion_jobs Jobs stored, by enabled state (by account too when "
+                      "scraped with a token).",
+                      "# TYPE minion_jobs gauge"]
             for state in ("enabled", "disabled"):
-                lines.append(f'minion_jobs{{account="{account}",enabled="'
-                             f'{str(state == "enabled").lower()}"}} '
-                             f'{int(counters[key].get(state, 0))}')
+                total = sum(c[state] for c in by_account.values())
+                lines.append(f'minion_jobs{{enabled="{str(state == "enabled").lower()}"}} {total}')
+        else:
+            lines += ["# HELP minion_jobs Jobs stored, by account and enabled state.",
+                      "# TYPE minion_jobs gauge"]
+            for account in sorted(by_account):
+                for state in ("enabled", "disabled"):
+                    lines.append(f'minion_jobs{{account="{account}",enabled="'
+                                 f'{str(state == "enabled").lower()}"}} '
+                                 f'{by_account[account][state]}')
+        lines += ["# HELP minion_metrics_accounts_truncated 1 when accounts beyond the first "
+                  f"{MAX_METRICS_ACCOUNTS} were left out of minion_jobs.",
+                  "# TYPE minion_metrics_accounts_truncated gauge",
+                  f"minion_metrics_accounts_truncated {int(truncated)}"]
         lines += ["# HELP minion_runs_total Runs by final status.",
                   "# TYPE minion_runs_total counter"]
         runs = counters.get("RUNS", {})

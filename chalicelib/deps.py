@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from . import aws
 from .accounts import Registry, load_registry_document
-from .auth import TokenAuthenticator, secret_tokens
+from .auth import TokenAuthenticator
 from .queue import RunQueue
 from .settings import get_settings
 from .store import Store
@@ -42,19 +42,33 @@ def registry() -> Registry:
     return _registry_cache[1]
 
 
-def _tokens() -> list[str]:
+def _tokens_text() -> str:
+    """The tokens as configured: the secret's text in AWS, `MINION_TOKENS` locally."""
     settings = get_settings()
     if settings.tokens_secret_id:
         from aws_lambda_powertools.utilities import parameters
 
-        return secret_tokens(parameters.get_secret(settings.tokens_secret_id, max_age=300))
-    return list(settings.tokens)
+        value = parameters.get_secret(settings.tokens_secret_id, max_age=300)
+        # A binary secret is no documented shape: as text it is refused by the parser.
+        return value if isinstance(value, str) else "<binary secret>"
+    return settings.tokens_text
+
+
+def _tokens_invalid(problem: str) -> None:
+    """The configured tokens are misshapen: every request is refused until they are fixed."""
+    from .observability import emit, flush, logger
+
+    logger.error("API tokens refused: no token is valid until they are fixed",
+                 extra={"reason": problem, "error_code": "TokensConfigInvalid"})
+    emit("TokensConfigInvalid", 1)
+    flush()  # the API flushes nothing else: publish it now
 
 
 @lru_cache(maxsize=1)
 def authenticator() -> TokenAuthenticator:
     """The token checker."""
-    return TokenAuthenticator(_tokens)
+    return TokenAuthenticator(_tokens_text, bcrypt_enabled=get_settings().bcrypt_tokens,
+                              on_invalid=_tokens_invalid)
 
 
 def reset() -> None:

@@ -23,6 +23,13 @@ class Unauthorized(MinionError):
     code = "UnauthorizedError"
 
 
+class Forbidden(MinionError):
+    """A valid token used outside its scope (another account, or a write by a read-only one)."""
+
+    status = 403
+    code = "ForbiddenError"
+
+
 class NotFound(MinionError):
     """No such account, job, run or route."""
 

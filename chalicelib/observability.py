@@ -1,6 +1,7 @@
 """Structured logs (Powertools Logger) and CloudWatch EMF metrics (Powertools Metrics)."""
 from __future__ import annotations
 
+import logging
 import os
 from functools import lru_cache
 from typing import Any
@@ -10,6 +11,43 @@ from aws_lambda_powertools import Logger
 NAMESPACE = "Minion"
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "minion"))
+
+# At DEBUG, botocore logs request bodies and responses: an AssumeRole's ExternalId and the
+# credentials it returns, and (botocore.auth) the session token it signs with. These loggers
+# stay at INFO whatever the root level (AWS_LAMBDA_LOG_LEVEL, basicConfig): their level is
+# pinned, and a filter drops their DEBUG records even if a level is lowered later.
+PINNED_LOGGERS = ("boto3", "botocore", "botocore.auth", "botocore.credentials",
+                  "botocore.endpoint", "botocore.hooks", "botocore.httpsession",
+                  "botocore.parsers", "botocore.retryhandler", "botocore.utils", "s3transfer",
+                  "urllib3", "urllib3.connection", "urllib3.connectionpool")
+
+
+class _InfoOrAbove(logging.Filter):
+    """Drops records below INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+_INFO_OR_ABOVE = _InfoOrAbove()
+
+
+def pin_aws_loggers() -> None:
+    """Keep the AWS SDK's and urllib3's loggers (and their children so far) at INFO or above."""
+    prefixes = tuple(name + "." for name in PINNED_LOGGERS)
+    names = set(PINNED_LOGGERS) | {name for name in list(logging.root.manager.loggerDict)
+                                   if name.startswith(prefixes)}
+    for name in names:
+        pinned = logging.getLogger(name)
+        if pinned.level < logging.INFO:
+            pinned.setLevel(logging.INFO)
+        if _INFO_OR_ABOVE not in pinned.filters:
+            pinned.addFilter(_INFO_OR_ABOVE)
+
+
+import boto3  # noqa: E402 - its loggers exist once imported (every function imports it anyway)
+
+pin_aws_loggers()
 
 
 @lru_cache(maxsize=1)

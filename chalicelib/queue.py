@@ -51,7 +51,7 @@ class RunMessage:
     def _check_names(self) -> None:
         """The ids must be ones this service issues: a message naming anything else was not
         sent by the tick or by a run-now, and must not create run records under its names."""
-        if not SEGMENT.match(self.account) or not SEGMENT.match(self.group):
+        if not SEGMENT.fullmatch(self.account) or not SEGMENT.fullmatch(self.group):
             raise ValueError("run message: account and group must be path segments")
         if not is_job_id(self.job_id):
             raise ValueError("run message: job_id is not a job id")

@@ -29,7 +29,7 @@ def manual_run_id(now: datetime) -> str:
 
 def is_run_id(value: str) -> bool:
     """Whether `value` has the form of a run id."""
-    return bool(RUN_ID.match(value or ""))
+    return bool(RUN_ID.fullmatch(value or ""))
 
 
 def truncate(text: str | None, limit: int = MAX_TEXT) -> str | None:

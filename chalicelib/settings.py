@@ -30,6 +30,17 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+
+
 def _build_info() -> dict[str, str]:
     """What `make package` baked in (version, git hash, build time), if anything."""
     path = Path(__file__).with_name("build_info.json")
@@ -49,8 +60,11 @@ class Settings:
     shards: int
     tick_parallelism: int
     cors_origin: str
-    tokens: tuple[str, ...]
+    # MINION_TOKENS as given: parsed (and refused when misshapen) by chalicelib.auth, so a
+    # mistake there locks clients out with an error logged instead of failing every route.
+    tokens_text: str
     tokens_secret_id: str | None
+    bcrypt_tokens: bool
     accounts_document: str | None
     accounts_file: str | None
     accounts_parameter: str | None
@@ -67,7 +81,6 @@ class Settings:
         """Build the settings, failing fast with the name of a malformed variable."""
         env = os.environ if env is None else env
         build = _build_info()
-        tokens = tuple(t.strip() for t in env.get("MINION_TOKENS", "").split(",") if t.strip())
         return cls(
             table_name=env.get("MINION_TABLE", "minion"),
             queue_name=env.get("MINION_QUEUE_NAME", DEFAULT_QUEUE_NAME),
@@ -75,8 +88,10 @@ class Settings:
             shards=_int(env, "MINION_SHARDS", 8, 1, 1000),
             tick_parallelism=_int(env, "MINION_TICK_PARALLELISM", 8, 1, 64),
             cors_origin=env.get("MINION_CORS_ORIGIN", "*"),
-            tokens=tokens,
+            tokens_text=env.get("MINION_TOKENS", "").strip(),
             tokens_secret_id=env.get("MINION_TOKENS_SECRET_ID") or None,
+            # compat: minion's Go clients send a bcrypt hash of the token; on unless turned off.
+            bcrypt_tokens=_bool(env, "MINION_BCRYPT_TOKENS", True),
             accounts_document=env.get("MINION_ACCOUNTS") or None,
             accounts_file=env.get("MINION_ACCOUNTS_FILE") or None,
             accounts_parameter=env.get("MINION_ACCOUNTS_PARAMETER") or None,
@@ -88,6 +103,18 @@ class Settings:
             githash=build.get("githash") or env.get("MINION_GITHASH", "unknown"),
             buildstamp=build.get("buildstamp") or env.get("MINION_BUILDSTAMP", "unknown"),
         )
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """The tokens of `MINION_TOKENS` (none when it is empty or misshapen)."""
+        from .auth import TokenConfigError, parse_tokens
+
+        if not self.tokens_text:
+            return ()
+        try:
+            return tuple(grant.token for grant in parse_tokens(self.tokens_text))
+        except TokenConfigError:
+            return ()
 
 
 @lru_cache(maxsize=1)

@@ -206,6 +206,12 @@ def _enabled_delta(before: bool | None, after: bool | None) -> dict[str, int]:
     return delta
 
 
+def _counts(item: Mapping[str, Any]) -> dict[str, int]:
+    """The `enabled`/`disabled` numbers of an account's counter item."""
+    return {state: int(item[state]["N"]) if state in item else 0
+            for state in ("enabled", "disabled")}
+
+
 class Store:
     """Jobs, runs and counters in one DynamoDB table, through a low-level client."""
 
@@ -320,6 +326,7 @@ class Store:
             if is_condition_failure(error):
                 raise PreconditionFailed(f"job {job.id} was changed by another request") from None
             raise
+        self._drop_empty_counter(job.account)
 
     @translated
     def delete_group(self, account: str, group: str) -> int:
@@ -332,6 +339,8 @@ class Store:
                                            ":prefix": {"S": f"JOB#{group}#"}},
                 ProjectionExpression="pk, sk, version, enabled"))
             if not items:
+                if deleted:
+                    self._drop_empty_counter(account)
                 return deleted
             chunk_size = TRANSACT_LIMIT - 1
             for start in range(0, len(items), chunk_size):
@@ -555,6 +564,62 @@ class Store:
         return {item["sk"]["S"]: {k: from_attr(v) for k, v in item.items() if k not in ("pk", "sk")}
                 for item in self._query(KeyConditionExpression="pk = :pk",
                                         ExpressionAttributeValues={":pk": {"S": METRICS_PK}})}
+
+    def _drop_empty_counter(self, account: str) -> None:
+        """Delete an account's job counter once it reads zero, so /metrics forgets accounts
+        whose jobs are all gone. Conditional: a job created meanwhile keeps it. Best effort:
+        the delete it follows is done, and /metrics skips a zero counter anyway."""
+        try:
+            conditional(
+                self.client.delete_item,
+                TableName=self.table,
+                Key={"pk": {"S": METRICS_PK}, "sk": {"S": f"JOBS#{account}"}},
+                ConditionExpression="(attribute_not_exists(enabled) OR enabled = :zero) AND "
+                                    "(attribute_not_exists(disabled) OR disabled = :zero)",
+                ExpressionAttributeValues={":zero": {"N": "0"}})
+        except ClientError:
+            pass
+
+    @translated
+    def account_counters(self, accounts: list[str] | None,
+                         limit: int) -> tuple[dict[str, dict[str, int]], bool]:
+        """Job counters by account (`enabled`, `disabled`) of the named accounts, or of the
+        first `limit` accounts when None; and whether more accounts were left out. Bounded:
+        one BatchGetItem per 100 names, or one Query of at most `limit` + 1 items."""
+        found: dict[str, dict[str, int]] = {}
+        if accounts is not None:
+            names = sorted(set(accounts))[:limit]
+            for start in range(0, len(names), 100):
+                keys = [{"pk": {"S": METRICS_PK}, "sk": {"S": f"JOBS#{a}"}}
+                        for a in names[start:start + 100]]
+                request = {self.table: {"Keys": keys}}
+                while request:
+                    answer = self.client.batch_get_item(RequestItems=request)
+                    for item in answer.get("Responses", {}).get(self.table, []):
+                        found[item["sk"]["S"][len("JOBS#"):]] = _counts(item)
+                    request = answer.get("UnprocessedKeys") or {}
+            return found, len(set(accounts)) > limit
+        page = self.client.query(
+            TableName=self.table, Limit=limit + 1,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": METRICS_PK}, ":prefix": {"S": "JOBS#"}})
+        items = page.get("Items", [])
+        for item in items[:limit]:
+            found[item["sk"]["S"][len("JOBS#"):]] = _counts(item)
+        return found, len(items) > limit
+
+    @translated
+    def service_counters(self) -> dict[str, dict[str, Any]]:
+        """Every counter item but the per-account ones (runs, ticks), by sort key: two Queries
+        around the `JOBS#` range, whatever the number of accounts."""
+        found: dict[str, dict[str, Any]] = {}
+        for condition, bound in (("sk < :bound", "JOBS#"), ("sk > :bound", "JOBS$")):
+            for item in self._query(KeyConditionExpression=f"pk = :pk AND {condition}",
+                                    ExpressionAttributeValues={":pk": {"S": METRICS_PK},
+                                                               ":bound": {"S": bound}}):
+                found[item["sk"]["S"]] = {k: from_attr(v) for k, v in item.items()
+                                          if k not in ("pk", "sk")}
+        return found
 
     def _query(self, **query: Any) -> Iterator[dict[str, Any]]:
         query["TableName"] = self.table

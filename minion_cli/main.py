@@ -45,6 +45,7 @@ class Session:
     url: str = DEFAULT_URL
     token: str | None = None
     json: bool = False
+    insecure_http: bool = False
     transport: httpx.BaseTransport | None = None
     sleep: Callable[[float], None] = time.sleep
     _client: MinionClient | None = field(default=None, repr=False)
@@ -52,7 +53,8 @@ class Session:
     def client(self) -> MinionClient:
         """The API client, built on first use (so `--help` needs no token)."""
         if self._client is None:
-            self._client = MinionClient(check_url(self.url), resolve_token(self.token),
+            url = check_transport(check_url(self.url), self.insecure_http)
+            self._client = MinionClient(url, resolve_token(self.token),
                                         transport=self.transport)
             click.get_current_context().call_on_close(self._client.close)
         return self._client
@@ -103,6 +105,29 @@ def check_url(url: str) -> str:
     return url
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(url: str, insecure_http: bool) -> str:
+    """Refuse to send the token in clear text (plain http://) to a host other than this
+    machine, unless --insecure-http says so."""
+    parsed = httpx.URL(url)
+    if parsed.scheme == "http" and not is_loopback(parsed.host) and not insecure_http:
+        raise CliError(f"--url: {url!r} is plain http to another host: the token would cross "
+                       f"the network in clear text. Use https, or pass --insecure-http "
+                       f"(env MINION_INSECURE_HTTP=1) if you mean it", USAGE)
+    return url
+
+
 class MinionGroup(click.Group):
     """The top-level group: turns the client's errors into one line and an exit code."""
 
@@ -143,9 +168,12 @@ pass_session = click.make_pass_decorator(Session, ensure=True)
 @click.option("--token", envvar="MINION_TOKEN", show_envvar=True,
               help="API token (env MINION_TOKEN; else the file .minion/dev-token).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
+@click.option("--insecure-http", is_flag=True, envvar="MINION_INSECURE_HTTP",
+              help="Send the token over plain http:// to a host other than this machine.")
 @click.version_option(__version__, prog_name="minion")
 @click.pass_context
-def cli(ctx: click.Context, url: str, token: str | None, as_json: bool) -> None:
+def cli(ctx: click.Context, url: str, token: str | None, as_json: bool,
+        insecure_http: bool) -> None:
     """Manage the jobs and runs of a minion scheduler API.
 
     Exit codes: 0 success; 1 the API answered with an error; 2 bad usage or no token;
@@ -154,6 +182,7 @@ def cli(ctx: click.Context, url: str, token: str | None, as_json: bool) -> None:
     """
     session = ctx.ensure_object(Session)
     session.url, session.token = url, token
+    session.insecure_http = session.insecure_http or insecure_http
     session.json = session.json or as_json
 
 

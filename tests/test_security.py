@@ -177,6 +177,22 @@ def test_every_configured_token_is_compared_in_constant_time_without_early_exit(
     assert compared == [(presented.encode(), token.encode()) for token in tokens]
 
 
+def test_scoped_tokens_are_compared_in_constant_time_too(
+        client: Any, monkeypatch: pytest.MonkeyPatch,
+        compared: list[tuple[bytes, bytes]]) -> None:
+    # Given three tokens, the first two scoped
+    tokens = ("alpha-token-0000001", "beta-token-00000002", "gamma-token-0000003")
+    monkeypatch.setenv("MINION_TOKENS", json.dumps([
+        {"token": tokens[0], "accounts": ["limited"]},
+        {"token": tokens[1], "read_only": True}, tokens[2]]))
+    deps.reset()
+    app_module._api.cache_clear()
+    # When the first one is used out of its scope / Then 403, after comparing with all three
+    response = client.http.get(JOBS, headers={"X-Auth-Token": tokens[0]})
+    assert response.status_code == 403
+    assert compared == [(tokens[0].encode(), token.encode()) for token in tokens]
+
+
 # --- attacker-chosen bcrypt cost -------------------------------------------------------------
 
 def test_a_bcrypt_header_with_a_huge_cost_is_refused_at_once_without_hashing(
@@ -240,6 +256,7 @@ def test_api_gateway_refuses_an_unknown_path_before_any_handler_runs(
         raise AssertionError("a handler ran for an unknown path")
 
     monkeypatch.setattr(deps.authenticator(), "is_valid", must_not_run)
+    monkeypatch.setattr(deps.authenticator(), "authenticate", must_not_run)
 
     # When unknown paths go through Chalice's emulation of API Gateway (the deployed front)
     for path in UNKNOWN_PATHS[:7]:
@@ -248,3 +265,132 @@ def test_api_gateway_refuses_an_unknown_path_before_any_handler_runs(
         # Then API Gateway's own 403 JSON answer, never a 5xx, never a route's body
         assert response.status_code == 403, path
         assert json.loads(response.body) == {"message": "Missing Authentication Token"}, path
+
+
+# --- assumed-role credentials never reach a log line -----------------------------------------
+
+def test_assumed_role_credentials_and_external_id_never_reach_a_log_line_at_debug(
+        aws: dict[str, Any], every_logger_at_debug: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    # Given every logger at DEBUG (the root too), and an account entry with a role and an
+    # ExternalId, as the worker acts in another account
+    from chalicelib.accounts import AccountEntry
+    from chalicelib.credentials import AccountClients
+
+    logging.getLogger().setLevel(logging.DEBUG)
+    external_id = "external-id-" + "7f3c9a1b2d4e6f80"
+    entry = AccountEntry(name="spinup", runners=frozenset({"instanceRunner"}),
+                         account_id="111122223333",
+                         role_arn="arn:aws:iam::111122223333:role/minion-runner",
+                         external_id=external_id, region="us-east-1")
+    clients = AccountClients(entry, "20260130T101700Z-s", region="us-east-1")
+
+    # When the role is assumed (moto's STS answers with credentials) and a call is signed
+    # with them
+    clients("ec2").describe_instances()
+    issued = clients._credentials
+    assert issued and issued["aws_session_token"]
+
+    # Then the AWS calls were logged (so the capture works) ...
+    out, err = capfd.readouterr()
+    logged = "\n".join([out, err] + [
+        json.dumps({**record.__dict__, "message": record.getMessage()}, default=repr)
+        for record in every_logger_at_debug.records])
+    assert "botocore" in logged or "urllib3" in logged or every_logger_at_debug.records
+    # ... and neither the ExternalId nor any part of the credentials is in any of it
+    for secret in (external_id, issued["aws_access_key_id"], issued["aws_secret_access_key"],
+                   issued["aws_session_token"]):
+        assert secret not in logged, secret
+
+
+def test_the_aws_sdk_loggers_stay_at_info_whatever_the_root_level() -> None:
+    from chalicelib import observability
+
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.DEBUG)
+        for name in ("botocore", "botocore.credentials", "botocore.endpoint", "botocore.parsers",
+                     "botocore.auth", "urllib3", "urllib3.connectionpool"):
+            assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+        # even when one is lowered again afterwards, its DEBUG records are dropped
+        logging.getLogger("botocore.parsers").setLevel(logging.DEBUG)
+        record = logging.LogRecord("botocore.parsers", logging.DEBUG, __file__, 1, "body", None,
+                                   None)
+        assert not logging.getLogger("botocore.parsers").filter(record)
+        assert observability.PINNED_LOGGERS
+    finally:
+        root.setLevel(level)
+        logging.getLogger("botocore.parsers").setLevel(logging.INFO)
+
+
+# --- ids checked whole: no trailing newline slips through -----------------------------------
+
+def test_id_checks_match_the_whole_value() -> None:
+    from chalicelib.jobs import check_segment, is_job_id
+    from chalicelib.queue import RunMessage
+    from chalicelib.runs import is_run_id
+
+    run_id, job_id = "20260130T101700Z-s", "6bcfa79f-615e-470d-97c1-687f3357497d"
+    assert is_run_id(run_id) and is_job_id(job_id)
+    for suffix in ("\n", "\r\n", " "):
+        assert not is_run_id(run_id + suffix)
+        assert not is_job_id(job_id + suffix)
+        with pytest.raises(Exception):
+            check_segment("account", "spinup" + suffix)
+        for name, value in (("account", "spinup"), ("group", "space-xy")):
+            body = {"account": "spinup", "group": "space-xy", "job_id": job_id,
+                    "run_id": "20260130T101700Z-m0123abcd", "trigger": "manual",
+                    "scheduled_for": "2026-01-30T10:17:00Z", name: value + suffix}
+            with pytest.raises(ValueError):
+                RunMessage.from_body(json.dumps(body))
+    header = bcrypt_header(TOKEN)
+    assert auth.BCRYPT_HEADER.fullmatch(header.encode())
+    assert not auth.BCRYPT_HEADER.fullmatch((header + "\n").encode())
+
+
+# --- the CLI does not send a token in clear text to another host -----------------------------
+
+def _cli(args: list[str], requests: list[str]) -> Any:
+    """Run the CLI with a transport that records each request and answers 200 []."""
+    import httpx
+    from click.testing import CliRunner
+
+    from minion_cli.main import Session, cli
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        requests.append(str(request.url))
+        return httpx.Response(200, json=[])
+
+    session = Session(transport=httpx.MockTransport(answer))
+    return CliRunner().invoke(cli, args, obj=session, env={"MINION_TOKEN": TOKEN,
+                                                           "MINION_URL": ""})
+
+
+@pytest.mark.parametrize("url", ["http://minion.example.com", "http://10.0.0.5:8000",
+                                 "http://127.0.0.1.example.com", "HTTP://api.example.org/"])
+def test_the_cli_refuses_to_send_a_token_over_plain_http_to_another_host(url: str) -> None:
+    requests: list[str] = []
+    result = _cli(["--url", url, "jobs", "list", "spinup"], requests)
+    assert result.exit_code == 2, result.output
+    assert "https" in result.output and "--insecure-http" in result.output
+    assert TOKEN not in result.output
+    assert requests == []  # nothing was sent
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://localhost:8000",
+                                 "http://[::1]:8000", "http://127.0.0.2:9000",
+                                 "https://minion.example.com"])
+def test_the_cli_sends_over_https_or_to_loopback(url: str) -> None:
+    requests: list[str] = []
+    result = _cli(["--url", url, "jobs", "list", "spinup"], requests)
+    assert result.exit_code == 0, result.output
+    assert len(requests) == 1
+
+
+def test_the_cli_sends_over_plain_http_to_another_host_only_when_forced() -> None:
+    requests: list[str] = []
+    result = _cli(["--url", "http://minion.example.com", "--insecure-http", "jobs", "list",
+                   "spinup"], requests)
+    assert result.exit_code == 0, result.output
+    assert requests and requests[0].startswith("http://minion.example.com/")
