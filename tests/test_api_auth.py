@@ -501,3 +501,18 @@ def test_the_token_never_appears_in_a_log_line(client: Any, caplog: pytest.LogCa
     assert "the store broke" in logged
     for secret in (TOKEN, OLD_TOKEN, header[7:]):
         assert secret not in logged
+
+
+def test_the_api_document_lists_the_403_of_every_account_route() -> None:
+    from pathlib import Path
+
+    document = json.loads((Path(__file__).parents[1] / "chalicelib" / "openapi.json").read_text())
+    forbidden = document["components"]["responses"]["Forbidden"]
+    assert forbidden["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            documented = "403" in operation["responses"]
+            assert documented == ("{account}" in path), (method, path)
