@@ -158,9 +158,9 @@ def test_an_accounts_file_limits_accounts_and_runners(tmp_path: Path) -> None:
     registry = tmp_path / "accounts.json"
     registry.write_text(json.dumps({"accounts": {"team": {"runners": ["dummyRunner"]}}}))
     stack = Stack(tmp_path / "state", {"MINION_ACCOUNTS_FILE": str(registry),
-                                       "MINION_TOKENS": "chosen-token-1,chosen-token-2"}).start()
+                                       "MINION_TOKENS": "chosen-token-000001,chosen-token-000002"}).start()
     try:
-        h = _headers("chosen-token-2")
+        h = _headers("chosen-token-000002")
         unknown = httpx.get(stack.base + "/other/jobs", headers=h)
         instance_job = {**DUMMY_JOB, "details": {"runner": "instanceRunner",
                                                  "instance_id": "i-aaaabbbb11112222",
