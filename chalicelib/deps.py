@@ -56,12 +56,11 @@ def _tokens_text() -> str:
 
 def _tokens_invalid(problem: str) -> None:
     """The configured tokens are misshapen: every request is refused until they are fixed."""
-    from .observability import emit, flush, logger
+    from .observability import emit_now, logger
 
     logger.error("API tokens refused: no token is valid until they are fixed",
                  extra={"reason": problem, "error_code": "TokensConfigInvalid"})
-    emit("TokensConfigInvalid", 1)
-    flush()  # the API flushes nothing else: publish it now
+    emit_now("TokensConfigInvalid", 1)  # the alarm "API tokens invalid" watches it
 
 
 @lru_cache(maxsize=1)

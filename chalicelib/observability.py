@@ -77,6 +77,19 @@ def emit(name: str, value: float, unit: str = "Count", **dimensions: str) -> Non
         collector.add_metric(name=name, unit=getattr(MetricUnit, unit), value=value)
 
 
+def emit_now(name: str, value: float, unit: str = "Count") -> None:
+    """Publish one metric at once in its own EMF document, apart from the collector: safe from
+    any thread (the local stack runs the API beside the tick), and for the API, which never
+    flushes the collector."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    collector = metrics()
+    with single_metric(name=name, unit=getattr(MetricUnit, unit), value=value,
+                       namespace=collector.namespace,
+                       default_dimensions={"service": collector.service or "minion"}):
+        pass
+
+
 def flush() -> None:
     """Write the collected metrics (the end of an invocation), if any were collected."""
     collector = metrics()

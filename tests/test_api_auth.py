@@ -296,6 +296,31 @@ def test_misshapen_tokens_grant_nothing_and_say_so_once(
     assert TOKEN not in logged and OLD_TOKEN not in logged
 
 
+def test_the_alarm_watches_the_metric_as_the_code_publishes_it(
+        client: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    from cfnlint.decode import decode
+
+    # Given a misshapen secret, and the deployed template's alarm
+    template, _ = decode(str(Path(__file__).parents[1] / "infra" / "minion.yaml"))
+    alarm = template["Resources"]["TokensInvalidAlarm"]["Properties"]
+    configure(monkeypatch, json.dumps({"tokens": TOKEN}))
+    capsys.readouterr()
+    # When a request is refused for it
+    assert_unauthorized(client.http.get(JOBS, headers=with_token(TOKEN)))
+    # Then the EMF document published names the alarm's metric, namespace and dimensions
+    [document] = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+                  if line.startswith('{"_aws"')]
+    [directive] = document["_aws"]["CloudWatchMetrics"]
+    assert [m["Name"] for m in directive["Metrics"]] == [alarm["MetricName"]]
+    assert directive["Namespace"] == template["Parameters"]["MetricsNamespace"]["Default"]
+    assert alarm["Namespace"] == {"Ref": "MetricsNamespace"}
+    assert {d: document[d] for group in directive["Dimensions"] for d in group} == {
+        d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert alarm["Threshold"] == 1 and alarm["Statistic"] == "Sum"
+
+
 def test_no_token_configured_at_all_grants_nothing(client: Any,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     configure(monkeypatch, "")
