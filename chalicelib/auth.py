@@ -20,8 +20,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 MAX_TOKEN_LENGTH = 1024
 # A token is a shared secret, guessed online one request at a time: 16 characters of

@@ -6,6 +6,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
+import boto3  # noqa: F401 - imported first: its loggers must exist to be pinned below
 from aws_lambda_powertools import Logger
 
 NAMESPACE = "Minion"
@@ -44,8 +45,6 @@ def pin_aws_loggers() -> None:
         if _INFO_OR_ABOVE not in pinned.filters:
             pinned.addFilter(_INFO_OR_ABOVE)
 
-
-import boto3  # noqa: E402 - its loggers exist once imported (every function imports it anyway)
 
 pin_aws_loggers()
 

@@ -327,6 +327,7 @@ def test_the_aws_sdk_loggers_stay_at_info_whatever_the_root_level() -> None:
 # --- ids checked whole: no trailing newline slips through -----------------------------------
 
 def test_id_checks_match_the_whole_value() -> None:
+    from chalicelib.errors import BadRequest
     from chalicelib.jobs import check_segment, is_job_id
     from chalicelib.queue import RunMessage
     from chalicelib.runs import is_run_id
@@ -336,7 +337,7 @@ def test_id_checks_match_the_whole_value() -> None:
     for suffix in ("\n", "\r\n", " "):
         assert not is_run_id(run_id + suffix)
         assert not is_job_id(job_id + suffix)
-        with pytest.raises(Exception):
+        with pytest.raises(BadRequest):
             check_segment("account", "spinup" + suffix)
         for name, value in (("account", "spinup"), ("group", "space-xy")):
             body = {"account": "spinup", "group": "space-xy", "job_id": job_id,
