@@ -91,10 +91,10 @@ def _grant(entry: Any, where: str) -> Grant:
     if not isinstance(entry, dict):
         raise TokenConfigError(f"{where}: expected a token or an object, "
                                f"got {type(entry).__name__}")
-    unknown = sorted(set(entry) - ENTRY_KEYS)
-    if unknown:  # a misspelt "accounts" must not grant every account
-        raise TokenConfigError(f"{where}: unknown key {unknown[0]!r} "
-                               f"(expected {', '.join(sorted(ENTRY_KEYS))})")
+    if set(entry) - ENTRY_KEYS:  # a misspelt "accounts" must not grant every account
+        # The key is not quoted: it may be a token written as a key.
+        raise TokenConfigError(f"{where}: an unknown key (expected only "
+                               f"{', '.join(sorted(ENTRY_KEYS))})")
     if "token" not in entry:
         raise TokenConfigError(f"{where}: \"token\" is required")
     token = _check_token(entry["token"], f"{where}.token")

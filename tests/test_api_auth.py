@@ -267,6 +267,8 @@ MISSHAPEN = {
     "accounts empty": json.dumps([{"token": TOKEN, "accounts": []}]),
     "an account not a name": json.dumps([{"token": TOKEN, "accounts": ["limited\n"]}]),
     "read_only not a boolean": json.dumps([{"token": TOKEN, "read_only": "yes"}]),
+    "a token written as a key": json.dumps([{TOKEN: {"accounts": ["spinup"]}}]),
+    "a token written as a top-level key": json.dumps({"tokens": [], TOKEN: ["spinup"]}),
 }
 
 
