@@ -4,14 +4,19 @@
 #   1. copy the app (app.py, chalicelib/, requirements.txt, .chalice/config.json) to a
 #      staging directory and write its chalicelib/build_info.json (version, git hash, build
 #      time), so that /version reports what was packaged; the work tree is left untouched;
-#   2. chalice package there, merging infra/minion.yaml into Chalice's template, into build/;
-#   3. convert Chalice's YAML output to build/sam.json;
-#   4. cfn-lint build/sam.json and infra/runner-role.yaml.
+#   2. chalice package there, merging infra/minion.yaml into Chalice's template, into build/,
+#      for the runtime and architecture .chalice/config.json names (infra/runtime.py: not the
+#      runtime of the Python running the build), with the wheels of that runtime;
+#   3. add the runtime's .pyc files to build/deployment.zip (compiled by a Python of the
+#      runtime's version: `pyenv install 3.13` or MINION_RUNTIME_PYTHON);
+#   4. convert Chalice's YAML output to build/sam.json;
+#   5. cfn-lint build/sam.json and infra/runner-role.yaml.
 #
 # Environment: MINION_VERSION overrides the version (default: `git describe` of a v* tag,
 # else pyproject.toml's version; +dirty for uncommitted changes); CHALICE_STAGE the Chalice
-# stage of .chalice/config.json (default dev). Needs PyPI: Chalice downloads the Linux wheels
-# of requirements.txt. Never needs AWS credentials.
+# stage of .chalice/config.json (default dev). Needs the package index (PyPI): Chalice
+# downloads the Linux wheels of requirements.txt (kept in .chalice/deployments/ for the next
+# build). Never needs AWS credentials.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +24,12 @@ cd "$root"
 venv="${VENV:-$root/.venv}"
 stage="${CHALICE_STAGE:-dev}"
 out="$root/build"
+
+# Fail before building when the runtime's Python (for the bytecode) is missing.
+runtime_info="$("$venv/bin/python" infra/runtime.py describe)"
+if [[ "$runtime_info" == *'"interpreter": null'* ]]; then
+  "$venv/bin/python" infra/runtime.py bytecode /dev/null  # says what is missing, and exits
+fi
 
 githash="$(git rev-parse HEAD)"
 dirty=""
@@ -43,6 +54,10 @@ cp app.py requirements.txt "$staging/"
 cp .chalice/config.json "$staging/.chalice/"
 cp -r chalicelib "$staging/"
 if [[ -d vendor ]]; then cp -r vendor "$staging/"; fi
+# Chalice's cache of the downloaded wheels (keyed by requirements, runtime and architecture)
+# outlives the staging copy.
+mkdir -p .chalice/deployments
+ln -s "$root/.chalice/deployments" "$staging/.chalice/deployments"
 find "$staging" -name __pycache__ -type d -prune -exec rm -rf {} +
 VERSION="$version" GITHASH="$githash" BUILDSTAMP="$buildstamp" \
   "$venv/bin/python" - "$staging/chalicelib/build_info.json" <<'PY'
@@ -57,7 +72,10 @@ PY
 rm -rf "$out"
 # Chalice needs a region to build its model; nothing regional is baked into the template.
 (cd "$staging" && AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
-  "$venv/bin/chalice" package --stage "$stage" --merge-template "$root/infra/minion.yaml" "$out")
+  "$venv/bin/python" "$root/infra/runtime.py" chalice package --stage "$stage" \
+    --merge-template "$root/infra/minion.yaml" "$out")
+"$venv/bin/python" infra/runtime.py bytecode "$out/deployment.zip"
+echo "$runtime_info" >"$out/runtime.json"
 
 # A YAML merge template makes Chalice write build/sam.yaml; CI and tests read build/sam.json.
 "$venv/bin/python" - "$out/sam.yaml" "$out/sam.json" <<'PY'

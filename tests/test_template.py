@@ -1,23 +1,20 @@
 """The deployable template: what `make package` builds (build/sam.json) must hold everything a
 working deployment relies on, so that a change dropping one property fails CI.
 
-The module packages once per session with infra/package.sh (Chalice downloads its wheels from
-PyPI, then cfn-lint), or reuses build/ when it was packaged from the current commit and no
-input changed since. The policies are also checked against what the code really calls: the
-API, a tick and the worker run against moto while every AWS call is recorded, and each call
-must be allowed by that function's role in the template.
+The module packages with infra/package.sh (Chalice downloads its wheels from the package
+index, then cfn-lint), or reuses build/ when it was packaged from exactly the current inputs
+(tests/package_support.py). The policies are also checked against what the code really calls:
+the API, a tick and the worker run against moto while every AWS call is recorded, and each
+call must be allowed by that function's role in the template.
 """
 from __future__ import annotations
 
-import fcntl
 import fnmatch
-import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -33,20 +30,13 @@ from chalicelib.jobs import DEFAULT_DEADLINE_SECONDS
 from chalicelib.settings import Settings
 from chalicelib.store import table_definition
 from conftest import TABLE, TOKEN, auth, drain, scheduled_event, sqs_event
+from package_support import (ACCOUNT_ID, REGION, ROOT, STACK, TEMPLATE, ZIP, Resolver,
+                             packaged_template)
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build"
-TEMPLATE = BUILD / "sam.json"
-ZIP = BUILD / "deployment.zip"
 RUNNER_ROLE = ROOT / "infra" / "runner-role.yaml"
-PACKAGE_INPUTS = ["app.py", "requirements.txt", ".chalice/config.json", "infra/minion.yaml",
-                  "infra/package.sh", "infra/runner-role.yaml"]
 FUNCTIONS = {"APIHandler": "ApiRole", "Tick": "TickRole", "Worker": "WorkerRole"}
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
-STACK = "minion-test"
 # The only actions the roles may grant on Resource "*": these have no resource-level
 # permissions in IAM.
 NO_RESOURCE_LEVEL = {"ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups"}
@@ -58,48 +48,13 @@ RUNNER_ACTIONS = {
     "rds:DescribeDBClusters", "ecs:UpdateService", "ecs:DescribeServices", "ecs:TagResource",
     "ecs:ListTagsForResource", "ecs:RunTask", "iam:PassRole",
     "autoscaling:UpdateAutoScalingGroup", "autoscaling:DescribeAutoScalingGroups",
-    "lambda:InvokeFunction"}
-
-
-# --- packaging -----------------------------------------------------------------------------
-
-def _packaged_githash() -> str | None:
-    try:
-        with zipfile.ZipFile(ZIP) as archive:
-            return json.loads(archive.read("chalicelib/build_info.json"))["githash"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
-
-
-def _build_is_fresh() -> bool:
-    """build/ was packaged from HEAD, after the last change to any of its inputs."""
-    if not TEMPLATE.exists() or not ZIP.exists():
-        return False
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout.strip()
-    if _packaged_githash() != head:
-        return False
-    inputs = [ROOT / p for p in PACKAGE_INPUTS] + list((ROOT / "chalicelib").rglob("*.py"))
-    newest_input = max(p.stat().st_mtime for p in inputs if p.exists())
-    return newest_input < ZIP.stat().st_mtime
+    "lambda:InvokeFunction", "kms:CreateGrant"}
 
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    """build/sam.json, packaged by infra/package.sh unless build/ is fresh (one at a time:
-    the suite runs on several xdist workers that share the work tree)."""
-    lock_path = Path(tempfile.gettempdir()) / (
-        "minion-package-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:16] + ".lock")
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _build_is_fresh():
-            env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
-            result = subprocess.run([str(ROOT / "infra" / "package.sh")], cwd=ROOT, env=env,
-                                    capture_output=True, text=True, timeout=900)
-            if result.returncode != 0:
-                pytest.fail(f"infra/package.sh failed ({result.returncode}):\n"
-                            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-        return json.loads(TEMPLATE.read_text())
+    """build/sam.json as `make package` builds it from the work tree."""
+    return packaged_template()
 
 
 def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -122,104 +77,6 @@ def refers_to(value: Any, resource: str) -> bool:
     if function == "Fn::Sub" and isinstance(argument, str):
         return re.fullmatch(r"\$\{" + re.escape(resource) + r"(\.\w+)?\}", argument) is not None
     return False
-
-
-# --- a small evaluator of the template's intrinsics, with default parameters ------------------
-
-class Resolver:
-    """Renders intrinsics as they would deploy with the default parameters: each resource's
-    physical name is its logical name, in account 123456789012, us-east-1."""
-
-    ARN_FORMATS = {
-        "AWS::DynamoDB::Table": "arn:aws:dynamodb:{r}:{a}:table/{n}",
-        "AWS::SQS::Queue": "arn:aws:sqs:{r}:{a}:{n}",
-        "AWS::Logs::LogGroup": "arn:aws:logs:{r}:{a}:log-group:{n}:*",
-        "AWS::IAM::Role": "arn:aws:iam::{a}:role/{n}",
-        "AWS::SecretsManager::Secret": "arn:aws:secretsmanager:{r}:{a}:secret:{n}",
-        "AWS::CloudWatch::Alarm": "arn:aws:cloudwatch:{r}:{a}:alarm:{n}",
-    }
-
-    def __init__(self, template: dict[str, Any], overrides: dict[str, str] | None = None,
-                 account: str = ACCOUNT_ID) -> None:
-        self.template = template
-        self.account = account
-        self.parameters = {name: str(p.get("Default", ""))
-                           for name, p in template.get("Parameters", {}).items()}
-        self.parameters.update(overrides or {})
-
-    def ref(self, name: str) -> Any:
-        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": self.account,
-                  "AWS::StackName": STACK, "AWS::URLSuffix": "amazonaws.com"}
-        if name in pseudo:
-            return pseudo[name]
-        if name in self.parameters:
-            kind = self.template["Parameters"][name]["Type"]
-            value = self.parameters[name]
-            return value.split(",") if kind == "CommaDelimitedList" else value
-        resource = self.template["Resources"][name]
-        if resource["Type"] in ("AWS::SecretsManager::Secret",):
-            return self.arn(name)
-        if resource["Type"] == "AWS::SQS::Queue":
-            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{name}"
-        if resource["Type"] == "AWS::Logs::LogGroup":
-            return self.resolve(resource["Properties"].get("LogGroupName", name))
-        return name
-
-    def arn(self, name: str) -> str:
-        kind = self.template["Resources"][name]["Type"]
-        physical = self.ref(name) if kind == "AWS::Logs::LogGroup" else name
-        return self.ARN_FORMATS[kind].format(r=REGION, a=self.account, n=physical)
-
-    def get_att(self, name: str, attribute: str) -> str:
-        if attribute == "Arn":
-            return self.arn(name)
-        if attribute == "QueueName":
-            return name
-        raise AssertionError(f"no model of {name}.{attribute}")
-
-    def condition(self, name: str) -> bool:
-        return bool(self.resolve(self.template["Conditions"][name]))
-
-    def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self.resolve(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) != 1:
-            return {k: self.resolve(v) for k, v in value.items()}
-        (function, argument), = value.items()
-        if function == "Ref":
-            return self.ref(argument)
-        if function == "Fn::GetAtt":
-            name, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
-            return self.get_att(name, attribute)
-        if function == "Fn::Sub":
-            text, variables = (argument, {}) if isinstance(argument, str) else argument
-            variables = {k: self.resolve(v) for k, v in variables.items()}
-
-            def substitute(match: re.Match[str]) -> str:
-                key = match.group(1)
-                if key in variables:
-                    return str(variables[key])
-                if "." in key and not key.startswith("AWS::"):
-                    return str(self.get_att(*key.split(".", 1)))
-                return str(self.ref(key))
-            return re.sub(r"\$\{([^}!]+)\}", substitute, text)
-        if function == "Fn::If":
-            chosen = argument[1] if self.condition(argument[0]) else argument[2]
-            return self.resolve(chosen)
-        if function == "Fn::Equals":
-            left, right = self.resolve(argument)
-            return left == right
-        if function == "Fn::Not":
-            return not self.resolve(argument[0])
-        if function == "Fn::Join":
-            return argument[0].join(self.resolve(argument[1]))
-        if function == "Fn::Split":
-            return self.resolve(argument[1]).split(argument[0])
-        if function == "Condition":
-            return self.condition(argument)
-        return {function: self.resolve(argument)}
 
 
 def statements_of(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
@@ -279,11 +136,14 @@ def test_table_expires_runs_and_is_protected_backed_up_and_encrypted(
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     # And it has point-in-time recovery, deletion protection, encryption at rest
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-    assert table["DeletionProtectionEnabled"] is True
+    assert Resolver(template).resolve(table["DeletionProtectionEnabled"]) == "true"
     assert table["SSESpecification"]["SSEEnabled"] is True
-    # And deleting or replacing the stack keeps the data
-    assert resource["DeletionPolicy"] == "Retain"
+    # And deleting or replacing the stack keeps the data, but a failed first create of the
+    # stack deletes the table it made (the protection is off for that create: deploy.sh)
+    assert resource["DeletionPolicy"] == "RetainExceptOnCreate"
     assert resource["UpdateReplacePolicy"] == "Retain"
+    off = Resolver(template, {"TableDeletionProtection": "false"})
+    assert off.resolve(table["DeletionProtectionEnabled"]) == "false"
 
 
 def test_store_writes_expires_at_for_runs() -> None:
@@ -442,6 +302,106 @@ def test_api_is_throttled(template: dict[str, Any]) -> None:
     assert int(resolver.resolve(settings["ThrottlingRateLimit"])) > 0
     assert int(resolver.resolve(settings["ThrottlingBurstLimit"])) >= \
         int(resolver.resolve(settings["ThrottlingRateLimit"]))
+
+
+def _sam_transformed(template: dict[str, Any]) -> dict[str, Any]:
+    """The CloudFormation that the SAM transform makes of the template (code at a fake S3 key)."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    copy = json.loads(json.dumps(template))
+    for function in FUNCTIONS:
+        copy["Resources"][function]["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    return transform(copy, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID},
+                     NoManagedPolicies())
+
+
+def test_api_has_one_stage_and_it_is_throttled(template: dict[str, Any]) -> None:
+    # When SAM transforms the packaged template, as CloudFormation does on deploy
+    resources = _sam_transformed(template)["Resources"]
+    # Then the API has exactly one stage, the throttled one (no extra stage named "Stage",
+    # whose requests would bypass the throttling)
+    stages = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    [stage] = stages
+    assert stage["StageName"] == props(template, "RestAPI")["StageName"] == "api"
+    [settings] = stage["MethodSettings"]
+    assert {"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(settings)
+    [deployment] = [r["Properties"] for r in resources.values()
+                    if r["Type"] == "AWS::ApiGateway::Deployment"]
+    assert "StageName" not in deployment
+
+
+def test_functions_run_on_the_configured_supported_runtime_and_architecture(
+        template: dict[str, Any]) -> None:
+    # Given the runtime chosen in .chalice/config.json (whatever Python ran the build)
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    runtime, architecture = config["lambda_python_version"], config["lambda_architecture"]
+    # Then it is a Python on Amazon Linux 2023 (3.12 or later)
+    major, minor = map(int, runtime.removeprefix("python").split("."))
+    assert (major, minor) >= (3, 12), runtime
+    # And every function runs on it, on that architecture
+    for function in FUNCTIONS:
+        assert props(template, function)["Runtime"] == runtime, function
+        assert props(template, function)["Architectures"] == [architecture], function
+
+
+# ELF e_machine of a compiled module, by Lambda architecture.
+ELF_MACHINES = {"x86_64": 62, "arm64": 183}
+
+
+def test_compiled_dependencies_are_built_for_the_runtime_and_its_architecture(
+        template: dict[str, Any]) -> None:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    abi = "cp" + config["lambda_python_version"].removeprefix("python").replace(".", "")
+    machine = {"x86_64": "x86_64", "arm64": "aarch64"}[config["lambda_architecture"]]
+    with zipfile.ZipFile(ZIP) as archive:
+        names = archive.namelist()
+        wheels = {n.split("/")[0]: archive.read(n).decode() for n in names
+                  if n.endswith(".dist-info/WHEEL")}
+        # Given every compiled module the package ships (bcrypt's, at least)
+        compiled = [n for n in names if n.endswith(".so")]
+        assert any(n.startswith("bcrypt/") for n in compiled)
+        for name in compiled:
+            # Then it is a Linux binary of the functions' architecture
+            header = archive.read(name)[:20]
+            assert header[:4] == b"\x7fELF", name
+            assert int.from_bytes(header[18:20], "little") == \
+                ELF_MACHINES[config["lambda_architecture"]], name
+            # And its file name names the runtime's ABI (or the stable ABI)
+            assert re.search(rf"\.({abi}-[^.]*|abi3)\.so$", name), name
+    # And each wheel with compiled code is tagged for that ABI, that machine and a glibc no
+    # newer than Amazon Linux 2023's (2.34)
+    binary = 0
+    for dist, text in wheels.items():
+        tags = re.findall(r"^Tag: (\S+)-(\S+)-(\S+)$", text, re.MULTILINE)
+        if any(platform != "any" for _, _, platform in tags):
+            binary += 1
+            assert any(abi_tag in (abi, "abi3") and platform.endswith(machine)
+                       and _glibc(platform) <= (2, 34) for _, abi_tag, platform in tags), \
+                (dist, tags)
+    assert binary >= 1
+
+
+def _glibc(platform: str) -> tuple[int, int]:
+    legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+    found = re.match(r"manylinux_(\d+)_(\d+)_", platform)
+    if found:
+        return int(found[1]), int(found[2])
+    return legacy[platform.split("_")[0]]
+
+
+def test_tick_has_reserved_concurrency_unless_the_deployment_says_none(
+        template: dict[str, Any]) -> None:
+    # Given the tick's reserved concurrency as deployed with the default parameters
+    reserved = props(template, "Tick")["ReservedConcurrentExecutions"]
+    # Then some is reserved: a busy account cannot throttle the tick
+    assert int(Resolver(template).resolve(reserved)) >= 2
+    # And a deployment in an account too small to reserve any can say 0: none is reserved
+    assert Resolver(template, {"TickReservedConcurrency": "0"}).resolve(reserved) is None
 
 
 def test_each_function_has_its_own_role_and_nothing_is_generated(
@@ -782,16 +742,35 @@ def test_runner_role_trusts_only_the_worker_role_and_the_external_id(
         runner_role: dict[str, Any]) -> None:
     role = runner_role["Resources"]["RunnerRole"]["Properties"]
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
-    # Then the only principal is the worker role given as a parameter
-    assert trust["Principal"] == {"AWS": {"Ref": "WorkerRoleArn"}}
-    assert trust["Action"] == "sts:AssumeRole"
-    # And the external id is required whenever one is given
-    assert trust["Condition"] == {"Fn::If": [
-        "HasExternalId", {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}},
-        {"Ref": "AWS::NoValue"}]}
-    assert runner_role["Conditions"]["HasExternalId"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": "ExternalId"}, ""]}]}
+    worker = "arn:aws:iam::222222222222:role/minion-prod-worker-eu-west-1"
+    for external_id in ("", "s3cret"):
+        # Given the role deployed for a hub's worker role, with or without an external id
+        resolved = Resolver(runner_role, {"WorkerRoleArn": worker, "ExternalId": external_id},
+                            account=TARGET_ACCOUNT).resolve(trust)
+        # Then the principal is the hub account, narrowed to the worker role by its ARN: a role
+        # principal would be stored as the role's unique id, which a re-created hub changes
+        assert resolved["Principal"] == {"AWS": "arn:aws:iam::222222222222:root"}
+        assert resolved["Action"] == "sts:AssumeRole"
+        assert resolved["Condition"]["ArnEquals"] == {"aws:PrincipalArn": worker}
+        # And the external id is required whenever one is given
+        expected = {"sts:ExternalId": external_id} if external_id else None
+        assert resolved["Condition"].get("StringEquals") == expected
     assert runner_role["Parameters"]["ExternalId"]["NoEcho"] is True
+
+
+def test_worker_role_keeps_its_arn_when_the_stack_is_created_again(
+        template: dict[str, Any]) -> None:
+    # Given the worker role's name, as the longest stage deploys it in the longest region name
+    longest = 1 + int(re.search(r"\{0,(\d+)\}\$$",
+                                template["Parameters"]["Stage"]["AllowedPattern"])[1])
+    stage = "s" * longest
+    name = props(template, "WorkerRole")["RoleName"]
+    resolver = Resolver(template)
+    # Then it is made of the stack's name and region only (the same when created again: the
+    # runner roles trust it by ARN) and fits IAM's 64 characters
+    assert resolver.resolve(name) == f"{STACK}-worker-{REGION}"
+    assert name == {"Fn::Sub": "${AWS::StackName}-worker-${AWS::Region}"}
+    assert len(f"minion-{stage}-worker-ap-southeast-2") <= 64
 
 
 def test_runner_role_allows_only_the_runners_actions_in_its_account(
