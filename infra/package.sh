@@ -71,7 +71,8 @@ PY
 
 rm -rf "$out"
 # Chalice needs a region to build its model; nothing regional is baked into the template.
-(cd "$staging" && AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
+# Chalice imports the app to read its routes: no bytecode of this Python in the package.
+(cd "$staging" && AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" PYTHONDONTWRITEBYTECODE=1 \
   "$venv/bin/python" "$root/infra/runtime.py" chalice package --stage "$stage" \
     --merge-template "$root/infra/minion.yaml" "$out")
 "$venv/bin/python" infra/runtime.py bytecode "$out/deployment.zip"

@@ -104,13 +104,15 @@ def add_bytecode(zip_path: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="minion-pyc-") as work:
         tree = Path(work) / "task"
         with zipfile.ZipFile(zip_path) as archive:
-            members = archive.infolist()
-            archive.extractall(tree)
+            # Bytecode of whatever Python ran Chalice is of no use to the runtime.
+            members = [m for m in archive.infolist() if not m.filename.endswith(".pyc")]
+            archive.extractall(tree, members)
         # -s/-p: tracebacks name /var/task, where Lambda unpacks the code.
         subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
                         "unchecked-hash", "-s", str(tree), "-p", "/var/task", str(tree)],
                        check=True)
-        compiled = sorted(p for p in tree.rglob("*.pyc"))
+        tag = f"cpython-{runtime.removeprefix('python').replace('.', '')}"
+        compiled = sorted(tree.rglob(f"*.{tag}.pyc"))
         rebuilt = zip_path.with_suffix(".tmp")
         with zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_DEFLATED) as out:
             for member in members:

@@ -9,6 +9,8 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +47,20 @@ def inputs_digest() -> str:
     return digest.hexdigest()
 
 
-def packaged_template() -> dict[str, Any]:
-    """build/sam.json, packaged by infra/package.sh unless build/ already holds the package of
-    exactly these inputs (one build at a time: xdist workers share the work tree)."""
+@contextmanager
+def package_lock() -> Iterator[None]:
+    """Holds build/ for one test at a time (xdist workers share the work tree)."""
     lock_path = Path(tempfile.gettempdir()) / (
         "minion-package-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:16] + ".lock")
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def packaged_template() -> dict[str, Any]:
+    """build/sam.json, packaged by infra/package.sh unless build/ already holds the package of
+    exactly these inputs."""
+    with package_lock():
         wanted = inputs_digest()
         fresh = all(p.exists() for p in (TEMPLATE, ZIP, RUNTIME_INFO, DIGEST)) and \
             DIGEST.read_text().strip() == wanted

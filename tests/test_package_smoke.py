@@ -304,6 +304,8 @@ def test_the_package_ships_the_runtimes_bytecode_and_the_runtime_uses_it(
     # Given the package's modules
     sources = sorted(task_root.rglob("*.py"))
     assert len(sources) > 100
+    # Then it holds no bytecode of another Python (the one that ran the build)
+    assert [p for p in task_root.rglob("*.pyc") if f".{tag}." not in p.name] == []
     for source in sources:
         # Then each has bytecode of the runtime's version, checked against no source time
         # (Lambda's file times are not the zip's sources', and /var/task is read-only)

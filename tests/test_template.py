@@ -13,6 +13,7 @@ import fnmatch
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import zipfile
@@ -31,7 +32,7 @@ from chalicelib.settings import Settings
 from chalicelib.store import table_definition
 from conftest import TABLE, TOKEN, auth, drain, scheduled_event, sqs_event
 from package_support import (ACCOUNT_ID, REGION, ROOT, STACK, TEMPLATE, ZIP, Resolver,
-                             packaged_template)
+                             package_lock, packaged_template)
 
 pytestmark = pytest.mark.slow
 
@@ -1022,20 +1023,28 @@ def test_tick_worker_and_runner_roles_allow_every_call_they_make(
 
 # --- make deploy ------------------------------------------------------------------------------------
 
+def _dry_run(**settings: str) -> subprocess.CompletedProcess[str]:
+    """What infra/deploy.sh would run, with only these settings in its environment."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+           "DRY_RUN": "1", **settings}
+    return subprocess.run([str(ROOT / "infra" / "deploy.sh")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_deploy_passes_the_stage_the_secret_and_the_registry_as_template_parameters(
         template: dict[str, Any]) -> None:
     # Given a deployment of stage prod with its own secret, registry and runner roles
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-           "DRY_RUN": "1", "STAGE": "prod", "ARTIFACT_BUCKET": "artifacts",
-           "TOKENS_SECRET_ARN": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:t-AbCdEf",
-           "ACCOUNTS_PARAMETER": "/prod/minion/accounts",
-           "RUNNER_ROLE_ARNS": "arn:aws:iam::111111111111:role/minion-runner",
-           "RUNNERS_IN_OWN_ACCOUNT": "false", "ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:"
-           f"{ACCOUNT_ID}:ops", "PARAMETERS": "Shards=16 LogRetentionDays=90"}
-    # When make deploy's script says what it would run
-    result = subprocess.run([str(ROOT / "infra" / "deploy.sh")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60, check=True)
-    commands = [line.split() for line in result.stdout.splitlines()]
+    settings = {"AWS_REGION": "eu-central-1", "STAGE": "prod", "ARTIFACT_BUCKET": "artifacts",
+                "TOKENS_SECRET_ARN": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:t-AbCdEf",
+                "ACCOUNTS_PARAMETER": "/prod/minion/accounts",
+                "RUNNER_ROLE_ARNS": "arn:aws:iam::111111111111:role/minion-runner",
+                "RUNNERS_IN_OWN_ACCOUNT": "false", "ALARM_TOPIC_ARN": "arn:aws:sns:us-east-1:"
+                f"{ACCOUNT_ID}:ops", "TICK_RESERVED_CONCURRENCY": "20",
+                "PARAMETERS": "Shards=16 LogRetentionDays=90"}
+    # When make deploy's script says what it would run on the existing stack
+    result = _dry_run(**settings)
+    assert result.returncode == 0, result.stderr
+    commands = [shlex.split(line) for line in result.stdout.splitlines()]
     [package] = [c for c in commands if c[1:3] == ["cloudformation", "package"]]
     [deploy] = [c for c in commands if c[1:3] == ["cloudformation", "deploy"]]
     # Then it uploads the packaged template's code, and deploys stack minion-prod through S3
@@ -1044,15 +1053,151 @@ def test_deploy_passes_the_stage_the_secret_and_the_registry_as_template_paramet
     assert deploy[deploy.index("--template-file") + 1] == \
         package[package.index("--output-template-file") + 1]
     assert deploy[deploy.index("--s3-bucket") + 1] == "artifacts"
-    assert {"CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"} <= set(deploy)
-    # And every setting reaches the template parameter of that name
+    # (the worker's role has a name: CAPABILITY_NAMED_IAM)
+    assert {"CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"} <= set(deploy)
+    # And every command names the region (CLI v1 ignores AWS_REGION)
+    assert all(c[0] != "aws" or c[c.index("--region") + 1] == "eu-central-1" for c in commands)
+    # And every setting reaches the template parameter of that name, the table protected
     overrides = dict(o.split("=", 1) for o in deploy[deploy.index("--parameter-overrides") + 1:])
     assert overrides == {
-        "Stage": "prod", "TokensSecretArn": env["TOKENS_SECRET_ARN"],
+        "Stage": "prod", "TokensSecretArn": settings["TOKENS_SECRET_ARN"],
         "AccountsParameterName": "/prod/minion/accounts",
-        "RunnerRoleArns": env["RUNNER_ROLE_ARNS"], "RunnersInOwnAccount": "false",
-        "AlarmTopicArn": env["ALARM_TOPIC_ARN"], "Shards": "16", "LogRetentionDays": "90"}
+        "RunnerRoleArns": settings["RUNNER_ROLE_ARNS"], "RunnersInOwnAccount": "false",
+        "AlarmTopicArn": settings["ALARM_TOPIC_ARN"], "TickReservedConcurrency": "20",
+        "Shards": "16", "LogRetentionDays": "90", "TableDeletionProtection": "true"}
     assert set(overrides) <= set(template["Parameters"])
+
+
+def test_deploy_creates_a_stack_with_its_table_unprotected_then_protects_it() -> None:
+    # When make deploy's script says what it would run for a first create in eu-west-1, with
+    # no artifact bucket named
+    result = _dry_run(AWS_DEFAULT_REGION="eu-west-1", STAGE="dev", DRY_RUN_NEW_STACK="1")
+    assert result.returncode == 0, result.stderr
+    commands = [shlex.split(line) for line in result.stdout.splitlines()]
+    deploys = [c for c in commands if c[1:3] == ["cloudformation", "deploy"]]
+    # Then it creates the stack with the table's deletion protection off (a failed create can
+    # delete it), and turns it on once the stack exists
+    assert [[o for o in c if o.startswith("TableDeletionProtection=")] for c in deploys] == \
+        [["TableDeletionProtection=false"], ["TableDeletionProtection=true"]]
+    # And it creates the artifact bucket in the stack's region, private, encrypted, and
+    # expiring old uploads
+    bucket = "minion-artifacts-<account>-eu-west-1"
+    created = {c[2]: c for c in commands if c[1] == "s3api"}
+    assert "LocationConstraint=eu-west-1" in created["create-bucket"]
+    assert created["create-bucket"][created["create-bucket"].index("--bucket") + 1] == bucket
+    assert {"put-public-access-block", "put-bucket-encryption"} <= set(created)
+    lifecycle = json.loads(created["put-bucket-lifecycle-configuration"][-1])
+    [rule] = lifecycle["Rules"]
+    assert rule["Status"] == "Enabled" and rule["Expiration"]["Days"] >= 30
+    assert all(c[c.index("--region") + 1] == "eu-west-1" for c in commands if c[0] == "aws")
+
+
+def test_deploy_without_a_region_stops_before_doing_anything() -> None:
+    # When make deploy runs with no region anywhere
+    result = _dry_run(STAGE="dev", HOME=str(ROOT / "build" / "no-home"))
+    # Then it stops at once and says how to give one
+    assert result.returncode == 2
+    assert "AWS_REGION" in result.stderr
+    assert result.stdout == ""
+
+
+# --- make deploy with the real AWS CLI (v1, from requirements-dev.txt) against moto's server ----
+
+@pytest.fixture(scope="module")
+def aws_server(template: dict[str, Any]) -> Iterator[str]:
+    """moto's server on a free loopback port, for the real `aws` command."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def fresh_aws(aws_server: str) -> str:
+    """The server, emptied of what an earlier test made."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(aws_server + "/moto-api/reset", method="POST"))
+    return aws_server
+
+
+def _deploy_with_cli(endpoint: str, home: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """infra/deploy.sh with the AWS CLI v1 of the virtualenv, as a user with no AWS profile and
+    only AWS_REGION set (which CLI v1 ignores); build/ as `make package` left it."""
+    env = {"PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "HOME": str(home),
+           "PYENV_ROOT": os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")),
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "eu-central-1", "SKIP_PACKAGE": "1",
+           "STAGE": "clitest", "TICK_RESERVED_CONCURRENCY": "0", **settings}
+    return subprocess.run([str(ROOT / "infra" / "deploy.sh")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _client(service: str, endpoint: str, region: str = "eu-central-1") -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name=region)
+
+
+def test_deploy_with_cli_v1_puts_the_bucket_the_registry_and_the_code_in_the_region_given(
+        fresh_aws: str, tmp_path: Path) -> None:
+    # When make deploy runs with CLI v1, the region given only as AWS_REGION
+    with package_lock():
+        result = _deploy_with_cli(fresh_aws, tmp_path)
+    cli = subprocess.run([str(ROOT / ".venv" / "bin" / "aws"), "--version"], capture_output=True,
+                         text=True, check=True)
+    assert (cli.stdout + cli.stderr).startswith("aws-cli/1."), cli
+    # Then the artifact bucket it created is in that region: private, encrypted, expiring
+    s3 = _client("s3", fresh_aws)
+    bucket = f"minion-artifacts-{ACCOUNT_ID}-eu-central-1"
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-central-1", \
+        result.stderr
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"][
+        "BlockPublicPolicy"] is True
+    assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+    [rule] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert rule["Expiration"]["Days"] >= 30
+    # And the code and the template were uploaded there for stack minion-clitest
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys and all(k.startswith("minion-clitest/") for k in keys), keys
+    assert any(k.endswith(".template") for k in keys), keys
+    # And the account registry was created there, empty and valid
+    value = _client("ssm", fresh_aws).get_parameter(Name="/minion/accounts")["Parameter"]["Value"]
+    assert json.loads(value) == {"accounts": {}}
+    # And it went on to create the stack (moto's CloudFormation stops there: no SAM transform)
+    assert "CreateChangeSet" in result.stderr or result.returncode == 0, result.stderr
+
+
+def test_deploy_refuses_an_artifact_bucket_in_another_region(fresh_aws: str,
+                                                            tmp_path: Path) -> None:
+    # Given an artifact bucket in us-west-2
+    with package_lock():
+        _client("s3", fresh_aws, "us-west-2").create_bucket(
+            Bucket="elsewhere", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+        # When make deploy is asked to use it for a stack in eu-central-1
+        result = _deploy_with_cli(fresh_aws, tmp_path, ARTIFACT_BUCKET="elsewhere")
+    # Then it stops before uploading anything, saying where each is
+    assert result.returncode == 2, result.stderr
+    assert "us-west-2" in result.stderr and "eu-central-1" in result.stderr
+    assert "Contents" not in _client("s3", fresh_aws).list_objects_v2(Bucket="elsewhere")
+
+
+def test_deploy_refuses_a_malformed_registry(fresh_aws: str, tmp_path: Path) -> None:
+    # Given a registry parameter that is not {"accounts": {...}}
+    _client("ssm", fresh_aws).put_parameter(Name="/bad/accounts", Type="String",
+                                            Value='{"acc": 1}')
+    # When make deploy runs with it
+    with package_lock():
+        result = _deploy_with_cli(fresh_aws, tmp_path, ACCOUNTS_PARAMETER="/bad/accounts")
+    # Then it stops before making anything, naming the parameter and what is wrong with it
+    assert result.returncode == 2, result.stderr
+    assert "/bad/accounts" in result.stderr and '{"accounts": {...}}' in result.stderr
+    assert _client("s3", fresh_aws).list_buckets()["Buckets"] == []
 
 
 def test_worker_knows_its_own_timeout(template: dict[str, Any]) -> None:
