@@ -26,7 +26,7 @@ test-fast: $(STAMP)  ## everything but the tests marked slow
 bench: $(STAMP)  ## performance ratios (see bench/)
 	$(PY) -m bench
 
-package: $(STAMP)  ## the CloudFormation template in build/sam.json, checked by cfn-lint
+package: $(STAMP)  ## build/sam.json (checked by cfn-lint) and build/deployment.zip, for the runtime of .chalice/config.json
 	infra/package.sh
 
 deploy: $(STAMP)  ## package, then deploy with your AWS credentials (docs/deploying.md)
