@@ -6,7 +6,8 @@ next machine) and downloads the dependencies' wheels for that. minion fixes it i
 Chalice obey it:
 
     runtime.py describe                 the runtime, architecture and the interpreter of that
-                                        version on this machine, as JSON
+                                        version on this machine, as JSON; exits 1 (saying
+                                        how to get one) when there is no such interpreter
     runtime.py chalice ARGS...          `chalice ARGS...`, packaging for the configured runtime
                                         (its Runtime, and its ABI's manylinux wheels)
     runtime.py bytecode ZIP             adds the runtime's .pyc of every module to ZIP
@@ -91,9 +92,8 @@ def run_chalice(arguments: list[str]) -> int:
     return int(main() or 0)
 
 
-def add_bytecode(zip_path: Path) -> int:
-    """Rewrites ZIP with the runtime's unchecked-hash .pyc beside every module; returns how
-    many it added."""
+def required_interpreter() -> str:
+    """The runtime's interpreter, or an exit saying how to get one."""
     runtime = configured()["runtime"]
     python = interpreter(runtime)
     if python is None:
@@ -101,6 +101,14 @@ def add_bytecode(zip_path: Path) -> int:
             f"package: no {runtime} on this machine to compile the package's bytecode with "
             f"(install it, e.g. `pyenv install {runtime.removeprefix('python')}`, or set "
             f"MINION_RUNTIME_PYTHON to its path)")
+    return python
+
+
+def add_bytecode(zip_path: Path) -> int:
+    """Rewrites ZIP with the runtime's unchecked-hash .pyc beside every module; returns how
+    many it added."""
+    runtime = configured()["runtime"]
+    python = required_interpreter()
     with tempfile.TemporaryDirectory(prefix="minion-pyc-") as work:
         tree = Path(work) / "task"
         with zipfile.ZipFile(zip_path) as archive:
@@ -131,6 +139,7 @@ def add_bytecode(zip_path: Path) -> int:
 def main(argv: list[str]) -> int:
     """The command line (see the module's docstring)."""
     if argv[:1] == ["describe"]:
+        required_interpreter()
         print(json.dumps(describe()))
         return 0
     if argv[:1] == ["chalice"]:
