@@ -184,6 +184,18 @@ if [[ -n "$create_bucket" ]]; then
     '{"Rules":[{"ID":"expire-old-uploads","Status":"Enabled","Filter":{"Prefix":""},"Expiration":{"Days":90},"AbortIncompleteMultipartUpload":{"DaysAfterInitiation":1}}]}'
 fi
 
+# A stack rolls back to the code it runs now: keep that code's uploads younger than the
+# bucket's expiry, however long ago they were made (a rollback cannot fetch expired code).
+if [[ "$status" != absent && -z "$dry" ]]; then
+  current="$(aws cloudformation get-template --region "$region" --stack-name "$stack" \
+               --template-stage Original --query TemplateBody --output text 2>/dev/null || true)"
+  for key in $(grep -oE "s3://$bucket/[A-Za-z0-9._/-]+" <<<"$current" | sort -u | cut -d/ -f4-); do
+    aws s3api copy-object --region "$region" --bucket "$bucket" --key "$key" \
+      --copy-source "$bucket/$key" --metadata-directive REPLACE >/dev/null \
+      || echo "deploy: could not refresh s3://$bucket/$key (the current code); a rollback may not find it" >&2
+  done
+fi
+
 # --- build, upload, deploy ---------------------------------------------------------------------
 if [[ -z "$dry" && -z "${SKIP_PACKAGE:-}" ]]; then
   "$root/infra/package.sh"

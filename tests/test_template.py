@@ -16,6 +16,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -1171,6 +1172,30 @@ def test_deploy_with_cli_v1_puts_the_bucket_the_registry_and_the_code_in_the_reg
     assert json.loads(value) == {"accounts": {}}
     # And it went on to create the stack (moto's CloudFormation stops there: no SAM transform)
     assert "CreateChangeSet" in result.stderr or result.returncode == 0, result.stderr
+
+
+def test_deploy_keeps_the_code_the_stack_runs_now_from_expiring(fresh_aws: str,
+                                                                 tmp_path: Path) -> None:
+    # Given a stack whose template runs code uploaded long ago to the artifact bucket
+    bucket = f"minion-artifacts-{ACCOUNT_ID}-eu-central-1"
+    s3 = _client("s3", fresh_aws)
+    s3.create_bucket(Bucket=bucket,
+                     CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    s3.put_object(Bucket=bucket, Key="minion-clitest/0ld", Body=b"the code running now")
+    uploaded = s3.head_object(Bucket=bucket, Key="minion-clitest/0ld")["LastModified"]
+    _client("cloudformation", fresh_aws).create_stack(StackName="minion-clitest", TemplateBody=
+        json.dumps({"Metadata": {"CodeUri": f"s3://{bucket}/minion-clitest/0ld"},
+                    "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}))
+    time.sleep(1.1)  # S3 times have a resolution of a second
+    # When make deploy updates the stack
+    with package_lock():
+        result = _deploy_with_cli(fresh_aws, tmp_path)
+    # Then that code's upload is as new as the deploy: the bucket's expiry counts from now, so
+    # a rollback to it finds it
+    refreshed = s3.head_object(Bucket=bucket, Key="minion-clitest/0ld")["LastModified"]
+    assert refreshed > uploaded, result.stderr
+    assert s3.get_object(Bucket=bucket, Key="minion-clitest/0ld")["Body"].read() == \
+        b"the code running now"
 
 
 def test_deploy_refuses_an_artifact_bucket_in_another_region(fresh_aws: str,
