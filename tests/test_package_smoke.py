@@ -12,7 +12,6 @@ server, on a free loopback port) in place of the stack's.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
