@@ -12,6 +12,7 @@ from .auth import Grant
 from .errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, \
     ServiceUnavailable, UnsupportedMediaType
 from .jobs import Job, check_segment, is_job_id, iso, job_from_request, job_schedule, utc_minute
+from .jobs import never_runs_message
 from .queue import RunMessage, RunQueue
 from .runs import Run, is_run_id, manual_run_id
 from .store import Store
@@ -220,8 +221,11 @@ class MinionApi:
         minute = utc_minute(self.clock())
         anchor = minute if schedule.is_interval() else None
         zone = ZoneInfo(tz)
-        occurrences = [{"utc": iso(t), "local": t.astimezone(zone).isoformat()}
-                       for t in schedule.occurrences(minute, count, anchor)]
+        found = schedule.occurrences(minute, count, anchor)
+        if not found:  # what a POST of an enabled job would answer
+            return {**answer, "valid": False, "message": never_runs_message(minute),
+                    "occurrences": []}
+        occurrences = [{"utc": iso(t), "local": t.astimezone(zone).isoformat()} for t in found]
         return {**answer, "valid": True, "message": None, "occurrences": occurrences}
 
     def metrics_text(self, grant: Grant | None = None) -> str:

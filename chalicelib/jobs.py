@@ -290,5 +290,17 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
     next_at = None
     if enabled:
         next_at = schedule.next_after(minute, anchor if schedule.is_interval() else None)
+        schedule_set_anew = previous is None or (
+            previous.schedule_expression != expression or previous.schedule_timezone != tz)
+        # An enabled job that could never run is refused like `0 0 30 2 *`; a stored one
+        # whose one time has passed stays editable, and a disabled job may keep it.
+        if next_at is None and schedule_set_anew:
+            raise BadRequest(never_runs_message(minute))
     return replace(job, next=next_at)
+
+
+def never_runs_message(minute: datetime) -> str:
+    """Why an enabled job's schedule is refused when it has no occurrence after `minute`."""
+    return (f"schedule_expression: no occurrence after {iso(minute)}: "
+            f"an enabled job with this schedule would never run")
 

@@ -6,11 +6,20 @@ minion cron (5 fields, descriptors, `@every`), AWS `cron(...)` (6 fields), `rate
 timezone, then mapped to UTC: a repeated wall time fires at its first instance, a wall time
 skipped by a DST gap fires at the first minute after the gap.
 
-Choices the spec leaves open: a minion day field is unrestricted (for the day-of-month OR
-day-of-week rule) only when written `*`, `?` or `*/1`, so `*/2` restricts it, as croniter
-and robfig/cron do; `nW` does not fire in months shorter than n; `at(...)` accepts any
-seconds and fires at that minute; a schedule whose years or `at` time are past still parses
-(stored jobs are re-parsed) and simply never fires again.
+Rules taken from peers where cron implementations differ:
+- a minion day field written with a leading `*` (`*`, `?`, `*/2`, `*/5,10`) makes a day match
+  both day fields; only two restricted fields fire when either matches (robfig/cron v1's
+  star bit, Vixie/Debian cron, cronsim; croniter reads `*/2` as restricted and ORs);
+- a reversed range is refused in the minion dialect (robfig/cron, cronsim) and wraps round in
+  AWS cron's minute, hour, day-of-month, month and day-of-week, its step carried across the
+  wrap (Quartz's CronExpression, whose dialect EventBridge's is; `20-2` hours, `FRI-MON`), never
+  in the year;
+- AWS years run 1970-2199: a `*` year stops firing after 2199 (EventBridge's range);
+- `7/n` in the minion day-of-week is refused: steps there end at 6 (robfig refuses 7 there).
+Choices the spec leaves open: `nW` does not fire in months shorter than n; `at(...)` accepts
+any seconds and fires at that minute; a schedule whose years or `at` time are past still parses
+(stored jobs are re-parsed) and simply never fires again (the API refuses to set one anew for
+an enabled job).
 
 croniter does the cron arithmetic. Both cron dialects are validated here (the spec's
 rejections, with messages that say why), then converted to a five-field croniter expression
@@ -20,8 +29,9 @@ it on naive wall-clock minutes. Around what croniter misreads:
   fields, and the AWS year field (1970-2199; croniter's end at 2099) is filtered here;
 - it refuses `?` outside the day fields: `?` is read as `*` before conversion;
 - it takes `R` and `H` as random and hashed values: refused here;
-- it reads `5-5` or `JAN-JAN` as the whole cycle and `5-1` as a wrap-around: ranges and
-  steps are expanded here, so croniter never sees one;
+- it reads `5-5` or `JAN-JAN` as the whole cycle and `5-1` as a wrap-around (without
+  carrying a step across it): ranges and steps are expanded here, so croniter never sees one;
+- its `day_or=False` makes a day match both day fields: set for a minion field with a `*`;
 - it numbers AWS days of the week as cron's: AWS 1-7 from Sunday become cron's 0-6;
 - it has no `L` alone in the day of week (Saturday, `6`), spells AWS `nL` as `L<n-1>`, and
   has no `LW`: that is its `31W`, since croniter moves a W day past the month's end to the
@@ -207,22 +217,22 @@ def _parse_minion_cron(text: str) -> _CalendarPlan:
     minute, hour, dom, month, dow = (f.replace("?", "*") for f in fields)
     doms = _parse_field(dom, _DAY_OF_MONTH)
     dows = frozenset(0 if d == 7 else d for d in _parse_field(dow, _CRON_DAY_OF_WEEK))
-    # Two restricted day fields are lists, and croniter then fires when either matches
-    # (classic cron); one restricted field beside a star decides alone.
+    # A day field written with a leading star (`*`, `*/2`, `*/5,10`) is unrestricted for the
+    # day rule: a day must then match both fields (for a plain `*`, the other alone decides).
+    # Only two restricted fields fire when either matches (robfig/cron v1, Vixie, cronsim).
+    either = not (dom.startswith("*") or dow.startswith("*"))
     plan = _CalendarPlan(
         minutes=_parse_field(minute, _MINUTE),
         hours=_parse_field(hour, _HOUR),
-        day_of_month="*" if _is_star(dom) else _cron_list(doms),
+        # A field matching every day is `*` to croniter only where that means the same: when
+        # both must match (under either-matches, croniter would let the other alone decide).
+        day_of_month="*" if not either and len(doms) == _DAY_OF_MONTH.high else _cron_list(doms),
         months=_parse_field(month, _MONTH),
-        day_of_week="*" if _is_star(dow) else _cron_list(dows),
+        day_of_week="*" if not either and len(dows) == 7 else _cron_list(dows),
+        day_or=either,
     )
     plan.check_fires()
     return plan
-
-
-def _is_star(text: str) -> bool:
-    """A day field counts as unrestricted (for the OR rule) only when written as a bare star."""
-    return text in ("*", "*/1")
 
 
 def _cron_list(values: frozenset[int]) -> str:
@@ -248,15 +258,17 @@ def _parse_aws_cron(body: str) -> _CalendarPlan:
     else:
         day_of_month, nearest_day = "*", 0
         day_of_week = _parse_aws_day_of_week(dow)
+    # Years do not wrap (Quartz: "Start year must be less than stop year").
     years = None if year == "*" else tuple(sorted(_parse_field(year, _YEAR)))
     plan = _CalendarPlan(
-        minutes=_parse_field(minute, _MINUTE),
-        hours=_parse_field(hour, _HOUR),
+        minutes=_parse_field(minute, _MINUTE, wrap=True),
+        hours=_parse_field(hour, _HOUR, wrap=True),
         day_of_month=day_of_month,
-        months=_parse_field(month, _MONTH),
+        months=_parse_field(month, _MONTH, wrap=True),
         day_of_week=day_of_week,
         years=years,
         nearest_day=nearest_day,
+        last_year=_YEAR.high,
     )
     plan.check_fires()
     return plan
@@ -280,7 +292,7 @@ def _parse_aws_day_of_month(field_text: str) -> tuple[str, int]:
         return f"{day}W", day
     if "L" in text or "W" in text:
         raise ScheduleError("L and W must stand alone in the day-of-month field (L, LW or 15W)")
-    return _cron_list(_parse_field(field_text, _DAY_OF_MONTH)), 0
+    return _cron_list(_parse_field(field_text, _DAY_OF_MONTH, wrap=True)), 0
 
 
 def _parse_aws_day_of_week(field_text: str) -> str:
@@ -305,7 +317,7 @@ def _parse_aws_day_of_week(field_text: str) -> str:
         return f"{weekday}#{week}"
     if "L" in text or "#" in text:
         raise ScheduleError("L and # must stand alone in the day-of-week field (L, 6L or 6#3)")
-    weekdays = _parse_field(field_text, _AWS_DAY_OF_WEEK)
+    weekdays = _parse_field(field_text, _AWS_DAY_OF_WEEK, wrap=True)
     return _cron_list(frozenset(_aws_to_cron_weekday(d) for d in weekdays))
 
 
@@ -417,8 +429,12 @@ _AWS_DAY_OF_WEEK = _FieldSpec(
 _YEAR = _FieldSpec("year", 1970, 2199, 2199, {})
 
 
-def _parse_field(text: str, spec: _FieldSpec) -> frozenset[int]:
-    """Values of a comma list of `*`, `n`, `a-b`, each optionally `/step`."""
+def _parse_field(text: str, spec: _FieldSpec, wrap: bool = False) -> frozenset[int]:
+    """Values of a comma list of `*`, `n`, `a-b`, each optionally `/step`.
+
+    With `wrap` (AWS cron, after Quartz), a range whose start is after its end wraps round
+    the field's cycle, its step carried across the wrap; otherwise such a range is refused.
+    """
     values: set[int] = set()
     for element in text.split(","):
         if not element:
@@ -437,10 +453,24 @@ def _parse_field(text: str, spec: _FieldSpec) -> frozenset[int]:
             start, _, end = base.partition("-")
             low, high = _value(start, spec), _value(end, spec)
             if low > high:
-                raise ScheduleError(f"range {base} in the {spec.name} field is reversed")
+                if not wrap:
+                    raise ScheduleError(f"range {base} in the {spec.name} field is reversed")
+                # Quartz's addToSet: count on past the field's end, then take the modulus.
+                cycle = spec.high - spec.low + 1
+                values.update(
+                    spec.low + (v - spec.low) % cycle for v in range(low, high + cycle + 1, step)
+                )
+                continue
         else:
             low = _value(base, spec)
             high = spec.star_high if slash else low
+            if low > high:
+                # Only `7/n` in the minion day-of-week: 7 is Sunday, but steps end at 6 (robfig
+                # refuses 7 there; croniter fails on the empty set it leaves).
+                raise ScheduleError(
+                    f"{element} in the {spec.name} field steps from {low}, past "
+                    f"{spec.star_high} where its steps end (write 0/{step} to step from Sunday)"
+                )
         values.update(range(low, high + 1, step))
     return frozenset(values)
 
@@ -502,12 +532,15 @@ class _CalendarPlan:
         years: tuple[int, ...] | None = None,
         nearest_day: int = 0,
         search_years: int = _SEARCH_YEARS,
+        day_or: bool = True,
+        last_year: int | None = None,
     ) -> None:
         self.cron_expression = " ".join(
             (_cron_list(minutes), _cron_list(hours), day_of_month, _cron_list(months), day_of_week)
         )
-        self._day_pattern = (day_of_month, months, day_of_week, years, nearest_day)
+        self._day_pattern = (day_of_month, months, day_of_week, years, nearest_day, day_or)
         self.years = years
+        self._last_year = last_year  # AWS years end in 2199, whatever the year field says
         self._year_set = None if years is None else frozenset(years)
         self._nearest_day = nearest_day  # `nW`: months shorter than n do not fire
         self._search_years = search_years
@@ -516,6 +549,7 @@ class _CalendarPlan:
             _CRONITER_START,
             ret_type=datetime,
             max_years_between_matches=search_years,
+            day_or=day_or,  # False: a day must match both day fields
         )
         self._lock = threading.Lock()  # get_next keeps its position in the croniter object
         # The last answer, (zone, after, occurrence): it is also the answer for any later
@@ -568,6 +602,8 @@ class _CalendarPlan:
         """Earliest matching naive wall-clock minute at or after `start`."""
         moment = start
         while True:
+            if self._last_year is not None and moment.year > self._last_year:
+                return None
             if self.years is not None:
                 index = bisect_left(self.years, moment.year)
                 if index == len(self.years):
@@ -580,6 +616,8 @@ class _CalendarPlan:
                     return None
                 # None in the years croniter searched: go on from where it gave up.
                 moment = datetime(moment.year + self._search_years, 1, 1)
+            elif self._last_year is not None and found.year > self._last_year:
+                return None
             elif self._year_set is not None and found.year not in self._year_set:
                 moment = datetime(found.year, 1, 1)  # then to the next year given
             elif self._nearest_day and self._nearest_day > _month_length(found):
@@ -622,6 +660,7 @@ def _day_pattern_error(
     day_of_week: str,
     years: tuple[int, ...] | None,
     nearest_day: int,
+    day_or: bool,
 ) -> str | None:
     """Why a day pattern does not fire in its years, or not in every five years; None if it does.
 
@@ -630,7 +669,15 @@ def _day_pattern_error(
     """
     midnight = frozenset({0})
     plan = _CalendarPlan(
-        midnight, midnight, day_of_month, months, day_of_week, None, nearest_day, search_years=1
+        midnight,
+        midnight,
+        day_of_month,
+        months,
+        day_of_week,
+        None,
+        nearest_day,
+        search_years=1,
+        day_or=day_or,
     )
     firing_types = {kind for kind, year in _YEAR_OF_TYPE.items() if plan.fires_in(year)}
     if years is not None:

@@ -18,7 +18,7 @@ from functools import cache
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, given, note, reject, settings
 from hypothesis import strategies as st
 
 from chalicelib.schedules import ScheduleError, parse_schedule
@@ -80,6 +80,7 @@ class CalendarCase:
     months: frozenset[int]
     day_ok: Callable[[date], bool]
     years: frozenset[int] | None = None
+    last_year: int | None = None  # AWS cron: 2199, whatever the year field says
 
     def matches(self, wall: datetime) -> bool:
         return (
@@ -87,6 +88,7 @@ class CalendarCase:
             and wall.hour in self.hours
             and wall.month in self.months
             and (self.years is None or wall.year in self.years)
+            and (self.last_year is None or wall.year <= self.last_year)
             and self.day_ok(wall.date())
         )
 
@@ -108,11 +110,15 @@ def fields(
     max_elements: int = 3,
     kinds: tuple[str, ...] = ("value", "value", "range", "star_step", "range_step", "from"),
     pick: tuple[int, int] | None = None,
+    wrap: bool = False,
 ) -> Field:
     """A comma list of `*`, `n`, `a-b`, `*/s`, `a-b/s`, `a/s`, with names in any case.
 
-    `pick` narrows the values drawn for `n` and `a-b` (years), not what `*` means.
+    `pick` narrows the values drawn for `n` and `a-b` (years), not what `*` means. With
+    `wrap` (AWS cron), also `b-a` and `b-a/s` with b > a, which wrap round the field's cycle.
     """
+    if wrap:
+        kinds = (*kinds, "wrap", "wrap_step")
     star_high = high if star_high is None else star_high
     pick_low, pick_high = pick or (low, high)
     names = names or {}
@@ -143,6 +149,15 @@ def fields(
         elif kind == "range_step":
             texts.append(f"{render(a)}-{render(b)}/{step}")
             matchers.append(lambda v, a=a, b=b, s=step: a <= v <= b and (v - a) % s == 0)
+        elif kind in ("wrap", "wrap_step"):
+            # Quartz's reading, restated: v is reached from the start b by counting forward
+            # round the cycle no further than the end a, in whole steps.
+            s = step if kind == "wrap_step" else 1
+            cycle = high - low + 1
+            texts.append(f"{render(b)}-{render(a)}" + (f"/{s}" if kind == "wrap_step" else ""))
+            matchers.append(
+                lambda v, a=a, b=b, s=s, c=cycle: (v - b) % c <= (a - b) % c and (v - b) % c % s == 0
+            )
         else:
             a = min(a, star_high)
             texts.append(f"{render(a)}/{step}")
@@ -169,11 +184,11 @@ def is_weekday(day: date) -> bool:
     return day.isoweekday() <= 5
 
 
-def time_fields(single: bool) -> st.SearchStrategy[tuple[Field, Field]]:
+def time_fields(single: bool, wrap: bool = False) -> st.SearchStrategy[tuple[Field, Field]]:
     if single:
         one = {"max_elements": 1, "star_weight": 0, "kinds": ("value",)}
         return st.tuples(fields(0, 59, **one), fields(0, 23, **one))
-    return st.tuples(fields(0, 59, star_weight=1), fields(0, 23, star_weight=2))
+    return st.tuples(fields(0, 59, star_weight=1, wrap=wrap), fields(0, 23, star_weight=2, wrap=wrap))
 
 
 @st.composite
@@ -185,13 +200,15 @@ def minion_crons(draw: st.DrawFn, single_time: bool = False) -> CalendarCase:
     texts = [f.text for f in (minute, hour, dom, month, dow)]
     texts = [("?" if t == "*" and draw(st.booleans()) else t) for t in texts]
     doms, dows = dom.values, frozenset(v % 7 for v in dow.values)  # 7 is Sunday too
-    # A day field is unrestricted when written as a bare star; `*/2` restricts it.
-    dom_star, dow_star = texts[2] in ("*", "?", "*/1"), texts[4] in ("*", "?", "*/1")
+    # A day field starting with a star (`*`, `?`, `*/2`, `*/5,1-7`) is unrestricted: a day then
+    # matches both fields; only two restricted fields fire when either matches (robfig/cron
+    # v1, Vixie cron, cronsim).
+    dom_star, dow_star = texts[2].startswith(("*", "?")), texts[4].startswith(("*", "?"))
 
     def day_ok(day: date) -> bool:
-        dom_hit, dow_hit = day.day in doms, cron_weekday(day) in dows
+        dom_hit, dow_hit = day.day in doms, cron_weekday(day) in dows  # `*` holds every day
         if dom_star or dow_star:
-            return (dom_star or dom_hit) and (dow_star or dow_hit)
+            return dom_hit and dow_hit
         return dom_hit or dow_hit  # both restricted: either
 
     return CalendarCase(" ".join(texts), minute.values, hour.values, month.values, day_ok)
@@ -238,7 +255,7 @@ def aws_day_of_month(draw: st.DrawFn, special: bool = False) -> tuple[str, Calla
     if form == "W":
         target = draw(st.sampled_from([1, 1, 2, 15, 30, 31]) if special else EDGE_DAYS)
         return f"{target}W", lambda d: nearest_weekday(d, target)
-    dom = draw(fields(1, 31))
+    dom = draw(fields(1, 31, wrap=True))
     return dom.text, lambda d: d.day in dom.values
 
 
@@ -256,15 +273,20 @@ def aws_day_of_week(draw: st.DrawFn, special: bool = False) -> tuple[str, Callab
     if form == "#":
         week = draw(st.integers(1, 5))
         return f"{name}#{week}", lambda d: aws_weekday(d) == weekday and (d.day - 1) // 7 + 1 == week
-    dow = draw(fields(1, 7, names=AWS_DAY_NAMES))
+    dow = draw(fields(1, 7, names=AWS_DAY_NAMES, wrap=True))
     return dow.text, lambda d: aws_weekday(d) in dow.values
 
 
 @st.composite
-def aws_crons(draw: st.DrawFn, single_time: bool = False, special: bool = False) -> CalendarCase:
+def aws_crons(
+    draw: st.DrawFn,
+    single_time: bool = False,
+    special: bool = False,
+    year_pick: tuple[int, int] = (2024, 2031),
+) -> CalendarCase:
     """AWS cron; `special` keeps to the L, LW, W, nL and # day forms."""
-    minute, hour = draw(time_fields(single_time))
-    month = draw(fields(1, 12, names=MONTH_NAMES, star_weight=3))
+    minute, hour = draw(time_fields(single_time, wrap=True))
+    month = draw(fields(1, 12, names=MONTH_NAMES, star_weight=3, wrap=True))
     if draw(st.booleans()):
         dom_text, day_ok = draw(aws_day_of_month(special))
         dow_text = "?"
@@ -274,10 +296,10 @@ def aws_crons(draw: st.DrawFn, single_time: bool = False, special: bool = False)
     years: frozenset[int] | None = None
     year_text = "*"
     if draw(st.integers(0, 3)) == 0:
-        year = draw(fields(1970, 2199, star_weight=0, pick=(2024, 2031)))
+        year = draw(fields(1970, 2199, star_weight=0, pick=year_pick))
         year_text, years = year.text, year.values
     expression = f"cron({minute.text} {hour.text} {dom_text} {month.text} {dow_text} {year_text})"
-    return CalendarCase(expression, minute.values, hour.values, month.values, day_ok, years)
+    return CalendarCase(expression, minute.values, hour.values, month.values, day_ok, years, 2199)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +388,7 @@ def occurrences_until(expression: str, zone: str, start: datetime, end: datetime
 
 def parse_or_reject(expression: str, zone: str = "UTC") -> None:
     """Generated expressions are well formed; only a day pattern that never fires is refused."""
+    note(f"expression {expression!r} in {zone}")  # shown with a failing example
     try:
         parse_schedule(expression, zone)
     except ScheduleError as err:
@@ -425,12 +448,16 @@ def test_day_patterns_agree_with_the_calendar_over_a_year(
     # without DST, and a window of 400 days
     parse_or_reject(case.expression, zone)
     start = start.replace(second=0, microsecond=0, tzinfo=UTC)
-    end = start + timedelta(days=400)
+    # When listing its occurrences, then they are the calendar's
+    assert_agrees_with_the_calendar(case, zone, start, start + timedelta(days=400))
+
+
+def assert_agrees_with_the_calendar(case: CalendarCase, zone: str, start: datetime, end: datetime) -> None:
+    """The schedule's occurrences in (start, end] are the matching local days at the matching
+    times, shifted by the zone's fixed offset."""
     offset = ZoneInfo(zone).utcoffset(start)
     assert offset is not None and offset == ZoneInfo(zone).utcoffset(end)
-    # When listing its occurrences
     found = occurrences_until(case.expression, zone, start, end)
-    # Then they are the matching local days at the matching times, shifted by the offset
     expected = []
     day = (start + offset).date() - timedelta(days=1)
     while day <= (end + offset).date():
@@ -443,6 +470,26 @@ def test_day_patterns_agree_with_the_calendar_over_a_year(
         day += timedelta(days=1)
     assert found == expected
     assert_well_formed(found, start)
+
+
+@fast(60)
+@given(
+    case=st.one_of(
+        aws_crons(single_time=True, year_pick=(2190, 2199)),
+        aws_crons(single_time=True, special=True, year_pick=(2190, 2199)),
+    ),
+    zone=st.sampled_from(FIXED_ZONES),
+    start=st.datetimes(datetime(2198, 1, 1), datetime(2199, 12, 31)),
+)
+def test_aws_cron_stops_after_2199_its_last_year(case: CalendarCase, zone: str, start: datetime) -> None:
+    # Given an AWS cron (any year field) and a window of 400 days across the end of 2199, in a
+    # zone without DST
+    parse_or_reject(case.expression, zone)
+    start = start.replace(second=0, microsecond=0, tzinfo=UTC)
+    # When listing its occurrences, then they are the calendar's up to local 2199-12-31 only,
+    # and nothing comes after
+    assert_agrees_with_the_calendar(case, zone, start, start + timedelta(days=400))
+    assert parse_schedule(case.expression, zone).next_after(datetime(2200, 1, 2, tzinfo=UTC)) is None
 
 
 def go_durations(minutes: int) -> st.SearchStrategy[str]:

@@ -279,8 +279,10 @@ MINION_CRON = [
     # both day fields restricted: either matches (the 13th, and Fridays)
     ("0 0 13 * FRI", ["2026-02-06 00:00", "2026-02-13 00:00", "2026-02-20 00:00"]),
     ("0 0 13 3 FRI", ["2026-03-06 00:00", "2026-03-13 00:00", "2026-03-20 00:00"]),
-    # a restricted step in day-of-month is restricted too: odd days, or Mondays
-    ("0 0 */2 * MON", ["2026-01-31 00:00", "2026-02-01 00:00", "2026-02-02 00:00"]),
+    # a day field starting with `*` makes a day match both fields: odd days that are Mondays
+    # (robfig/cron v1, Vixie cron, cronsim; issue 11)
+    ("0 0 */2 * MON", ["2026-02-09 00:00", "2026-02-23 00:00", "2026-03-09 00:00"]),
+    ("0 0 1-7 * */7", ["2026-02-01 00:00", "2026-03-01 00:00", "2026-04-05 00:00"]),
     # one day field a star: the other alone decides
     ("0 0 * * FRI", ["2026-02-06 00:00", "2026-02-13 00:00", "2026-02-20 00:00"]),
     ("0 0 13 * *", ["2026-02-13 00:00", "2026-03-13 00:00", "2026-04-13 00:00"]),
