@@ -465,8 +465,8 @@ def _parse_field(text: str, spec: _FieldSpec, wrap: bool = False) -> frozenset[i
             low = _value(base, spec)
             high = spec.star_high if slash else low
             if low > high:
-                # Only `7/n` in the minion day-of-week: 7 is Sunday, but steps end at 6 (robfig
-                # refuses 7 there; croniter fails on the empty set it leaves).
+                # Only `7/n` in the minion day-of-week: 7 is Sunday, but steps end at 6. Peers
+                # disagree (robfig refuses 7, cronsim reads Sunday, croniter 0/n): refused.
                 raise ScheduleError(
                     f"{element} in the {spec.name} field steps from {low}, past "
                     f"{spec.star_high} where its steps end (write 0/{step} to step from Sunday)"

@@ -100,6 +100,8 @@ REJECTED_EXPRESSIONS = [
     ("0 0 * * MONDAY", "'MONDAY' is not a valid day-of-week"),
     ("0 0 * FOO *", "'FOO' is not a valid month"),
     ("0 0 * * 5-1", "range 5-1 in the day-of-week field is reversed"),
+    ("0 0 * * 7/2", "7/2 in the day-of-week field steps from 7, past 6 where its steps end"),
+    ("0 0 * * 1,7/1", "7/1 in the day-of-week field steps from 7"),
     ("1,,2 * * * *", "empty item in the minute field"),
     ("-5 * * * *", "is not a valid minute"),
     ("*/x * * * *", "step 'x' in the minute field is not a number"),
@@ -134,6 +136,7 @@ REJECTED_EXPRESSIONS = [
     ("cron(0 0 32W * ? *)", "day-of-month 32 is out of range 1-31"),
     ("cron(0 0 1 * ? 1969)", "year 1969 is out of range 1970-2199"),
     ("cron(0 0 1 * ? 2200)", "year 2200 is out of range 1970-2199"),
+    ("cron(0 0 1 * ? 2027-2026)", "range 2027-2026 in the year field is reversed"),
     ("cron(0 0 ? 2 1#5 *)", "never fires within five years"),  # 5th Sunday of February: 28 years apart
     ("cron(0 0 29 2 ? 2027)", "never fires in the years given"),
     ("cron(0 12 31W 4,6 ? *)", "never fires within five years"),
@@ -699,9 +702,26 @@ def test_croniter_reads_an_equal_range_as_the_whole_cycle_we_read_it_as_one_valu
 def test_croniter_reads_a_reversed_range_as_a_wrap_around_we_refuse_it() -> None:
     # Given Friday-Monday, which croniter wraps over the weekend
     assert raw_croniter("0 0 * * 5-1") == ["2026-01-31 00:00:00", "2026-02-01 00:00:00", "2026-02-02 00:00:00"]
-    # Then it is refused as reversed
+    # Then the minion dialect refuses it as reversed (robfig/cron, cronsim)
     with pytest.raises(ScheduleError, match="range 5-1 in the day-of-week field is reversed"):
         parse_schedule("0 0 * * 5-1")
+
+
+def test_croniter_drops_the_step_at_a_wrap_aws_carries_it_across_as_quartz_does() -> None:
+    # Given hours 22-2 every third hour: croniter reads 22 and 2
+    assert raw_croniter("0 22-2/3 * * *") == ["2026-01-30 22:00:00", "2026-01-31 02:00:00", "2026-01-31 22:00:00"]
+    # Then AWS cron(...) counts 22, 25 = 01:00 (Quartz's addToSet; EventBridge's dialect)
+    assert next_three("cron(0 22-2/3 * * ? *)") == ["2026-01-30 22:00", "2026-01-31 01:00", "2026-01-31 22:00"]
+
+
+def test_croniter_reads_a_step_from_7_as_from_sunday_0_we_refuse_it() -> None:
+    # Given `7/2` in the day of week: croniter reads Sunday, Tuesday, Thursday, Saturday,
+    # cronsim Sunday alone (7 is its last value), robfig refuses 7; the empty set it left
+    # here used to reach croniter as a 4-field expression (a 500 through the API)
+    assert croniter("0 0 * * 7/2", FRIDAY_10_17_NAIVE).expanded[4] == [0, 2, 4, 6]
+    # Then it is refused, saying why
+    with pytest.raises(ScheduleError, match="7/2 in the day-of-week field"):
+        parse_schedule("0 0 * * 7/2")
 
 
 def test_croniter_numbers_days_from_sunday_zero_aws_days_are_converted() -> None:
@@ -759,6 +779,20 @@ def test_croniter_years_stop_at_2099_aws_years_to_2199_are_filtered_here() -> No
     with pytest.raises(CroniterBadCronError, match="out of range"):
         croniter("0 0 1 1 * 0 2150", FRIDAY_10_17_NAIVE)
     assert next_three("cron(0 0 1 1 ? 2150)") == ["2150-01-01 00:00"]
+
+
+def test_croniter_fires_past_2199_aws_years_end_there() -> None:
+    # Given a yearly schedule, which croniter fires in 2200 too
+    assert raw_croniter("0 0 1 1 *", datetime(2199, 6, 1)) == [
+        "2200-01-01 00:00:00", "2201-01-01 00:00:00", "2202-01-01 00:00:00"]
+    # Then AWS cron(...) with a `*` year stops after 2199, and the 5-field dialect goes on
+    assert next_three("cron(0 0 1 1 ? *)", after=utc("2198-06-01 00:00")) == ["2199-01-01 00:00"]
+    assert next_three("0 0 1 1 *", after=utc("2199-06-01 00:00")) == [
+        "2200-01-01 00:00", "2201-01-01 00:00", "2202-01-01 00:00"]
+    # The years are local: in Tokyo (UTC+9) the last hour of 2199 starts at 14:00 UTC
+    tokyo = parse_schedule("cron(0 * ? * * *)", "Asia/Tokyo")
+    assert tokyo.next_after(utc("2199-12-31 13:00")) == utc("2199-12-31 14:00")
+    assert tokyo.next_after(utc("2199-12-31 14:00")) is None
 
 
 def test_croniter_fires_a_repeated_wall_time_twice_we_fire_it_once() -> None:
