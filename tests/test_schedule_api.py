@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
 from chalicelib.jobs import Job, new_job_id
+from chalicelib.schedules import ScheduleError, parse_schedule
 from chalicelib.store import Store
 from conftest import TABLE, auth
 from test_schedule_properties import aws_crons, descriptors, minion_crons
@@ -276,3 +277,21 @@ def test_mutated_expressions_answer_200_or_a_400_saying_why_never_a_5xx(
         assert job["next"] is not None
         assert answer["valid"] is True and answer["occurrences"]
         assert client.http.delete(f"{GROUP}/{job['id']}", headers=auth()).status_code == 202
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expression=mutated(), tz=st.sampled_from(["UTC", "Europe/Dublin", "Pacific/Chatham"]))
+@example(expression="0 0 * * 7/2", tz="UTC")
+def test_mutated_expressions_parse_or_raise_a_schedule_error_and_compute_without_failing(
+        expression: str, tz: str) -> None:
+    # Many more mutations than through the API, at the module the API calls: any other
+    # exception would be a 500 there
+    note(f"expression {expression!r} in {tz}")
+    try:
+        schedule = parse_schedule(expression, tz)
+    except ScheduleError as error:
+        assert str(error) and error.field in ("schedule_expression", "schedule_timezone")
+        return
+    now = datetime(2026, 1, 30, 10, 17, 30, tzinfo=timezone.utc)
+    found = schedule.occurrences(now, 3, now.replace(second=0))
+    assert all(b > a for a, b in zip([now, *found], found))
