@@ -295,3 +295,71 @@ def test_mutated_expressions_parse_or_raise_a_schedule_error_and_compute_without
     now = datetime(2026, 1, 30, 10, 17, 30, tzinfo=timezone.utc)
     found = schedule.occurrences(now, 3, now.replace(second=0))
     assert all(b > a for a, b in zip([now, *found], found))
+
+
+# --- the issue's exact cases, through the API at a chosen moment --------------------------------
+
+
+@pytest.fixture
+def clock(client: Any) -> Any:
+    """Set the API's clock (the app's one MinionApi, which the routes share)."""
+    import app as app_module
+
+    def set_to(text: str) -> None:
+        moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        app_module._api().clock = lambda: moment
+
+    return set_to
+
+
+def utc_occurrences(client: Any, expression: str, count: int) -> list[str]:
+    response = preview(client, expression, "UTC", count)
+    assert response.status_code == 200 and response.json_body["valid"] is True, response.body
+    return [o["utc"] for o in response.json_body["occurrences"]]
+
+
+def test_the_issues_cases_at_their_own_moments(client: Any, clock: Any) -> None:
+    # robfig/cron's `0 0 */5 Apr,Aug,Oct Mon` from 2012-07-09: Monday the 6th of August, not
+    # the 1st (a Wednesday)
+    clock("2012-07-09T23:35")
+    assert utc_occurrences(client, "0 0 */5 Apr,Aug,Oct Mon", 2) == [
+        "2012-08-06T00:00:00Z", "2012-10-01T00:00:00Z"]
+    created = create(client, "0 0 */5 Apr,Aug,Oct Mon")
+    assert created.status_code == 200 and created.json_body["next"] == "2012-08-06T00:00:00Z"
+    # cronsim's `1 1 1-7 * */7`: the first Sunday of each month, not the 1st, 2nd, 3rd...
+    clock("2020-01-01T00:00")
+    assert utc_occurrences(client, "1 1 1-7 * */7", 4) == [
+        "2020-01-05T01:01:00Z", "2020-02-02T01:01:00Z", "2020-03-01T01:01:00Z",
+        "2020-04-05T01:01:00Z"]
+    # The AWS documentation's 20:00 to 02:30 on weekdays, from Friday 2026-01-30 19:00
+    clock("2026-01-30T19:00")
+    assert utc_occurrences(client, "cron(0/30 20-2 ? * MON-FRI *)", 10)[7:] == [
+        "2026-01-30T23:30:00Z", "2026-02-02T00:00:00Z", "2026-02-02T00:30:00Z"]
+
+
+def test_aws_next_is_null_after_2199(client: Any, clock: Any, aws: dict[str, Any]) -> None:
+    # Given mid-2198, `cron(0 0 1 1 ? *)` fires once more, on 1 January 2199, and never after
+    clock("2198-06-01T00:00")
+    assert utc_occurrences(client, "cron(0 0 1 1 ? *)", 5) == ["2199-01-01T00:00:00Z"]
+    job = create(client, "cron(0 0 1 1 ? *)").json_body
+    assert job["next"] == "2199-01-01T00:00:00Z"
+    # When mid-2199 / Then an enabled job with it would never run: refused, and the preview
+    # says so
+    clock("2199-06-01T00:00")
+    before = item_count(aws)
+    message = error_message(create(client, "cron(0 0 1 1 ? *)"))
+    assert message == ("schedule_expression: no occurrence after 2199-06-01T00:00:00Z: "
+                       "an enabled job with this schedule would never run")
+    assert item_count(aws) == before
+    assert preview(client, "cron(0 0 1 1 ? *)").json_body["message"] == message
+    # And the stored job, read back, keeps its last occurrence until the tick moves it
+    assert client.http.get(f"{GROUP}/{job['id']}", headers=auth()).json_body["next"] == (
+        "2199-01-01T00:00:00Z")
+
+
+def test_an_at_in_the_past_and_one_in_the_future_by_the_apis_clock(client: Any, clock: Any) -> None:
+    clock("2026-03-01T09:30")
+    # The minute itself has passed (an occurrence is strictly after now): refused
+    assert error_message(create(client, "at(2026-03-01T09:30:00)")).endswith("would never run")
+    response = create(client, "at(2026-03-01T09:31:00)")
+    assert response.status_code == 200 and response.json_body["next"] == "2026-03-01T09:31:00Z"
