@@ -57,6 +57,18 @@ def error_message(response: Any) -> str:
     return str(body["Message"])
 
 
+@pytest.fixture
+def clock(client: Any) -> Any:
+    """Set the API's clock (the app's one MinionApi, which the routes share)."""
+    import app as app_module
+
+    def set_to(text: str) -> None:
+        moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        app_module._api().clock = lambda: moment
+
+    return set_to
+
+
 # --- the four wrong answers ------------------------------------------------------------------
 
 
@@ -175,13 +187,17 @@ def test_a_disabled_job_may_keep_a_schedule_with_no_occurrence_left(client: Any)
 
 
 def test_an_update_to_a_schedule_with_no_occurrence_left_is_refused_and_changes_nothing(
-        client: Any) -> None:
-    # Given an enabled job
-    job = create(client, "0 9 * * *").json_body
+        client: Any, clock: Any) -> None:
+    # Given an enabled one-time job at 10:00 UTC, half an hour from now
+    clock("2026-03-01T09:30")
+    job = create(client, "at(2026-03-01T10:00:00)").json_body
+    assert job["next"] == "2026-03-01T10:00:00Z"
     path = f"{GROUP}/{job['id']}"
     # When its expression, or only its timezone, is changed to one that never fires again
+    # (10:00 in Tokyo was 01:00 UTC)
     for expression, tz in [("at(2020-01-01T00:00:00)", "UTC"),
-                           ("cron(0 0 1 1 ? 2021)", "UTC")]:
+                           ("cron(0 0 1 1 ? 2021)", "UTC"),
+                           ("at(2026-03-01T10:00:00)", "Asia/Tokyo")]:
         body = {**DUMMY, "schedule_expression": expression, "schedule_timezone": tz}
         response = client.http.put(path, headers=auth(), body=json.dumps(body))
         # Then 400, and the job is as it was
@@ -298,18 +314,6 @@ def test_mutated_expressions_parse_or_raise_a_schedule_error_and_compute_without
 
 
 # --- the issue's exact cases, through the API at a chosen moment --------------------------------
-
-
-@pytest.fixture
-def clock(client: Any) -> Any:
-    """Set the API's clock (the app's one MinionApi, which the routes share)."""
-    import app as app_module
-
-    def set_to(text: str) -> None:
-        moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
-        app_module._api().clock = lambda: moment
-
-    return set_to
 
 
 def utc_occurrences(client: Any, expression: str, count: int) -> list[str]:
