@@ -5,11 +5,12 @@ import functools
 import os
 import uuid
 from typing import Any, Callable
+from urllib.parse import quote, urlencode
 
 from chalice import Chalice, CORSConfig, Cron, Response
 
 from chalicelib import deps
-from chalicelib.api import MinionApi, RequestBody
+from chalicelib.api import JobListing, MinionApi, RequestBody, job_body
 from chalicelib.auth import Grant
 from chalicelib.errors import Forbidden, MethodNotAllowed, MinionError, Unauthorized
 from chalicelib.jobs import Job
@@ -22,7 +23,7 @@ app = Chalice(app_name="minion")
 QUEUE_NAME = os.environ.get("MINION_QUEUE_NAME", DEFAULT_QUEUE_NAME)
 CORS = CORSConfig(allow_origin=os.environ.get("MINION_CORS_ORIGIN", "*"),
                   allow_headers=["X-Auth-Token", "Content-Type", "If-Match"],
-                  expose_headers=["ETag", "Location"], max_age=600)
+                  expose_headers=["ETag", "Location", "Link"], max_age=600)
 BASE = "/v1/minion"
 JOBS = BASE + "/{account}/jobs"
 GROUP = JOBS + "/{group}"
@@ -33,7 +34,7 @@ RUN = RUNS + "/{run_id}"
 
 @functools.lru_cache(maxsize=1)
 def _api() -> MinionApi:
-    return MinionApi(deps.store(), deps.run_queue(), deps.registry)
+    return MinionApi(deps.store(), deps.run_queue(), deps.registry, page_key=deps.page_key)
 
 
 def _error(error: MinionError, request_id: str | None = None) -> Response:
@@ -117,7 +118,30 @@ def _job_response(job: Job, status: int, location: bool = False) -> Response:
     headers = {"ETag": f'"{job.version}"'}
     if location:
         headers["Location"] = f"{BASE}/{job.account}/jobs/{job.group}/{job.id}"
-    return Response(body=job.to_api(), status_code=status, headers=headers)
+    return Response(body=job_body(job, get_settings().response_shape), status_code=status,
+                    headers=headers)
+
+
+def _listing_response(listing: JobListing) -> Any:
+    """The list as before paging; a page with `Link: <...>; rel="next"` (RFC 8288) when
+    there is a next one: root-relative, carrying `limit`, `next_token` (and `expand`)."""
+    if not listing.paged:
+        return listing.items
+    headers = {}
+    if listing.next_token is not None:
+        query = {"limit": str(listing.limit), "next_token": listing.next_token}
+        if listing.expand:
+            query["expand"] = listing.expand
+        headers["Link"] = f'<{_request_path()}?{urlencode(query)}>; rel="next"'
+    return Response(body=listing.items, status_code=200, headers=headers)
+
+
+def _request_path() -> str:
+    # API Gateway's context path includes the stage (`/api/v1/minion/...`): what the client
+    # called. Chalice's own path omits it.
+    request = app.current_request
+    path = (request.context or {}).get("path") or request.path
+    return quote(path, safe="/-._~")
 
 
 # --- public -------------------------------------------------------------------------------
@@ -166,13 +190,15 @@ def preview_schedule() -> dict[str, Any]:
 
 
 @route(JOBS, ["GET"])
-def list_account_jobs(account: str) -> list[str]:
-    return _api().list_jobs(account)
+def list_account_jobs(account: str) -> Any:
+    return _listing_response(_api().list_jobs_page(
+        account, None, app.current_request.query_params or {}))
 
 
 @route(GROUP, ["GET"])
-def list_group_jobs(account: str, group: str) -> list[str]:
-    return _api().list_jobs(account, group)
+def list_group_jobs(account: str, group: str) -> Any:
+    return _listing_response(_api().list_jobs_page(
+        account, group, app.current_request.query_params or {}))
 
 
 @route(GROUP, ["POST"])

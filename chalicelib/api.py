@@ -1,7 +1,11 @@
 """What each API route does, free of HTTP: validated inputs in, domain objects out."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
@@ -19,10 +23,13 @@ from .store import Store
 
 MAX_BODY = 64 * 1024
 MAX_RUNS_PAGE = 100
+MAX_JOBS_PAGE = 1000
+MAX_EXPANDED_PAGE = 100
 MAX_PREVIEW = 100
 # Per-account series of /metrics (two each): bounds a scrape to one Query of 501 small items
 # and about 60 KB of text, whatever the number of tenants.
 MAX_METRICS_ACCOUNTS = 500
+MAX_TOKEN = 1024
 
 
 def parse_json_body(raw: bytes | None, content_type: str | None) -> Any:
@@ -82,15 +89,94 @@ def parse_if_match(header: str | None) -> int | None:
     return version
 
 
+def page_limit(params: Mapping[str, str], default: int, maximum: int) -> int:
+    """The `limit` query parameter of a listing (400 naming it unless an integer 1-maximum)."""
+    limit = _whole_number(params.get("limit", str(default)))
+    if limit is None or not 1 <= limit <= maximum:
+        raise BadRequest(f"limit: expected an integer 1-{maximum}")
+    return limit
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class PageTokens:
+    """Opaque, tamper-evident `next_token`s: where a listing continues, bound to that listing
+    and signed with an HMAC of the deployment's key (a client can neither forge a position
+    nor carry a token over to another account's listing)."""
+
+    def __init__(self, key: Callable[[], bytes]) -> None:
+        self._key = key
+
+    def _mac(self, scope: str, position: bytes) -> bytes:
+        message = scope.encode("utf-8") + b"\0" + position
+        return hmac.new(self._key(), message, hashlib.sha256).digest()[:16]
+
+    def issue(self, scope: str, position: str) -> str:
+        """A token for continuing the listing `scope` after `position`."""
+        data = position.encode("utf-8")
+        return f"{_b64(data)}.{_b64(self._mac(scope, data))}"
+
+    def read(self, scope: str, token: str) -> str:
+        """The position a token of this listing names, else 400 naming `next_token`."""
+        refused = BadRequest("next_token: not a token this API returned for this listing "
+                             "(or the deployment's tokens were rotated since); list again "
+                             "without next_token")
+        if not token or len(token) > MAX_TOKEN or not token.isascii() or token.count(".") != 1:
+            raise refused
+        encoded, mac = token.split(".")
+        try:
+            data, presented = _unb64(encoded), _unb64(mac)
+            position = data.decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise refused from None
+        if not hmac.compare_digest(presented, self._mac(scope, data)):
+            raise refused
+        return position
+
+
+@dataclass(frozen=True)
+class JobListing:
+    """A listing of jobs: names (or job objects when expanded), and the next page's token
+    (`paged` False: the whole unpaged list, as before paging existed)."""
+
+    items: list[Any]
+    next_token: str | None = None
+    paged: bool = False
+    limit: int | None = None
+    expand: str | None = None
+
+
+def job_body(job: Job, shape: str = "flat") -> dict[str, Any]:
+    """The answer of create, get and update: the job object (the README's `flat` shape), or
+    the original Go service's `{"job", "tags", "log", "next"}` (`wrapped`)."""
+    body = job.to_api()
+    if shape != "wrapped":
+        return body
+    return {"job": body, "tags": body.get("tags") or [], "log": None, "next": body["next"]}
+
+
 class MinionApi:
     """The operations behind the routes."""
 
     def __init__(self, store: Store, queue: RunQueue, registry: Callable[[], Registry],
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 page_key: Callable[[], bytes] | None = None) -> None:
         self.store = store
         self.queue = queue
         self.registry = registry
         self.clock = clock
+        if page_key is None:
+            # Tokens then hold within this object only (tests, tools); app.py passes the
+            # deployment's key so that any instance accepts another's tokens.
+            process_key = secrets.token_bytes(32)
+            page_key = lambda: process_key  # noqa: E731
+        self.page_tokens = PageTokens(page_key)
 
     def account(self, account: str) -> AccountEntry:
         """The registry entry of a valid account segment, else 400/404."""
@@ -113,6 +199,30 @@ class MinionApi:
         if group is not None:
             check_segment("group", group)
         return self.store.list_jobs(account, group)
+
+    def list_jobs_page(self, account: str, group: str | None,
+                       params: Mapping[str, str]) -> JobListing:
+        """Without `limit`, `next_token` or `expand`: every name, as before paging. With any
+        of them: one page in key order (group, then id), and the token of the next."""
+        self.account(account)
+        if group is not None:
+            check_segment("group", group)
+        if not {"limit", "next_token", "expand"} & set(params):
+            # Other query parameters were always ignored here: old clients keep working.
+            return JobListing(self.store.list_jobs(account, group))
+        expand = params.get("expand")
+        if expand is not None and expand != "job":
+            raise BadRequest("expand: expected `job` (job objects instead of names)")
+        maximum = MAX_EXPANDED_PAGE if expand else MAX_JOBS_PAGE
+        limit = page_limit(params, min(maximum, 100), maximum)
+        scope = f"jobs\0{account}\0{group or ''}"
+        token = params.get("next_token")
+        after = None if token is None else self.page_tokens.read(scope, token)
+        items, position = self.store.jobs_page(account, group, limit, after,
+                                               full=expand is not None)
+        body = [job.to_api() for job in items] if expand else items
+        return JobListing(body, None if position is None else self.page_tokens.issue(
+            scope, position), paged=True, limit=limit, expand=expand)
 
     def create_job(self, account: str, group: str, body: RequestBody) -> Job:
         """Validate and store a new job."""
@@ -176,19 +286,27 @@ class MinionApi:
 
     def list_runs(self, account: str, group: str, job_id: str,
                   params: Mapping[str, str]) -> dict[str, Any]:
-        """A page of a job's runs, newest first."""
-        self.get_job(account, group, job_id)
+        """A page of a job's runs, newest first; a deleted job's too, until they expire."""
+        self._job_path(account, group, job_id)
         unknown = sorted(set(params) - {"limit", "next_token"})
         if unknown:
             raise BadRequest(f"{unknown[0]}: unknown query parameter")
-        limit = _whole_number(params.get("limit", "20"))
-        if limit is None or not 1 <= limit <= MAX_RUNS_PAGE:
-            raise BadRequest(f"limit: expected an integer 1-{MAX_RUNS_PAGE}")
+        limit = page_limit(params, 20, MAX_RUNS_PAGE)
         token = params.get("next_token")
         if token is not None and not is_run_id(token):
             raise BadRequest("next_token: not a token this API returned")
+        try:
+            self.store.get_job(account, group, job_id)
+        except NotFound:
+            # Deleted (or never here): its runs are its record until their TTL ends. They
+            # carry their account and group; only a match shows them, so a job id never
+            # reveals another account's runs.
+            newest, _ = self.store.list_runs(job_id, 1)
+            if not newest or (newest[0].account, newest[0].group) != (account, group):
+                raise
         runs, after = self.store.list_runs(job_id, limit, token)
-        return {"runs": [r.to_api() for r in runs], "next_token": after}
+        return {"runs": [r.to_api() for r in runs if (r.account, r.group) == (account, group)],
+                "next_token": after}
 
     def get_run(self, account: str, group: str, job_id: str, run_id: str) -> Run:
         """One run record of a job."""

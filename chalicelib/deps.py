@@ -1,6 +1,7 @@
 """The process's shared parts, built lazily from the settings (one place to wire them)."""
 from __future__ import annotations
 
+import hashlib
 import time
 from functools import lru_cache
 
@@ -68,6 +69,12 @@ def authenticator() -> TokenAuthenticator:
     """The token checker."""
     return TokenAuthenticator(_tokens_text, bcrypt_enabled=get_settings().bcrypt_tokens,
                               on_invalid=_tokens_invalid)
+
+
+def page_key() -> bytes:
+    """The key of the listings' `next_token` HMAC: derived from the API tokens (a secret
+    every instance of the deployment shares); rotating them ends old page tokens too."""
+    return hashlib.sha256(b"minion page tokens\0" + _tokens_text().encode("utf-8")).digest()
 
 
 def reset() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal, Mapping
@@ -12,8 +13,13 @@ Trigger = Literal["schedule", "manual"]
 FINAL_STATUSES = ("succeeded", "failed", "missed", "skipped")
 MAX_TEXT = 4096
 
-RUN_ID = re.compile(r"^\d{8}T\d{6}Z-(s|m[0-9a-f]{8})$")
+# `<UTC second>-s` for a scheduled occurrence; `<UTC second>-m<millisecond><10 hex>` for a
+# run-now (`-m<8 hex>`, random, before run ids ordered: still valid in paths).
+RUN_ID = re.compile(r"^\d{8}T\d{6}Z-(s|m[0-9a-f]{8}|m\d{3}[0-9a-f]{10})$")
 _STAMP = "%Y%m%dT%H%M%SZ"
+_SEQUENCE_BITS = 40
+_last_manual: tuple[str, int] = ("", 0)
+_manual_lock = threading.Lock()
 
 
 def scheduled_run_id(occurrence: datetime) -> str:
@@ -23,8 +29,28 @@ def scheduled_run_id(occurrence: datetime) -> str:
 
 
 def manual_run_id(now: datetime) -> str:
-    """A fresh run id for a run-now; sorts by time with the scheduled ones."""
-    return now.astimezone(timezone.utc).strftime(_STAMP) + "-m" + secrets.token_hex(4)
+    """A fresh run id for a run-now that sorts after every id this process issued before in
+    the same second: `<second>-m<millisecond><10 hex>`.
+
+    The second stays the prefix (as in scheduled ids, so old and new ids sort by time
+    together); within it, the millisecond and then a counter that starts at a random point
+    (unique across processes) and only goes up in this process, as a ULID's does, so two
+    run-nows in the same millisecond, or under a clock that stepped back, still list in the
+    order they were queued.
+    """
+    utc = now.astimezone(timezone.utc)
+    second = utc.strftime(_STAMP)
+    global _last_manual
+    with _manual_lock:
+        # The random start leaves half the counter's range free for increments.
+        value = (utc.microsecond // 1000) << _SEQUENCE_BITS | secrets.randbits(
+            _SEQUENCE_BITS - 1)
+        last_second, last_value = _last_manual
+        if last_second == second and value <= last_value:
+            value = last_value + 1
+        _last_manual = (second, value)
+    millisecond, sequence = value >> _SEQUENCE_BITS, value & ((1 << _SEQUENCE_BITS) - 1)
+    return f"{second}-m{min(millisecond, 999):03d}{sequence:010x}"
 
 
 def is_run_id(value: str) -> bool:

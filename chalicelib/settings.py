@@ -41,6 +41,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}: expected true or false, got {raw!r}")
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first when unset), else SettingsError naming the variable."""
+    raw = env.get(name) or choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _build_info() -> dict[str, str]:
     """What `make package` baked in (version, git hash, build time), if anything."""
     path = Path(__file__).with_name("build_info.json")
@@ -72,6 +80,7 @@ class Settings:
     runner_timeout_seconds: int
     worker_timeout_seconds: int
     dummy_template: str
+    response_shape: str
     version: str
     githash: str
     buildstamp: str
@@ -99,6 +108,7 @@ class Settings:
             runner_timeout_seconds=_int(env, "MINION_RUNNER_TIMEOUT", 60, 1, 840),
             worker_timeout_seconds=_int(env, "MINION_WORKER_TIMEOUT", 120, 3, 900),
             dummy_template=env.get("MINION_DUMMY_TEMPLATE", "Hello, {{.Account}}!"),
+            response_shape=_choice(env, "MINION_RESPONSE_SHAPE", ("flat", "wrapped")),
             version=build.get("version") or env.get("MINION_VERSION", __version__),
             githash=build.get("githash") or env.get("MINION_GITHASH", "unknown"),
             buildstamp=build.get("buildstamp") or env.get("MINION_BUILDSTAMP", "unknown"),

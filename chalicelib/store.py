@@ -272,6 +272,38 @@ class Store:
         return sorted(names)
 
     @translated
+    def jobs_page(self, account: str, group: str | None, limit: int, after: str | None = None,
+                  *, full: bool = False) -> tuple[list[Any], str | None]:
+        """One page of an account's (or a group's) jobs in key order (group, then id): names
+        as `list_jobs` gives them, or Jobs when `full`; and the position to continue after
+        (None on the last page). One Query of at most `limit` + 1 items (and DynamoDB's 1 MB),
+        so no page ends in an empty one."""
+        prefix = "JOB#" if group is None else f"JOB#{group}#"
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": f"ACCOUNT#{account}"},
+                                          ":prefix": {"S": prefix}},
+            "Limit": limit + 1}
+        if not full:
+            query["ProjectionExpression"] = "sk"
+        if after is not None:
+            query["ExclusiveStartKey"] = {"pk": {"S": f"ACCOUNT#{account}"},
+                                          "sk": {"S": prefix + after}}
+        page = self.client.query(**query)
+        items = page.get("Items", [])
+        if len(items) > limit:
+            items, last = items[:limit], items[limit - 1]["sk"]["S"]
+        else:
+            last = page.get("LastEvaluatedKey", {}).get("sk", {}).get("S")
+        if full:
+            found: list[Any] = [job_from_item(item) for item in items]
+        else:
+            rests = [item["sk"]["S"][len(prefix):] for item in items]
+            found = [r.replace("#", "/", 1) if group is None else r for r in rests]
+        return found, None if last is None else last[len(prefix):]
+
+    @translated
     def replace_job(self, job: Job, previous: Job) -> None:
         """Write `job` over `previous`; PreconditionFailed if it changed since it was read.
 

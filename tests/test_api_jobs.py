@@ -390,3 +390,182 @@ def test_an_unexpected_aws_error_is_a_generic_500_with_a_request_id(
     assert response.json_body["Code"] == "InternalServerError"
     assert "request id" in response.json_body["Message"]
     assert "secret" not in response.json_body["Message"] and TABLE not in response.body.decode()
+
+
+# --- paging of the lists (issue 17) ------------------------------------------------------------
+
+def follow(client: Any, path: str) -> tuple[list[Any], list[Any]]:
+    """Every page of a listing from `path`, following `Link: rel="next"`; (items, responses)."""
+    items: list[Any] = []
+    responses = []
+    for _ in range(100):
+        response = get(client, path)
+        assert response.status_code == 200, response.body
+        assert isinstance(response.json_body, list)
+        items.extend(response.json_body)
+        responses.append(response)
+        link = response.headers.get("Link") or response.headers.get("link")
+        if link is None:
+            return items, responses
+        match = re.fullmatch(r'<([^>]+)>; rel="next"', link)
+        assert match, link
+        path = match.group(1)
+        assert path.startswith(BASE + "/")  # root-relative
+    raise AssertionError("the pages never ended")
+
+
+def test_without_paging_parameters_the_lists_are_exactly_as_before(client: Any) -> None:
+    # Given jobs in two groups whose names sort differently as text and as (group, id)
+    ids = [created(client, {**DUMMY_JOB, "group": g}, group=g)["id"]
+           for g in ("a", "a-b", "a", "a.c")]
+    # When listed without limit or next_token (an unknown parameter is ignored, as before)
+    for query in ("", "?colour=blue"):
+        response = get(client, f"{BASE}/spinup/jobs{query}")
+        # Then the whole sorted list, and no Link header
+        assert response.json_body == sorted(
+            f"{g}/{i}" for g, i in zip(("a", "a-b", "a", "a.c"), ids))
+        assert "Link" not in response.headers and "link" not in response.headers
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7])
+def test_pages_of_an_account_list_every_job_once_in_group_then_id_order(client: Any,
+                                                                       limit: int) -> None:
+    # Given seven jobs in three groups (one of them a prefix of another)
+    groups = ["a", "a-b", "a", "zz", "a-b", "a", "zz"]
+    ids = [created(client, {**DUMMY_JOB, "group": g}, group=g)["id"] for g in groups]
+    created(client, DUMMY_JOB, account="limited")
+    # When listed in pages of `limit`, following the Link header
+    items, responses = follow(client, f"{BASE}/spinup/jobs?limit={limit}")
+    # Then every job once, by group then id; full pages but the last, and none empty
+    expected = [f"{g}/{i}" for g, i in sorted(zip(groups, ids))]
+    assert items == expected
+    assert [len(r.json_body) for r in responses[:-1]] == [limit] * (len(responses) - 1)
+    assert 1 <= len(responses[-1].json_body) <= limit
+    assert len(responses) == -(-7 // limit)
+    # And the Link carries limit and next_token
+    if len(responses) > 1:
+        assert f"limit={limit}&next_token=" in responses[0].headers["Link"]
+
+
+def test_pages_of_a_group_list_its_ids(client: Any) -> None:
+    ids = [created(client, DUMMY_JOB)["id"] for _ in range(5)]
+    created(client, {**DUMMY_JOB, "group": "other"}, group="other")
+    items, responses = follow(client, group_path() + "?limit=2")
+    assert items == sorted(ids)
+    assert len(responses) == 3
+
+
+def test_expand_job_returns_job_objects_a_page_at_a_time(client: Any) -> None:
+    # Given five jobs
+    jobs = [created(client, DUMMY_JOB) for _ in range(5)]
+    # When listed with expand=job in pages of two
+    items, responses = follow(client, f"{BASE}/spinup/jobs?expand=job&limit=2")
+    # Then the job objects themselves, as GET answers them, and the Link keeps expand
+    assert items == sorted(jobs, key=lambda j: j["id"])
+    assert "expand=job" in responses[0].headers["Link"]
+    # And expand alone pages too (default page size), in the group listing as well
+    alone = get(client, group_path() + "?expand=job")
+    assert alone.json_body == sorted(jobs, key=lambda j: j["id"])
+
+
+@pytest.mark.parametrize("query,parameter", [
+    ("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"), ("limit=", "limit"),
+    ("expand=job&limit=101", "limit"), ("expand=everything", "expand"),
+    ("next_token=nope", "next_token"), ("next_token=", "next_token"),
+    ("next_token=YQ.YQ", "next_token"), ("next_token=" + "a" * 2000, "next_token"),
+])
+def test_bad_paging_parameters_are_400_naming_the_parameter(client: Any, query: str,
+                                                            parameter: str) -> None:
+    response = get(client, f"{BASE}/spinup/jobs?{query}")
+    assert response.status_code == 400, response.body
+    assert response.json_body["Message"].startswith(parameter + ":"), response.body
+
+
+def test_a_next_token_is_tamper_evident_and_bound_to_its_listing(client: Any) -> None:
+    # Given a token for the second page of spinup's list
+    for _ in range(3):
+        created(client, DUMMY_JOB)
+    created(client, DUMMY_JOB, account="limited")
+    first = get(client, f"{BASE}/spinup/jobs?limit=1")
+    token = re.search(r"next_token=([^&>]+)", first.headers["Link"]).group(1)
+    from urllib.parse import unquote
+    raw = unquote(token)
+    position, mac = raw.split(".")
+    # When it is altered, or used on another listing / Then 400 naming next_token
+    import base64
+    forged = base64.urlsafe_b64encode(b"space-xy#0").decode().rstrip("=") + "." + mac
+    flipped = position + "." + ("A" if mac[0] != "A" else "B") + mac[1:]
+    for path in (f"{BASE}/spinup/jobs?limit=1&next_token={forged}",
+                 f"{BASE}/spinup/jobs?limit=1&next_token={flipped}",
+                 f"{BASE}/limited/jobs?limit=1&next_token={token}",
+                 f"{group_path()}?limit=1&next_token={token}"):
+        response = get(client, path)
+        assert response.status_code == 400, (path, response.body)
+        assert response.json_body["Message"].startswith("next_token:")
+    # And unaltered it continues the list
+    assert get(client, f"{BASE}/spinup/jobs?limit=1&next_token={token}").status_code == 200
+
+
+def test_a_next_token_holds_across_instances_of_the_api(client: Any) -> None:
+    # Given a token issued by one instance of the app
+    for _ in range(2):
+        created(client, DUMMY_JOB)
+    link = get(client, f"{BASE}/spinup/jobs?limit=1").headers["Link"]
+    # When another instance (a fresh process's MinionApi) reads it
+    import app as app_module
+    app_module._api.cache_clear()
+    path = re.fullmatch(r"<([^>]+)>; rel=\"next\"", link).group(1)
+    # Then it is accepted: the key is the deployment's, not the process's
+    assert get(client, path).status_code == 200
+
+
+# --- the original service's response shape (issue 17) -----------------------------------------
+
+def test_by_default_create_get_and_update_answer_the_flat_job(client: Any) -> None:
+    job = created(client, DUMMY_JOB)
+    assert set(job) == JOB_FIELDS
+    assert set(get(client, job_path(job["id"])).json_body) == JOB_FIELDS
+    assert set(put(client, job["id"], DUMMY_JOB).json_body) == JOB_FIELDS
+
+
+@pytest.fixture
+def wrapped(monkeypatch: pytest.MonkeyPatch, client: Any) -> Any:
+    """The deployment setting MINION_RESPONSE_SHAPE=wrapped."""
+    monkeypatch.setenv("MINION_RESPONSE_SHAPE", "wrapped")
+    deps.reset()
+    return client
+
+
+def test_the_wrapped_setting_answers_the_go_services_shape(wrapped: Any) -> None:
+    client = wrapped
+    # Given the Go clients' create request, with tags
+    body = {"job": {k: v for k, v in DUMMY_JOB.items() if k != "group"},
+            "tags": [{"key": "owner", "value": "me"}]}
+    # When it is created, read and updated
+    answers = [post(client, body)]
+    job_id = answers[0].json_body["job"]["id"]
+    answers.append(get(client, job_path(job_id)))
+    answers.append(put(client, job_id, body))
+    # Then each answer is {"job": {...}, "tags": [...], "log": null, "next": "..."}
+    for response in answers:
+        assert response.status_code in (200, 202), response.body
+        answer = response.json_body
+        assert set(answer) == {"job", "tags", "log", "next"}
+        assert set(answer["job"]) == JOB_FIELDS | {"tags"}
+        assert answer["tags"] == [{"key": "owner", "value": "me"}]
+        assert answer["log"] is None
+        assert RFC3339_UTC.match(answer["next"]) and answer["next"] == answer["job"]["next"]
+        assert response.headers["ETag"] == f'"{answer["job"]["version"]}"'
+    # And a job without tags has "tags": []; lists stay lists of names
+    plain = post(client, {k: v for k, v in DUMMY_JOB.items() if k != "group"}).json_body
+    assert plain["tags"] == [] and plain["job"]["enabled"] is True
+    assert job_id in get(client, group_path()).json_body
+
+
+def test_an_unknown_response_shape_setting_is_refused_by_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="MINION_RESPONSE_SHAPE"):
+        Settings.from_env({"MINION_RESPONSE_SHAPE": "Wrapped"})
+    assert Settings.from_env({}).response_shape == "flat"

@@ -212,3 +212,78 @@ def test_bad_run_list_parameters_are_refused(client: Any) -> None:
         response = client.http.get(f"{job_path(job['id'])}/runs?{query}", headers=auth())
         assert response.status_code == 400, (query, response.body)
         assert set(response.json_body) == {"Code", "Message"}
+
+
+# --- runs outlive their job; run ids order (issue 17) ------------------------------------------
+
+def test_a_deleted_jobs_runs_stay_readable_under_its_own_account_and_group_only(
+        client: Any) -> None:
+    # Given a job with three runs, then deleted
+    job = create(client)
+    ids = seed_runs(job["id"], 3, datetime(2026, 1, 30, 10, 0, tzinfo=timezone.utc))
+    assert client.http.delete(job_path(job["id"]), headers=auth()).status_code == 202
+    assert client.http.get(job_path(job["id"]), headers=auth()).status_code == 404
+    # When its runs are listed and read / Then they are there, newest first, and pageable
+    listed = client.http.get(f"{job_path(job['id'])}/runs", headers=auth())
+    assert listed.status_code == 200, listed.body
+    assert [r["run_id"] for r in listed.json_body["runs"]] == ids[::-1]
+    page = client.http.get(f"{job_path(job['id'])}/runs?limit=2", headers=auth()).json_body
+    rest = client.http.get(f"{job_path(job['id'])}/runs?limit=2&next_token={page['next_token']}",
+                           headers=auth()).json_body
+    assert [r["run_id"] for r in page["runs"] + rest["runs"]] == ids[::-1]
+    one = client.http.get(f"{job_path(job['id'])}/runs/{ids[0]}", headers=auth())
+    assert one.status_code == 200 and one.json_body["status"] == "succeeded"
+    # But under another account or group, the same job id finds nothing
+    for path in (f"{BASE}/limited/jobs/space-xy/{job['id']}/runs",
+                 f"{BASE}/spinup/jobs/other/{job['id']}/runs",
+                 f"{BASE}/limited/jobs/space-xy/{job['id']}/runs/{ids[0]}"):
+        response = client.http.get(path, headers=auth())
+        assert response.status_code == 404, (path, response.body)
+        assert set(response.json_body) == {"Code", "Message"}
+
+
+def test_a_deleted_job_without_runs_is_not_found(client: Any) -> None:
+    job = create(client)
+    client.http.delete(job_path(job["id"]), headers=auth())
+    response = client.http.get(f"{job_path(job['id'])}/runs", headers=auth())
+    assert response.status_code == 404
+    assert response.json_body["Message"] == f"job not found: space-xy/{job['id']}"
+
+
+def test_run_nows_in_the_same_second_list_in_the_order_they_were_queued(
+        client: Any, aws: dict[str, Any]) -> None:
+    # Given an API whose clock stands still (every run-now in the same millisecond)
+    import app as app_module
+
+    api = app_module._api()
+    api.clock = lambda: datetime(2026, 1, 30, 10, 0, 0, 500000, tzinfo=timezone.utc)
+    job = create(client)
+    # When it is run now twelve times
+    queued = [run_now(client, job["id"]).json_body["run_id"] for _ in range(12)]
+    drain(aws["sqs"], aws["queue_url"])
+    # Then the runs list newest first, exactly the reverse of the order they were queued
+    listed = client.http.get(f"{job_path(job['id'])}/runs?limit=50", headers=auth()).json_body
+    assert [r["run_id"] for r in listed["runs"]] == queued[::-1]
+
+
+def test_old_and_new_run_ids_sort_newest_first_together(client: Any) -> None:
+    # Given runs stored under old-form ids (random `-m` + 8 hex), scheduled ids, and new ids
+    from chalicelib.runs import manual_run_id
+
+    job = create(client)
+    store = deps.store()
+    ids = ["20260130T095900Z-m0badc0de", "20260130T100000Z-s",
+           manual_run_id(datetime(2026, 1, 30, 10, 0, 1, 5000, tzinfo=timezone.utc)),
+           "20260130T100002Z-mffffffff",
+           manual_run_id(datetime(2026, 1, 30, 10, 0, 3, tzinfo=timezone.utc)),
+           "20260130T100100Z-s"]
+    for run_id in ids:
+        assert store.put_run(Run(run_id=run_id, job_id=job["id"], account="spinup",
+                                 group="space-xy", trigger="manual",
+                                 scheduled_for="2026-01-30T10:00:00Z", status="succeeded"))
+    # When listed / Then newest first by time, whatever the form; each readable by its id
+    listed = client.http.get(f"{job_path(job['id'])}/runs", headers=auth()).json_body
+    assert [r["run_id"] for r in listed["runs"]] == ids[::-1]
+    for run_id in ids:
+        assert client.http.get(f"{job_path(job['id'])}/runs/{run_id}",
+                               headers=auth()).status_code == 200, run_id
