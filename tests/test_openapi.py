@@ -305,3 +305,50 @@ def test_the_documents_examples_are_answered_as_documented(client: Any, path: st
         errors = [e.message for e in schema_validator(content[media_type]["schema"])
                   .iter_errors(json.loads(response.body))]
         assert errors == [], (method, path)
+
+
+def test_the_job_list_paging_parameters_are_the_apps() -> None:
+    for path in ("/v1/minion/{account}/jobs", "/v1/minion/{account}/jobs/{group}"):
+        operation = resolved(DOCUMENT["paths"][path]["get"])
+        parameters = {p["name"]: p for p in operation["parameters"]}
+        assert set(parameters) == {"limit", "next_token", "expand"}
+        limit = parameters["limit"]["schema"]
+        assert (limit["minimum"], limit["maximum"]) == (1, api.MAX_JOBS_PAGE)
+        assert parameters["expand"]["schema"]["enum"] == ["job"]
+        listing = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert listing["oneOf"][1]["maxItems"] == api.MAX_EXPANDED_PAGE
+        assert "Link" in operation["responses"]["200"]["headers"]
+
+
+def test_paged_lists_and_wrapped_answers_conform_to_the_document(
+        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import deps
+
+    # Given a deployment answering the wrapped shape, and two jobs
+    monkeypatch.setenv("MINION_RESPONSE_SHAPE", "wrapped")
+    deps.reset()
+    body = {"name": "n", "schedule_expression": "*/5 * * * *", "enabled": True,
+            "details": {"runner": "dummyRunner"}, "tags": [{"key": "k", "value": "v"}]}
+    created = [client.http.post("/v1/minion/spinup/jobs/space-xy", headers=auth(),
+                                body=json.dumps(body)) for _ in range(2)]
+    job_id = created[0].json_body["job"]["id"]
+    answers = {
+        ("/v1/minion/{account}/jobs/{group}", "post"): created[0],
+        ("/v1/minion/{account}/jobs/{group}/{id}", "get"):
+            client.http.get(f"/v1/minion/spinup/jobs/space-xy/{job_id}", headers=auth()),
+        ("/v1/minion/{account}/jobs", "get"):
+            client.http.get("/v1/minion/spinup/jobs?limit=1", headers=auth()),
+        ("/v1/minion/{account}/jobs/{group}", "get"):
+            client.http.get("/v1/minion/spinup/jobs/space-xy?expand=job&limit=1",
+                            headers=auth()),
+    }
+    # Then each answer, and the Link header of the pages, is as documented
+    for (template, method), response in answers.items():
+        assert response.status_code == 200, response.body
+        documented = resolved(DOCUMENT["paths"][template][method]["responses"]["200"])
+        schema = documented["content"]["application/json"]["schema"]
+        assert [e.message for e in schema_validator(schema).iter_errors(
+            json.loads(response.body))] == [], template
+        if method == "get" and "{id}" not in template:
+            link = documented["headers"]["Link"]["schema"]["pattern"]
+            assert re.match(link, response.headers["Link"]), response.headers
