@@ -1,8 +1,10 @@
 """The `minion` command: manage jobs and runs of a minion API from a terminal or a script."""
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,7 @@ class Session:
 
     url: str = DEFAULT_URL
     token: str | None = None
+    token_source: str = "--token"
     json: bool = False
     insecure_http: bool = False
     transport: httpx.BaseTransport | None = None
@@ -54,8 +57,8 @@ class Session:
         """The API client, built on first use (so `--help` needs no token)."""
         if self._client is None:
             url = check_transport(check_url(self.url), self.insecure_http)
-            self._client = MinionClient(url, resolve_token(self.token),
-                                        transport=self.transport)
+            token, self.token_source = resolve_token(self.token, self.token_source)
+            self._client = MinionClient(url, token, transport=self.transport)
             click.get_current_context().call_on_close(self._client.close)
         return self._client
 
@@ -69,10 +72,16 @@ class Session:
             click.echo(rendered)
 
 
-def resolve_token(explicit: str | None) -> str:
-    """`--token`/MINION_TOKEN, else the token the local stack wrote to its state directory."""
+def resolve_token(explicit: str | None, source: str = "--token") -> tuple[str, str]:
+    """The token and where it came from: `--token` or MINION_TOKEN (`source`), else the first
+    of MINION_TOKENS (what `make run` accepts when it is set), else the file the local stack
+    wrote to its state directory."""
     if explicit and explicit.strip():
-        return check_token(explicit.strip())
+        return check_token(explicit.strip()), source
+    stack_tokens = [t.strip() for t in os.environ.get("MINION_TOKENS", "").split(",")
+                    if t.strip()]
+    if stack_tokens:
+        return check_token(stack_tokens[0]), "MINION_TOKENS (its first token)"
     path = Path(os.environ.get("MINION_STATE_DIR") or ".minion") / "dev-token"
     try:
         token = path.read_text(encoding="utf-8").strip()
@@ -81,7 +90,7 @@ def resolve_token(explicit: str | None) -> str:
     if not token:
         raise CliError(f"no API token: pass --token or set MINION_TOKEN "
                        f"(`make run` writes one to {path})", USAGE)
-    return check_token(token)
+    return check_token(token), f"the file {path} (written by `make run`)"
 
 
 def check_token(token: str) -> str:
@@ -128,6 +137,46 @@ def check_transport(url: str, insecure_http: bool) -> str:
     return url
 
 
+# The API names a job's fields; the CLI's user typed options. Messages that start with a
+# field are shown with the option (and the field, which a --file names).
+FIELD_OPTIONS = {
+    "name": "--name", "description": "--description", "schedule_expression": "--schedule",
+    "schedule_timezone": "--tz", "enabled": "--enabled/--disabled",
+    "modified_by": "--modified-by", "starting_deadline_seconds": "--starting-deadline",
+    "concurrency_policy": "--concurrency-policy", "max_attempts": "--max-attempts",
+    "details.runner": "--runner", "details": "--detail", "timezone": "--tz",
+    "count": "--count", "limit": "--limit", "next_token": "--next-token",
+}
+_FIELD = re.compile(r"^([a-z_]+)(?:\.([A-Za-z0-9_-]+))?: ")
+
+
+def in_cli_terms(message: str) -> str:
+    """An API message with the field it starts with named as the CLI's option."""
+    match = _FIELD.match(message)
+    if match is None:
+        return message
+    field_name, key = match.group(1), match.group(2)
+    whole = field_name + (f".{key}" if key else "")
+    if whole in FIELD_OPTIONS:
+        option = FIELD_OPTIONS[whole]
+    elif field_name == "details" and key:
+        option = f"--detail {key}=..."
+    elif field_name in FIELD_OPTIONS:
+        option = FIELD_OPTIONS[field_name]
+    else:
+        return message
+    named = option if option.lstrip("-") == whole.replace("_", "-") else f"{option} ({whole})"
+    return f"{named}: {message[match.end():]}"
+
+
+def current_user() -> str | None:
+    """The user's login name (the default of --modified-by), None when it cannot be told."""
+    try:
+        return getpass.getuser() or None
+    except Exception:  # no login name in the environment nor the password database
+        return None
+
+
 class MinionGroup(click.Group):
     """The top-level group: turns the client's errors into one line and an exit code."""
 
@@ -135,7 +184,20 @@ class MinionGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ApiError as error:
-            raise CliError(str(error), API_ERROR) from None
+            message = str(error)
+            if error.status == 400:
+                message = f"{in_cli_terms(error.message)} ({error.status} {error.code})"
+            if error.status == 412:
+                message += ("; the job changed since it was read: read it again "
+                            "(`minion jobs get ACCOUNT GROUP ID --json`) and retry, or change "
+                            "it with options (`minion jobs update ... --name ...`), which "
+                            "re-reads it by itself")
+            if error.status == 401:
+                session = ctx.find_object(Session)
+                source = session.token_source if session else "--token"
+                message += (f"; the token came from {source}: check it is one the API at "
+                            f"--url accepts")
+            raise CliError(message, API_ERROR) from None
         except Unreachable as error:
             raise CliError(str(error), UNREACHABLE) from None
 
@@ -143,7 +205,10 @@ class MinionGroup(click.Group):
 def _override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     # Given after the subcommand, an option wins over the same one given before it.
     if value not in (None, False):
-        setattr(ctx.ensure_object(Session), str(param.name), value)
+        session = ctx.ensure_object(Session)
+        setattr(session, str(param.name), value)
+        if param.name == "token":
+            session.token_source = "--token"
 
 
 def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -183,6 +248,8 @@ def cli(ctx: click.Context, url: str, token: str | None, as_json: bool,
     session = ctx.ensure_object(Session)
     session.url, session.token = url, token
     session.insecure_http = session.insecure_http or insecure_http
+    from_env = ctx.get_parameter_source("token") == click.core.ParameterSource.ENVIRONMENT
+    session.token_source = "MINION_TOKEN" if from_env else "--token"
     session.json = session.json or as_json
 
 
@@ -197,7 +264,8 @@ def jobs() -> None:
 @click.argument("account", required=False, envvar="MINION_ACCOUNT")
 @click.argument("group", required=False)
 @click.option("-l", "--long", is_flag=True,
-              help="Fetch every job and show its name, schedule, next and last run.")
+              help="Show each job's name, schedule, next and last run (read a page of jobs "
+                   "per request).")
 @common_options
 @pass_session
 def jobs_list(session: Session, account: str | None, group: str | None, long: bool) -> None:
@@ -205,27 +273,16 @@ def jobs_list(session: Session, account: str | None, group: str | None, long: bo
     if not account:
         raise click.UsageError("ACCOUNT: give it, or set MINION_ACCOUNT")
     client = session.client()
-    names = client.list_jobs(account, group)
-    pairs = [(group, name) if group else tuple(name.split("/", 1)) for name in names]
     if long:
-        found = [job for job in (_job_if_present(client, account, g, i) for g, i in pairs)
-                 if job is not None]
+        # Job objects a page at a time (`expand=job`), not one request per job.
+        found = client.list_job_objects(account, group)
         session.show(found, lambda: output.jobs_table(found) if found
                      else _nothing(account, group))
-    else:
-        session.show(names, lambda: output.table(["GROUP", "ID"], pairs) if pairs
-                     else _nothing(account, group))
-
-
-def _job_if_present(client: MinionClient, account: str, group: str,
-                    job_id: str) -> dict[str, Any] | None:
-    # A job deleted between the listing and this read is simply no longer listed.
-    try:
-        return client.get_job(account, group, job_id)
-    except ApiError as error:
-        if error.status == 404:
-            return None
-        raise
+        return
+    names = client.list_jobs(account, group)
+    pairs = [(group, name) if group else tuple(name.split("/", 1)) for name in names]
+    session.show(names, lambda: output.table(["GROUP", "ID"], pairs) if pairs
+                 else _nothing(account, group))
 
 
 def _nothing(account: str, group: str | None) -> str:
@@ -259,10 +316,12 @@ def job_fields(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="IANA timezone of the schedule (default UTC)."),
         click.option("--runner", help="Runner name, e.g. dummyRunner, instanceRunner."),
         click.option("--detail", "details", multiple=True, metavar="KEY=VALUE",
-                     help="A runner detail (repeatable), e.g. instance_id=i-0abc."),
+                     help="A runner detail (repeatable), e.g. "
+                          "instance_id=i-0123456789abcdef0."),
         click.option("--enabled/--disabled", default=None,
                      help="Whether the schedule runs it (a new job is disabled by default)."),
-        click.option("--modified-by", help="Who makes this change."),
+        click.option("--modified-by", help="Who makes this change (default: your login "
+                                           "name)."),
         click.option("--starting-deadline", "starting_deadline_seconds", type=int,
                      help="Seconds an occurrence may start late before it is missed."),
         click.option("--concurrency-policy", type=click.Choice(["Allow", "Forbid"]),
@@ -334,11 +393,16 @@ def jobs_create(session: Session, account: str, group: str, file: Any,
     """Create a job in GROUP of ACCOUNT, from options or a JSON --file.
 
     \b
-    minion jobs create spinup space-xy --name nightly-stop --runner dummyRunner \\
-        --schedule '0 22 * * *' --enabled
+    minion jobs create spinup space-xy --name nightly-stop --runner instanceRunner \\
+        --detail instance_id=i-0123456789abcdef0 --detail instance_action=stop \\
+        --schedule '0 22 * * ?' --tz America/New_York --enabled
     """
     document = _read_job_file(file) if file else {}
-    job = session.client().create_job(account, group, _with_options(document, options))
+    body = _with_options(document, options)
+    fields = body["job"] if isinstance(body.get("job"), dict) else body
+    if not fields.get("modified_by") and current_user():
+        fields["modified_by"] = current_user()
+    job = session.client().create_job(account, group, body)
     session.show(job, lambda: output.job_text(job))
 
 
@@ -362,25 +426,49 @@ def jobs_update(session: Session, account: str, group: str, job_id: str, file: A
         document = _read_job_file(file)
         version = document.get("version")
         body = _with_options(document, options)
+        fields = body["job"] if isinstance(body.get("job"), dict) else body
+        if not fields.get("modified_by") and current_user():
+            fields["modified_by"] = current_user()
         job = client.replace_job(account, group, job_id, body,
                                  version if isinstance(version, int) else None)
     elif _has_options(options):
-        job, _ = client.update_job(account, group, job_id,
-                                   lambda current: apply_options(current, options))
+        def edit(current: dict[str, Any]) -> dict[str, Any]:
+            changed = apply_options(current, options)
+            # Who changed it: only when something changed (an update that changes nothing
+            # writes nothing).
+            if changed != current and not options.get("modified_by") and current_user():
+                changed["modified_by"] = current_user()
+            return changed
+
+        job, _ = _retried(lambda: client.update_job(account, group, job_id, edit))
     else:
         raise click.UsageError("nothing to change: give options or --file")
     session.show(job, lambda: output.job_text(job))
 
 
+def _retried(update: Callable[[], tuple[dict[str, Any], bool]]) -> tuple[dict[str, Any], bool]:
+    """A read-change-write that already re-read once; a second lost race says what to do."""
+    try:
+        return update()
+    except ApiError as error:
+        if error.status != 412:
+            raise
+        raise CliError(f"{error.message} ({error.status} {error.code}); someone else is "
+                       f"changing this job right now: run the same command again", API_ERROR
+                       ) from None
+
+
 def _set_enabled(session: Session, account: str, group: str, job_id: str, enabled: bool,
                  modified_by: str | None) -> None:
+    modified_by = modified_by or current_user()
+
     def edit(current: dict[str, Any]) -> dict[str, Any]:
         if current.get("enabled") == enabled:
             return current
         return {**current, "enabled": enabled,
                 **({"modified_by": modified_by} if modified_by else {})}
 
-    job, written = session.client().update_job(account, group, job_id, edit)
+    job, written = _retried(lambda: session.client().update_job(account, group, job_id, edit))
     word = "enabled" if enabled else "disabled"
     if written:
         next_run = f", next run {job['next']}" if job.get("next") else ""
@@ -394,7 +482,7 @@ def _set_enabled(session: Session, account: str, group: str, job_id: str, enable
 @click.argument("account")
 @click.argument("group")
 @click.argument("job_id", metavar="ID")
-@click.option("--modified-by", help="Who makes this change.")
+@click.option("--modified-by", help="Who makes this change (default: your login name).")
 @common_options
 @pass_session
 def jobs_enable(session: Session, account: str, group: str, job_id: str,
@@ -407,7 +495,7 @@ def jobs_enable(session: Session, account: str, group: str, job_id: str,
 @click.argument("account")
 @click.argument("group")
 @click.argument("job_id", metavar="ID")
-@click.option("--modified-by", help="Who makes this change.")
+@click.option("--modified-by", help="Who makes this change (default: your login name).")
 @common_options
 @pass_session
 def jobs_disable(session: Session, account: str, group: str, job_id: str,

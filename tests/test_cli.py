@@ -16,6 +16,7 @@ from minion_cli.main import (API_ERROR, STILL_RUNNING, UNREACHABLE, UNSUCCESSFUL
                              Session, cli)
 from tests.conftest import TOKEN, auth, drain, sqs_event
 
+LOGIN = "alice"
 DUMMY = ["--name", "dummy-spin1234567", "--runner", "dummyRunner",
          "--schedule", "* * * ? *", "--description", "Do some dumb thing to my server",
          "--modified-by", "someone"]
@@ -63,7 +64,8 @@ def minion(transport: ChaliceTransport) -> Callable[..., Result]:
                env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
         session = Session(transport=transport, sleep=sleep)
         return CliRunner().invoke(cli, list(args), obj=session, input=input,
-                                  env={"MINION_TOKEN": TOKEN, **(env or {})})
+                                  env={"MINION_TOKEN": TOKEN, "LOGNAME": LOGIN,
+                                       **(env or {})})
     return invoke
 
 
@@ -205,7 +207,7 @@ def test_create_refused_by_the_api_prints_its_validation_message_and_stores_noth
     # Then: exit 1, the API's message on one line, and no job
     assert result.exit_code == API_ERROR
     line = error_line(result)
-    assert line.startswith("Error: schedule_expression:")
+    assert line.startswith("Error: --schedule (schedule_expression): expected 5 fields")
     assert "(400 BadRequestError)" in line
     assert result.stdout == ""
     assert json.loads(client.http.get("/v1/minion/spinup/jobs", headers=auth()).body) == []
@@ -258,22 +260,79 @@ def test_jobs_list_long_shows_what_each_job_does_and_when(minion: Callable[..., 
     assert [j["id"] for j in json.loads(as_json.stdout)] == [job["id"]]
 
 
-def test_jobs_list_long_leaves_out_a_job_deleted_while_listing(
-        minion: Callable[..., Result], transport: ChaliceTransport, client: Any) -> None:
-    # Given two jobs, one deleted right after the listing was read
-    gone = create(minion)
-    kept = create(minion)
+def test_jobs_list_long_reads_a_page_of_jobs_per_request(
+        minion: Callable[..., Result], transport: ChaliceTransport,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given pages of 2 jobs (100 in use), and 5 jobs in two groups
+    from chalicelib import deps
+    from chalicelib.jobs import Job, new_job_id
 
-    def delete_after_listing(request: httpx.Request) -> None:
-        if request.url.path == f"/v1/minion/spinup/jobs/space-xy/{gone['id']}":
-            client.http.delete(request.url.path, headers=auth())
+    monkeypatch.setattr("minion_cli.client.EXPANDED_PAGE", 2)
+    store = deps.store()
+    ids = []
+    for index in range(5):
+        group = "alpha" if index % 2 else "beta"
+        job = Job(account="spinup", group=group, id=new_job_id(), name=f"job-{index}",
+                  schedule_expression="* * * ? *", details={"runner": "dummyRunner"})
+        store.create_job(job)
+        ids.append((group, job.id))
 
-    transport.before = delete_after_listing
-
-    # When the jobs are listed with details
+    # When the account's jobs are listed with details
     result = minion("--json", "jobs", "list", "spinup", "--long")
 
-    # Then the deleted job is left out, not an error
+    # Then every job, by group then id, from three paged requests only
+    assert result.exit_code == 0, result.output
+    assert [(j["group"], j["id"]) for j in json.loads(result.stdout)] == sorted(ids)
+    assert len(transport.requests) == 3
+    assert all(r.url.params["expand"] == "job" for r in transport.requests)
+
+
+def test_jobs_list_follows_every_page_of_names(minion: Callable[..., Result],
+                                               transport: ChaliceTransport,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given pages of 3 names (1,000 in use), and 7 jobs
+    from chalicelib import deps
+    from chalicelib.jobs import Job, new_job_id
+
+    monkeypatch.setattr("minion_cli.client.LIST_PAGE", 3)
+    store = deps.store()
+    ids = sorted(new_job_id() for _ in range(7))
+    for job_id in ids:
+        store.create_job(Job(account="spinup", group="g", id=job_id, name="n",
+                             schedule_expression="* * * ? *",
+                             details={"runner": "dummyRunner"}))
+
+    # When the group is listed
+    result = minion("--json", "jobs", "list", "spinup", "g")
+
+    # Then every id once, in order, from three pages that followed the Link header
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == ids
+    assert len(transport.requests) == 3
+    assert "next_token" in transport.requests[1].url.params
+    assert transport.requests[1].url.params["limit"] == "3"
+
+
+def test_jobs_list_long_reads_each_job_from_an_api_too_old_to_expand(
+        minion: Callable[..., Result], transport: ChaliceTransport, client: Any) -> None:
+    # Given an API that ignores expand and paging (as before issue 17), and two jobs, one
+    # deleted right after the listing was read
+    gone, kept = create(minion), create(minion)
+    names = [f"space-xy/{gone['id']}", f"space-xy/{kept['id']}"]
+
+    def old_api(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/minion/spinup/jobs":
+            return httpx.Response(200, json=names)
+        if request.url.path.endswith(gone["id"]):
+            return httpx.Response(404, json={"Code": "NotFoundError", "Message": "job not found"})
+        return transport.handle_request(request)
+
+    # When the jobs are listed with details
+    result = CliRunner().invoke(cli, ["--json", "jobs", "list", "spinup", "--long"],
+                                obj=Session(transport=httpx.MockTransport(old_api)),
+                                env={"MINION_TOKEN": TOKEN})
+
+    # Then one read per job, and the deleted one is left out, not an error
     assert result.exit_code == 0, result.output
     assert [j["id"] for j in json.loads(result.stdout)] == [kept["id"]]
 
@@ -394,7 +453,7 @@ def test_disable_then_enable_flip_the_flag_and_the_next_occurrence(
     assert enabled.stdout == (f"enabled job space-xy/{job['id']} "
                               f"(version 3, next run {after_enable['next']})\n")
     assert after_enable["modified_by"] == "operator"
-    assert after_disable["modified_by"] == "someone"
+    assert after_disable["modified_by"] == LOGIN  # --modified-by defaults to the login name
 
 
 def test_enable_with_json_prints_the_written_job(minion: Callable[..., Result],
@@ -646,7 +705,8 @@ def test_a_wrong_token_exits_1_with_the_apis_message(minion: Callable[..., Resul
 
     assert result.exit_code == API_ERROR
     assert error_line(result) == ("Error: missing or invalid X-Auth-Token "
-                                  "(401 UnauthorizedError)")
+                                  "(401 UnauthorizedError); the token came from MINION_TOKEN: "
+                                  "check it is one the API at --url accepts")
 
 
 def test_a_group_with_a_slash_reaches_the_api_as_one_segment(
@@ -654,7 +714,7 @@ def test_a_group_with_a_slash_reaches_the_api_as_one_segment(
     result = minion("jobs", "list", "spinup", "a/b")
 
     assert result.exit_code == API_ERROR
-    assert transport.requests[-1].url.raw_path == b"/v1/minion/spinup/jobs/a%2Fb"
+    assert transport.requests[-1].url.raw_path == b"/v1/minion/spinup/jobs/a%2Fb?limit=1000"
     assert "(400 BadRequestError)" in error_line(result)
     assert error_line(result).startswith("Error: group: must be")
 
@@ -767,8 +827,11 @@ def test_minion_url_from_the_environment_is_used(transport: ChaliceTransport) ->
                                 env={"MINION_TOKEN": TOKEN,
                                      "MINION_URL": "https://minion.example.edu/api/"})
 
-    assert result.exit_code == API_ERROR  # Chalice's routes have no /api prefix
-    assert str(transport.requests[0].url) == "https://minion.example.edu/api/v1/minion/spinup/jobs"
+    # Chalice's routes have no /api prefix: what answers is not minion's error
+    assert result.exit_code == UNREACHABLE, result.output
+    assert "not a minion API answer" in error_line(result)
+    assert str(transport.requests[0].url) == (
+        "https://minion.example.edu/api/v1/minion/spinup/jobs?limit=1000")
     assert transport.requests[0].headers["X-Auth-Token"] == TOKEN
 
 
@@ -777,12 +840,23 @@ def test_a_url_that_already_ends_in_the_base_path_is_not_doubled(
     result = minion("jobs", "list", "spinup", "--url", "http://127.0.0.1:8000/v1/minion/")
 
     assert result.exit_code == 0, result.output
-    assert str(transport.requests[0].url) == "http://127.0.0.1:8000/v1/minion/spinup/jobs"
+    assert str(transport.requests[0].url) == (
+        "http://127.0.0.1:8000/v1/minion/spinup/jobs?limit=1000")
 
 
 @pytest.mark.parametrize("status, body, code, message", [
-    (200, "<html>welcome</html>", UNREACHABLE, "answered 200 without JSON: is it a minion API?"),
-    (502, "<html>Bad Gateway</html>", API_ERROR, "<html>Bad Gateway</html> (502 Bad Gateway)"),
+    (200, "<html>welcome</html>", UNREACHABLE,
+     "answered 200 without JSON: is it a minion API? (check --url)"),
+    (502, "<html>Bad Gateway</html>", UNREACHABLE,
+     "answered 502 Bad Gateway, not a minion API answer (<html>Bad Gateway</html>): check "
+     "--url (e.g. the stage path of API Gateway)"),
+    (403, '{"message":"Missing Authentication Token"}', UNREACHABLE,
+     'answered 403 Forbidden, not a minion API answer ({"message":"Missing Authentication '
+     'Token"}): check --url (e.g. the stage path of API Gateway)'),
+    (200, '{"status": "ok"}', UNREACHABLE,
+     "answered a job list that is not a JSON array: is it a minion API? (check --url)"),
+    (200, '["a", 1]', UNREACHABLE,
+     "answered a job list that is not a list of names: is it a minion API? (check --url)"),
 ])
 def test_an_answer_that_is_not_the_apis_is_reported_on_one_line(
         status: int, body: str, code: int, message: str) -> None:
