@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import socket
 from typing import Any, Callable
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from chalicelib.settings import get_settings
 from minion_cli.main import (API_ERROR, STILL_RUNNING, UNREACHABLE, UNSUCCESSFUL, USAGE,
                              Session, cli)
 from tests.conftest import TOKEN, auth, drain, sqs_event
@@ -62,10 +64,13 @@ def minion(transport: ChaliceTransport) -> Callable[..., Result]:
     """Run `minion ARGS...` against the app; `sleep` is what `run --wait` does between polls."""
     def invoke(*args: str, sleep: Callable[[float], None] = _no_sleep,
                env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
+        # The app in this process reads MINION_TOKENS too: its settings are read before the
+        # CLI runs, and the CLI sees MINION_TOKENS only when a test sets it.
+        get_settings()
         session = Session(transport=transport, sleep=sleep)
         return CliRunner().invoke(cli, list(args), obj=session, input=input,
                                   env={"MINION_TOKEN": TOKEN, "LOGNAME": LOGIN,
-                                       **(env or {})})
+                                       "MINION_TOKENS": None, **(env or {})})
     return invoke
 
 
@@ -882,3 +887,203 @@ def test_help_needs_no_token_and_lists_every_command() -> None:
               if line.strip()}
     assert listed == {"create", "delete", "delete-group", "disable", "enable", "get", "list",
                       "update"}
+
+
+# --- issue 17: the CLI in its own terms --------------------------------------------------------
+
+@pytest.mark.parametrize("args, expected", [
+    (["--runner", "dummyRunner", "--schedule", "61 * * * *"],
+     "Error: --schedule (schedule_expression): minute 61"),
+    (["--runner", "dummyRunner", "--schedule", "* * * ? *", "--tz", "Mars/Olympus"],
+     "Error: --tz (schedule_timezone): "),
+    (["--runner", "dummyRunner", "--schedule", "* * * ? *", "--max-attempts", "99"],
+     "Error: --max-attempts: "),
+    (["--runner", "instanceRunner", "--schedule", "* * * ? *",
+      "--detail", "instance_action=start"],
+     "Error: --detail instance_id=... (details.instance_id): "),
+])
+def test_a_refused_option_is_named_as_the_clis_option(minion: Callable[..., Result],
+                                                      args: list[str], expected: str) -> None:
+    result = minion("jobs", "create", "spinup", "space-xy", "--name", "n", *args)
+
+    assert result.exit_code == API_ERROR, result.output
+    assert error_line(result).startswith(expected), error_line(result)
+    assert error_line(result).endswith("(400 BadRequestError)")
+
+
+def test_a_stale_file_update_says_how_to_retry(minion: Callable[..., Result],
+                                               tmp_path: Any) -> None:
+    # Given a job file read at version 1, and the job changed since
+    job = create(minion)
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    assert minion("jobs", "update", "spinup", "space-xy", job["id"], "--name", "x").exit_code == 0
+
+    # When the file is written back
+    result = minion("jobs", "update", "spinup", "space-xy", job["id"], "--file", str(path))
+
+    # Then 412, and the line says to read the job again and retry
+    assert result.exit_code == API_ERROR
+    line = error_line(result)
+    assert "(412 PreconditionFailedError)" in line
+    assert "read it again (`minion jobs get ACCOUNT GROUP ID --json`) and retry" in line
+
+
+def test_an_update_that_loses_its_race_twice_says_to_run_it_again(
+        minion: Callable[..., Result], transport: ChaliceTransport, client: Any) -> None:
+    # Given a job that someone else changes before each of the CLI's writes
+    job = create(minion)
+
+    def change_first(request: httpx.Request) -> None:
+        if request.method == "PUT":
+            current = stored(client, job)
+            body = {k: current[k] for k in ("name", "details", "schedule_expression")}
+            client.http.put(f"/v1/minion/spinup/jobs/space-xy/{job['id']}", headers=auth(),
+                            body=json.dumps({**body, "description": request.read().hex()[:9]}))
+
+    transport.before = change_first
+
+    # When it is disabled... rather, renamed
+    result = minion("jobs", "update", "spinup", "space-xy", job["id"], "--name", "renamed")
+
+    # Then after its one retry it stops and says to run the command again
+    assert result.exit_code == API_ERROR
+    assert error_line(result).endswith("someone else is changing this job right now: run the "
+                                       "same command again")
+    assert stored(client, job)["name"] == "dummy-spin1234567"
+
+
+@pytest.mark.parametrize("args, env, source", [
+    (["--token", "wrong-token"], {}, "--token"),
+    ([], {"MINION_TOKEN": "wrong-token"}, "MINION_TOKEN"),
+    ([], {"MINION_TOKEN": None, "MINION_TOKENS": "wrong-token,other"},
+     "MINION_TOKENS (its first token)"),
+])
+def test_a_refused_token_says_where_it_came_from(minion: Callable[..., Result], args: list[str],
+                                                 env: dict[str, str | None],
+                                                 source: str) -> None:
+    result = minion(*args, "jobs", "list", "spinup", env=env)
+
+    assert result.exit_code == API_ERROR
+    assert f"the token came from {source}:" in error_line(result)
+    assert "wrong-token" not in result.output
+
+
+def test_a_refused_dev_token_file_is_named(minion: Callable[..., Result], tmp_path: Any) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "dev-token").write_text("dev-stale\n")
+
+    result = minion("jobs", "list", "spinup",
+                    env={"MINION_TOKEN": None, "MINION_STATE_DIR": str(state)})
+
+    assert result.exit_code == API_ERROR
+    assert f"the token came from the file {state / 'dev-token'} (written by `make run`)" in (
+        error_line(result))
+
+
+def test_the_tokens_make_run_was_given_are_picked_up_before_a_stale_dev_token(
+        minion: Callable[..., Result], tmp_path: Any) -> None:
+    # Given `MINION_TOKENS=... make run` (which then writes no dev-token) and an old dev-token
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "dev-token").write_text("dev-stale\n")
+
+    result = minion("jobs", "list", "spinup", env={
+        "MINION_TOKEN": None, "MINION_TOKENS": f" {TOKEN} ,another",
+        "MINION_STATE_DIR": str(state)})
+
+    assert result.exit_code == 0, result.output
+
+
+def test_modified_by_defaults_to_the_login_name(minion: Callable[..., Result],
+                                                client: Any) -> None:
+    # Given a job created without --modified-by
+    args = [a for a in DUMMY if a not in ("--modified-by", "someone")]
+    job = json.loads(minion("--json", "jobs", "create", "spinup", "g", *args).stdout)
+    assert job["modified_by"] == LOGIN
+    # When someone else changes it without --modified-by / Then it names them
+    changed = minion("--json", "jobs", "update", "spinup", "g", job["id"], "--name", "other",
+                     env={"LOGNAME": "bob"})
+    assert json.loads(changed.stdout)["modified_by"] == "bob"
+    # But an update that changes nothing writes nothing, not even the name
+    same = minion("--json", "jobs", "update", "spinup", "g", job["id"], "--name", "other",
+                  env={"LOGNAME": "carol"})
+    assert json.loads(same.stdout)["modified_by"] == "bob"
+    assert json.loads(same.stdout)["version"] == 2
+
+
+def test_the_help_examples_are_accepted(minion: Callable[..., Result], client: Any) -> None:
+    import shlex
+
+    # Given the example of `jobs create --help`, and the schedule examples of the options
+    help_text = CliRunner().invoke(cli, ["jobs", "create", "--help"]).stdout
+    lines = help_text.split("Options:")[0].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("minion "))
+    command = ""
+    for line in lines[start:]:
+        command += line.strip().rstrip("\\") + " "
+        if not line.rstrip().endswith("\\"):
+            break
+    argv = shlex.split(command)[1:]
+    schedules = re.findall(r"'([^']+)'", help_text.split("--schedule")[-1].split("--tz")[0])
+    assert schedules, help_text
+
+    # When the example runs / Then the API stores the job
+    result = minion("--json", *argv)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["details"]["instance_id"] == "i-0123456789abcdef0"
+    # And each schedule example is valid
+    for expression in schedules:
+        preview = minion("--json", "schedule", "preview", expression)
+        assert preview.exit_code == 0, (expression, preview.output)
+
+
+def test_the_cli_reads_a_deployment_that_answers_the_wrapped_shape(
+        minion: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib import deps
+
+    monkeypatch.setenv("MINION_RESPONSE_SHAPE", "wrapped")
+    deps.reset()
+    get_settings()
+    job = create(minion, "--enabled")
+    assert job["name"] == "dummy-spin1234567" and "version" in job
+
+    disabled = minion("jobs", "disable", "spinup", "space-xy", job["id"])
+    got = minion("--json", "jobs", "get", "spinup", "space-xy", job["id"])
+
+    assert disabled.exit_code == 0, disabled.output
+    assert json.loads(got.stdout)["enabled"] is False
+
+
+def test_a_deleted_jobs_runs_are_listed_by_the_cli(minion: Callable[..., Result],
+                                                   aws: dict[str, Any]) -> None:
+    job = create(minion)
+    first = json.loads(minion("--json", "run", "spinup", "space-xy", job["id"]).stdout)
+    second = json.loads(minion("--json", "run", "spinup", "space-xy", job["id"]).stdout)
+    drain(aws["sqs"], aws["queue_url"])
+    assert minion("jobs", "delete", "spinup", "space-xy", job["id"]).exit_code == 0
+
+    listed = minion("--json", "runs", "list", "spinup", "space-xy", job["id"])
+
+    assert listed.exit_code == 0, listed.output
+    assert [r["run_id"] for r in json.loads(listed.stdout)["runs"]] == [
+        second["run_id"], first["run_id"]]
+
+
+def test_a_link_to_another_origin_is_not_followed(minion: Callable[..., Result]) -> None:
+    # Given an answer whose next page is announced on another host (the token would go there)
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json=["a"], headers={
+            "Link": '<https://elsewhere.example/v1/minion/spinup/jobs?limit=1>; rel="next"'})
+
+    result = CliRunner().invoke(cli, ["jobs", "list", "spinup", "g"],
+                                obj=Session(transport=httpx.MockTransport(answer)),
+                                env={"MINION_TOKEN": TOKEN})
+
+    assert result.exit_code == UNREACHABLE
+    assert "another origin" in error_line(result)
+    assert len(seen) == 1
