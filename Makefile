@@ -5,7 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench package deploy lint clean
+.PHONY: help run test test-fast bench package deploy lint clean
+
+help:  ## this list of targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-zA-Z_-]+):.*## (.*)/\1\t\2/' | \
+		awk -F '\t' '{ printf "  make %-10s %s\n", $$1, $$2 }'
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,5 +36,5 @@ package: $(STAMP)  ## build/sam.json (checked by cfn-lint) and build/deployment.
 deploy: $(STAMP)  ## package, then deploy with your AWS credentials (docs/deploying.md)
 	infra/deploy.sh
 
-clean:
+clean:  ## remove build output and test caches
 	rm -rf build .pytest_cache

@@ -1087,3 +1087,22 @@ def test_a_link_to_another_origin_is_not_followed(minion: Callable[..., Result])
     assert result.exit_code == UNREACHABLE
     assert "another origin" in error_line(result)
     assert len(seen) == 1
+
+
+def test_make_help_lists_every_target_with_its_description() -> None:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parent.parent
+    makefile = (root / "Makefile").read_text()
+    targets = re.findall(r"^([a-z][a-z-]*):", makefile, flags=re.MULTILINE)
+
+    listed = subprocess.run(["make", "--no-print-directory", "help"], cwd=root,
+                            capture_output=True, text=True, check=True).stdout
+
+    rows = {line.split()[1]: line for line in listed.splitlines()}
+    assert set(rows) == set(targets)
+    assert "the service on loopback" in rows["run"]
