@@ -127,7 +127,7 @@ def _listing_response(listing: JobListing) -> Any:
     there is a next one: root-relative, carrying `limit`, `next_token` (and `expand`)."""
     if not listing.paged:
         return listing.items
-    headers = {}
+    headers: dict[str, str] = {}
     if listing.next_token is not None:
         query = {"limit": str(listing.limit), "next_token": listing.next_token}
         if listing.expand:
