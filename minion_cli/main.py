@@ -23,7 +23,7 @@ FINAL_STATUSES = ("succeeded", "failed", "missed", "skipped")
 OK = 0
 API_ERROR = 1          # the API answered with an error (its message is printed)
 USAGE = 2              # bad arguments or no token (click's own code for usage errors)
-UNREACHABLE = 3        # no minion API answered at --url
+UNREACHABLE = 3        # no minion API answered at --url (nothing, or something else)
 UNSUCCESSFUL = 4       # run --wait: the run ended other than succeeded; preview: invalid
 STILL_RUNNING = 5      # run --wait: the run had not ended when --timeout ran out
 
@@ -231,7 +231,8 @@ pass_session = click.make_pass_decorator(Session, ensure=True)
 @click.option("--url", envvar="MINION_URL", default=DEFAULT_URL, show_default=True,
               help="Base URL of the minion API (env MINION_URL); /v1/minion is appended.")
 @click.option("--token", envvar="MINION_TOKEN", show_envvar=True,
-              help="API token (env MINION_TOKEN; else the file .minion/dev-token).")
+              help="API token (env MINION_TOKEN; else the first of MINION_TOKENS; else the "
+                   "file .minion/dev-token).")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
 @click.option("--insecure-http", is_flag=True, envvar="MINION_INSECURE_HTTP",
               help="Send the token over plain http:// to a host other than this machine.")
@@ -242,8 +243,9 @@ def cli(ctx: click.Context, url: str, token: str | None, as_json: bool,
     """Manage the jobs and runs of a minion scheduler API.
 
     Exit codes: 0 success; 1 the API answered with an error; 2 bad usage or no token;
-    3 the API cannot be reached; 4 a waited-for run did not succeed, or a previewed
-    schedule is invalid; 5 a waited-for run had not ended by --timeout.
+    3 the API cannot be reached, or what answered is not a minion API; 4 a waited-for
+    run did not succeed, or a previewed schedule is invalid; 5 a waited-for run had not
+    ended by --timeout.
     """
     session = ctx.ensure_object(Session)
     session.url, session.token = url, token
