@@ -287,3 +287,19 @@ def test_old_and_new_run_ids_sort_newest_first_together(client: Any) -> None:
     for run_id in ids:
         assert client.http.get(f"{job_path(job['id'])}/runs/{run_id}",
                                headers=auth()).status_code == 200, run_id
+
+
+def test_a_run_now_id_sorts_after_the_previous_one_even_when_the_clock_steps_back() -> None:
+    from chalicelib.runs import is_run_id, manual_run_id
+
+    # Given run-nows at .900 s, then .100 s of the same second (the clock stepped back),
+    # then the next second
+    late = manual_run_id(datetime(2026, 1, 30, 10, 0, 0, 900000, tzinfo=timezone.utc))
+    stepped_back = manual_run_id(datetime(2026, 1, 30, 10, 0, 0, 100000, tzinfo=timezone.utc))
+    next_second = manual_run_id(datetime(2026, 1, 30, 10, 0, 1, 0, tzinfo=timezone.utc))
+
+    # Then they sort in the order they were made, keep their second, and are run ids
+    assert late < stepped_back < next_second
+    assert stepped_back.startswith("20260130T100000Z-m900")
+    assert next_second.startswith("20260130T100001Z-m000")
+    assert all(is_run_id(i) and len(i) == 31 for i in (late, stepped_back, next_second))
