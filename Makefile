@@ -13,7 +13,7 @@ help:  ## this list of targets
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade 'pip<26.3'  # chalice 1.34 requires pip<26.3 (it drives pip to package)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@if [ -f pyproject.toml ]; then $(PY) -m pip install --quiet --no-deps -e .; fi
 	@touch $(STAMP)
