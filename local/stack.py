@@ -2,8 +2,10 @@
 
 Everything runs on loopback. Every boto3 client finds the emulator through the standard
 `AWS_ENDPOINT_URL` (set here before anything creates a client), so the service's code has
-no local special case. The table is snapshotted to the state directory every few seconds
-and at exit, and restored at start: jobs survive a restart.
+no local special case. The embedded emulator journals every change of the table and the
+queues to the state directory before it answers (local/state.py), and restores them at start:
+what the stack answered 2xx for survives a restart, kill -9 included. A lock file gives the
+state directory one stack at a time.
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from local.state import LocalState, StateDirInUse, lock_state_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-SNAPSHOT_SECONDS = 10
+COMPACT_CHECK_SECONDS = 10
 LOCAL_VISIBILITY_TIMEOUT = 180  # above the worker's lease (runner timeout + margin)
 MAX_RECEIVES = 5
 
@@ -40,10 +44,12 @@ class LocalConfig:
     token_generated: bool
     accounts_file: str | None
     endpoint: str | None
+    worker: bool = True
 
     @classmethod
     def from_env(cls) -> "LocalConfig":
-        """Read MINION_PORT, MINION_AWS_PORT, MINION_TOKENS, MINION_ACCOUNTS_FILE, MINION_STATE_DIR."""
+        """Read MINION_PORT, MINION_AWS_PORT, MINION_TOKENS, MINION_ACCOUNTS_FILE,
+        MINION_STATE_DIR and MINION_WORKER."""
         state_dir = Path(os.environ.get("MINION_STATE_DIR") or ROOT / ".minion")
         state_dir.mkdir(parents=True, exist_ok=True)
         tokens = tuple(t.strip() for t in os.environ.get("MINION_TOKENS", "").split(",")
@@ -59,7 +65,15 @@ class LocalConfig:
         return cls(port=_port("MINION_PORT", 8000), aws_port=_port("MINION_AWS_PORT", 5000),
                    state_dir=state_dir, tokens=tokens, token_generated=generated,
                    accounts_file=os.environ.get("MINION_ACCOUNTS_FILE") or None,
-                   endpoint=os.environ.get("AWS_ENDPOINT_URL") or None)
+                   endpoint=os.environ.get("AWS_ENDPOINT_URL") or None,
+                   worker=_switch("MINION_WORKER"))
+
+
+def _switch(name: str) -> bool:
+    raw = os.environ.get(name, "on").strip().lower() or "on"
+    if raw not in ("on", "off"):
+        sys.exit(f"{name}: expected on or off, got {raw!r}")
+    return raw == "on"
 
 
 def _port(name: str, default: int) -> int:
@@ -149,49 +163,6 @@ def create_resources() -> str:
                                      "maxReceiveCount": str(MAX_RECEIVES)})})["QueueUrl"]
 
 
-class Snapshot:
-    """The table's items in a JSON file: written atomically, restored at start."""
-
-    def __init__(self, path: Path, table: str) -> None:
-        import boto3
-
-        self.path = path
-        self.table = table
-        self.client = boto3.client("dynamodb")
-        self._last = ""
-
-    def restore(self) -> int:
-        """Put back the items of the last snapshot; how many."""
-        if not self.path.exists():
-            return 0
-        items = json.loads(self.path.read_text())
-        for start in range(0, len(items), 25):
-            pending: dict[str, Any] = {self.table: [{"PutRequest": {"Item": i}}
-                                                    for i in items[start:start + 25]]}
-            while pending:
-                pending = self.client.batch_write_item(RequestItems=pending).get(
-                    "UnprocessedItems") or {}
-        self._last = self.path.read_text()
-        return len(items)
-
-    def save(self) -> None:
-        """Write the table's items (only when they changed)."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": self.table}
-        while True:
-            page = self.client.scan(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        text = json.dumps(sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])))
-        if text != self._last:
-            temporary = self.path.with_suffix(".tmp")
-            temporary.write_text(text)
-            temporary.replace(self.path)
-            self._last = text
-
-
 def tick_loop(stop: threading.Event, handler: Any) -> None:
     """At each minute boundary, invoke the tick with a real scheduled-event payload.
 
@@ -263,6 +234,10 @@ def worker_loop(stop: threading.Event, handler: Any, queue_url: str) -> None:
 def main() -> None:
     """Run the stack until Ctrl-C or SIGTERM."""
     config = LocalConfig.from_env()
+    try:
+        state_lock = lock_state_dir(config.state_dir)  # held until the process ends
+    except StateDirInUse as error:
+        sys.exit(str(error))
     _check_free(config.port, "API")
     if config.endpoint is None:
         _check_free(config.aws_port, "AWS emulator")
@@ -274,33 +249,41 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulated AWS call
-    moto_server = None
-    if config.endpoint is None:
-        from moto.server import ThreadedMotoServer
+    from chalicelib.settings import get_settings
 
-        moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=config.aws_port,
-                                         verbose=False)
+    settings = get_settings()
+    moto_server = state = None
+    if config.endpoint is None:
+        from local.emulator import EmbeddedMotoServer
+
+        state = LocalState(config.state_dir, os.environ["AWS_DEFAULT_REGION"],
+                           tables=[settings.table_name],
+                           queues=[settings.queue_name, settings.queue_name + "-dlq"])
+        moto_server = EmbeddedMotoServer(config.aws_port, state.wrap)
         moto_server.start()
 
     queue_url = create_resources()
-    from chalicelib.settings import get_settings
-
-    snapshot = Snapshot(config.state_dir / "table.json", get_settings().table_name)
-    restored = snapshot.restore()
+    items, messages = state.restore() if state is not None else (0, 0)
 
     import app as app_module
     from local.server import start_api
 
     api = start_api(app_module.app, config.port)
     threads = [threading.Thread(target=tick_loop, args=(stop, app_module.tick), daemon=True,
-                                name="tick"),
-               threading.Thread(target=worker_loop, args=(stop, app_module.worker, queue_url),
-                                daemon=True, name="worker")]
+                                name="tick")]
+    if config.worker:
+        threads.append(threading.Thread(target=worker_loop,
+                                        args=(stop, app_module.worker, queue_url),
+                                        daemon=True, name="worker"))
     for thread in threads:
         thread.start()
 
     base = f"http://127.0.0.1:{config.port}/v1/minion"
-    print(f"minion is running (restored {restored} items from {config.state_dir}/table.json)")
+    if state is not None:
+        print(f"minion is running (restored {items} items and {messages} queued messages "
+              f"from {config.state_dir})")
+    else:
+        print(f"minion is running (state kept by {config.endpoint})")
     print(f"  API:          {base}   (try: curl {base}/ping)")
     print(f"  AWS emulator: {os.environ['AWS_ENDPOINT_URL']}")
     if config.token_generated:
@@ -309,20 +292,25 @@ def main() -> None:
     else:
         print("  token:        one of MINION_TOKENS")
     print(f"  authenticate: curl -H 'X-Auth-Token: <token>' {base}/<account>/jobs")
+    if not config.worker:
+        print("  worker:       off (MINION_WORKER=off): runs stay queued")
     print("Press Ctrl-C to stop.", flush=True)
 
-    while not stop.wait(SNAPSHOT_SECONDS):
-        try:
-            snapshot.save()
-        except Exception as error:
-            print(f"snapshot failed: {error}", file=sys.stderr)
+    while not stop.wait(COMPACT_CHECK_SECONDS):
+        if state is not None:
+            try:
+                state.compact_if_long()
+            except Exception as error:  # the journal goes on growing: nothing is lost
+                print(f"compacting the state failed: {error}", file=sys.stderr)
     print("stopping...", flush=True)
     api.shutdown()
     for thread in threads:
         thread.join(timeout=5)
-    snapshot.save()
+    if state is not None:
+        state.close()
     if moto_server is not None:
         moto_server.stop()
+    state_lock.close()
     print("stopped.", flush=True)
 
 

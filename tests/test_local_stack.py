@@ -42,12 +42,15 @@ class Stack:
         return f"http://127.0.0.1:{self.port}/v1/minion"
 
     def start(self) -> "Stack":
+        # The output goes to a file, not a pipe: a pipe nobody reads fills up after a few
+        # hundred requests' log lines and blocks the stack.
+        self.log = self.state_dir.parent / f"stack-{self.port}.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local.stack"], cwd=ROOT, env=self.env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read()  # type: ignore
+            assert self.process.poll() is None, self.log.read_text()
             try:
                 if httpx.get(self.base + "/ping", timeout=1).text == "pong":
                     return self
@@ -61,8 +64,15 @@ class Stack:
         try:
             code = self.process.wait(timeout=30)
         finally:
-            self.output = self.process.stdout.read()  # type: ignore[union-attr]
+            self.output = self.log.read_text()
         return code
+
+    def kill(self) -> None:
+        """kill -9: no handler runs, nothing is flushed by the stack itself."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+        self.output = self.log.read_text()
 
     def token(self) -> str:
         return (self.state_dir / "dev-token").read_text().strip()
