@@ -2,80 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 import pytest
+from local_stack_support import DUMMY_JOB, Stack, free_port, headers
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Stack:
-    """A running local stack in a subprocess."""
-
-    def __init__(self, state_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.port, self.aws_port = _free_port(), _free_port()
-        self.state_dir = state_dir
-        self.env = {**{k: v for k, v in os.environ.items()
-                       if not k.startswith(("AWS_", "MINION_"))},
-                    "MINION_PORT": str(self.port), "MINION_AWS_PORT": str(self.aws_port),
-                    "MINION_STATE_DIR": str(state_dir), **(env or {})}
-        self.process: subprocess.Popen[str] | None = None
-        self.output = ""
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/minion"
-
-    def start(self) -> "Stack":
-        # The output goes to a file, not a pipe: a pipe nobody reads fills up after a few
-        # hundred requests' log lines and blocks the stack.
-        self.log = self.state_dir.parent / f"stack-{self.port}.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local.stack"], cwd=ROOT, env=self.env, text=True,
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(self.base + "/ping", timeout=1).text == "pong":
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise AssertionError("the local stack did not answer /ping within 60 s")
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=30)
-        finally:
-            self.output = self.log.read_text()
-        return code
-
-    def kill(self) -> None:
-        """kill -9: no handler runs, nothing is flushed by the stack itself."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=30)
-        self.output = self.log.read_text()
-
-    def token(self) -> str:
-        return (self.state_dir / "dev-token").read_text().strip()
 
 
 @pytest.fixture
@@ -86,20 +22,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         running.stop()
 
 
-def _headers(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "Content-Type": "application/json"}
-
-
-DUMMY_JOB = {"description": "Do some dumb thing to my server",
-             "details": {"runner": "dummyRunner"}, "group": "space-xy",
-             "modified_by": "someone", "name": "dummy-spin1234567",
-             "schedule_expression": "* * * ? *", "enabled": True}
-
-
 def test_readme_curl_session_creates_lists_gets_runs_and_deletes_the_dummy_job(
         stack: Stack) -> None:
     # Given the running stack and its development token
-    h = _headers(stack.token())
+    h = headers(stack.token())
     # When the README's session is followed
     created = httpx.post(stack.base + "/spinup/jobs/space-xy", headers=h, json=DUMMY_JOB)
     job_id = created.json()["id"]
@@ -135,7 +61,7 @@ def test_stack_refuses_requests_without_a_token_and_answers_unknown_paths_404(
     # When requests come without a token, and with one to a path that does not exist
     no_token = httpx.get(stack.base + "/spinup/jobs")
     unknown_without = httpx.get(stack.base + "/no/such/route/here")
-    unknown_with = httpx.get(stack.base + "/no/such/route/here", headers=_headers(stack.token()))
+    unknown_with = httpx.get(stack.base + "/no/such/route/here", headers=headers(stack.token()))
     # Then
     assert no_token.status_code == 401 and no_token.json()["Code"] == "UnauthorizedError"
     assert unknown_without.status_code == 401
@@ -145,7 +71,7 @@ def test_stack_refuses_requests_without_a_token_and_answers_unknown_paths_404(
 def test_jobs_survive_a_restart_and_sigterm_leaves_no_process(tmp_path: Path) -> None:
     # Given a stack holding a job
     first = Stack(tmp_path / "state").start()
-    h = _headers(first.token())
+    h = headers(first.token())
     job_id = httpx.post(first.base + "/spinup/jobs/space-xy", headers=h,
                         json={**DUMMY_JOB, "enabled": False}).json()["id"]
     # When it is stopped with SIGTERM and started again on the same state directory
@@ -170,7 +96,7 @@ def test_an_accounts_file_limits_accounts_and_runners(tmp_path: Path) -> None:
     stack = Stack(tmp_path / "state", {"MINION_ACCOUNTS_FILE": str(registry),
                                        "MINION_TOKENS": "chosen-token-000001,chosen-token-000002"}).start()
     try:
-        h = _headers("chosen-token-000002")
+        h = headers("chosen-token-000002")
         unknown = httpx.get(stack.base + "/other/jobs", headers=h)
         instance_job = {**DUMMY_JOB, "details": {"runner": "instanceRunner",
                                                  "instance_id": "i-aaaabbbb11112222",
@@ -189,7 +115,7 @@ def test_an_accounts_file_limits_accounts_and_runners(tmp_path: Path) -> None:
 def test_every_minute_job_runs_once_per_minute_with_no_gap_and_no_duplicate(
         stack: Stack) -> None:
     # Given an enabled every-minute job
-    h = _headers(stack.token())
+    h = headers(stack.token())
     job_id = httpx.post(stack.base + "/spinup/jobs/space-xy", headers=h,
                         json=DUMMY_JOB).json()["id"]
     first = httpx.get(f"{stack.base}/spinup/jobs/space-xy/{job_id}", headers=h).json()["next"]
@@ -239,7 +165,7 @@ def test_run_now_of_an_instance_stop_job_stops_an_instance_of_the_target_account
         default_ec2 = boto3.client("ec2", **options)
         assert default_ec2.describe_instances(Filters=[
             {"Name": "instance-id", "Values": [instance_id]}])["Reservations"] == []
-        h = _headers(stack.token())
+        h = headers(stack.token())
         job = httpx.post(stack.base + "/team/jobs/space-xy", headers=h, json={
             "name": "stop-it", "schedule_expression": "0 19 * * *",
             "details": {"runner": "instanceRunner", "instance_id": instance_id,
@@ -268,7 +194,7 @@ def test_the_local_api_server_can_be_started_twice_in_one_process() -> None:
     import app as app_module
     from local.server import start_api
 
-    first, second = _free_port(), _free_port()
+    first, second = free_port(), free_port()
     servers = [start_api(app_module.app, first), start_api(app_module.app, second)]
     try:
         # When both are asked / Then both answer
