@@ -28,7 +28,8 @@ from typing import Any
 from local.state import LocalState, StateDirInUse, lock_state_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPACT_CHECK_SECONDS = 10
+MAINTENANCE_SECONDS = 10
+TTL_ATTRIBUTE = "expires_at"  # infra/minion.yaml's TimeToLiveSpecification
 LOCAL_VISIBILITY_TIMEOUT = 180  # above the worker's lease (runner timeout + margin)
 MAX_RECEIVES = 5
 
@@ -153,6 +154,10 @@ def create_resources() -> str:
     dynamodb = boto3.client("dynamodb")
     if settings.table_name not in dynamodb.list_tables()["TableNames"]:
         dynamodb.create_table(**table_definition(settings.table_name))
+    ttl = dynamodb.describe_time_to_live(TableName=settings.table_name)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") != "ENABLED":  # as infra/minion.yaml's table: runs expire
+        dynamodb.update_time_to_live(TableName=settings.table_name, TimeToLiveSpecification={
+            "AttributeName": TTL_ATTRIBUTE, "Enabled": True})
     sqs = boto3.client("sqs")
     dlq_url = sqs.create_queue(QueueName=settings.queue_name + "-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
@@ -296,12 +301,12 @@ def main() -> None:
         print("  worker:       off (MINION_WORKER=off): runs stay queued")
     print("Press Ctrl-C to stop.", flush=True)
 
-    while not stop.wait(COMPACT_CHECK_SECONDS):
+    while not stop.wait(MAINTENANCE_SECONDS):
         if state is not None:
             try:
-                state.compact_if_long()
+                state.maintain(time.time())
             except Exception as error:  # the journal goes on growing: nothing is lost
-                print(f"compacting the state failed: {error}", file=sys.stderr)
+                print(f"state maintenance failed: {error}", file=sys.stderr)
     print("stopping...", flush=True)
     api.shutdown()
     for thread in threads:

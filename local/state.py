@@ -29,6 +29,9 @@ SNAPSHOT = "state.json"
 JOURNAL = "journal.jsonl"
 LEGACY_SNAPSHOT = "table.json"  # the table alone, as stacks before the journal saved it
 COMPACT_AFTER_RECORDS = 50_000
+# moto remembers every receipt handle of every deleted message (to accept a repeated delete):
+# forgotten past this many, so the set does not grow with every run the stack ever ran.
+DELETED_HANDLES_KEPT = 10_000
 # Requests that may change an item. PartiQL writes are not journaled: the service uses none.
 DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
                              "TransactWriteItems"})
@@ -212,6 +215,39 @@ class LocalState:
         if self._records > COMPACT_AFTER_RECORDS:
             self.compact()
 
+    def maintain(self, now: float) -> int:
+        """Expire items past their TTL, bound moto's memory of deleted messages, compact when
+        the journal is long; how many items expired."""
+        expired = self.expire_items(now)
+        for name in self.queues:
+            queue = self.sqs.queues.get(name)
+            if queue is not None and len(queue.deleted_messages) > DELETED_HANDLES_KEPT:
+                queue.deleted_messages.clear()
+        self.compact_if_long()
+        return expired
+
+    def expire_items(self, now: float) -> int:
+        """Delete (and journal) the items whose TTL attribute is past, as DynamoDB's TTL does
+        (moto's tables never expire anything); how many."""
+        expired = 0
+        for name in self.tables:
+            table = self._table(name)
+            if table is None or table.ttl.get("TimeToLiveStatus") != "ENABLED":
+                continue
+            attribute = table.ttl["AttributeName"]
+            with self._items_lock:
+                records = []
+                for item in self._item_objects(table):
+                    value = item.attrs.get(attribute)
+                    if value is None or value.type != "N" or float(value.value) >= now:
+                        continue
+                    table.delete_item(item.hash_key, item.range_key)
+                    key = _key_of(table, item.to_json()["Attributes"])
+                    records.append({"item": {"table": name, "key": key, "image": None}})
+                self._append(records)
+                expired += len(records)
+        return expired
+
     def close(self) -> None:
         """Compact and close the journal."""
         self.compact()
@@ -225,15 +261,16 @@ class LocalState:
     def _table(self, name: str) -> Any:
         return self.dynamodb.tables.get(name)
 
+    @staticmethod
+    def _item_objects(table: Any) -> list[Any]:
+        if table.range_key_attr is None:
+            return list(table.items.values())
+        return [i for by_range in table.items.values() for i in by_range.values()]
+
     def _items(self, name: str) -> list[dict[str, Any]]:
         table = self._table(name)
-        if table is None:
-            return []
-        if table.range_key_attr is None:
-            items = list(table.items.values())
-        else:
-            items = [i for by_range in table.items.values() for i in by_range.values()]
-        return [i.to_json()["Attributes"] for i in items]
+        return [] if table is None else [i.to_json()["Attributes"]
+                                         for i in self._item_objects(table)]
 
     def _messages(self, name: str) -> list[Any]:
         queue = self.sqs.queues.get(name)

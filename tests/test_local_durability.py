@@ -173,6 +173,39 @@ def test_a_refused_transaction_changes_nothing_and_stays_refused_after_kill_9(
     assert before == after == [{**counter, "n": {"N": "1"}}]
 
 
+def test_items_past_their_ttl_are_expired_as_dynamodb_does_and_stay_gone(
+        tmp_path: Path) -> None:
+    # Given items of the stack's table past their expiry (runs carry `expires_at`), and one not
+    state = tmp_path / "state"
+    first = Stack(state).start()
+    dynamodb = first.aws("dynamodb")
+    now = int(time.time())
+    for name, expires in (("OLD", now - 60), ("OLDER", now - 86400), ("NEW", now + 3600)):
+        dynamodb.put_item(TableName="minion", Item={
+            "pk": {"S": "TEST"}, "sk": {"S": name}, "expires_at": {"N": str(expires)}})
+
+    def names(client: Any) -> list[str]:
+        return sorted(i["sk"]["S"] for i in client.query(
+            TableName="minion", KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "TEST"}})["Items"])
+
+    # When the stack's maintenance has run (every 10 s), and the stack is killed and restarted
+    deadline = time.monotonic() + 30
+    while names(dynamodb) != ["NEW"] and time.monotonic() < deadline:
+        time.sleep(1)
+    expired = names(dynamodb)
+    ttl = dynamodb.describe_time_to_live(TableName="minion")["TimeToLiveDescription"]
+    first.kill()
+    second = Stack(state).start()
+    try:
+        after = names(second.aws("dynamodb"))
+    finally:
+        second.stop()
+    # Then the expired items are gone, for good, and the other stays
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    assert expired == after == ["NEW"]
+
+
 @pytest.mark.slow
 def test_the_stack_holds_thousands_of_jobs_in_bounded_memory(tmp_path: Path) -> None:
     # Given a running stack, warmed up with 500 jobs

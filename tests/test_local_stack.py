@@ -85,6 +85,8 @@ def test_jobs_survive_a_restart_and_sigterm_leaves_no_process(tmp_path: Path) ->
     assert code == 0 and "stopped." in first.output
     for port in (first.port, first.aws_port):
         with socket.socket() as probe:
+            # SO_REUSEADDR: a closed connection's TIME_WAIT may linger; a listener may not
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))
     assert fetched.status_code == 200 and fetched.json()["name"] == "dummy-spin1234567"
 
