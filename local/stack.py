@@ -48,7 +48,7 @@ class LocalConfig:
     worker: bool = True
 
     @classmethod
-    def from_env(cls) -> "LocalConfig":
+    def from_env(cls) -> LocalConfig:
         """Read MINION_PORT, MINION_AWS_PORT, MINION_TOKENS, MINION_ACCOUNTS_FILE,
         MINION_STATE_DIR and MINION_WORKER."""
         state_dir = Path(os.environ.get("MINION_STATE_DIR") or ROOT / ".minion")
@@ -162,10 +162,10 @@ def create_resources() -> str:
     dlq_url = sqs.create_queue(QueueName=settings.queue_name + "-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
         "Attributes"]["QueueArn"]
-    return sqs.create_queue(QueueName=settings.queue_name, Attributes={
+    return str(sqs.create_queue(QueueName=settings.queue_name, Attributes={
         "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                     "maxReceiveCount": str(MAX_RECEIVES)})})["QueueUrl"]
+                                     "maxReceiveCount": str(MAX_RECEIVES)})})["QueueUrl"])
 
 
 def tick_loop(stop: threading.Event, handler: Any) -> None:

@@ -20,8 +20,9 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any
 from urllib.parse import parse_qs
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
@@ -46,7 +47,7 @@ class StateDirInUse(Exception):
 
 def lock_state_dir(state_dir: Path) -> IO[str]:
     """Take the state directory's lock, or raise StateDirInUse; keep the handle open."""
-    handle = open(state_dir / "lock", "a+")
+    handle = open(state_dir / "lock", "a+")  # noqa: SIM115 - held open while the stack runs
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -93,7 +94,7 @@ class LocalState:
 
     def __init__(self, directory: Path, region: str, tables: Iterable[str],
                  queues: Iterable[str]) -> None:
-        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.dynamodb.models import dynamodb_backends
         from moto.sqs.models import sqs_backends
 
@@ -383,7 +384,7 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     body = environ["wsgi.input"].read(length) if length > 0 else b""
     environ["wsgi.input"] = io.BytesIO(body)
     environ["minion.body"] = body
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def _call(app: WsgiApp, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:

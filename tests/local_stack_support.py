@@ -40,7 +40,7 @@ class Stack:
         """The API's base URL."""
         return f"http://127.0.0.1:{self.port}/v1/minion"
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         """Start it and wait until it answers /ping."""
         # The output goes to a file, not a pipe: a pipe nobody reads fills up after a few
         # hundred requests' log lines and blocks the stack.
