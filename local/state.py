@@ -250,12 +250,9 @@ class LocalState:
         return expired
 
     def close(self) -> None:
-        """Compact and close the journal."""
+        """Compact at a stop. The journal stays open: a request still in flight (a worker
+        thread that outlived its join) is journaled after the snapshot, and replayed."""
         self.compact()
-        with self._file_lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
 
     # --- reading the emulator ---------------------------------------------------------------
 
@@ -284,7 +281,7 @@ class LocalState:
             return
         text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
         with self._file_lock:
-            if self._journal is None:  # before restore() or after close(): not persisted
+            if self._journal is None:  # before restore(): the emulator holds nothing to keep yet
                 return
             self._journal.write(text)
             self._journal.flush()
