@@ -64,6 +64,35 @@ def test_writes_answered_2xx_survive_kill_9_right_after_the_answer(tmp_path: Pat
     assert "restored 3 items" in second.output  # two jobs and the account's counter item
 
 
+def test_a_journal_replayed_over_the_snapshot_it_was_compacted_into_changes_nothing(
+        tmp_path: Path) -> None:
+    # Given the journal of a stack killed after a create, a replace, a create and a delete
+    state = tmp_path / "state"
+    first = Stack(state).start()
+    h = headers(first.token())
+    kept = httpx.post(first.base + "/spinup/jobs/space-xy", headers=h, json=DISABLED).json()
+    httpx.put(f"{first.base}/spinup/jobs/space-xy/{kept['id']}", headers=h,
+              json={**DISABLED, "name": "renamed"})
+    gone = httpx.post(first.base + "/spinup/jobs/space-xy", headers=h, json=DISABLED).json()
+    httpx.delete(f"{first.base}/spinup/jobs/space-xy/{gone['id']}", headers=h)
+    first.kill()
+    journal = (state / "journal.jsonl").read_text()
+    # When a restart compacts it into the snapshot, and the same journal is found again (as
+    # when a stack dies between writing the snapshot and emptying the journal)
+    Stack(state).start().stop()
+    (state / "journal.jsonl").write_text(journal)
+    third = Stack(state).start()
+    try:
+        listed = httpx.get(third.base + "/spinup/jobs/space-xy", headers=h).json()
+        fetched = httpx.get(f"{third.base}/spinup/jobs/space-xy/{kept['id']}", headers=h).json()
+    finally:
+        third.stop()
+    # Then the state is the one the first stack answered for, no older
+    assert journal.count("\n") >= 4
+    assert listed == [kept["id"]]
+    assert fetched["name"] == "renamed" and fetched["version"] == 2
+
+
 def test_a_queued_run_survives_kill_9_and_completes_after_the_restart(tmp_path: Path) -> None:
     # Given a run queued while no worker consumed the queue
     state = tmp_path / "state"
