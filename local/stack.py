@@ -254,16 +254,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulated AWS call
-    from chalicelib.settings import get_settings
-
-    settings = get_settings()
     moto_server = state = None
     if config.endpoint is None:
         from local.emulator import EmbeddedMotoServer
 
-        state = LocalState(config.state_dir, os.environ["AWS_DEFAULT_REGION"],
-                           tables=[settings.table_name],
-                           queues=[settings.queue_name, settings.queue_name + "-dlq"])
+        state = LocalState(config.state_dir, os.environ["AWS_DEFAULT_REGION"])
         moto_server = EmbeddedMotoServer(config.aws_port, state.wrap)
         moto_server.start()
 
@@ -305,7 +300,7 @@ def main() -> None:
         if state is not None:
             try:
                 state.maintain(time.time())
-            except Exception as error:  # the journal goes on growing: nothing is lost
+            except Exception as error:  # noqa: BLE001 - the journal grows on: nothing is lost
                 print(f"state maintenance failed: {error}", file=sys.stderr)
     print("stopping...", flush=True)
     api.shutdown()

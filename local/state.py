@@ -29,6 +29,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 SNAPSHOT = "state.json"
 JOURNAL = "journal.jsonl"
 LEGACY_SNAPSHOT = "table.json"  # the table alone, as stacks before the journal saved it
+LEGACY_TABLE = "minion"
 COMPACT_AFTER_RECORDS = 50_000
 # moto remembers every receipt handle of every deleted message (to accept a repeated delete):
 # forgotten past this many, so the set does not grow with every run the stack ever ran.
@@ -90,10 +91,13 @@ def _message_version(message: Any) -> tuple[Any, ...]:
 
 
 class LocalState:
-    """The emulator's table and queues, persisted in a state directory by snapshot + journal."""
+    """The emulator's tables and queues, persisted in a state directory by snapshot + journal.
 
-    def __init__(self, directory: Path, region: str, tables: Iterable[str],
-                 queues: Iterable[str]) -> None:
+    Those of the emulator's default account and region that exist when `restore()` runs (the
+    stack creates its resources first): whatever queues and tables the service comes to use.
+    """
+
+    def __init__(self, directory: Path, region: str) -> None:
         from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.dynamodb.models import dynamodb_backends
         from moto.sqs.models import sqs_backends
@@ -101,19 +105,22 @@ class LocalState:
         self.directory = directory
         self.dynamodb = dynamodb_backends[DEFAULT_ACCOUNT_ID][region]
         self.sqs = sqs_backends[DEFAULT_ACCOUNT_ID][region]
-        self.tables = tuple(tables)
-        self.queues = tuple(queues)
+        self.tables: tuple[str, ...] = ()
+        self.queues: tuple[str, ...] = ()
         self._items_lock = threading.Lock()  # one item-writing request at a time
         self._queues_lock = threading.Lock()
         self._file_lock = threading.Lock()
         self._journal: IO[str] | None = None
         self._records = 0
-        self._known: dict[str, dict[str, tuple[Any, ...]]] = {q: {} for q in self.queues}
+        self._known: dict[str, dict[str, tuple[Any, ...]]] = {}
 
     # --- start and stop ---------------------------------------------------------------------
 
     def restore(self) -> tuple[int, int]:
         """Load the snapshot and replay the journal into the emulator; (items, messages)."""
+        self.tables = tuple(self.dynamodb.tables)
+        self.queues = tuple(self.sqs.queues)
+        self._known = {q: {} for q in self.queues}
         tables: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in self.tables}
         queues: dict[str, dict[str, dict[str, Any]]] = {q: {} for q in self.queues}
         snapshot = self.directory / SNAPSHOT
@@ -127,9 +134,9 @@ class LocalState:
             for name, messages in saved.get("queues", {}).items():
                 if name in queues:
                     queues[name] = {m["id"]: m for m in messages}
-        elif legacy.exists() and self.tables:
-            table = self._table(self.tables[0])
-            tables[self.tables[0]] = {_key_text(_key_of(table, i)): i
+        elif legacy.exists() and LEGACY_TABLE in tables:
+            table = self._table(LEGACY_TABLE)
+            tables[LEGACY_TABLE] = {_key_text(_key_of(table, i)): i
                                       for i in json.loads(legacy.read_text())}
         for record in self._journal_records():
             if "item" in record:

@@ -1,6 +1,7 @@
 """End to end: what `make run` keeps across kill -9 and restarts, and how much memory it needs."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -91,6 +92,26 @@ def test_a_journal_replayed_over_the_snapshot_it_was_compacted_into_changes_noth
     assert journal.count("\n") >= 4
     assert listed == [kept["id"]]
     assert fetched["name"] == "renamed" and fetched["version"] == 2
+
+
+def test_the_table_snapshot_of_earlier_stacks_is_restored_once_then_kept_as_state(
+        tmp_path: Path) -> None:
+    # Given a state directory as stacks before the journal left it: the table in table.json
+    state = tmp_path / "state"
+    state.mkdir()
+    item = {"pk": {"S": "TEST"}, "sk": {"S": "OLD"}, "n": {"N": "7"}}
+    (state / "table.json").write_text(json.dumps([item]))
+    # When a stack starts there
+    stack = Stack(state).start()
+    try:
+        found = stack.aws("dynamodb").get_item(TableName="minion",
+                                               Key={"pk": item["pk"], "sk": item["sk"]})
+    finally:
+        stack.stop()
+    # Then its items are back, and kept from then on in the new files only
+    assert found["Item"] == item
+    assert not (state / "table.json").exists()
+    assert item in json.loads((state / "state.json").read_text())["tables"]["minion"]
 
 
 def test_a_queued_run_survives_kill_9_and_completes_after_the_restart(tmp_path: Path) -> None:
