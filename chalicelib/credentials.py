@@ -1,6 +1,7 @@
 """Credentials a run acts with: the worker's own, or a role assumed in the job's account."""
 from __future__ import annotations
 
+import json
 import re
 import threading
 from functools import lru_cache
@@ -11,7 +12,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .accounts import AccountEntry
-from .runners.base import PermanentError, classify
+from .runners import get_runner
+from .runners.base import DetailsError, PermanentError, check_scope, classify, session_policy
 
 # Standard mode retries throttling, 5xx and connection errors with backoff inside one attempt
 # of the run; what still fails is classified and left to the worker's own retry.
@@ -58,6 +60,8 @@ class AccountClients:
 
     def __call__(self, service: str) -> Any:
         """The cached client for `service` in the entry's account and region."""
+        if not self._clients:
+            self._check_scope()
         if service not in self._clients:
             credentials = self._assumed() if self.entry.role_arn else self._own()
             self._clients[service] = self._client(service, **credentials)
@@ -68,23 +72,52 @@ class AccountClients:
             return self._session.client(service, region_name=self.region, config=CLIENT_CONFIG,
                                         **credentials)
 
+    def _check_scope(self) -> None:
+        """Before the first client: the job's details must name resources of the entry's
+        account and region (a job stored before the registry changed may not)."""
+        details = self.entry.job_details
+        runner = get_runner(details.get("runner", "")) if details else None
+        if details is None or runner is None:
+            return
+        try:
+            check_scope(runner, details, self.entry.scope(self.region))
+        except DetailsError as error:
+            raise PermanentError(str(error)) from None
+
+    def session_policy(self) -> dict[str, Any] | None:
+        """The AssumeRole session policy of this run: the role's permissions narrowed to the
+        job's resources (None without job details: the role's own permissions)."""
+        details = self.entry.job_details
+        if details is None:
+            return None
+        runner = get_runner(details.get("runner", ""))
+        if runner is None:
+            raise PermanentError(f"details.runner: unknown runner {details.get('runner')!r}")
+        return session_policy(runner, details, self.entry.scope(self.region))
+
     def _assumed(self) -> dict[str, str]:
-        """The role's credentials, assumed once; PermanentError when the role refuses."""
+        """The role's credentials, assumed once; PermanentError when the role refuses.
+
+        Messages name the minion account, never the role's ARN or the worker's account: they
+        end up in run records that the account's API clients read.
+        """
         if self._credentials is None:
             role_arn = str(self.entry.role_arn)
             match = _ROLE_ACCOUNT.fullmatch(role_arn)
             if match and self.entry.account_id and match.group(1) != self.entry.account_id:
-                raise PermanentError(f"account {self.entry.name}: role {role_arn} is not in "
-                                     f"account {self.entry.account_id}")
+                raise PermanentError(f"account {self.entry.name}: its role is not in account "
+                                     f"{self.entry.account_id}")
             request: dict[str, Any] = {"RoleArn": role_arn, "DurationSeconds": SESSION_SECONDS,
                                        "RoleSessionName": role_session_name(self.run_id)}
             if self.entry.external_id:
                 request["ExternalId"] = self.entry.external_id
+            policy = self.session_policy()
+            if policy is not None:
+                request["Policy"] = json.dumps(policy, separators=(",", ":"))
             try:
                 answer = self._sts().assume_role(**request)
             except (ClientError, BotoCoreError) as error:
-                raise classify(error, f"account {self.entry.name}: sts AssumeRole {role_arn}") \
-                    from error
+                raise classify(error, f"account {self.entry.name}: sts AssumeRole") from error
             issued = answer["Credentials"]
             self._credentials = {"aws_access_key_id": issued["AccessKeyId"],
                                  "aws_secret_access_key": issued["SecretAccessKey"],
@@ -103,8 +136,8 @@ class AccountClients:
                 if own_account != self.entry.account_id:
                     raise PermanentError(
                         f"account {self.entry.name}: registry names account "
-                        f"{self.entry.account_id} but no role_arn, and the worker's own "
-                        f"account is {own_account}")
+                        f"{self.entry.account_id} but no role_arn, and the worker acts in "
+                        "another account")
             self._credentials = {}
         return self._credentials
 

@@ -6,8 +6,9 @@ import time
 from functools import lru_cache
 
 from . import aws
-from .accounts import Registry, load_registry_document
+from .accounts import Registry, RegistryError, load_registry_document
 from .auth import TokenAuthenticator
+from .observability import emit, logger
 from .queue import RunQueue
 from .settings import get_settings
 from .store import Store
@@ -33,13 +34,27 @@ def run_queue() -> RunQueue:
 
 
 def registry() -> Registry:
-    """The account registry (re-read at most every 5 minutes when it lives in SSM)."""
+    """The account registry (re-read at most every 5 minutes when it lives in SSM).
+
+    An unusable registry raises RegistryError (a 503) each time it is asked for, logged at
+    ERROR with a metric, and is not cached: the fix is picked up at the next request.
+    """
     global _registry_cache
     now = time.monotonic()
     if _registry_cache is None or now - _registry_cache[0] > REGISTRY_MAX_AGE:
         settings = get_settings()
-        _registry_cache = (now, load_registry_document(
-            settings.accounts_document, settings.accounts_file, settings.accounts_parameter))
+        try:
+            loaded = load_registry_document(
+                settings.accounts_document, settings.accounts_file,
+                settings.accounts_parameter, settings.runner_role_arns)
+        except RegistryError as error:
+            logger.error("account registry refused", extra={"reason": str(error)})
+            try:
+                emit("RegistryErrors", 1, now=True)
+            except Exception:  # noqa: BLE001  (the 503 stands without its metric)
+                logger.exception("metric not emitted", extra={"metric": "RegistryErrors"})
+            raise
+        _registry_cache = (now, loaded)
     return _registry_cache[1]
 
 

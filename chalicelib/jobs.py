@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from . import schedules
+from . import aws, schedules
 from .accounts import AccountEntry
 from .errors import BadRequest
-from .runners import DetailsError, get_runner
+from .runners import DetailsError, check_scope, get_runner
 
 SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -83,6 +83,9 @@ class Job:
     anchor: datetime | None = None
     next: datetime | None = None
     last_run: Mapping[str, Any] | None = None
+    # The registry key the job was created under: its account's own entry, or `*`. A job of
+    # an entry later removed must not fall back to the `*` entry (worker._skip_reason).
+    registry_entry: str | None = None
 
     @property
     def runner(self) -> str:
@@ -205,6 +208,9 @@ def _details(fields: Mapping[str, Any], entry: AccountEntry) -> dict[str, str]:
         raise BadRequest(f"details.runner: {name} is not allowed for account {entry.name}")
     try:
         runner.validate(details)
+        # A resource of another account or region than the entry's: refused here, and the
+        # run's credentials could not reach it anyway (credentials.py's session policy).
+        check_scope(runner, details, entry.scope(aws.region()))
     except DetailsError as error:
         raise BadRequest(str(error)) from None
     return dict(details)
@@ -236,6 +242,14 @@ def job_schedule(fields: Mapping[str, Any]) -> tuple[str, str, schedules.Schedul
         return expression, tz, schedules.parse_schedule(expression, tz)
     except schedules.ScheduleError as error:
         raise BadRequest(f"{getattr(error, 'field', 'schedule_expression')}: {error}") from None
+
+
+def _registry_entry(entry: AccountEntry, previous: Job | None) -> str | None:
+    """The registry key to record on the job: once written under the account's own entry, a
+    later write under the `*` entry does not erase that (so `*` never takes the job over)."""
+    if entry.is_default and previous is not None and previous.registry_entry:
+        return previous.registry_entry
+    return entry.key or None
 
 
 def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
@@ -286,6 +300,7 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
         concurrency_policy=policy, max_attempts=max_attempts, tags=tags,
         version=(previous.version + 1) if previous else 1, anchor=anchor,
         last_run=previous.last_run if previous else None,
+        registry_entry=_registry_entry(entry, previous),
     )
     next_at = None
     if enabled:

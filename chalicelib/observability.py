@@ -62,12 +62,14 @@ def metrics() -> Any:
     return _metrics()
 
 
-def emit(name: str, value: float, unit: str = "Count", **dimensions: str) -> None:
-    """Emit one metric at once, in its own EMF document (with optional dimensions)."""
+def emit(name: str, value: float, unit: str = "Count", *, now: bool = False,
+         **dimensions: str) -> None:
+    """Emit one metric: with dimensions or `now`, at once in its own EMF document (for a
+    function that never flushes, like the API); else collected until `flush()`."""
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
     collector = metrics()
-    if dimensions:
+    if dimensions or now:
         with single_metric(name=name, unit=getattr(MetricUnit, unit), value=value,
                            namespace=collector.namespace) as metric:
             for key, dimension in dimensions.items():

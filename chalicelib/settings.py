@@ -49,6 +49,18 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _role_arns(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IAM role ARNs, each in full: a wildcard would let the worker be
+    pointed at any account's role (the confused deputy)."""
+    from .accounts import ROLE_ARN
+
+    arns = tuple(a.strip() for a in env.get(name, "").split(",") if a.strip())
+    for arn in arns:
+        if not ROLE_ARN.fullmatch(arn):
+            raise SettingsError(f"{name}: {arn!r} is not a role ARN (no wildcards)")
+    return arns
+
+
 def _build_info() -> dict[str, str]:
     """What `make package` baked in (version, git hash, build time), if anything."""
     path = Path(__file__).with_name("build_info.json")
@@ -76,6 +88,7 @@ class Settings:
     accounts_document: str | None
     accounts_file: str | None
     accounts_parameter: str | None
+    runner_role_arns: tuple[str, ...]
     run_retention_days: int
     runner_timeout_seconds: int
     worker_timeout_seconds: int
@@ -104,6 +117,7 @@ class Settings:
             accounts_document=env.get("MINION_ACCOUNTS") or None,
             accounts_file=env.get("MINION_ACCOUNTS_FILE") or None,
             accounts_parameter=env.get("MINION_ACCOUNTS_PARAMETER") or None,
+            runner_role_arns=_role_arns(env, "MINION_RUNNER_ROLE_ARNS"),
             run_retention_days=_int(env, "MINION_RUN_RETENTION_DAYS", 30, 1, 3650),
             runner_timeout_seconds=_int(env, "MINION_RUNNER_TIMEOUT", 60, 1, 840),
             worker_timeout_seconds=_int(env, "MINION_WORKER_TIMEOUT", 120, 3, 900),

@@ -144,6 +144,7 @@ def job_to_item(job: Job, shards: int) -> dict[str, Any]:
         "concurrency_policy": job.concurrency_policy, "max_attempts": job.max_attempts,
         "tags": [{"key": k, "value": v} for k, v in job.tags] if job.tags is not None else None,
         "last_run": dict(job.last_run) if job.last_run else None,
+        "registry_entry": job.registry_entry,
     }
     if job.enabled and job.next is not None:
         values["due_shard"] = f"DUE#{shard_of(job.id, shards)}"
@@ -168,6 +169,7 @@ def job_from_item(item: Mapping[str, Any]) -> Job:
         tags=tuple((t["key"], t["value"]) for t in tags) if tags is not None else None,
         version=v.get("version", 1), anchor=_from_epoch(v.get("anchor")),
         next=_from_epoch(v.get("due_at")), last_run=v.get("last_run"),
+        registry_entry=v.get("registry_entry"),
     )
 
 

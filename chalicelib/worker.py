@@ -5,11 +5,11 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from .accounts import AccountEntry, Registry
+from .accounts import WILDCARD, AccountEntry, Registry, RegistryError
 from .errors import NotFound
 from .jobs import Job, iso
 from .observability import emit, flush, logger
@@ -72,6 +72,8 @@ class Worker:
         limit = self.runner_timeout if time_limit is None else min(self.runner_timeout,
                                                                    time_limit)
         now = self.clock()
+        # Before the claim: an unusable registry leaves the message for retry, nothing written.
+        registry = self._registry(message)
         run = Run(run_id=message.run_id, job_id=message.job_id, account=message.account,
                   group=message.group, trigger=message.trigger,  # type: ignore[arg-type]
                   scheduled_for=message.scheduled_for, status="running")
@@ -86,7 +88,8 @@ class Worker:
             job = self.store.get_job(message.account, message.group, message.job_id)
         except NotFound:
             return self._finish(claimed, "skipped", error="job deleted before it ran")
-        entry = self.registry().get(job.account)
+        # The entry of the key the job was read under, never of the item's own `account`.
+        entry = registry.get(message.account)
         reason = self._skip_reason(job, claimed, entry, now)
         if reason:
             return self._finish(claimed, "skipped", error=reason)
@@ -114,12 +117,31 @@ class Worker:
                                            "status": status})
         return "duplicate"
 
+    def _registry(self, message: RunMessage) -> Registry:
+        """The account registry; RegistryError (logged at ERROR) when it cannot be used."""
+        try:
+            return self.registry()
+        except RegistryError as error:
+            logger.error("account registry unusable; message left for retry", extra={
+                "job_id": message.job_id, "run_id": message.run_id, "reason": str(error)})
+            raise
+
     def _skip_reason(self, job: Job, run: Run, entry: AccountEntry | None,
                      now: datetime) -> str | None:
+        if (job.account, job.group, job.id) != (run.account, run.group, run.job_id):
+            return (f"job item names {job.account}/{job.group}/{job.id} but was read under "
+                    f"{run.account}/{run.group}/{run.job_id}")
         if run.trigger == "schedule" and not job.enabled:
             return "job disabled before it ran"
-        if entry is None or not entry.allows(job.runner):
-            return f"runner {job.runner} is not allowed for account {job.account}"
+        if entry is None:
+            return f"account {run.account} is not in the account registry"
+        if entry.is_default and job.registry_entry not in (None, WILDCARD):
+            # The job was written under the account's own entry, since removed: the default
+            # entry must not take it over (it could act with another role or in another way).
+            return (f"account {run.account} is no longer in the account registry (its job was "
+                    f"created under its own entry; the * entry does not take it over)")
+        if not entry.allows(job.runner):
+            return f"runner {job.runner} is not allowed for account {run.account}"
         if job.concurrency_policy == "Forbid" and any(
                 other.run_id != run.run_id for other in self.store.running_runs(job.id, now)):
             return "previous run still running (concurrency_policy Forbid)"
@@ -130,7 +152,8 @@ class Worker:
         if runner is None:
             raise PermanentError(f"details.runner: unknown runner {job.runner!r}")
         context = RunContext(account=job.account, run_id=run.run_id, job_id=job.id,
-                             client=self.clients(entry, run.run_id),
+                             client=self.clients(replace(entry, job_details=job.details),
+                                                 run.run_id),
                              dummy_template=self.dummy_template)
         pool = _runner_pool()
         try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .base import (DetailsError, PermanentError, RetryableError, RunContext, Runner,
-                   RunnerError, RunResult)
+                   RunnerError, RunResult, Scope, check_scope, session_policy)
 from .autoscaling import AutoscalingRunner
 from .database import DatabaseRunner
 from .dummy import DummyRunner
@@ -22,7 +22,8 @@ RUNNERS: dict[str, Runner] = {r.name: r for r in (
 )}
 
 __all__ = ["RUNNERS", "get_runner", "DetailsError", "PermanentError", "RetryableError",
-           "RunContext", "Runner", "RunnerError", "RunResult"]
+           "RunContext", "Runner", "RunnerError", "RunResult", "Scope", "check_scope",
+           "session_policy"]
 
 
 def get_runner(name: str) -> Runner | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from .base import (DetailsError, PermanentError, RunContext, RunResult, aws_call, check_keys,
-                   check_pattern, parse_int, revalidate)
+from .base import (DetailsError, PermanentError, RunContext, RunResult, Scope, aws_call,
+                   check_keys, check_pattern, parse_int, revalidate, statement)
 
 MAX_SIZE = 10_000
 # Detail key -> UpdateAutoScalingGroup parameter (and DescribeAutoScalingGroups field).
@@ -33,6 +33,13 @@ class AutoscalingRunner:
             raise DetailsError("min_size", "must not exceed max_size")
         if "DesiredCapacity" in sizes and not low <= sizes["DesiredCapacity"] <= high:
             raise DetailsError("desired_capacity", "must lie between min_size and max_size")
+
+    def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
+        """Updates of this group only (DescribeAutoScalingGroups has no resource level)."""
+        group = scope.arn("autoscaling",
+                          f"autoScalingGroup:*:autoScalingGroupName/{details['group_name']}")
+        return [statement(["autoscaling:UpdateAutoScalingGroup"], group),
+                statement(["autoscaling:DescribeAutoScalingGroups"], "*")]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Read the group's sizes, update those that differ, and report before and after."""

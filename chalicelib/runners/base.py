@@ -64,6 +64,75 @@ class RunContext:
     dummy_template: str = "Hello, {{.Account}}!"
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Where a job's resources must be: the registry entry's partition, account and region.
+
+    `account_id` None: the worker's own account, which the caller may not know.
+    """
+
+    partition: str
+    account_id: str | None
+    region: str
+
+    def arn(self, service: str, resource: str, *, region: bool = True) -> str:
+        """An ARN of this scope (IAM ARNs have no region); `*` for an unknown account."""
+        where = self.region if region else ""
+        return f"arn:{self.partition}:{service}:{where}:{self.account_id or '*'}:{resource}"
+
+
+# Any ARN: partition, service, region, account, resource.
+ARN = re.compile(r"arn:(?P<partition>[\w-]*):(?P<service>[\w-]*):(?P<region>[\w-]*):"
+                 r"(?P<account>[\w-]*):(?P<resource>.+)", re.ASCII)
+# Values that are documents, not resource names: an ARN inside one names no target.
+NOT_RESOURCES = frozenset({"runner", "payload"})
+
+
+def check_place(details: Mapping[str, str], key: str, partition: str | None,
+                region: str | None, account: str | None, scope: Scope) -> None:
+    """DetailsError when a resource named under `key` is outside `scope` (None: not said)."""
+    if partition is not None and partition != scope.partition:
+        raise DetailsError(key, f"names partition {partition}; the account's registry entry "
+                                f"is in partition {scope.partition}")
+    if account and scope.account_id and account != scope.account_id:
+        raise DetailsError(key, f"names a resource in account {account}; the account's "
+                                f"registry entry acts in account {scope.account_id}")
+    if region and region != scope.region:
+        raise DetailsError(key, f"names a resource in region {region}; the account's "
+                                f"registry entry acts in region {scope.region}")
+
+
+def check_scope(runner: "Runner", details: Mapping[str, str], scope: Scope) -> None:
+    """DetailsError when a detail names a resource (an ARN, or the runner's own partial forms)
+    in another partition, account or region than the registry entry's."""
+    for key, value in details.items():
+        match = ARN.fullmatch(value) if key not in NOT_RESOURCES else None
+        if match:
+            check_place(details, key, match["partition"], match["region"] or None,
+                        match["account"] or None, scope)
+    own = getattr(runner, "check_scope", None)
+    if own is not None:
+        own(details, scope)
+
+
+DENY_ALL = {"Effect": "Deny", "Action": "*", "Resource": "*"}
+
+
+def session_policy(runner: "Runner", details: Mapping[str, str], scope: Scope) -> dict[str, Any]:
+    """The IAM session policy for one run: only the runner's actions on the job's resources.
+
+    A runner that says nothing of its permissions gets none (fail closed).
+    """
+    permissions = getattr(runner, "permissions", None)
+    statements = permissions(details, scope) if permissions is not None else []
+    return {"Version": "2012-10-17", "Statement": list(statements) or [DENY_ALL]}
+
+
+def statement(actions: list[str], resources: list[str] | str) -> dict[str, Any]:
+    """One Allow statement."""
+    return {"Effect": "Allow", "Action": actions, "Resource": resources}
+
+
 class Runner(Protocol):
     """A runner: one module under chalicelib/runners and one line in the registry."""
 
@@ -174,15 +243,31 @@ def error_code(error: BaseException) -> str | None:
     return str(code) if code else None
 
 
+# ARNs and account ids in AWS's error text name the hub account, the worker's role, the runner
+# role: the run record (readable by the account's API clients) gets them masked.
+_ARN_TEXT = re.compile(r"arn:aws[\w-]*:[^\s\"',;()]*")
+_ACCOUNT_TEXT = re.compile(r"(?<![\w-])\d{12}(?![\w-])")
+
+
+def scrub(text: str) -> str:
+    """`text` with every ARN replaced by `<arn>` and every account id by `<account>`."""
+    return _ACCOUNT_TEXT.sub("<account>", _ARN_TEXT.sub("<arn>", text))
+
+
 def classify(error: Exception, action: str, *, between_states: bool = False) -> RunnerError:
     """The RunnerError for a failed AWS call: retryable or permanent, with the AWS error code.
 
     `action` says what was attempted (it starts the message); `between_states` says the resource
-    is moving between states, so a state conflict is worth another attempt.
+    is moving between states, so a state conflict is worth another attempt. AWS's own text is
+    kept with ARNs and account ids masked (`scrub`); the raw text goes to the log.
     """
+    from ..observability import logger
+
+    logger.warning("AWS call failed", extra={"action": action, "error_code": error_code(error),
+                                              "reason": str(error)})
     if isinstance(error, ClientError):
         code = error_code(error) or "Unknown"
-        message = error.response.get("Error", {}).get("Message") or str(error)
+        message = scrub(error.response.get("Error", {}).get("Message") or str(error))
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         text = f"{action}: {code}: {message}"
         if code in STATE_CODES:
@@ -195,9 +280,9 @@ def classify(error: Exception, action: str, *, between_states: bool = False) -> 
         # Not found, invalid parameters, and any other client error: the same request fails again.
         return PermanentError(text, code)
     if isinstance(error, (HTTPClientError, BotoConnectionError)):
-        return RetryableError(f"{action}: {type(error).__name__}: {error}")
+        return RetryableError(f"{action}: {type(error).__name__}: {scrub(str(error))}")
     # NoCredentialsError, ParamValidationError, NoRegionError, ...: configuration, not chance.
-    return PermanentError(f"{action}: {type(error).__name__}: {error}")
+    return PermanentError(f"{action}: {type(error).__name__}: {scrub(str(error))}")
 
 
 @contextmanager

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .base import (PermanentError, RetryableError, RunContext, RunResult, aws_call, check_choice,
-                   check_keys, check_pattern, classify, revalidate)
+from .base import (PermanentError, RetryableError, RunContext, RunResult, Scope, aws_call,
+                   check_choice, check_keys, check_pattern, classify, revalidate, statement)
 
 # RDS identifiers: a letter, then letters, digits and single hyphens, at most 63 characters.
 IDENTIFIER = re.compile(r"(?=[A-Za-z0-9-]{1,63}\Z)[A-Za-z](?:-?[A-Za-z0-9])*")
@@ -52,6 +52,15 @@ class DatabaseRunner:
                       "must be an RDS identifier: a letter, then letters, digits or single "
                       "hyphens, at most 63 characters, not ending with a hyphen")
         check_choice(details, "database_action", ACTIONS)
+
+    def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
+        """The DB instance or the DB cluster of this identifier only."""
+        identifier = details["instance_id"]
+        return [statement(["rds:StartDBInstance", "rds:StopDBInstance", "rds:RebootDBInstance",
+                           "rds:DescribeDBInstances", "rds:StartDBCluster", "rds:StopDBCluster",
+                           "rds:DescribeDBClusters"],
+                          [scope.arn("rds", f"db:{identifier}"),
+                           scope.arn("rds", f"cluster:{identifier}")])]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Find the instance or cluster, then act unless it is already where the action leads."""

@@ -6,8 +6,9 @@ from typing import Any, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .base import (PermanentError, RetryableError, RunContext, RunResult, aws_call, check_choice,
-                   check_keys, check_pattern, classify, error_code, revalidate)
+from .base import (PermanentError, RetryableError, RunContext, RunResult, Scope, aws_call,
+                   check_choice, check_keys, check_pattern, classify, error_code, revalidate,
+                   statement)
 
 # AWS issues 8 or 17 hex digits; 16 is accepted too because minion's own README example
 # (i-aaaabbbb11112222) has 16, and existing jobs carry it.
@@ -35,6 +36,13 @@ class InstanceRunner:
         check_pattern(details, "instance_id", INSTANCE_ID,
                       "must be i- followed by 8 or 17 lowercase hexadecimal digits (or 16)")
         check_choice(details, "instance_action", ACTIONS)
+
+    def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
+        """State changes of this instance only (DescribeInstances has no resource level)."""
+        instance = scope.arn("ec2", f"instance/{details['instance_id']}")
+        return [statement(["ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances"],
+                          instance),
+                statement(["ec2:DescribeInstances"], "*")]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Describe the instance, then act unless it is already where the action leads."""

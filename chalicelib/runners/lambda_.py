@@ -5,8 +5,8 @@ import json
 import re
 from typing import Any, Mapping
 
-from .base import (DetailsError, PermanentError, RunContext, RunResult, aws_call, check_keys,
-                   check_pattern, revalidate)
+from .base import (DetailsError, PermanentError, RunContext, RunResult, Scope, aws_call,
+                   check_keys, check_pattern, check_place, revalidate, statement)
 
 # Lambda's own pattern for Invoke's FunctionName: a name, partial ARN or ARN, with qualifier.
 FUNCTION_NAME = re.compile(
@@ -28,6 +28,22 @@ class LambdaRunner:
                       "must be a Lambda function name or ARN, optionally with :version or :alias")
         if "payload" in details:
             _parse_payload(details["payload"])
+
+    def check_scope(self, details: Mapping[str, str], scope: Scope) -> None:
+        """A function named by (partial) ARN must be in the entry's partition, account and
+        region: Invoke would otherwise call another account's function."""
+        match = FUNCTION_NAME.fullmatch(details["function_name"])
+        if match:
+            check_place(details, "function_name", match[2] if match[1] else None,
+                        (match[3] or "").rstrip(":") or None,
+                        (match[5] or "").rstrip(":") or None, scope)
+
+    def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
+        """Invoke of this function only (any of its versions and aliases)."""
+        match = FUNCTION_NAME.fullmatch(details["function_name"])
+        name = match[7] if match else details["function_name"]
+        function = scope.arn("lambda", f"function:{name}")
+        return [statement(["lambda:InvokeFunction"], [function, function + ":*"])]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Invoke the function with InvocationType=Event; Lambda accepts it with HTTP 202."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from .base import (INTEGER, DetailsError, PermanentError, RunContext, RunResult, aws_call,
-                   check_choice, check_keys, check_pattern, parse_int, revalidate)
+from .base import (INTEGER, DetailsError, PermanentError, RunContext, RunResult, Scope, aws_call,
+                   check_choice, check_keys, check_pattern, parse_int, revalidate, statement)
 
 # The previous desired count lives on the service itself, in the target account, so that a
 # `start` finds it whichever minion deployment or run stopped the service.
@@ -38,6 +38,13 @@ class ServiceRunner:
             parse_int(details, "desired_count", minimum=0, maximum=MAX_DESIRED_COUNT)
         elif "desired_count" in details:
             raise DetailsError("desired_count", "only with service_action scale")
+
+    def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
+        """This service only: read it, remember its count in its tag, update it."""
+        return [statement(["ecs:DescribeServices", "ecs:UpdateService", "ecs:TagResource",
+                           "ecs:ListTagsForResource"],
+                          service_arns(details["service_cluster"], details["service_name"],
+                                       scope))]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Read the service's desired count, then update it unless it already is the target."""
@@ -103,3 +110,16 @@ def _result(details: Mapping[str, str], previous: int, new: int, *, changed: boo
     return RunResult(output=output, data={
         "cluster": details["service_cluster"], "service": name, "action": action,
         "previous_desired_count": previous, "new_desired_count": new, "changed": changed})
+
+
+def cluster_name(cluster: str) -> str:
+    """A cluster's name, from its name or ARN."""
+    return cluster.rsplit("/", 1)[-1] if cluster.startswith("arn:") else cluster
+
+
+def service_arns(cluster: str, service: str, scope: Scope) -> list[str]:
+    """The ARNs a service may have: `service/<cluster>/<name>`, or the ARN given (which may
+    be of the old format, `service/<name>`)."""
+    if service.startswith("arn:"):
+        return [service]
+    return [scope.arn("ecs", f"service/{cluster_name(cluster)}/{service}")]

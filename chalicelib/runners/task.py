@@ -5,9 +5,10 @@ import hashlib
 import re
 from typing import Any, Mapping
 
-from .base import (DetailsError, PermanentError, RetryableError, RunContext, RunResult,
-                   aws_call, check_choice, check_keys, check_pattern, parse_int, revalidate)
-from .service import CLUSTER
+from .base import (DetailsError, PermanentError, RetryableError, RunContext, RunResult, Scope,
+                   aws_call, check_choice, check_keys, check_pattern, parse_int, revalidate,
+                   statement)
+from .service import CLUSTER, cluster_name
 
 STARTED_BY = "minion"
 LAUNCH_TYPES = ("FARGATE", "EC2", "EXTERNAL")
@@ -51,6 +52,19 @@ class TaskRunner:
                           "no spaces")
         if "assign_public_ip" in details:
             check_choice(details, "assign_public_ip", tuple(PUBLIC_IP))
+
+    def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
+        """RunTask of this task definition in this cluster; its roles passed to ECS tasks only
+        (which roles: the runner role's policy lists them)."""
+        family, _, revision = details["task_name"].partition(":")
+        cluster = scope.arn("ecs", f"cluster/{cluster_name(details['task_cluster'])}")
+        run = statement(["ecs:RunTask"], scope.arn("ecs", f"task-definition/{family}:"
+                                                          f"{revision or '*'}"))
+        run["Condition"] = {"ArnEquals": {"ecs:cluster": cluster}}
+        pass_role = statement(["iam:PassRole"], scope.arn("iam", "role/*", region=False))
+        pass_role["Condition"] = {"StringEquals": {"iam:PassedToService":
+                                                   "ecs-tasks.amazonaws.com"}}
+        return [run, pass_role]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Call RunTask once; any failure entry fails the run."""
