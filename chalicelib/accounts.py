@@ -248,9 +248,9 @@ def _parameter(name: str) -> str:
     try:
         value = parameters.get_parameter(name, max_age=300)
     except parameters.exceptions.GetParameterError as error:
-        cause = error.__cause__
-        code = getattr(cause, "response", {}).get("Error", {}).get("Code") \
-            or type(cause or error).__name__
+        # Powertools keeps only botocore's text: "An error occurred (<code>) when calling ..."
+        found = re.search(r"An error occurred \((\w+)\)", str(error))
+        code = found.group(1) if found else type(error).__name__
         logger.error("account registry parameter not read", extra={
             "parameter": name, "error_code": code, "reason": str(error)})
         hint = " (create it: docs/deploying.md)" if code == "ParameterNotFound" else ""

@@ -630,13 +630,15 @@ def test_a_job_disabled_between_tick_and_worker_is_skipped_without_running(
     assert store.get_job(job.account, job.group, job.id).last_run["status"] == "skipped"
 
 
-@pytest.mark.parametrize("registry", [
-    {"accounts": {"spinup": {"runners": ["instanceRunner"]}}},
-    {"accounts": {"other": {"runners": ["dummyRunner"]}}},
+@pytest.mark.parametrize("registry, reason", [
+    ({"accounts": {"spinup": {"runners": ["instanceRunner"]}}},
+     "runner dummyRunner is not allowed for account spinup"),
+    ({"accounts": {"other": {"runners": ["dummyRunner"]}}},
+     "account spinup is not in the account registry"),
 ], ids=["runner taken off the account's list", "account taken out of the registry"])
 def test_a_runner_no_longer_allowed_is_skipped_without_running(
         store: Store, queue: RunQueue, aws: dict[str, Any], clock: Clock,
-        runner: ScriptedRunner, registry: dict[str, Any]) -> None:
+        runner: ScriptedRunner, registry: dict[str, Any], reason: str) -> None:
     # Given a queued run, and the registry changed since the job was created
     job = create_job(store)
     messages = tick_and_receive(store, queue, aws)
@@ -649,7 +651,7 @@ def test_a_runner_no_longer_allowed_is_skipped_without_running(
     assert response == {"batchItemFailures": []}
     run = the_run(store, job)
     assert run.status == "skipped"
-    assert run.error == "runner dummyRunner is not allowed for account spinup"
+    assert run.error == reason
     assert runner.calls == Counter()
 
 
