@@ -248,6 +248,12 @@ def main() -> None:
         _check_free(config.aws_port, "AWS emulator")
     configure_environment(config)
     sys.path.insert(0, str(ROOT))
+    from chalicelib import deps
+
+    try:  # a broken registry stops the start, naming the file and the key (issue 13)
+        deps.registry()
+    except ValueError as error:
+        sys.exit(f"minion: {error}")
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

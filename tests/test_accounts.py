@@ -222,3 +222,34 @@ def test_a_registry_parameter_is_named_in_its_refusal(ssm: Any) -> None:
                       Value='{"accounts": {"spinup": {"runners": ["dummyRunner"]},}}')
     with pytest.raises(RegistryError, match=r"^SSM parameter /minion/accounts: malformed JSON"):
         load_registry_document(None, None, "/minion/accounts")
+
+
+# --- make run -----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_make_run_refuses_to_start_with_a_broken_registry_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # Given a registry file with a trailing comma
+    registry = tmp_path / "accounts.json"
+    registry.write_text('{"accounts": {"team": {"runners": ["dummyRunner"]},}}')
+    env = {**os.environ, "MINION_ACCOUNTS_FILE": str(registry),
+           "MINION_STATE_DIR": str(tmp_path / "state"), "MINION_PORT": str(free_port()),
+           "MINION_AWS_PORT": str(free_port())}
+    # When the local stack starts
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-m", "local.stack"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    # Then it stops at once, naming the file and what is wrong
+    assert result.returncode != 0
+    assert (f"minion: MINION_ACCOUNTS_FILE {registry}: malformed JSON: Expecting property name "
+            "enclosed in double quotes at line 1 column 52") in result.stderr
