@@ -81,6 +81,13 @@ def refers_to(value: Any, resource: str) -> bool:
     return False
 
 
+def unwrapped(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Statements with `Fn::If [condition, statement, AWS::NoValue]` replaced by the statement,
+    marked `_if` with its condition (`allowed` honours it)."""
+    return [{**s["Fn::If"][1], "_if": s["Fn::If"][0]} if "Fn::If" in s else s
+            for s in statements]
+
+
 def statements_of(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
     """Every statement of a role: its inline policies and the RolePolicy resources on it."""
     found = [s for policy in props(template, role).get("Policies", [])
@@ -88,7 +95,7 @@ def statements_of(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
     for resource in resources_of(template, "AWS::IAM::RolePolicy").values():
         if refers_to(resource["Properties"]["RoleName"], role):
             found.extend(resource["Properties"]["PolicyDocument"]["Statement"])
-    return found
+    return unwrapped(found)
 
 
 def as_list(value: Any) -> list[Any]:
@@ -96,10 +103,14 @@ def as_list(value: Any) -> list[Any]:
 
 
 def allowed(resolver: Resolver, statements: list[dict[str, Any]], action: str,
-            resource: str) -> bool:
-    """IAM's answer for one action on one resource, for Allow statements without conditions."""
+            resource: str, context: dict[str, str] | None = None) -> bool:
+    """IAM's answer for one action on one resource, for Allow statements without conditions,
+    or whose only conditions are StringEquals met by `context` (condition key -> value)."""
     for statement in statements:
-        if statement["Effect"] != "Allow" or "Condition" in statement:
+        if statement["Effect"] != "Allow" or (
+                "_if" in statement and not resolver.condition(statement["_if"])):
+            continue
+        if "Condition" in statement and not _met(statement["Condition"], context or {}):
             continue
         actions = {a.lower() for a in as_list(statement["Action"])}
         resources = [r for value in as_list(statement["Resource"])
@@ -107,6 +118,11 @@ def allowed(resolver: Resolver, statements: list[dict[str, Any]], action: str,
         if action.lower() in actions and any(fnmatch.fnmatchcase(resource, r) for r in resources):
             return True
     return False
+
+
+def _met(condition: dict[str, Any], context: dict[str, str]) -> bool:
+    return set(condition) == {"StringEquals"} and all(
+        context.get(key) == value for key, value in condition["StringEquals"].items())
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -436,8 +452,8 @@ def test_no_policy_grants_a_wildcard_action_or_an_unscoped_resource(
 
 
 def _actions(template: dict[str, Any], role: str, conditional: bool = False) -> set[str]:
-    statements = [s for policy in props(template, role).get("Policies", [])
-                  for s in policy["PolicyDocument"]["Statement"]]
+    statements = unwrapped([s for policy in props(template, role).get("Policies", [])
+                            for s in policy["PolicyDocument"]["Statement"]])
     if conditional:
         statements = statements_of(template, role)
     return {a for s in statements for a in as_list(s["Action"])}
@@ -493,16 +509,24 @@ def test_worker_role_allows_the_table_its_queue_the_registry_and_the_runner_role
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                    "sqs:ChangeMessageVisibility", "sqs:SendMessage"):
         assert allowed(resolver, statements, action, queue), action
-    # And it assumes the runner role of any account by default, only that role
-    assert allowed(resolver, statements, "sts:AssumeRole",
-                   "arn:aws:iam::111111111111:role/minion-runner")
-    assert not allowed(resolver, statements, "sts:AssumeRole",
-                       "arn:aws:iam::111111111111:role/Admin")
-    # And the runner roles are a parameter: a deployment can name exactly its accounts' roles
-    narrow = Resolver(template, {"RunnerRoleArns": "arn:aws:iam::222222222222:role/runner"})
-    assert allowed(narrow, statements, "sts:AssumeRole", "arn:aws:iam::222222222222:role/runner")
+    # And by default it assumes no role at all: not "any account's minion-runner" (12.4)
+    for role in ("arn:aws:iam::111111111111:role/minion-runner",
+                 "arn:aws:iam::111111111111:role/Admin"):
+        assert not allowed(resolver, statements, "sts:AssumeRole", role)
+    # And the runner roles are a parameter: a deployment names exactly its accounts' roles
+    listed = "arn:aws:iam::222222222222:role/runner,arn:aws:iam::333333333333:role/runner"
+    narrow = Resolver(template, {"RunnerRoleArns": listed})
+    for role in listed.split(","):
+        assert allowed(narrow, statements, "sts:AssumeRole", role)
     assert not allowed(narrow, statements, "sts:AssumeRole",
                        "arn:aws:iam::111111111111:role/minion-runner")
+    # And the API and the worker are told the same list: the registry refuses other roles
+    for function in ("APIHandler", "Worker"):
+        variables = props(template, function)["Environment"]["Variables"]
+        env = {k: str(narrow.resolve(v)) for k, v in variables.items()}
+        assert Settings.from_env(env).runner_role_arns == tuple(listed.split(",")), function
+        env = {k: str(resolver.resolve(v)) for k, v in variables.items()}
+        assert Settings.from_env(env).runner_role_arns == (), function
 
 
 def test_worker_acts_in_its_own_account_only_when_the_deployment_says_so(
@@ -745,19 +769,22 @@ def test_runner_role_trusts_only_the_worker_role_and_the_external_id(
     role = runner_role["Resources"]["RunnerRole"]["Properties"]
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
     worker = "arn:aws:iam::222222222222:role/minion-prod-worker-eu-west-1"
-    for external_id in ("", "s3cret"):
-        # Given the role deployed for a hub's worker role, with or without an external id
-        resolved = Resolver(runner_role, {"WorkerRoleArn": worker, "ExternalId": external_id},
-                            account=TARGET_ACCOUNT).resolve(trust)
-        # Then the principal is the hub account, narrowed to the worker role by its ARN: a role
-        # principal would be stored as the role's unique id, which a re-created hub changes
-        assert resolved["Principal"] == {"AWS": "arn:aws:iam::222222222222:root"}
-        assert resolved["Action"] == "sts:AssumeRole"
-        assert resolved["Condition"]["ArnEquals"] == {"aws:PrincipalArn": worker}
-        # And the external id is required whenever one is given
-        expected = {"sts:ExternalId": external_id} if external_id else None
-        assert resolved["Condition"].get("StringEquals") == expected
-    assert runner_role["Parameters"]["ExternalId"]["NoEcho"] is True
+    external_id = "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6lP"
+    # Given the role deployed for a hub's worker role, with its external id
+    resolved = Resolver(runner_role, {"WorkerRoleArn": worker, "ExternalId": external_id},
+                        account=TARGET_ACCOUNT).resolve(trust)
+    # Then the principal is the hub account, narrowed to the worker role by its ARN: a role
+    # principal would be stored as the role's unique id, which a re-created hub changes
+    assert resolved["Principal"] == {"AWS": "arn:aws:iam::222222222222:root"}
+    assert resolved["Action"] == "sts:AssumeRole"
+    assert resolved["Condition"]["ArnEquals"] == {"aws:PrincipalArn": worker}
+    # And the external id is always required: a generated one, 32 characters at least (12.4)
+    assert resolved["Condition"]["StringEquals"] == {"sts:ExternalId": external_id}
+    parameter = runner_role["Parameters"]["ExternalId"]
+    assert parameter["NoEcho"] is True and "Default" not in parameter
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert not pattern.fullmatch("") and not pattern.fullmatch("optional")
+    assert pattern.fullmatch(external_id)
 
 
 def test_worker_role_keeps_its_arn_when_the_stack_is_created_again(
@@ -778,27 +805,39 @@ def test_worker_role_keeps_its_arn_when_the_stack_is_created_again(
 def test_runner_role_allows_only_the_runners_actions_in_its_account(
         runner_role: dict[str, Any]) -> None:
     [policy] = runner_role["Resources"]["RunnerRole"]["Properties"]["Policies"]
-    statements = policy["PolicyDocument"]["Statement"]
+    statements = unwrapped(policy["PolicyDocument"]["Statement"])
     # Then exactly the runners' actions, none with a wildcard
     actions = {a for s in statements for a in as_list(s["Action"])}
     assert actions == RUNNER_ACTIONS
+    tagged = {"StringEquals": {"aws:ResourceTag/minion:managed": "true"}}
     for statement in statements:
         resources = as_list(statement["Resource"])
+        statement_actions = set(as_list(statement["Action"]))
         if "*" in resources:
-            assert set(as_list(statement["Action"])) <= NO_RESOURCE_LEVEL
-        else:
+            assert statement_actions <= NO_RESOURCE_LEVEL
+        elif statement_actions != {"iam:PassRole"}:
             assert all("${AWS::AccountId}" in r["Fn::Sub"] for r in resources), statement
-    # And task roles can be passed to ECS tasks only
+        # And every change of state needs the resource tagged minion:managed=true (12.5)
+        reads = {a for a in statement_actions
+                 if a.split(":")[1].startswith(("Describe", "List"))}
+        if statement_actions - reads - {"iam:PassRole"}:
+            assert statement["Condition"]["StringEquals"] == tagged["StringEquals"], statement
+    # And task roles can be passed to ECS tasks only, only the listed ones, none by default
     [pass_role] = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    assert pass_role["Resource"] == {"Ref": "TaskRoleArns"}
+    assert not Resolver(runner_role).condition(pass_role["_if"])
+    assert Resolver(runner_role, {"TaskRoleArns": "arn:aws:iam::1:role/t"}).condition(
+        pass_role["_if"])
 
 
 def test_worker_in_its_own_account_gets_the_runner_roles_actions(
         template: dict[str, Any], runner_role: dict[str, Any]) -> None:
     # Given both policies of the runners' actions
     [policy] = runner_role["Resources"]["RunnerRole"]["Properties"]["Policies"]
-    in_target = {a for s in policy["PolicyDocument"]["Statement"] for a in as_list(s["Action"])}
+    in_target = {a for s in unwrapped(policy["PolicyDocument"]["Statement"])
+                 for a in as_list(s["Action"])}
     [name] = resources_of(template, "AWS::IAM::RolePolicy")
     own = {a for s in props(template, name)["PolicyDocument"]["Statement"]
            for a in as_list(s["Action"])}
@@ -880,16 +919,19 @@ def iam_requests(service: str, operation: str, params: dict[str, Any],
 
 
 def _denied(resolver: Resolver, statements: list[dict[str, Any]],
-            calls: list[tuple[str, str, dict[str, Any]]], names: dict[str, str]) -> list[Any]:
+            calls: list[tuple[str, str, dict[str, Any]]], names: dict[str, str],
+            context: dict[str, str] | None = None) -> list[Any]:
     requests = {request for service, operation, params in calls
                 for request in iam_requests(service, operation, params, names, resolver.account)}
     assert requests, "the flow made no AWS call"
-    return sorted(r for r in requests if not allowed(resolver, statements, *r))
+    return sorted(r for r in requests if not allowed(resolver, statements, *r, context=context))
 
 
 def _role_denies(template: dict[str, Any], role: str, recorded: dict[str, Any]) -> list[Any]:
-    return _denied(Resolver(template), statements_of(template, role),
-                   recorded["recorder"].own(), recorded["names"])
+    # Deployed with the registry's runner role listed (RunnerRoleArns), as docs/deploying.md says
+    resolver = Resolver(template, {"RunnerRoleArns": RUNNER_ROLE_ARN})
+    return _denied(resolver, statements_of(template, role), recorded["recorder"].own(),
+                   recorded["names"])
 
 
 @pytest.fixture
@@ -902,13 +944,16 @@ def recorded(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[d
     secret = boto3.client("secretsmanager").create_secret(
         Name="minion-test/tokens", SecretString=TOKEN)["ARN"]
     registry = {"accounts": {"spinup": {"runners": ["dummyRunner", "instanceRunner"],
-                                        "role_arn": RUNNER_ROLE_ARN}}}
+                                        "account_id": TARGET_ACCOUNT,
+                                        "role_arn": RUNNER_ROLE_ARN,
+                                        "external_id": "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6lP"}}}
     boto3.client("ssm").put_parameter(Name="/minion/accounts", Type="String",
                                       Value=json.dumps(registry))
     for name in ("MINION_TOKENS", "MINION_ACCOUNTS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MINION_TOKENS_SECRET_ID", secret)
     monkeypatch.setenv("MINION_ACCOUNTS_PARAMETER", "/minion/accounts")
+    monkeypatch.setenv("MINION_RUNNER_ROLE_ARNS", RUNNER_ROLE_ARN)
     monkeypatch.setenv("MINION_QUEUE_URL", aws["queue_url"])
     deps.reset()
     parameters.clear_caches()
@@ -977,11 +1022,12 @@ def test_tick_worker_and_runner_roles_allow_every_call_they_make(
     from chalicelib.tick import handle_tick
     from chalicelib.worker import handle_batch
 
-    # Given a running instance in the target account, and a job stopping it every minute
-    # that refuses overlapping runs
+    # Given a running instance in the target account, tagged for minion, and a job stopping it
+    # every minute that refuses overlapping runs
     ec2 = _target_account_ec2()
-    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1,
-                                 MaxCount=1)["Instances"][0]["InstanceId"]
+    instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "minion:managed", "Value": "true"}]}])[
+        "Instances"][0]["InstanceId"]
     job = {"name": "minutely", "schedule_expression": "* * * ? *", "enabled": True,
            "concurrency_policy": "Forbid",
            "details": {"runner": "instanceRunner", "instance_id": instance,
@@ -1015,8 +1061,19 @@ def test_tick_worker_and_runner_roles_allow_every_call_they_make(
     assert {o for _, o, _ in recorder.assumed()} >= {"DescribeInstances", "StopInstances"}
     [policy] = runner_role["Resources"]["RunnerRole"]["Properties"]["Policies"]
     runner_resolver = Resolver(runner_role, account=TARGET_ACCOUNT)
-    assert _denied(runner_resolver, policy["PolicyDocument"]["Statement"], recorder.assumed(),
-                   recorded["names"]) == []
+    tagged = {"aws:ResourceTag/minion:managed": "true"}
+    role_statements = unwrapped(policy["PolicyDocument"]["Statement"])
+    assert _denied(runner_resolver, role_statements, recorder.assumed(), recorded["names"],
+                   tagged) == []
+    # But not on an instance without the tag
+    untagged = f"arn:aws:ec2:{REGION}:{TARGET_ACCOUNT}:instance/{instance}"
+    assert not allowed(runner_resolver, role_statements, "ec2:StopInstances", untagged)
+    # And the run's session policy (AssumeRole's Policy) allows them too, and only its instance
+    [assume] = [p for s, o, p in recorder.own() if (s, o) == ("sts", "AssumeRole")]
+    session = json.loads(assume["Policy"])["Statement"]
+    assert _denied(runner_resolver, session, recorder.assumed(), recorded["names"]) == []
+    other = f"arn:aws:ec2:{REGION}:{TARGET_ACCOUNT}:instance/i-0123456789abcdef0"
+    assert not allowed(runner_resolver, session, "ec2:StopInstances", other)
     # And the run really happened: the instance stopped
     state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
     assert state["State"]["Name"] == "stopped", calls
