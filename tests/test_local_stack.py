@@ -139,6 +139,9 @@ def test_every_minute_job_runs_once_per_minute_with_no_gap_and_no_duplicate(
     assert len(stamps) >= 3 and all(b - a == 60 for a, b in zip(stamps, stamps[1:]))
 
 
+EXTERNAL_ID = "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6lP"  # generated: secrets.token_urlsafe(24)
+
+
 def test_run_now_of_an_instance_stop_job_stops_an_instance_of_the_target_account(
         tmp_path: Path) -> None:
     # Given a registry naming another account through a role, and the stack running on it
@@ -148,15 +151,17 @@ def test_run_now_of_an_instance_stop_job_stops_an_instance_of_the_target_account
     registry = tmp_path / "accounts.json"
     registry.write_text(json.dumps({"accounts": {"team": {
         "account_id": target, "role_arn": f"arn:aws:iam::{target}:role/MinionRunner",
-        "external_id": "minion-e2e", "runners": ["instanceRunner"]}}}))
-    stack = Stack(tmp_path / "state", {"MINION_ACCOUNTS_FILE": str(registry)}).start()
+        "external_id": EXTERNAL_ID, "runners": ["instanceRunner"]}}}))
+    stack = Stack(tmp_path / "state", {
+        "MINION_ACCOUNTS_FILE": str(registry),
+        "MINION_RUNNER_ROLE_ARNS": f"arn:aws:iam::{target}:role/MinionRunner"}).start()
     try:
         endpoint = f"http://127.0.0.1:{stack.aws_port}"
         options = {"endpoint_url": endpoint, "region_name": "us-east-1",
                    "aws_access_key_id": "local", "aws_secret_access_key": "local"}
         assumed = boto3.client("sts", **options).assume_role(
             RoleArn=f"arn:aws:iam::{target}:role/MinionRunner", RoleSessionName="e2e",
-            ExternalId="minion-e2e")["Credentials"]
+            ExternalId=EXTERNAL_ID)["Credentials"]
         ec2 = boto3.client("ec2", endpoint_url=endpoint, region_name="us-east-1",
                            aws_access_key_id=assumed["AccessKeyId"],
                            aws_secret_access_key=assumed["SecretAccessKey"],
