@@ -4,6 +4,7 @@ and botocore's Stubber."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -166,12 +167,14 @@ def test_a_stored_job_naming_another_account_fails_before_any_role_is_assumed(aw
 # --- AWS error text in run records ------------------------------------------------------------------
 
 def logged_reasons(caplog: pytest.LogCaptureFixture) -> str:
+    """The raw AWS texts logged (at INFO) while the test ran."""
     return "\n".join(str(getattr(record, "reason", "")) for record in caplog.records)
 
 
 def test_an_assume_role_refusal_names_neither_the_hub_account_nor_a_role(
         aws: None, caplog: pytest.LogCaptureFixture) -> None:
     # Given STS refusing with its real wording, naming the worker's role and the runner role
+    caplog.set_level(logging.INFO)
     session = boto3.session.Session()
     message = (f"User: {HUB_ROLE} is not authorized to perform: sts:AssumeRole on resource: "
                f"{ROLE_ARN}")
@@ -199,6 +202,7 @@ def test_an_assume_role_refusal_names_neither_the_hub_account_nor_a_role(
 def test_a_runners_aws_error_is_scrubbed_but_keeps_its_code(
         caplog: pytest.LogCaptureFixture) -> None:
     # Given EC2 refusing StopInstances with its real wording (Stubber: the exact error)
+    caplog.set_level(logging.INFO)
     ec2 = boto3.client("ec2", region_name=REGION)
     stubber = Stubber(ec2)
     stubber.add_client_error(

@@ -263,8 +263,10 @@ def classify(error: Exception, action: str, *, between_states: bool = False) -> 
     """
     from ..observability import logger
 
-    logger.warning("AWS call failed", extra={"action": action, "error_code": error_code(error),
-                                              "reason": str(error)})
+    # INFO: some failures are expected (a DB identifier that is a cluster); the run's outcome
+    # is logged by the worker.
+    logger.info("AWS call failed", extra={"action": action, "error_code": error_code(error),
+                                           "reason": str(error)})
     if isinstance(error, ClientError):
         code = error_code(error) or "Unknown"
         message = scrub(error.response.get("Error", {}).get("Message") or str(error))
