@@ -62,12 +62,14 @@ class AccountEntry:
         """Whether the account has no entry of its own and got the `*` entry's."""
         return self.key == WILDCARD
 
-    def scope(self, default_region: str) -> Scope:
-        """Where this entry's runners act: its role's partition, its account (None: the
-        worker's own) and its region (else `default_region`)."""
+    def scope(self, default_region: str, own_account: str | None = None) -> Scope:
+        """Where this entry's runners act: its role's partition, its account (else
+        `own_account`, the stack's, when known) and its region (else `default_region`)."""
         match = ROLE_ARN.fullmatch(self.role_arn or "")
         return Scope(partition=match.group(1) if match else "aws",
-                     account_id=self.account_id, region=self.region or default_region)
+                     account_id=self.account_id or own_account,
+                     region=self.region or default_region,
+                     own_account=self.account_id is None and own_account is not None)
 
     def allows(self, runner: str) -> bool:
         """Whether this account may use `runner` (`*` in the list allows every runner)."""
@@ -214,6 +216,12 @@ def _check_external_id(where: str, external_id: str | None) -> None:
     if not EXTERNAL_ID.fullmatch(external_id) or \
             len(set(external_id)) < MIN_EXTERNAL_ID_SYMBOLS:
         raise RegistryError(f"{where}.external_id: expected {rule}")
+
+
+def names_an_account(details: Mapping[str, str]) -> bool:
+    """Whether any detail holds an account id (12 digits): only then does checking it need
+    the stack's own account."""
+    return any(re.search(r"(?<!\d)\d{12}(?!\d)", value) for value in details.values())
 
 
 def load_registry_document(document: str | None, path: str | None, parameter: str | None,

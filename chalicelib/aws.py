@@ -63,9 +63,21 @@ def region() -> str:
     return session().region_name or "us-east-1"
 
 
+_own_account: list[str] = []
+
+
+def own_account_id() -> str:
+    """The function's own AWS account (STS GetCallerIdentity, which needs no permission),
+    asked once per process."""
+    if not _own_account:
+        _own_account.append(str(client("sts").get_caller_identity()["Account"]))
+    return _own_account[0]
+
+
 def reset_clients() -> None:
     """Forget the session and its clients (after the environment changed, e.g. between tests)."""
     global _session
     with _lock:
         _session = None
         _clients.clear()
+        _own_account.clear()

@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .accounts import AccountEntry
+from .accounts import AccountEntry, names_an_account
 from .runners import get_runner
 from .runners.base import DetailsError, PermanentError, check_scope, classify, session_policy
 
@@ -79,10 +79,20 @@ class AccountClients:
         runner = get_runner(details.get("runner", "")) if details else None
         if details is None or runner is None:
             return
+        own = None
+        if self.entry.account_id is None and names_an_account(details):
+            # Acting in the worker's own account: a detail naming another one is refused too.
+            own = self._own_account()
         try:
-            check_scope(runner, details, self.entry.scope(self.region))
+            check_scope(runner, details, self.entry.scope(self.region, own))
         except DetailsError as error:
             raise PermanentError(str(error)) from None
+
+    def _own_account(self) -> str:
+        try:
+            return str(self._sts().get_caller_identity()["Account"])
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, "sts GetCallerIdentity") from error
 
     def session_policy(self) -> dict[str, Any] | None:
         """The AssumeRole session policy of this run: the role's permissions narrowed to the

@@ -7,9 +7,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from . import aws, schedules
-from .accounts import AccountEntry
-from .errors import BadRequest
+from .accounts import AccountEntry, names_an_account
+from .errors import BadRequest, ServiceUnavailable
 from .runners import DetailsError, check_scope, get_runner
 
 SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -210,10 +212,23 @@ def _details(fields: Mapping[str, Any], entry: AccountEntry) -> dict[str, str]:
         runner.validate(details)
         # A resource of another account or region than the entry's: refused here, and the
         # run's credentials could not reach it anyway (credentials.py's session policy).
-        check_scope(runner, details, entry.scope(aws.region()))
+        check_scope(runner, details, entry.scope(aws.region(), _own_account(entry, details)))
     except DetailsError as error:
         raise BadRequest(str(error)) from None
     return dict(details)
+
+
+def _own_account(entry: AccountEntry, details: Mapping[str, str]) -> str | None:
+    """The stack's own account, for an entry acting in it (no account_id) whose details name
+    an account; None when not needed. ServiceUnavailable when STS cannot say."""
+    if entry.account_id or not names_an_account(details):
+        return None
+    try:
+        return aws.own_account_id()
+    except (ClientError, BotoCoreError) as error:
+        raise ServiceUnavailable("could not determine the stack's own AWS account "
+                                 f"(sts GetCallerIdentity: {type(error).__name__}); retry "
+                                 "shortly") from error
 
 
 def _tags(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:

@@ -317,3 +317,21 @@ def test_the_deployed_worker_reads_the_registry_through_deps_and_leaves_the_mess
     response = handle_batch(sqs_event(messages))
     assert response == {"batchItemFailures": [{"itemIdentifier": messages[0]["MessageId"]}]}
     assert store.get_run(job.id, scheduled_run_id(OCCURRENCE)) is None
+
+
+def test_an_entry_acting_in_the_stacks_own_account_refuses_another_accounts_function(
+        client: Any, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the local default: `*`, no role, acting in the stack's own account (moto's)
+    use_registry(monkeypatch, {"accounts": {"*": {"runners": ["*"]}}}, roles="")
+    # When a job names a function of another account / Then 400, naming the key
+    other = client.http.post(GROUP, headers=auth(), body=json.dumps(
+        lambda_job("arn:aws:lambda:us-east-1:444455556666:function:cleanup")))
+    assert other.status_code == 400, other.body
+    assert json.loads(other.body)["Message"] == (
+        "details.function_name: names a resource in account 444455556666; the account's "
+        "registry entry acts in the stack's own account")
+    # And one of the stack's own account is accepted
+    own = client.http.post(GROUP, headers=auth(), body=json.dumps(
+        lambda_job("arn:aws:lambda:us-east-1:123456789012:function:cleanup")))
+    assert own.status_code == 200, own.body
+    assert len(store.list_jobs("team")) == 1

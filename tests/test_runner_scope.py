@@ -242,3 +242,21 @@ def test_the_worker_hands_the_jobs_details_to_the_client_factory(aws: None) -> N
     entry = replace(team(), job_details={"runner": "dummyRunner"})
     assert entry.job_details == {"runner": "dummyRunner"}
     assert entry == team()  # the details are not part of the entry's identity
+
+
+def test_a_run_in_the_workers_own_account_refuses_another_accounts_function(aws: None) -> None:
+    # Given an entry without role or account (the worker's own), and a stored job naming a
+    # function of another account
+    entry = AccountEntry(name="team", runners=frozenset({"*"}), key="*", job_details={
+        "runner": "lambdaRunner", "function_name": "444455556666:function:x"})
+    client = client_factory(entry, RUN_ID, default_region=REGION)
+    # When the run asks for a client / Then it fails permanently, naming the key
+    with pytest.raises(PermanentError) as raised:
+        client("lambda")
+    assert str(raised.value) == ("details.function_name: names a resource in account "
+                                 "444455556666; the account's registry entry acts in the "
+                                 "stack's own account")
+    # And the worker's own account's function is fine
+    entry = replace(entry, job_details={"runner": "lambdaRunner",
+                                        "function_name": f"{DEFAULT_ACCOUNT}:function:x"})
+    assert client_factory(entry, RUN_ID, default_region=REGION)("lambda") is not None

@@ -74,6 +74,9 @@ class Scope:
     partition: str
     account_id: str | None
     region: str
+    # The account is the stack's own (the entry names none): messages do not name it, they
+    # reach run records and API answers that tenants read.
+    own_account: bool = False
 
     def arn(self, service: str, resource: str, *, region: bool = True) -> str:
         """An ARN of this scope (IAM ARNs have no region); `*` for an unknown account."""
@@ -95,8 +98,10 @@ def check_place(details: Mapping[str, str], key: str, partition: str | None,
         raise DetailsError(key, f"names partition {partition}; the account's registry entry "
                                 f"is in partition {scope.partition}")
     if account and scope.account_id and account != scope.account_id:
+        where = "the stack's own account" if scope.own_account else \
+            f"account {scope.account_id}"
         raise DetailsError(key, f"names a resource in account {account}; the account's "
-                                f"registry entry acts in account {scope.account_id}")
+                                f"registry entry acts in {where}")
     if region and region != scope.region:
         raise DetailsError(key, f"names a resource in region {region}; the account's "
                                 f"registry entry acts in region {scope.region}")
