@@ -38,11 +38,14 @@ class InstanceRunner:
         check_choice(details, "instance_action", ACTIONS)
 
     def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
-        """State changes of this instance only (DescribeInstances has no resource level)."""
+        """State changes of this instance only (DescribeInstances has no resource level), and
+        the KMS grant EC2 makes to start an instance with volumes under a customer key."""
         instance = scope.arn("ec2", f"instance/{details['instance_id']}")
+        grant = statement(["kms:CreateGrant"], scope.arn("kms", "key/*"))
+        grant["Condition"] = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
         return [statement(["ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances"],
                           instance),
-                statement(["ec2:DescribeInstances"], "*")]
+                statement(["ec2:DescribeInstances"], "*"), grant]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Describe the instance, then act unless it is already where the action leads."""
