@@ -272,3 +272,13 @@ def worker(event: Any) -> dict[str, Any]:
     from chalicelib.worker import handle_batch
 
     return handle_batch(event.to_dict(), event.context)
+
+
+# Only deployed with a webhook (infra/minion.yaml, condition HasWebhook): a run event posted
+# to chat by a function of its own, so that a slow webhook never delays a run.
+@app.on_cw_event({"source": ["minion"], "detail-type": ["Minion Run State Change"]},
+                 name="reporter")
+def reporter(event: Any) -> dict[str, Any]:
+    from chalicelib.reporter import handle_event
+
+    return handle_event(event.to_dict(), event.context)

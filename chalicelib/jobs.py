@@ -20,12 +20,16 @@ JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0
 DEFAULT_DEADLINE_SECONDS = 600
 DEFAULT_MAX_ATTEMPTS = 3
 CONCURRENCY_POLICIES = ("Allow", "Forbid")
+# The outcomes a job may ask to be announced (chalicelib/events.py): a run's final statuses,
+# and `retrying` for an attempt that failed and is queued again.
+NOTIFY_OUTCOMES = ("succeeded", "failed", "missed", "skipped", "retrying")
 
 # Fields a client sets (a PUT replaces all of them); path fields that may be repeated in the
 # body; read-only fields a client may echo back from a GET and that are ignored.
 CLIENT_FIELDS = frozenset({
     "name", "description", "details", "schedule_expression", "schedule_timezone", "enabled",
-    "modified_by", "starting_deadline_seconds", "concurrency_policy", "max_attempts", "tags"})
+    "modified_by", "starting_deadline_seconds", "concurrency_policy", "max_attempts", "tags",
+    "notify"})
 PATH_FIELDS = ("account", "group", "id")
 READ_ONLY_FIELDS = frozenset({"modified_at", "next", "last_run", "version"})
 
@@ -81,6 +85,8 @@ class Job:
     concurrency_policy: str | None = None
     max_attempts: int | None = None
     tags: tuple[tuple[str, str], ...] | None = None
+    # The outcomes announced as events; None: the deployment's default (MINION_NOTIFY_DEFAULT).
+    notify: tuple[str, ...] | None = None
     version: int = 1
     anchor: datetime | None = None
     next: datetime | None = None
@@ -138,6 +144,8 @@ class Job:
                 body[name] = getattr(self, name)
         if self.tags is not None:
             body["tags"] = [{"key": k, "value": v} for k, v in self.tags]
+        if self.notify is not None:
+            body["notify"] = list(self.notify)
         return body
 
 
@@ -248,6 +256,22 @@ def _tags(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
     return tuple(result)
 
 
+def _notify(fields: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The outcomes to announce: a list without repeats of NOTIFY_OUTCOMES (null: the default)."""
+    notify = fields.get("notify")
+    if notify is None:
+        return None
+    expected = ", ".join(NOTIFY_OUTCOMES)
+    if not isinstance(notify, list):
+        raise BadRequest(f"notify: expected a list of outcomes ({expected})")
+    for index, outcome in enumerate(notify):
+        if not isinstance(outcome, str) or outcome not in NOTIFY_OUTCOMES:
+            raise BadRequest(f"notify[{index}]: expected one of {expected}")
+    if len(set(notify)) != len(notify):
+        raise BadRequest("notify: an outcome is listed twice")
+    return tuple(notify)
+
+
 def job_schedule(fields: Mapping[str, Any]) -> tuple[str, str, schedules.Schedule]:
     """The expression, timezone and compiled schedule of a job's fields; BadRequest naming the
     field otherwise (the schedule preview gives the very same message)."""
@@ -299,6 +323,7 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
         raise BadRequest("concurrency_policy: expected Allow or Forbid")
     details = _details(fields, entry)
     tags = _tags(fields)
+    notify = _notify(fields)
 
     minute = utc_minute(now)
     anchor = minute
@@ -312,7 +337,7 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
         schedule_expression=expression, details=details, description=description,
         schedule_timezone=tz, enabled=enabled, modified_at=now.replace(microsecond=0),
         modified_by=modified_by, starting_deadline_seconds=deadline,
-        concurrency_policy=policy, max_attempts=max_attempts, tags=tags,
+        concurrency_policy=policy, max_attempts=max_attempts, tags=tags, notify=notify,
         version=(previous.version + 1) if previous else 1, anchor=anchor,
         last_run=previous.last_run if previous else None,
         registry_entry=_registry_entry(entry, previous),

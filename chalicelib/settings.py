@@ -97,6 +97,11 @@ class Settings:
     version: str
     githash: str
     buildstamp: str
+    # Run events (chalicelib/events.py) and the chat reporter (chalicelib/reporter.py).
+    event_bus: str = "default"
+    notify_default: str | None = None
+    api_url: str = ""
+    webhook_secret_id: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -126,6 +131,10 @@ class Settings:
             version=build.get("version") or env.get("MINION_VERSION", __version__),
             githash=build.get("githash") or env.get("MINION_GITHASH", "unknown"),
             buildstamp=build.get("buildstamp") or env.get("MINION_BUILDSTAMP", "unknown"),
+            event_bus=env.get("MINION_EVENT_BUS") or "default",
+            notify_default=env.get("MINION_NOTIFY_DEFAULT") or None,
+            api_url=(env.get("MINION_API_URL") or "").rstrip("/"),
+            webhook_secret_id=env.get("MINION_WEBHOOK_SECRET_ID") or None,
         )
 
     @property

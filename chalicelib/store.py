@@ -143,6 +143,7 @@ def job_to_item(job: Job, shards: int) -> dict[str, Any]:
         "starting_deadline_seconds": job.starting_deadline_seconds,
         "concurrency_policy": job.concurrency_policy, "max_attempts": job.max_attempts,
         "tags": [{"key": k, "value": v} for k, v in job.tags] if job.tags is not None else None,
+        "notify": list(job.notify) if job.notify is not None else None,
         "last_run": dict(job.last_run) if job.last_run else None,
         "registry_entry": job.registry_entry,
     }
@@ -167,6 +168,7 @@ def job_from_item(item: Mapping[str, Any]) -> Job:
         starting_deadline_seconds=v.get("starting_deadline_seconds"),
         concurrency_policy=v.get("concurrency_policy"), max_attempts=v.get("max_attempts"),
         tags=tuple((t["key"], t["value"]) for t in tags) if tags is not None else None,
+        notify=tuple(v["notify"]) if v.get("notify") is not None else None,
         version=v.get("version", 1), anchor=_from_epoch(v.get("anchor")),
         next=_from_epoch(v.get("due_at")), last_run=v.get("last_run"),
         registry_entry=v.get("registry_entry"),
@@ -319,7 +321,7 @@ class Store:
         managed = ("name", "description", "details", "schedule_expression", "schedule_timezone",
                    "enabled", "modified_at", "modified_by", "version", "anchor",
                    "starting_deadline_seconds", "concurrency_policy", "max_attempts", "tags",
-                   "due_shard", "due_at")
+                   "notify", "due_shard", "due_at")
         for index, attribute in enumerate(managed):
             names[f"#a{index}"] = attribute
             if attribute in item:

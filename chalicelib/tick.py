@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import schedules
+from .errors import NotFound
+from .events import EventPublisher
 from .jobs import Job, iso
 from .observability import emit, flush, logger
 from .queue import RunMessage, RunQueue, batches
@@ -91,11 +93,13 @@ class TickReport:
 class Ticker:
     """Runs one tick against a store and a queue, with bounded parallelism."""
 
-    def __init__(self, store: Store, queue: RunQueue, shards: int, parallelism: int) -> None:
+    def __init__(self, store: Store, queue: RunQueue, shards: int, parallelism: int,
+                 events: EventPublisher | None = None) -> None:
         self.store = store
         self.queue = queue
         self.shards = shards
         self.parallelism = parallelism
+        self.events = events  # `missed` events, published once per tick (run_tick)
 
     def run(self, minute: datetime) -> TickReport:
         """Process every job due at or before `minute`."""
@@ -145,22 +149,41 @@ class Ticker:
 
     def _record_missed(self, job: Job, decision: Decision) -> int:
         """Record a job's missed occurrences; how many were new (a retried tick finds some)."""
-        recorded = 0
+        recorded: list[Run] = []
         for occurrence in decision.missed:
             stamp = iso(occurrence)
-            if self.store.put_run(Run(
-                    run_id=scheduled_run_id(occurrence), job_id=job.id, account=job.account,
-                    group=job.group, trigger="schedule", scheduled_for=stamp, status="missed",
-                    finished_at=iso(datetime.now(timezone.utc)),
-                    error=(f"not started within its starting deadline "
-                           f"({job.deadline_seconds} s)" if decision.run_at is None else
-                           f"superseded by the later occurrence {iso(decision.run_at)}"))):
-                recorded += 1
+            run = Run(
+                run_id=scheduled_run_id(occurrence), job_id=job.id, account=job.account,
+                group=job.group, trigger="schedule", scheduled_for=stamp, status="missed",
+                finished_at=iso(datetime.now(timezone.utc)),
+                error=(f"not started within its starting deadline "
+                       f"({job.deadline_seconds} s)" if decision.run_at is None else
+                       f"superseded by the later occurrence {iso(decision.run_at)}"))
+            if self.store.put_run(run):
+                recorded.append(run)
+        if recorded:
+            self._announce_missed(job, recorded)
         if decision.missed:
             logger.warning("occurrences missed", extra={
                 "job_id": job.id, "missed": len(decision.missed),
                 "oldest": iso(decision.missed[0]), "newest": iso(decision.missed[-1])})
-        return recorded
+        return len(recorded)
+
+    def _announce_missed(self, job: Job, runs: list[Run]) -> None:
+        """Collect the `missed` events of newly recorded runs (a retried tick finds none new)."""
+        if self.events is None:
+            return
+        try:
+            # The due index holds neither the job's name nor its `notify`: one read, only
+            # for a job that missed an occurrence.
+            full = self.store.get_job(job.account, job.group, job.id)
+        except NotFound:
+            full = None
+        except Exception:  # noqa: BLE001  (the runs are recorded; only their events are lost)
+            logger.exception("missed runs not announced", extra={"job_id": job.id})
+            return
+        for run in runs:
+            self.events.collect(run, full)
 
     def _send_and_advance(self, batch: list[tuple[Job, Decision, RunMessage]]
                           ) -> tuple[int, list[str]]:
@@ -192,6 +215,8 @@ def run_tick(ticker: Ticker, event: dict[str, Any], now: float | None = None) ->
     started = time.time()
     minute = tick_minute(event)
     report = ticker.run(minute)
+    if ticker.events is not None and ticker.events.pending():
+        ticker.events.flush()  # best effort, never raises
     lag = max(0.0, (started if now is None else now) - minute.timestamp())
     logger.info("tick", extra={
         "minute": iso(minute), "due": report.due, "queued": report.queued,
@@ -214,10 +239,12 @@ def run_tick(ticker: Ticker, event: dict[str, Any], now: float | None = None) ->
 def handle_tick(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The tick Lambda's entry point."""
     from . import deps
+    from .events import default_publisher
     from .settings import get_settings
 
     settings = get_settings()
-    ticker = Ticker(deps.store(), deps.run_queue(), settings.shards, settings.tick_parallelism)
+    ticker = Ticker(deps.store(), deps.run_queue(), settings.shards, settings.tick_parallelism,
+                    events=default_publisher())
     report = run_tick(ticker, event)
     return {"minute": iso(report.minute), "due": report.due, "queued": report.queued,
             "missed": report.missed}

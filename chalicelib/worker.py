@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 from .accounts import WILDCARD, AccountEntry, Registry, RegistryError
 from .errors import NotFound
+from .events import EventPublisher
 from .jobs import Job, iso
 from .observability import emit, flush, logger
 from .queue import RunMessage, RunQueue
@@ -62,6 +63,8 @@ class Worker:
     # Final statuses recorded since the last flush_counts(): the counters are one item, so
     # one write per batch rather than per run (per run, that item is the hottest key).
     recorded: Counter[str] = field(default_factory=Counter)
+    # Run events, collected per run and published once per batch (flush_events); None: none.
+    events: EventPublisher | None = None
 
     def handle(self, message: RunMessage, time_limit: float | None = None) -> str:
         """Process one run message; the run's resulting status (or `duplicate`).
@@ -92,15 +95,17 @@ class Worker:
         entry = registry.get(message.account)
         reason = self._skip_reason(job, claimed, entry, now)
         if reason:
-            return self._finish(claimed, "skipped", error=reason)
+            return self._finish(claimed, "skipped", error=reason, job=job)
         assert entry is not None
         try:
             result = self._run_runner(job, claimed, entry, limit)
         except RunnerError as error:
             if error.retryable and claimed.attempts < job.attempts_allowed:
-                return self._retry(claimed, message, error)
-            return self._finish(claimed, "failed", error=str(error), error_code=error.code)
-        return self._finish(claimed, "succeeded", output=result.output, data=result.data)
+                return self._retry(claimed, message, error, job)
+            return self._finish(claimed, "failed", error=str(error), error_code=error.code,
+                                job=job)
+        return self._finish(claimed, "succeeded", output=result.output, data=result.data,
+                            job=job)
 
     def _not_claimed(self, run: Run, now: datetime) -> str:
         state = self.store.run_lease(run.job_id, run.run_id)
@@ -170,13 +175,15 @@ class Worker:
             logger.exception("runner raised", extra={"job_id": job.id, "run_id": run.run_id})
             raise PermanentError(f"runner error: {type(error).__name__}") from None
 
-    def _retry(self, run: Run, message: RunMessage, error: RunnerError) -> str:
+    def _retry(self, run: Run, message: RunMessage, error: RunnerError,
+               job: Job | None = None) -> str:
         delay = retry_delay(run.attempts)
         # Send before recording: if the send fails the claim stays `running` and the original
         # message comes back after its lease, so the run is retried rather than lost.
         self.queue.send(RunMessage(**{**message.__dict__, "attempt": run.attempts + 1}), delay)
-        self.store.finish_run(run.with_status("queued", error=truncate(str(error)),
-                                              error_code=error.code), run.attempts)
+        queued = run.with_status("queued", error=truncate(str(error)), error_code=error.code)
+        self.store.finish_run(queued, run.attempts)
+        self._announce(queued, job, "retrying", retry_in_seconds=delay)
         logger.warning("run failed, retrying", extra={
             "job_id": run.job_id, "run_id": run.run_id, "attempt": run.attempts,
             "delay_seconds": delay, "error_code": error.code})
@@ -185,7 +192,7 @@ class Worker:
 
     def _finish(self, run: Run, status: str, *, output: str | None = None,
                 error: str | None = None, error_code: str | None = None,
-                data: Mapping[str, Any] | None = None) -> str:
+                data: Mapping[str, Any] | None = None, job: Job | None = None) -> str:
         finished = run.with_status(status, finished_at=iso(self.clock()),  # type: ignore[arg-type]
                                    output=truncate(output), error=truncate(error),
                                    error_code=error_code, data=dict(data or {}))
@@ -199,7 +206,23 @@ class Worker:
                                    "error_code": error_code})
         _emit("Runs", 1, Outcome=status)
         self.recorded[status] += 1
+        self._announce(finished, job, status)
         return status
+
+    def _announce(self, run: Run, job: Job | None, status: str,
+                  retry_in_seconds: int | None = None) -> None:
+        """Collect the run's event (after its outcome is recorded: never instead of it)."""
+        if self.events is None:
+            return
+        try:
+            self.events.collect(run, job, status, retry_in_seconds)
+        except Exception:  # noqa: BLE001  (the outcome is recorded; only its event is lost)
+            logger.exception("run event not collected", extra={"run_id": run.run_id})
+
+    def flush_events(self) -> None:
+        """Publish the events collected since the last flush (best effort, never raises)."""
+        if self.events is not None and self.events.pending():
+            self.events.flush()
 
     def flush_counts(self) -> None:
         """Add the statuses recorded since the last flush to the runs counters: one write."""
@@ -281,6 +304,7 @@ def handle_batch(event: dict[str, Any], context: Any = None,
             worker.flush_counts()
         except Exception:  # noqa: BLE001  (the runs are recorded; only the counters lag)
             logger.exception("run counters not updated")
+        worker.flush_events()
         try:
             flush()
         except Exception:  # noqa: BLE001  (the batch's outcome stands without its metrics)
@@ -291,6 +315,7 @@ def default_worker() -> Worker:
     """The worker wired from the settings."""
     from . import deps
     from .credentials import client_factory
+    from .events import default_publisher
     from .settings import get_settings
 
     from .aws import region as own_region
@@ -304,4 +329,4 @@ def default_worker() -> Worker:
     return Worker(store=deps.store(), queue=deps.run_queue(), registry=deps.registry,
                   clients=clients, runner_timeout=settings.runner_timeout_seconds,
                   invocation_timeout=settings.worker_timeout_seconds,
-                  dummy_template=settings.dummy_template)
+                  dummy_template=settings.dummy_template, events=default_publisher())
