@@ -16,7 +16,7 @@ WRAPPED_KEYS = {"job", "tags", "log", "next"}
 # The fields a PUT replaces; everything else a GET returns is the server's.
 CLIENT_FIELDS = ("name", "description", "details", "schedule_expression", "schedule_timezone",
                  "enabled", "modified_by", "starting_deadline_seconds", "concurrency_policy",
-                 "max_attempts", "tags")
+                 "max_attempts", "tags", "notify")
 
 
 class ApiError(Exception):

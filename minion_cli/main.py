@@ -329,6 +329,10 @@ def job_fields(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--concurrency-policy", type=click.Choice(["Allow", "Forbid"]),
                      help="Whether a run may start while the previous one runs."),
         click.option("--max-attempts", type=int, help="Attempts of a run on retryable errors."),
+        click.option("--notify", metavar="OUTCOMES",
+                     help="Outcomes published as events, comma-separated (succeeded, failed, "
+                          "missed, skipped, retrying); 'none' for none, 'default' for the "
+                          "deployment's default."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -344,6 +348,8 @@ def apply_options(job: dict[str, Any], options: dict[str, Any]) -> dict[str, Any
     """`job` (client fields) with the given options set; details are merged key by key."""
     job = dict(job)
     job.update({name: options[name] for name in SIMPLE_FIELDS if options.get(name) is not None})
+    if options.get("notify") is not None:
+        job["notify"] = _notify(options["notify"])
     details = dict(_key_values(options.get("details") or ()))
     if options.get("runner"):
         details["runner"] = options["runner"]
@@ -351,6 +357,16 @@ def apply_options(job: dict[str, Any], options: dict[str, Any]) -> dict[str, Any
         existing = job.get("details")
         job["details"] = {**(existing if isinstance(existing, dict) else {}), **details}
     return job
+
+
+def _notify(text: str) -> list[str] | None:
+    """--notify's value as the job's field: a list, [] for none, None for the default."""
+    word = text.strip().lower()
+    if word == "default":
+        return None
+    if word == "none":
+        return []
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _key_values(pairs: Iterable[str]) -> Iterable[tuple[str, str]]:
@@ -381,7 +397,7 @@ def _with_options(document: dict[str, Any], options: dict[str, Any]) -> dict[str
 
 def _has_options(options: dict[str, Any]) -> bool:
     return any(options.get(name) not in (None, ()) for name in SIMPLE_FIELDS + (
-        "runner", "details"))
+        "runner", "details", "notify"))
 
 
 @jobs.command("create")

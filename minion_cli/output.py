@@ -60,6 +60,8 @@ def job_text(job: Mapping[str, Any]) -> str:
     pairs.append(("last_run", last_run(job.get("last_run"))))
     pairs += [(name, job[name]) for name in (
         "starting_deadline_seconds", "concurrency_policy", "max_attempts") if name in job]
+    if "notify" in job:
+        pairs.append(("notify", ", ".join(job["notify"]) or "none"))
     if job.get("tags"):
         pairs.append(("tags", {t["key"]: t.get("value", "") for t in job["tags"]}))
     pairs += [(name, job.get(name)) for name in ("modified_at", "modified_by", "version")]

@@ -1106,3 +1106,25 @@ def test_make_help_lists_every_target_with_its_description() -> None:
     rows = {line.split()[1]: line for line in listed.splitlines()}
     assert set(rows) == set(targets)
     assert "the service on loopback" in rows["run"]
+
+
+def test_notify_is_set_by_create_shown_by_get_kept_by_other_updates_and_reset_by_default(
+        minion: Callable[..., Result], client: Any) -> None:
+    # Given a job created to announce failed and missed runs
+    job = create(minion, "--notify", "failed,missed")
+    assert stored(client, job)["notify"] == ["failed", "missed"]
+    # Then get shows it
+    shown = minion("jobs", "get", "spinup", "space-xy", job["id"])
+    assert dict(line.split(None, 1) for line in shown.stdout.splitlines())["notify"] == \
+        "failed, missed"
+    # When another field is updated, Then notify is kept
+    minion("jobs", "update", "spinup", "space-xy", job["id"], "--description", "x")
+    assert stored(client, job)["notify"] == ["failed", "missed"]
+    # When notify is set to none, then back to the deployment's default
+    minion("jobs", "update", "spinup", "space-xy", job["id"], "--notify", "none")
+    assert stored(client, job)["notify"] == []
+    minion("jobs", "update", "spinup", "space-xy", job["id"], "--notify", "default")
+    assert "notify" not in stored(client, job)
+    # When an unknown outcome is given, Then the API's message names the field
+    refused = minion("jobs", "update", "spinup", "space-xy", job["id"], "--notify", "explode")
+    assert refused.exit_code != 0 and "notify[0]" in refused.stderr

@@ -67,7 +67,8 @@ def full_job() -> Job:
     return Job(account="spinup", group="space-xy", id=jobs.new_job_id(), name="n",
                schedule_expression="* * * * *", details={"runner": "dummyRunner"},
                enabled=True, modified_at=STAMP, starting_deadline_seconds=60,
-               concurrency_policy="Forbid", max_attempts=2, tags=(("k", "v"),), anchor=STAMP,
+               concurrency_policy="Forbid", max_attempts=2, tags=(("k", "v"),),
+               notify=("failed", "missed"), anchor=STAMP,
                next=STAMP, last_run=full_run().summary())
 
 
