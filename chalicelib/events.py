@@ -111,10 +111,13 @@ class EventPublisher:
         failed = 0
         for start in range(0, len(entries), MAX_ENTRIES):
             failed += self._put(entries[start:start + MAX_ENTRIES])
-        if failed:
-            _count("EventsNotPublished", failed)
-        if len(entries) > failed:
-            _count("EventsPublished", len(entries) - failed)
+        try:  # best effort too: a metrics failure must not fail the batch either
+            if failed:
+                emit("EventsNotPublished", failed)
+            if len(entries) > failed:
+                emit("EventsPublished", len(entries) - failed)
+        except Exception:  # noqa: BLE001
+            logger.exception("events metrics not emitted")
         return failed
 
     def _put(self, chunk: list[dict[str, Any]]) -> int:
@@ -144,14 +147,6 @@ def _run_ids(entries: Iterable[Mapping[str, Any]]) -> list[str]:
         except (KeyError, ValueError):
             continue
     return ids
-
-
-def _count(name: str, value: int) -> None:
-    """A metric, best effort (a metrics failure must not fail the batch either)."""
-    try:
-        emit(name, value)
-    except Exception:  # noqa: BLE001
-        logger.exception("metric not emitted", extra={"metric": name})
 
 
 def default_publisher() -> EventPublisher:
