@@ -304,7 +304,10 @@ def handle_batch(event: dict[str, Any], context: Any = None,
             worker.flush_counts()
         except Exception:  # noqa: BLE001  (the runs are recorded; only the counters lag)
             logger.exception("run counters not updated")
-        worker.flush_events()
+        try:
+            worker.flush_events()
+        except Exception:  # noqa: BLE001  (the runs are recorded; only their events are lost)
+            logger.exception("run events not published")
         try:
             flush()
         except Exception:  # noqa: BLE001  (the batch's outcome stands without its metrics)

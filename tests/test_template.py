@@ -39,6 +39,8 @@ pytestmark = pytest.mark.slow
 
 RUNNER_ROLE = ROOT / "infra" / "runner-role.yaml"
 FUNCTIONS = {"APIHandler": "ApiRole", "Tick": "TickRole", "Worker": "WorkerRole"}
+# Functions that exist only when a parameter asks for them (WebhookSecretArn).
+OPTIONAL_FUNCTIONS = {"Reporter": "ReporterRole"}
 # The only actions the roles may grant on Resource "*": these have no resource-level
 # permissions in IAM.
 NO_RESOURCE_LEVEL = {"ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups"}
@@ -435,12 +437,14 @@ def test_each_function_has_its_own_role_and_nothing_is_generated(
     # And Chalice generated no role or policy of its own
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     assert config["autogen_policy"] is False and config["manage_iam_role"] is False
-    assert set(resources_of(template, "AWS::IAM::Role")) == set(FUNCTIONS.values())
+    assert set(resources_of(template, "AWS::IAM::Role")) == set(FUNCTIONS.values()) | set(
+        OPTIONAL_FUNCTIONS.values())
 
 
 def test_no_policy_grants_a_wildcard_action_or_an_unscoped_resource(
         template: dict[str, Any]) -> None:
-    everything = [(role, s) for role in FUNCTIONS.values() for s in statements_of(template, role)]
+    everything = [(role, s) for role in (*FUNCTIONS.values(), *OPTIONAL_FUNCTIONS.values())
+                  for s in statements_of(template, role)]
     assert len(everything) >= 15
     for role, statement in everything:
         actions = as_list(statement["Action"])
@@ -486,7 +490,7 @@ def test_tick_role_allows_the_due_index_the_job_and_run_writes_and_sending(
     table = resolver.arn("JobsTable")
     assert _actions(template, "TickRole") == {
         "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:Query", "dynamodb:UpdateItem",
-        "dynamodb:PutItem", "sqs:SendMessage"}
+        "dynamodb:PutItem", "dynamodb:GetItem", "sqs:SendMessage", "events:PutEvents"}
     # Then it queries the due index only, never the table's items
     assert allowed(resolver, statements, "dynamodb:Query", table + "/index/due")
     assert not allowed(resolver, statements, "dynamodb:Query", table)
@@ -504,7 +508,7 @@ def test_worker_role_allows_the_table_its_queue_the_registry_and_the_runner_role
         "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:GetItem", "dynamodb:Query",
         "dynamodb:PutItem", "dynamodb:UpdateItem", "sqs:ReceiveMessage", "sqs:DeleteMessage",
         "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility", "sqs:SendMessage",
-        "ssm:GetParameter", "sts:AssumeRole"}
+        "ssm:GetParameter", "sts:AssumeRole", "events:PutEvents"}
     # Then the event source and the retries work on the runs queue
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                    "sqs:ChangeMessageVisibility", "sqs:SendMessage"):
@@ -901,6 +905,13 @@ def iam_requests(service: str, operation: str, params: dict[str, Any],
                   "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}.get(
                       operation, operation)
         return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{account}:RunsQueue")]
+    if service == "events":
+        assert operation == "PutEvents", operation
+        return [("events:PutEvents",
+                 f"arn:aws:events:{REGION}:{account}:event-bus/{entry.get('EventBusName', 'default')}")
+                for entry in params["Entries"]]
+    if service == "secretsmanager" and params["SecretId"] == names.get("webhook_secret"):
+        return [(f"secretsmanager:{operation}", params["SecretId"])]
     if service == "secretsmanager":
         assert params["SecretId"] == names["secret"]
         return [(f"secretsmanager:{operation}",
@@ -1297,3 +1308,156 @@ def test_a_path_with_no_route_answers_404_in_the_apis_error_shape(
     assert int(response["StatusCode"]) == 404
     body = json.loads(response["ResponseTemplates"]["application/json"])
     assert body == {"Code": "NotFoundError", "Message": "no such route"}
+
+
+# --- run events, the reporter, the failed-runs topic ---------------------------------------------
+
+BUS_ARN = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/"
+
+
+def test_tick_and_worker_publish_run_events_to_the_configured_bus_only(
+        template: dict[str, Any]) -> None:
+    for function, role in (("Tick", "TickRole"), ("Worker", "WorkerRole")):
+        statements = statements_of(template, role)
+        for overrides, bus in (({}, "default"), ({"EventBusName": "ops-events"}, "ops-events")):
+            resolver = Resolver(template, overrides)
+            # Given the function's settings as deployed with (or without) a bus of its own
+            env = {k: str(resolver.resolve(v)) for k, v in
+                   props(template, function)["Environment"]["Variables"].items()}
+            settings = Settings.from_env(env)
+            # Then it publishes to that bus, with the default outcomes and the API's URL
+            assert settings.event_bus == bus, function
+            assert settings.notify_default == "failed,missed,skipped"
+            assert settings.api_url == (
+                f"https://RestAPI.execute-api.{REGION}.amazonaws.com/api"), function
+            # And its role allows PutEvents on that bus only
+            assert allowed(resolver, statements, "events:PutEvents", BUS_ARN + bus), function
+            other = "default" if bus != "default" else "other"
+            assert not allowed(resolver, statements, "events:PutEvents", BUS_ARN + other)
+
+
+def test_the_reporter_exists_only_with_a_webhook_secret_and_may_read_only_it(
+        template: dict[str, Any]) -> None:
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:chat-AbCdEf"
+    for name in ("Reporter", "ReporterRole", "ReporterLogGroup"):
+        # Then each reporter resource exists only when the secret is given
+        condition = template["Resources"][name]["Condition"]
+        assert not Resolver(template).condition(condition), name
+        assert Resolver(template, {"WebhookSecretArn": secret}).condition(condition), name
+    resolver = Resolver(template, {"WebhookSecretArn": secret})
+    reporter = props(template, "Reporter")
+    assert reporter["Handler"] == "app.reporter"
+    assert reporter["Role"] == {"Fn::GetAtt": ["ReporterRole", "Arn"]}
+    assert Settings.from_env({k: str(resolver.resolve(v)) for k, v in reporter[
+        "Environment"]["Variables"].items()}).webhook_secret_id == secret
+    # And it is fed by a rule on minion's run events, retried when the webhook fails
+    [event] = reporter["Events"].values()
+    assert event["Properties"]["Pattern"] == {"source": ["minion"],
+                                              "detail-type": ["Minion Run State Change"]}
+    assert reporter["EventInvokeConfig"]["MaximumRetryAttempts"] == 2
+    # And its role reads that secret and writes its logs, nothing else
+    statements = statements_of(template, "ReporterRole")
+    assert _actions(template, "ReporterRole") == {
+        "logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue"}
+    assert allowed(resolver, statements, "secretsmanager:GetSecretValue", secret)
+    assert not allowed(resolver, statements, "secretsmanager:GetSecretValue",
+                       resolver.arn("TokensSecret"))
+
+
+def test_failed_runs_reach_the_topic_only_when_one_is_given(
+        template: dict[str, Any], aws: dict[str, Any]) -> None:
+    from chalicelib.events import EventPublisher, run_detail
+    from chalicelib.runs import Run
+
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:minion-failed-runs"
+    rule = template["Resources"]["FailedRunsRule"]
+    assert not Resolver(template).condition(rule["Condition"])
+    resolver = Resolver(template, {"FailedRunsTopicArn": topic})
+    assert resolver.condition(rule["Condition"])
+    [target] = rule["Properties"]["Targets"]
+    assert resolver.resolve(target["Arn"]) == topic
+    # Then the rule's pattern, on moto's bus, takes a failed run's event and not the others
+    sqs = aws["sqs"]
+    url = sqs.create_queue(QueueName="failed-runs")["QueueUrl"]
+    events = boto3.client("events")
+    events.put_rule(Name="failed-runs", EventPattern=json.dumps(
+        rule["Properties"]["EventPattern"]))
+    events.put_targets(Rule="failed-runs", Targets=[{"Id": "q", "Arn": sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]}])
+    publisher = EventPublisher(events, default_notify=("failed", "succeeded", "missed"))
+    for index, status in enumerate(("failed", "succeeded", "missed")):
+        run = Run(run_id=f"20260130T10180{index}Z-s", job_id="j", account="spinup", group="g",
+                  trigger="schedule", scheduled_for="2026-01-30T10:18:00Z",
+                  status=status)  # type: ignore[arg-type]
+        publisher.collect(run, None)
+    assert publisher.flush() == 0
+    assert [json.loads(m["Body"])["detail"]["status"] for m in drain(sqs, url)] == ["failed"]
+    # And the message reads fields the event's detail has
+    detail = run_detail(run, "failed", None, "")
+    for path in target["InputTransformer"]["InputPathsMap"].values():
+        assert path.removeprefix("$.detail.") in detail, path
+
+
+def test_worker_and_reporter_roles_allow_every_call_publishing_and_reporting_make(
+        template: dict[str, Any], recorded: dict[str, Any], client: Any) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from aws_lambda_powertools.utilities import parameters
+
+    from chalicelib.reporter import handle_event
+    from chalicelib.worker import handle_batch
+
+    # Given a job announcing its successes, run now by the worker as deployed
+    job = {"name": "announced", "schedule_expression": "0 3 * * *",
+           "details": {"runner": "dummyRunner"}, "notify": ["succeeded"]}
+    created = client.http.post("/v1/minion/spinup/jobs/space-xy", headers=auth(),
+                               body=json.dumps(job))
+    assert created.status_code == 200, created.body
+    path = f"/v1/minion/spinup/jobs/space-xy/{json.loads(created.body)['id']}"
+    assert client.http.patch(path, headers=auth()).status_code == 202
+    messages = drain(recorded["sqs"], recorded["queue_url"])
+    recorder = recorded["recorder"]
+    _new_process()
+    recorder.clear()
+    # When the worker runs it
+    handle_batch(sqs_event(messages))
+    # Then it published the run's event, allowed by the worker's role
+    assert ("events", "PutEvents") in {(s, o) for s, o, _ in recorder.own()}
+    assert _role_denies(template, "WorkerRole", recorded) == []
+
+    # Given a webhook and its secret, as a deployment with a reporter has them
+    posted: list[bytes] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            posted.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="minion-test/webhook",
+            SecretString=f"http://127.0.0.1:{server.server_address[1]}/hook")["ARN"]
+        os.environ["MINION_WEBHOOK_SECRET_ID"] = secret
+        _new_process()
+        recorder.clear()
+        # When the reporter gets a run event
+        handle_event({"source": "minion", "detail-type": "Minion Run State Change",
+                      "detail": {"run_id": "20260130T101800Z-s", "status": "failed",
+                                 "account": "spinup", "group": "space-xy", "job_id": "j"}})
+    finally:
+        os.environ.pop("MINION_WEBHOOK_SECRET_ID", None)
+        server.shutdown()
+        server.server_close()
+    # Then it posted, and its role allows every AWS call it made
+    assert len(posted) == 1
+    denied = _denied(Resolver(template, {"WebhookSecretArn": secret}),
+                     statements_of(template, "ReporterRole"), recorder.own(),
+                     {**recorded["names"], "webhook_secret": secret})
+    assert denied == []
