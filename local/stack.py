@@ -115,6 +115,8 @@ def configure_environment(config: LocalConfig) -> dict[str, str]:
         "MINION_GITHASH": _git_hash(),
         "MINION_BUILDSTAMP": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "POWERTOOLS_METRICS_NAMESPACE": "Minion", "POWERTOOLS_SERVICE_NAME": "minion",
+        # Run events link to the run in this API (local/events.py prints them).
+        "MINION_API_URL": f"http://127.0.0.1:{config.port}",
     }
     if config.accounts_file:
         env["MINION_ACCOUNTS_FILE"] = config.accounts_file
@@ -270,13 +272,18 @@ def main() -> None:
 
     queue_url = create_resources()
     items, messages = state.restore() if state is not None else (0, 0)
+    from local import events as local_events
+
+    events_url = local_events.create_display()
 
     import app as app_module
     from local.server import start_api
 
     api = start_api(app_module.app, config.port)
     threads = [threading.Thread(target=tick_loop, args=(stop, app_module.tick), daemon=True,
-                                name="tick")]
+                                name="tick"),
+               threading.Thread(target=local_events.display_loop, args=(stop, events_url),
+                                daemon=True, name="events")]
     if config.worker:
         threads.append(threading.Thread(target=worker_loop,
                                         args=(stop, app_module.worker, queue_url),
@@ -300,6 +307,8 @@ def main() -> None:
     print(f"  authenticate: curl -H 'X-Auth-Token: <token>' {base}/<account>/jobs")
     if not config.worker:
         print("  worker:       off (MINION_WORKER=off): runs stay queued")
+    print("  run events:   one `event ...` line each, as EventBridge would receive them "
+          "(outcomes: a job's notify, else MINION_NOTIFY_DEFAULT)")
     print("Press Ctrl-C to stop.", flush=True)
 
     while not stop.wait(MAINTENANCE_SECONDS):

@@ -433,3 +433,50 @@ def test_the_worker_wired_from_the_settings_publishes_to_the_named_bus(
     assert (events.bus, events.default_notify, events.api_url) == ("ops", ("failed",), API_URL)
     detail = run_detail(_run(1), "failed", None, events.api_url)
     assert detail["run_url"].startswith(API_URL + "/v1/minion/spinup/jobs/nightly/j/runs/")
+
+
+# --- make run ---------------------------------------------------------------------------------
+
+def test_a_local_event_line_says_what_happened_and_carries_the_detail() -> None:
+    from local.events import event_line
+
+    detail = run_detail(_run(3), "failed", None, "http://127.0.0.1:8080")
+    line = event_line({"detail-type": DETAIL_TYPE, "source": SOURCE, "detail": detail})
+    assert line.startswith("event Minion Run State Change: failed spinup/nightly/j run "
+                           "20260130T101803Z-s attempt 1 (error: boom)  {")
+    assert json.loads(line.split("  ", 1)[1]) == detail
+
+
+@pytest.mark.e2e
+def test_make_run_prints_the_events_production_would_send(tmp_path: Any) -> None:
+    import time
+
+    import httpx
+
+    from test_local_stack import Stack
+
+    # Given the local stack, and a job announcing its successes
+    stack = Stack(tmp_path / "state").start()
+    try:
+        headers = {"X-Auth-Token": stack.token(), "Content-Type": "application/json"}
+        base = stack.base + "/spinup/jobs/space-xy"
+        job = httpx.post(base, headers=headers, json={
+            "name": "announced", "schedule_expression": "0 3 * * *",
+            "details": {"runner": "dummyRunner"}, "notify": ["succeeded"]}).json()
+        # When it is run now and succeeds
+        run = httpx.patch(f"{base}/{job['id']}", headers=headers).json()
+        for _ in range(50):
+            got = httpx.get(f"{base}/{job['id']}/runs/{run['run_id']}", headers=headers).json()
+            if got["status"] == "succeeded":
+                break
+            time.sleep(0.2)
+        time.sleep(3)  # the rule's queue is polled every second
+    finally:
+        stack.stop()
+    # Then the stack printed its event as one line, linking to the run in the local API
+    [line] = [x for x in stack.output.splitlines() if x.startswith("event ")]
+    assert line.startswith("event Minion Run State Change: succeeded spinup/space-xy/announced "
+                           f"run {run['run_id']} attempt 1")
+    detail = json.loads(line.split("  ", 1)[1])
+    assert detail["run_url"] == (f"http://127.0.0.1:{stack.port}/v1/minion/spinup/jobs/"
+                                 f"space-xy/{job['id']}/runs/{run['run_id']}")
