@@ -5,7 +5,6 @@ best effort: a refused or failed PutEvents changes nothing about the run or its 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any, Mapping
 
 import boto3
