@@ -30,7 +30,7 @@ class NotifyConfigError(ValueError):
 
 
 def parse_notify_default(text: str | None) -> tuple[str, ...]:
-    """The deployment's default outcomes: comma-separated, `none` for none, unset: DEFAULT_NOTIFY."""
+    """The deployment's default outcomes: comma-separated, `none` for none, unset: the default."""
     if text is None or not text.strip():
         return DEFAULT_NOTIFY
     if text.strip().lower() == "none":

@@ -145,7 +145,7 @@ FIELD_OPTIONS = {
     "modified_by": "--modified-by", "starting_deadline_seconds": "--starting-deadline",
     "concurrency_policy": "--concurrency-policy", "max_attempts": "--max-attempts",
     "details.runner": "--runner", "details": "--detail", "timezone": "--tz",
-    "count": "--count", "limit": "--limit", "next_token": "--next-token",
+    "count": "--count", "limit": "--limit", "next_token": "--next-token", "notify": "--notify",
 }
 _FIELD = re.compile(r"^([a-z_]+)(?:\.([A-Za-z0-9_-]+))?: ")
 

@@ -907,8 +907,8 @@ def iam_requests(service: str, operation: str, params: dict[str, Any],
         return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{account}:RunsQueue")]
     if service == "events":
         assert operation == "PutEvents", operation
-        return [("events:PutEvents",
-                 f"arn:aws:events:{REGION}:{account}:event-bus/{entry.get('EventBusName', 'default')}")
+        bus = f"arn:aws:events:{REGION}:{account}:event-bus/"
+        return [("events:PutEvents", bus + entry.get("EventBusName", "default"))
                 for entry in params["Entries"]]
     if service == "secretsmanager" and params["SecretId"] == names.get("webhook_secret"):
         return [(f"secretsmanager:{operation}", params["SecretId"])]
