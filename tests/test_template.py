@@ -333,7 +333,7 @@ def _sam_transformed(template: dict[str, Any]) -> dict[str, Any]:
             return {}
 
     copy = json.loads(json.dumps(template))
-    for function in FUNCTIONS:
+    for function in (*FUNCTIONS, *OPTIONAL_FUNCTIONS):
         copy["Resources"][function]["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     return transform(copy, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID},
@@ -1355,6 +1355,16 @@ def test_the_reporter_exists_only_with_a_webhook_secret_and_may_read_only_it(
     assert event["Properties"]["Pattern"] == {"source": ["minion"],
                                               "detail-type": ["Minion Run State Change"]}
     assert reporter["EventInvokeConfig"]["MaximumRetryAttempts"] == 2
+    # And SAM makes that rule (and the permission to invoke) under the same condition, on the
+    # bus the events go to
+    generated = {name: r for name, r in _sam_transformed(template)["Resources"].items()
+                 if name.startswith("Reporter")}
+    [rule] = [r for r in generated.values() if r["Type"] == "AWS::Events::Rule"]
+    assert {r.get("Condition") for r in generated.values()} == {"HasWebhook"}
+    assert resolver.resolve(rule["Properties"]["EventPattern"]) == event["Properties"]["Pattern"]
+    for overrides, bus in (({}, None), ({"EventBusName": "ops-events"}, "ops-events")):
+        chosen = Resolver(template, overrides).resolve(rule["Properties"]["EventBusName"])
+        assert chosen == bus or (bus is None and chosen == {"Ref": "AWS::NoValue"}), chosen
     # And its role reads that secret and writes its logs, nothing else
     statements = statements_of(template, "ReporterRole")
     assert _actions(template, "ReporterRole") == {
