@@ -75,8 +75,8 @@ class EventPublisher:
     bus: str = "default"
     default_notify: tuple[str, ...] = DEFAULT_NOTIFY
     api_url: str = ""
-    _pending: list[dict[str, Any]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def wanted(self, status: str, job: Job | None) -> bool:
         """Whether `status` is announced for `job`: its own `notify`, else the default."""
