@@ -21,7 +21,7 @@ def create_display() -> str:
     from chalicelib.events import DETAIL_TYPE, SOURCE
 
     sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+    url = str(sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"])
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
         "Attributes"]["QueueArn"]
     events = boto3.client("events")
@@ -52,7 +52,7 @@ def display_loop(stop: threading.Event, queue_url: str, out: TextIO = sys.stdout
         try:
             messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
                                            WaitTimeSeconds=1).get("Messages", [])
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - the emulator stopping: try again or end
             if stop.is_set():
                 return
             print(f"events: receive failed: {error}", file=sys.stderr)

@@ -5,16 +5,25 @@ best effort: a refused or failed PutEvents changes nothing about the run or its 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+from conftest import ACCOUNTS, SHARDS, auth, drain, scheduled_event, sqs_event, utc
 
 from chalicelib import runners
 from chalicelib.accounts import Registry
-from chalicelib.events import (DETAIL_TYPE, MAX_ENTRIES, SOURCE, EventPublisher,
-                               NotifyConfigError, parse_notify_default, run_detail)
+from chalicelib.events import (
+    DETAIL_TYPE,
+    MAX_ENTRIES,
+    SOURCE,
+    EventPublisher,
+    NotifyConfigError,
+    parse_notify_default,
+    run_detail,
+)
 from chalicelib.jobs import Job, iso, job_from_request
 from chalicelib.queue import RunMessage, RunQueue
 from chalicelib.runners import PermanentError, RetryableError, RunResult
@@ -22,7 +31,6 @@ from chalicelib.runs import Run, scheduled_run_id
 from chalicelib.store import Store
 from chalicelib.tick import Ticker, run_tick
 from chalicelib.worker import Worker, handle_batch, retry_delay
-from conftest import ACCOUNTS, SHARDS, auth, drain, scheduled_event, sqs_event, utc
 
 REGISTRY = Registry.from_document(ACCOUNTS)
 CREATED = "2026-01-30T10:17:20"  # next occurrence 10:18
@@ -268,7 +276,8 @@ def test_missed_occurrences_recorded_by_the_tick_are_announced_once(
     details = [e["detail"] for e in routed(aws, all_events)]
     assert sorted(d["scheduled_for"] for d in details) == [
         "2026-01-30T10:18:00Z", "2026-01-30T10:19:00Z", "2026-01-30T10:20:00Z"]
-    assert {(d["status"], d["job_name"]) for d in details} == {("missed", "job-fine")}
+    assert {(d["status"], d["job_id"], d["job_name"]) for d in details} == {
+        ("missed", job.id, "job-fine")}
     drain(aws["sqs"], aws["queue_url"])
 
 
@@ -451,7 +460,6 @@ def test_make_run_prints_the_events_production_would_send(tmp_path: Any) -> None
     import time
 
     import httpx
-
     from test_local_stack import Stack
 
     # Given the local stack, and a job announcing its successes

@@ -15,8 +15,14 @@ import boto3
 import pytest
 
 from chalicelib.events import DETAIL_TYPE, SOURCE, EventPublisher, run_detail
-from chalicelib.reporter import (Reporter, ReporterConfigError, WebhookConfig, WebhookFailed,
-                                 handle_event, message_text)
+from chalicelib.reporter import (
+    Reporter,
+    ReporterConfigError,
+    WebhookConfig,
+    WebhookFailed,
+    handle_event,
+    message_text,
+)
 from chalicelib.runs import Run
 
 API_URL = "https://minion.example.edu/api"
@@ -34,7 +40,7 @@ class Webhook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
                 hook.bodies.append(json.loads(self.rfile.read(length)))
                 time.sleep(hook.delay)
