@@ -218,3 +218,67 @@ def test_an_icon_url_is_sent_as_icon_url() -> None:
                            icon="https://example.com/minion.png")
     body = webhook_body(run_detail(failed_run(), "failed", None, ""), config)
     assert body["icon_url"] == "https://example.com/minion.png" and "icon_emoji" not in body
+
+
+def test_a_failing_job_reaches_chat_through_a_rule_and_its_run_is_unchanged(
+        store: Any, queue: Any, aws: dict[str, Any], webhook: Webhook,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import ACCOUNTS, drain, sqs_event, utc
+
+    from chalicelib import runners
+    from chalicelib.accounts import Registry
+    from chalicelib.jobs import job_from_request
+    from chalicelib.queue import RunMessage
+    from chalicelib.runners import PermanentError
+    from chalicelib.worker import Worker, handle_batch
+
+    # Given a job whose instance is gone (its runner fails for good), created as the API does
+    class Gone:
+        name = "dummyRunner"
+
+        def validate(self, details: Any) -> None:
+            """Any details."""
+
+        def run(self, details: Any, ctx: Any) -> Any:
+            raise PermanentError("instance i-0abc not found", code="NotFound")
+    monkeypatch.setitem(runners.RUNNERS, "dummyRunner", Gone())
+    registry = Registry.from_document(ACCOUNTS)
+    entry = registry.get("spinup")
+    assert entry is not None
+    job = job_from_request({"name": "stop-dev-box", "schedule_expression": "0 3 * * *",
+                            "details": {"runner": "dummyRunner"}}, account="spinup",
+                           group="space-xy", job_id=None, entry=entry,
+                           now=utc("2026-01-30T10:17:20"))
+    store.create_job(job)
+    # And a rule on the default bus feeding the reporter's queue (as EventBridge feeds it)
+    sqs = aws["sqs"]
+    target = sqs.create_queue(QueueName="reporter-feed")["QueueUrl"]
+    events = boto3.client("events")
+    events.put_rule(Name="reporter", EventPattern=json.dumps(
+        {"source": [SOURCE], "detail-type": [DETAIL_TYPE]}))
+    events.put_targets(Rule="reporter", Targets=[{"Id": "q", "Arn": sqs.get_queue_attributes(
+        QueueUrl=target, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]}])
+    worker = Worker(store=store, queue=queue, registry=lambda: registry,
+                    clients=lambda entry, run_id: (lambda service: None),
+                    clock=lambda: utc("2026-01-30T10:18:05"),
+                    events=EventPublisher(events, api_url=API_URL))
+    # When it is run now, and the reporter gets what the rule delivered
+    run_id = "20260130T101800Z-m0123abcd"
+    queue.send(RunMessage(account="spinup", group="space-xy", job_id=job.id, run_id=run_id,
+                          trigger="manual", scheduled_for="2026-01-30T10:18:00Z"))
+    store.put_run(Run(run_id=run_id, job_id=job.id, account="spinup", group="space-xy",
+                      trigger="manual", scheduled_for="2026-01-30T10:18:00Z", status="queued"))
+    assert handle_batch(sqs_event(drain(sqs, aws["queue_url"])), worker=worker) == {
+        "batchItemFailures": []}
+    recorded = store.get_run(job.id, run_id)
+    [message] = drain(sqs, target)
+    Reporter(lambda: WebhookConfig.parse(webhook.url)).report(json.loads(message["Body"]))
+    # Then chat was told which job failed, why, and where to look
+    [body] = webhook.bodies
+    assert body["text"].startswith(":x: minion: job *stop-dev-box* (spinup/space-xy) failed: "
+                                   f"run {run_id}")
+    assert "NotFound: instance i-0abc not found" in body["text"]
+    assert body["text"].endswith(f"{API_URL}/v1/minion/spinup/jobs/space-xy/{job.id}/runs/"
+                                 f"{run_id}")
+    # And the run's record is what the worker recorded, failed
+    assert recorded.status == "failed" and store.get_run(job.id, run_id) == recorded
