@@ -15,12 +15,14 @@ from chalicelib.auth import Grant
 from chalicelib.errors import Forbidden, MethodNotAllowed, MinionError, Unauthorized
 from chalicelib.jobs import Job
 from chalicelib.observability import logger
-from chalicelib.settings import DEFAULT_QUEUE_NAME, get_settings
+from chalicelib.settings import DEFAULT_QUEUE_NAME, DEFAULT_TICK_PARTS_QUEUE_NAME, get_settings
 
 app = Chalice(app_name="minion")
 
 # Chalice's decorators need these names at import time; everything else is read lazily.
 QUEUE_NAME = os.environ.get("MINION_QUEUE_NAME", DEFAULT_QUEUE_NAME)
+TICK_PARTS_QUEUE_NAME = os.environ.get("MINION_TICK_PARTS_QUEUE_NAME",
+                                       DEFAULT_TICK_PARTS_QUEUE_NAME)
 CORS = CORSConfig(allow_origin=os.environ.get("MINION_CORS_ORIGIN", "*"),
                   allow_headers=["X-Auth-Token", "Content-Type", "If-Match"],
                   expose_headers=["ETag", "Location", "Link"], max_age=600)
@@ -262,9 +264,19 @@ for _path, _methods in (
 
 @app.schedule(Cron("*", "*", "*", "*", "?", "*"), name="tick")
 def tick(event: Any) -> dict[str, Any]:
+    """The minute's tick: only fans the minute out to the tick parts queue."""
     from chalicelib.tick import handle_tick
 
     return handle_tick(event.to_dict(), event.context)
+
+
+# One part per invocation: parts run side by side, each in its own Lambda process.
+@app.on_sqs_message(queue=TICK_PARTS_QUEUE_NAME, batch_size=1, name="tick_part")
+def tick_part(event: Any) -> dict[str, Any]:
+    """One part of a minute's tick: its shards' due jobs queued and advanced."""
+    from chalicelib.tick import handle_tick_parts
+
+    return handle_tick_parts(event.to_dict(), event.context)
 
 
 @app.on_sqs_message(queue=QUEUE_NAME, batch_size=10, name="worker")

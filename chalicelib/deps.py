@@ -9,7 +9,7 @@ from . import aws
 from .accounts import Registry, RegistryError, load_registry_document
 from .auth import TokenAuthenticator
 from .observability import emit, logger
-from .queue import RunQueue
+from .queue import RunQueue, TickPartQueue
 from .settings import get_settings
 from .store import Store
 
@@ -31,6 +31,14 @@ def run_queue() -> RunQueue:
     whose runs all succeed, never sends)."""
     settings = get_settings()
     return RunQueue(aws.LazyClient("sqs"), settings.queue_name, settings.queue_url)
+
+
+@lru_cache(maxsize=1)
+def tick_part_queue() -> TickPartQueue:
+    """The tick parts queue (the scheduled tick's only output)."""
+    settings = get_settings()
+    return TickPartQueue(aws.client("sqs"), settings.tick_parts_queue_name,
+                         settings.tick_parts_queue_url)
 
 
 def registry() -> Registry:
@@ -96,6 +104,6 @@ def reset() -> None:
     """Forget every built part (after the environment changed, e.g. between tests)."""
     global _registry_cache
     _registry_cache = None
-    for part in (store, run_queue, authenticator, get_settings):
+    for part in (store, run_queue, tick_part_queue, authenticator, get_settings):
         part.cache_clear()
     aws.reset_clients()

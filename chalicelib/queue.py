@@ -1,4 +1,5 @@
-"""The runs queue: one SQS message per run attempt, sent in checked batches."""
+"""The runs queue (one SQS message per run attempt) and the tick parts queue (one message per
+part of a minute's tick), both sent in checked batches."""
 from __future__ import annotations
 
 import json
@@ -112,6 +113,78 @@ class RunQueue:
             pending = {f["Id"]: pending[f["Id"]] for f in result.get("Failed", [])
                        if f["Id"] in pending}
         return list(pending.values())
+
+
+MAX_SHARD = 1000
+
+
+@dataclass(frozen=True)
+class TickPart:
+    """One part of a minute's tick: the minute and the due-item shards it processes."""
+
+    minute: str
+    shards: tuple[int, ...]
+
+    def to_body(self) -> str:
+        """The message body (JSON)."""
+        return json.dumps({"minute": self.minute, "shards": list(self.shards)},
+                          separators=(",", ":"))
+
+    def moment(self) -> datetime:
+        """The minute as a UTC datetime."""
+        return datetime.strptime(self.minute, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+    @classmethod
+    def from_body(cls, body: str) -> "TickPart":
+        """Parse a body; ValueError for anything that is not a tick part."""
+        data = json.loads(body)
+        if not isinstance(data, dict) or set(data) != {"minute", "shards"}:
+            raise ValueError("tick part: expected an object with minute and shards")
+        minute, shards = data["minute"], data["shards"]
+        if not isinstance(minute, str):
+            raise ValueError("tick part: minute must be a string")
+        try:
+            moment = datetime.strptime(minute, "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            raise ValueError("tick part: minute is not a UTC time") from None
+        if moment.second:
+            raise ValueError("tick part: minute has seconds")
+        if not isinstance(shards, list) or not shards or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n < MAX_SHARD
+                for n in shards):
+            raise ValueError(f"tick part: shards must be a non-empty list of 0-{MAX_SHARD - 1}")
+        return cls(minute=minute, shards=tuple(shards))
+
+
+class TickPartQueue:
+    """Sends the minute's tick parts to the tick parts queue."""
+
+    def __init__(self, client: Any, queue_name: str, queue_url: str | None = None) -> None:
+        self.client = client
+        self.queue_name = queue_name
+        self._url = queue_url
+
+    @property
+    def url(self) -> str:
+        """The queue URL (looked up once by name when not configured)."""
+        if self._url is None:
+            self._url = self.client.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
+        return self._url
+
+    def send_parts(self, parts: Sequence[TickPart]) -> list[TickPart]:
+        """Send the parts, 10 a call; the ones still failing after retries are returned."""
+        left: list[TickPart] = []
+        for batch in batches(parts):
+            pending = {str(i): p for i, p in enumerate(batch)}
+            for _ in range(SEND_ROUNDS):
+                if not pending:
+                    break
+                result = self.client.send_message_batch(QueueUrl=self.url, Entries=[
+                    {"Id": i, "MessageBody": p.to_body()} for i, p in pending.items()])
+                pending = {f["Id"]: pending[f["Id"]] for f in result.get("Failed", [])
+                           if f["Id"] in pending}
+            left.extend(pending.values())
+        return left
 
 
 def batches(items: Iterable[Any], size: int = BATCH_SIZE) -> Iterable[list[Any]]:

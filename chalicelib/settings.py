@@ -11,6 +11,7 @@ from typing import Mapping
 from . import __version__
 
 DEFAULT_QUEUE_NAME = "minion-runs"
+DEFAULT_TICK_PARTS_QUEUE_NAME = "minion-tick-parts"
 
 
 class SettingsError(ValueError):
@@ -79,6 +80,9 @@ class Settings:
     queue_url: str | None
     shards: int
     tick_parallelism: int
+    tick_parts: int
+    tick_parts_queue_name: str
+    tick_parts_queue_url: str | None
     cors_origin: str
     # MINION_TOKENS as given: parsed (and refused when misshapen) by chalicelib.auth, so a
     # mistake there locks clients out with an error logged instead of failing every route.
@@ -114,6 +118,10 @@ class Settings:
             queue_url=env.get("MINION_QUEUE_URL") or None,
             shards=_int(env, "MINION_SHARDS", 8, 1, 1000),
             tick_parallelism=_int(env, "MINION_TICK_PARALLELISM", 8, 1, 64),
+            tick_parts=_int(env, "MINION_TICK_PARTS", 4, 1, 1000),
+            tick_parts_queue_name=env.get("MINION_TICK_PARTS_QUEUE_NAME",
+                                          DEFAULT_TICK_PARTS_QUEUE_NAME),
+            tick_parts_queue_url=env.get("MINION_TICK_PARTS_QUEUE_URL") or None,
             cors_origin=env.get("MINION_CORS_ORIGIN", "*"),
             tokens_text=env.get("MINION_TOKENS", "").strip(),
             tokens_secret_id=env.get("MINION_TOKENS_SECRET_ID") or None,

@@ -3,9 +3,20 @@
 Keys:
 - job       pk `ACCOUNT#<account>`  sk `JOB#<group>#<id>`   (jobs of an account or group: one Query)
 - run       pk `JOB#<job id>`       sk `RUN#<run id>`       (run ids sort by time: newest first)
+- due       pk `DUE#<shard>`        sk `<due_at:011d>#<job id>#<version>` (one per pending
+            occurrence of an enabled job; the shard is a hash of the job id)
 - counters  pk `METRICS`            sk `JOBS#<account>` | `RUNS` | `TICK`
-Due index `due` (sparse, sharded): partition `due_shard` = `DUE#<n>`, sort `due_at` = the next
-occurrence in epoch seconds. Only enabled jobs with a next occurrence carry those attributes.
+
+The tick finds due jobs with one Query per shard (`sk` up to the minute) and advances a job by
+putting its next due item and deleting the one it read: two 1-unit writes on the shard's
+partition, none on the account's (its jobs may all be due at once) and no index write. A due
+item names the job version it was written for; the tick re-reads the jobs it found and drops
+the items of jobs changed, disabled or deleted since (the API writes the new version's item).
+The job item keeps `due_at` as of its last API write; the job's `next` and `last_run` are
+derived on read from it and its newest runs (the tick and the worker write no job item).
+
+Legacy index `due` (partition `due_shard`, sort `due_at`, on job items): where earlier versions
+kept the schedule. The tick moves what is left in it to due items (`migrate_legacy_due`).
 """
 from __future__ import annotations
 
@@ -13,19 +24,26 @@ import functools
 import hashlib
 import inspect
 import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from botocore.exceptions import ClientError
 
-from .dynamo import from_attr, from_item, to_attr, to_item
+from .dynamo import from_attr, from_item, to_item
 from .errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from .jobs import Job
 from .runs import FINAL_STATUSES, Run
+from .schedules import ScheduleError
 
-DUE_INDEX = "due"
+DUE_INDEX = "due"  # legacy: drained by migrate_legacy_due
 METRICS_PK = "METRICS"
 TRANSACT_LIMIT = 100
+BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+BATCH_ROUNDS = 6
+HISTORY_PAGE = 10  # newest runs read to derive a job's `next` and `last_run`
+WORKER_STATUSES = ("succeeded", "failed", "skipped")  # the outcomes `last_run` shows
 THROTTLING_CODES = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
     "InternalServerError", "ServiceUnavailable", "LimitExceededException"})
@@ -66,6 +84,57 @@ def job_key(account: str, group: str, job_id: str) -> dict[str, Any]:
 def run_key(job_id: str, run_id: str) -> dict[str, Any]:
     """The primary key of a run item."""
     return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"RUN#{run_id}"}}
+
+
+@dataclass(frozen=True)
+class DueEntry:
+    """A due item: one pending occurrence of one version of a job."""
+
+    shard: int
+    due_at: datetime
+    account: str
+    group: str
+    job_id: str
+    version: int
+
+    def key(self) -> dict[str, Any]:
+        """The item's primary key."""
+        return due_key(self.shard, self.due_at, self.job_id, self.version)
+
+    def to_item(self) -> dict[str, Any]:
+        """The item (about 120 bytes: one write unit to put, one to delete)."""
+        item = to_item({"account": self.account, "group": self.group, "id": self.job_id,
+                        "version": self.version})
+        item.update(self.key())
+        return item
+
+    def moved_to(self, next_at: datetime) -> "DueEntry":
+        """The same job and version at its next occurrence."""
+        return DueEntry(self.shard, next_at, self.account, self.group, self.job_id,
+                        self.version)
+
+
+def due_key(shard: int, due_at: datetime, job_id: str, version: int) -> dict[str, Any]:
+    """The primary key of a due item: the shard's partition, sorted by time."""
+    return {"pk": {"S": f"DUE#{shard}"},
+            "sk": {"S": f"{_epoch(due_at):011d}#{job_id}#{version}"}}
+
+
+def due_entry_of(job: Job, shards: int) -> DueEntry | None:
+    """The due item a job written through the API needs (None: disabled or never again)."""
+    if not job.enabled or job.next is None:
+        return None
+    return DueEntry(shard_of(job.id, shards), job.next, job.account, job.group, job.id,
+                    job.version)
+
+
+def due_entry_from_item(item: Mapping[str, Any]) -> DueEntry:
+    """A due item as a DueEntry."""
+    v = from_item(item)
+    return DueEntry(shard=int(v["pk"][len("DUE#"):]),
+                    due_at=datetime.fromtimestamp(int(v["sk"].split("#", 1)[0]), tz=timezone.utc),
+                    account=v["account"], group=v["group"], job_id=v["id"],
+                    version=int(v["version"]))
 
 
 def error_code(error: ClientError) -> str:
@@ -131,7 +200,8 @@ def translated(method: F) -> F:
 
 
 def job_to_item(job: Job, shards: int) -> dict[str, Any]:
-    """A job as a DynamoDB item (due-index attributes only when it has a next occurrence)."""
+    """A job as a DynamoDB item; `due_at` is its next occurrence as of this write (the due
+    item is what the tick reads)."""
     values: dict[str, Any] = {
         "type": "job", "account": job.account, "group": job.group, "id": job.id,
         "name": job.name, "description": job.description, "details": dict(job.details),
@@ -148,7 +218,6 @@ def job_to_item(job: Job, shards: int) -> dict[str, Any]:
         "registry_entry": job.registry_entry,
     }
     if job.enabled and job.next is not None:
-        values["due_shard"] = f"DUE#{shard_of(job.id, shards)}"
         values["due_at"] = _epoch(job.next)
     item = to_item(values)
     item.update(job_key(job.account, job.group, job.id))
@@ -202,6 +271,15 @@ def run_from_item(item: Mapping[str, Any]) -> Run:
     )
 
 
+def _request_key(request: Mapping[str, Any]) -> str:
+    """The key of a BatchWriteItem request, as a string."""
+    if "PutRequest" in request:
+        item = request["PutRequest"]["Item"]
+    else:
+        item = request["DeleteRequest"]["Key"]
+    return item["pk"]["S"] + "|" + item["sk"]["S"]
+
+
 def _enabled_delta(before: bool | None, after: bool | None) -> dict[str, int]:
     delta = {"enabled": 0, "disabled": 0}
     for flag, sign in ((before, -1), (after, 1)):
@@ -238,6 +316,13 @@ class Store:
                                           ":d": {"N": str(delta["disabled"])}},
         }}
 
+    def _due_put(self, job: Job) -> list[dict[str, Any]]:
+        """The transaction action that writes the due item of a job's new version, if any."""
+        entry = due_entry_of(job, self.shards)
+        if entry is None:
+            return []
+        return [{"Put": {"TableName": self.table, "Item": entry.to_item()}}]
+
     @translated
     def create_job(self, job: Job) -> None:
         """Store a new job; Conflict if its id is already taken."""
@@ -246,6 +331,7 @@ class Store:
                 {"Put": {"TableName": self.table, "Item": job_to_item(job, self.shards),
                          "ConditionExpression": "attribute_not_exists(pk)"}},
                 self._counter_update(job.account, _enabled_delta(None, job.enabled)),
+                *self._due_put(job),
             ])
         except ClientError as error:
             if is_condition_failure(error):
@@ -259,7 +345,32 @@ class Store:
                                     ConsistentRead=True).get("Item")
         if item is None:
             raise NotFound(f"job not found: {group}/{job_id}")
-        return job_from_item(item)
+        return self._with_history(job_from_item(item))
+
+    def _with_history(self, job: Job) -> Job:
+        """The job with `next` and `last_run` derived from its newest runs.
+
+        Neither the tick nor the worker writes the job item (one account's jobs share its
+        partition), so the run records are where the job's progress is: `next` is the
+        occurrence after the newest scheduled run when that is at or past the stored one, and
+        `last_run` the newest run the worker finished (else what an older version stored).
+        """
+        page = self.client.query(
+            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            ExpressionAttributeValues={":pk": {"S": f"JOB#{job.id}"}, ":r": {"S": "RUN#"}},
+            ScanIndexForward=False, Limit=HISTORY_PAGE, ConsistentRead=True)
+        runs = [run_from_item(i) for i in page.get("Items", [])]
+        last_run = next((r.summary() for r in runs if r.status in WORKER_STATUSES),
+                        job.last_run)
+        next_at = job.next
+        newest = next((r for r in runs if r.trigger == "schedule"), None)
+        occurrence = _parse_iso(newest.scheduled_for) if newest else None
+        if next_at is not None and occurrence is not None and occurrence >= next_at:
+            try:
+                next_at = job.next_after(occurrence)
+            except ScheduleError:  # an expression this version cannot parse: never again
+                next_at = None
+        return replace(job, next=next_at, last_run=last_run)
 
     @translated
     def list_jobs(self, account: str, group: str | None = None) -> list[str]:
@@ -335,7 +446,7 @@ class Store:
             "TableName": self.table, "Key": job_key(job.account, job.group, job.id),
             "UpdateExpression": expression, "ConditionExpression": "#version = :expected",
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
-        actions = [update]
+        actions = [update, *self._due_put(job)]
         if job.enabled != previous.enabled:
             actions.append(self._counter_update(
                 job.account, _enabled_delta(previous.enabled, job.enabled)))
@@ -396,41 +507,103 @@ class Store:
                         raise
         raise Conflict(f"group {group} keeps changing; retry the delete")
 
-    # --- the due index ----------------------------------------------------------------------
+    # --- the due items -----------------------------------------------------------------------
 
     @translated
-    def due_jobs(self, shard: int, up_to: datetime) -> Iterator[Job]:
-        """Jobs of one shard whose next occurrence is at or before `up_to` (all pages)."""
+    def due_entries(self, shard: int, up_to: datetime) -> Iterator[DueEntry]:
+        """Due items of one shard at or before `up_to` (all pages), oldest first."""
         for item in self._query(
-                IndexName=DUE_INDEX,
-                KeyConditionExpression="due_shard = :shard AND due_at <= :up_to",
-                ExpressionAttributeValues={":shard": {"S": f"DUE#{shard}"},
-                                           ":up_to": {"N": str(_epoch(up_to))}}):
-            yield job_from_item(item)
-
-    def advance_item(self, job: Job, next_at: datetime | None) -> dict[str, Any]:
-        """The conditional update that moves a due job to its next occurrence (or off the index).
-
-        Conditional on the occurrence it was read with: an update or delete that happened in
-        between wins, and a re-delivered tick that already advanced it changes nothing.
-        """
-        assert job.next is not None
-        update: dict[str, Any] = {
-            "TableName": self.table, "Key": job_key(job.account, job.group, job.id),
-            "ConditionExpression": "due_at = :read",
-            "ExpressionAttributeValues": {":read": {"N": str(_epoch(job.next))}},
-        }
-        if next_at is None:
-            update["UpdateExpression"] = "REMOVE due_at, due_shard"
-        else:
-            update["UpdateExpression"] = "SET due_at = :next"
-            update["ExpressionAttributeValues"][":next"] = {"N": str(_epoch(next_at))}
-        return update
+                KeyConditionExpression="pk = :pk AND sk < :bound",
+                ExpressionAttributeValues={":pk": {"S": f"DUE#{shard}"},
+                                           ":bound": {"S": f"{_epoch(up_to) + 1:011d}"}}):
+            yield due_entry_from_item(item)
 
     @translated
-    def advance(self, job: Job, next_at: datetime | None) -> bool:
-        """Move a due job to `next_at`; False when someone else changed it first."""
-        return conditional(self.client.update_item, **self.advance_item(job, next_at))
+    def jobs_of(self, names: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], Job]:
+        """The job items named (account, group, id), by name; absent ones left out.
+
+        Strongly consistent, 100 keys a call: the tick decides with what the API wrote last.
+        """
+        keys = list(dict.fromkeys(names))
+        found: dict[tuple[str, str, str], Job] = {}
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {self.table: {
+                "Keys": [job_key(*k) for k in keys[start:start + BATCH_GET_LIMIT]],
+                "ConsistentRead": True}}
+            for round_ in range(BATCH_ROUNDS):
+                answer = self.client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table, []):
+                    job = job_from_item(item)
+                    found[(job.account, job.group, job.id)] = job
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2 ** round_)
+            else:
+                raise ServiceUnavailable("the job store is busy; retry shortly")
+        return found
+
+    @translated
+    def put_due(self, entries: Sequence[DueEntry]) -> list[DueEntry]:
+        """Write due items, 25 a call; the ones still unwritten after retries."""
+        unique = {e.key()["sk"]["S"] + e.key()["pk"]["S"]: e for e in entries}
+        return self._batch_write(
+            [(e, {"PutRequest": {"Item": e.to_item()}}) for e in unique.values()])
+
+    @translated
+    def delete_due(self, entries: Sequence[DueEntry]) -> list[DueEntry]:
+        """Delete due items, 25 a call; the ones still not deleted after retries."""
+        unique = {e.key()["sk"]["S"] + e.key()["pk"]["S"]: e for e in entries}
+        return self._batch_write(
+            [(e, {"DeleteRequest": {"Key": e.key()}}) for e in unique.values()])
+
+    def _batch_write(self, requests: Sequence[tuple[DueEntry, dict[str, Any]]]
+                     ) -> list[DueEntry]:
+        """BatchWriteItem with its unprocessed items retried; the entries left unwritten.
+
+        Unconditional writes are safe here: the keys are deterministic (a repeated put or
+        delete is a no-op) and a due item of an outdated version is dropped when read.
+        """
+        left: list[DueEntry] = []
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            chunk = requests[start:start + BATCH_WRITE_LIMIT]
+            by_key = {_request_key(r): e for e, r in chunk}
+            pending = [r for _, r in chunk]
+            for round_ in range(BATCH_ROUNDS):
+                answer = self.client.batch_write_item(RequestItems={self.table: pending})
+                pending = (answer.get("UnprocessedItems") or {}).get(self.table, [])
+                if not pending:
+                    break
+                time.sleep(0.05 * 2 ** round_)
+            left.extend(by_key[_request_key(r)] for r in pending)
+        return left
+
+    @translated
+    def migrate_legacy_due(self, shard: int) -> int:
+        """Move the jobs an earlier version left in the legacy index shard to due items.
+
+        Put the due item, then take the job out of the index (conditional on its version: a
+        job changed meanwhile has its own due item, and this one is dropped when read).
+        Returns how many moved; after the first run, one empty Query a shard.
+        """
+        moved = 0
+        items = list(self._query(
+            IndexName=DUE_INDEX, KeyConditionExpression="due_shard = :shard",
+            ExpressionAttributeValues={":shard": {"S": f"DUE#{shard}"}}))
+        if not items:
+            return 0
+        names = [(from_attr(i["account"]), from_attr(i["group"]), from_attr(i["id"]))
+                 for i in items]
+        for key, job in self.jobs_of(names).items():
+            entry = due_entry_of(job, self.shards) if job.enabled else None
+            if entry is not None and self.put_due([entry]):
+                continue  # not written: the job stays in the index for the next tick
+            if conditional(self.client.update_item, TableName=self.table,
+                           Key=job_key(*key), UpdateExpression="REMOVE due_shard",
+                           ConditionExpression="version = :v",
+                           ExpressionAttributeValues={":v": {"N": str(job.version)}}):
+                moved += 1
+        return moved
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -508,23 +681,12 @@ class Store:
                                                   ":attempts": {"N": str(claimed_attempts)}})
         if not conditional(self.client.put_item, **put):
             return False
-        if run.status in FINAL_STATUSES:
-            if count:  # else the caller adds it to the counters with others (count_runs)
-                self.count_runs({run.status: 1})
-            self.set_last_run(run)
+        # The job's `last_run` is read from the run records (get_job): no write to the job
+        # item, which shares its account's partition with every other job of the account.
+        if run.status in FINAL_STATUSES and count:
+            # else the caller adds it to the counters with others (count_runs)
+            self.count_runs({run.status: 1})
         return True
-
-    @translated
-    def set_last_run(self, run: Run) -> None:
-        """Copy a run's summary onto its job, unless the job is gone or has a newer run."""
-        conditional(
-            self.client.update_item,
-            TableName=self.table, Key=job_key(run.account, run.group, run.job_id),
-            UpdateExpression="SET last_run = :summary",
-            ConditionExpression=("attribute_exists(pk) AND (attribute_not_exists(last_run)"
-                                 " OR last_run.run_id <= :run_id)"),
-            ExpressionAttributeValues={":summary": to_attr(run.summary()),
-                                       ":run_id": {"S": run.run_id}})
 
     @translated
     def run_lease(self, job_id: str, run_id: str) -> tuple[str, int] | None:

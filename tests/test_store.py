@@ -1,4 +1,5 @@
-"""The DynamoDB store against moto: optimistic locking, conflicts, group deletes, counters, due index."""
+"""The DynamoDB store against moto: optimistic locking, conflicts, group deletes, counters, due
+items, what a job shows of its runs, and the write units each call costs."""
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,8 @@ from chalicelib import deps
 from chalicelib.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from chalicelib.jobs import Job, new_job_id
 from chalicelib.runs import Run, scheduled_run_id
-from chalicelib.store import Store, job_key, job_to_item, shard_of
+from chalicelib.store import (DUE_INDEX, DueEntry, Store, due_key, job_key, job_to_item,
+                              shard_of)
 from conftest import TABLE
 
 NOW = datetime(2026, 1, 30, 10, 17, tzinfo=timezone.utc)
@@ -87,23 +89,57 @@ def test_a_replace_from_a_fresh_read_after_a_lost_race_succeeds(store: Store) ->
     assert (stored.name, stored.version) == ("second try", 3)
 
 
-def test_replace_keeps_the_last_run_the_worker_recorded(store: Store) -> None:
+def test_replace_keeps_the_last_run_the_worker_recorded(store: Store, aws: dict[str, Any]) -> None:
     # Given a job read by a client, then a run recorded on it by the worker
     job = make_job(enabled=True)
     store.create_job(job)
     read = store.get_job("spinup", "space-xy", job.id)
+    before = raw_item(aws, job)
     run = Run(run_id=scheduled_run_id(NOW), job_id=job.id, account="spinup", group="space-xy",
               trigger="schedule", scheduled_for="2026-01-30T10:15:00Z", status="succeeded",
               finished_at="2026-01-30T10:15:02Z", output="Hello, spinup!")
-    store.set_last_run(run)
+    store.finish_run(run)
+    # (the worker's record does not write the job item: it shares its account's partition)
+    assert raw_item(aws, job) == before
 
     # When the client's replace (built from its older read, without last_run) is written
     store.replace_job(replace(read, name="renamed", version=2, last_run=None), read)
 
-    # Then the run summary is still on the job
+    # Then the run summary is still shown on the job
     stored = store.get_job("spinup", "space-xy", job.id)
     assert stored.name == "renamed"
     assert stored.last_run is not None and stored.last_run["run_id"] == run.run_id
+
+
+def test_a_job_shows_its_newest_finished_run_and_the_occurrence_after_its_newest_scheduled_one(
+        store: Store) -> None:
+    # Given an enabled every-15-minutes job due at 10:30
+    job = make_job(enabled=True)
+    store.create_job(job)
+    assert job.next == NOW.replace(minute=30)
+    base = Run(run_id="", job_id=job.id, account="spinup", group="space-xy",
+               trigger="schedule", scheduled_for="", status="succeeded")
+    at_1030 = replace(base, run_id=scheduled_run_id(NOW.replace(minute=30)),
+                      scheduled_for="2026-01-30T10:30:00Z", finished_at="2026-01-30T10:30:02Z")
+    # When its 10:30 run succeeded and its 10:45 one is still running
+    store.finish_run(at_1030)
+    store.put_run(replace(base, run_id=scheduled_run_id(NOW.replace(minute=45)),
+                          scheduled_for="2026-01-30T10:45:00Z", status="running"))
+    # Then it shows the finished one as its last run, and 11:00 as its next occurrence
+    stored = store.get_job("spinup", "space-xy", job.id)
+    assert stored.last_run is not None and stored.last_run["run_id"] == at_1030.run_id
+    assert stored.next == NOW.replace(hour=11, minute=0)
+    # And a run-now (newer, manual) becomes the last run without moving `next`
+    manual = replace(base, run_id="20260130T104600Z-m0123abcd", trigger="manual",
+                     scheduled_for="2026-01-30T10:46:00Z", finished_at="2026-01-30T10:46:01Z",
+                     status="failed")
+    store.finish_run(manual)
+    stored = store.get_job("spinup", "space-xy", job.id)
+    assert (stored.last_run or {})["run_id"] == manual.run_id
+    assert stored.next == NOW.replace(hour=11, minute=0)
+    # And once disabled, it shows no next occurrence whatever its runs
+    store.replace_job(replace(stored, enabled=False, next=None, version=2), stored)
+    assert store.get_job("spinup", "space-xy", job.id).next is None
 
 
 def test_delete_of_a_job_changed_since_it_was_read_is_refused(store: Store) -> None:
@@ -284,8 +320,8 @@ def test_group_delete_of_1050_jobs_deletes_all_across_transaction_chunks(
     assert store.list_jobs("spinup") == [f"space-ab/{other.id}"]
     assert len(transaction_sizes) >= 11 and max(transaction_sizes) <= 100
     assert job_counts(store) == {"enabled": 1, "disabled": 0}
-    every_due = [j for s in range(4) for j in store.due_jobs(s, NOW + timedelta(days=1))]
-    assert [j.id for j in every_due] == [other.id]
+    # (the deleted jobs' due items stay until the tick reads them and finds no job)
+    assert other.id in due_ids(store, NOW + timedelta(days=1))
 
 
 # --- counters ----------------------------------------------------------------------------------
@@ -336,9 +372,13 @@ def test_a_run_id_is_recorded_once(store: Store) -> None:
     assert store.get_run(run.job_id, run.run_id) == run
 
 
-# --- the due index -----------------------------------------------------------------------------
+# --- the due items ----------------------------------------------------------------------------
 
-def test_due_attributes_only_on_enabled_jobs_with_a_next_occurrence(
+def due_ids(store: Store, up_to: datetime) -> list[str]:
+    return [e.job_id for shard in range(4) for e in store.due_entries(shard, up_to)]
+
+
+def test_only_enabled_jobs_with_a_next_occurrence_get_a_due_item(
         store: Store, aws: dict[str, Any]) -> None:
     # Given an enabled job, a disabled one, and an enabled one-time job whose time has passed
     enabled = make_job(enabled=True)
@@ -348,35 +388,35 @@ def test_due_attributes_only_on_enabled_jobs_with_a_next_occurrence(
         store.create_job(job)
     assert enabled.next is not None and past.next is None
 
-    # Then only the first carries the due-index attributes: its shard and next occurrence
-    item = raw_item(aws, enabled)
-    assert item is not None
-    assert item["due_shard"] == {"S": f"DUE#{shard_of(enabled.id, 4)}"}
-    assert item["due_at"] == {"N": str(int(enabled.next.timestamp()))}
-    for job in (disabled, past):
-        stored = raw_item(aws, job)
-        assert stored is not None and "due_shard" not in stored and "due_at" not in stored
-    every_due = [j for s in range(4) for j in store.due_jobs(s, NOW + timedelta(days=1))]
-    assert [j.id for j in every_due] == [enabled.id]
+    # Then only the first has a due item: in its shard's partition, at its next occurrence,
+    # naming its version; no job item is in the legacy index
+    assert enabled.next is not None
+    key = due_key(shard_of(enabled.id, 4), enabled.next, enabled.id, 1)
+    item = aws["dynamodb"].get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
+    assert (item["account"], item["group"], item["version"]) == (
+        {"S": "spinup"}, {"S": "space-xy"}, {"N": "1"})
+    assert due_ids(store, NOW + timedelta(days=1)) == [enabled.id]
+    assert all("due_shard" not in (raw_item(aws, j) or {}) for j in (enabled, disabled, past))
 
 
-def test_disabling_a_job_takes_it_off_the_due_index_and_enabling_puts_it_back(
-        store: Store, aws: dict[str, Any]) -> None:
+def test_a_replace_writes_the_new_versions_due_item(store: Store) -> None:
     # Given an enabled job
     job = make_job(enabled=True)
     store.create_job(job)
-    # When it is disabled / Then its due attributes are removed
+    # When it is disabled / Then no due item of the new version is written
     disabled = replace(job, enabled=False, next=None, version=2)
     store.replace_job(disabled, job)
-    assert not {"due_shard", "due_at"} & set(raw_item(aws, job) or {})
-    # When enabled again / Then they are back, at the new next occurrence
+    versions = {e.version for s in range(4) for e in store.due_entries(s, NOW + timedelta(days=1))}
+    assert versions == {1}  # the old one stays until the tick reads it and drops it
+    # When enabled again / Then the new version's item is at the new next occurrence
     enabled = replace(disabled, enabled=True, next=NOW + timedelta(minutes=13), version=3)
     store.replace_job(enabled, disabled)
-    item = raw_item(aws, job) or {}
-    assert item.get("due_at") == {"N": str(int((NOW + timedelta(minutes=13)).timestamp()))}
+    entries = [e for s in range(4) for e in store.due_entries(s, NOW + timedelta(days=1))]
+    assert {(e.version, e.due_at) for e in entries} == {
+        (1, job.next), (3, NOW + timedelta(minutes=13))}
 
 
-def test_due_jobs_returns_only_occurrences_up_to_the_minute(store: Store) -> None:
+def test_due_entries_returns_only_occurrences_up_to_the_minute(store: Store) -> None:
     # Given two enabled jobs in the same shard, due at different minutes
     soon = replace(make_job(enabled=True), next=NOW + timedelta(minutes=1))
     later = make_job(enabled=True)
@@ -385,11 +425,65 @@ def test_due_jobs_returns_only_occurrences_up_to_the_minute(store: Store) -> Non
     later = replace(later, next=NOW + timedelta(minutes=30))
     store.create_job(soon)
     store.create_job(later)
-    # When the shard is read up to a minute / Then only what is due by then
+    # When the shard is read up to a minute / Then only what is due by then, oldest first
     shard = shard_of(soon.id, 4)
-    assert [j.id for j in store.due_jobs(shard, NOW)] == []
-    assert [j.id for j in store.due_jobs(shard, NOW + timedelta(minutes=1))] == [soon.id]
-    assert {j.id for j in store.due_jobs(shard, NOW + timedelta(hours=1))} == {soon.id, later.id}
+    assert [e.job_id for e in store.due_entries(shard, NOW)] == []
+    assert [e.job_id for e in store.due_entries(shard, NOW + timedelta(minutes=1))] == [soon.id]
+    assert [e.job_id for e in store.due_entries(shard, NOW + timedelta(hours=1))] == [
+        soon.id, later.id]
+
+
+def test_due_writes_are_batched_and_unprocessed_items_retried(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 30 due entries, and a BatchWriteItem that leaves the first item of every call
+    # unprocessed the first time it sees it
+    entries = [DueEntry(i % 4, NOW, "spinup", "space-xy", new_job_id(), 1) for i in range(30)]
+    real = store.client.batch_write_item
+    calls: list[int] = []
+    refused: set[str] = set()
+
+    def flaky(**kwargs: Any) -> Any:
+        requests = kwargs["RequestItems"][TABLE]
+        calls.append(len(requests))
+        first = json.dumps(requests[0], sort_keys=True)
+        if first not in refused:
+            refused.add(first)
+            answer = real(RequestItems={TABLE: requests[1:]}) if requests[1:] else {}
+            return {**answer, "UnprocessedItems": {TABLE: [requests[0]]}}
+        return real(**kwargs)
+
+    monkeypatch.setattr(store.client, "batch_write_item", flaky)
+    monkeypatch.setattr("chalicelib.store.time.sleep", lambda _: None)
+    # When they are put / Then all are written, 25 at most a call, the refused ones again
+    assert store.put_due(entries) == []
+    assert max(calls) == 25 and sum(calls) == 30 + len(refused)
+    assert sorted(due_ids(store, NOW)) == sorted(e.job_id for e in entries)
+    # When deleted / Then none is left
+    assert store.delete_due(entries) == []
+    assert due_ids(store, NOW) == []
+
+
+def test_a_job_an_earlier_version_left_in_the_legacy_index_is_moved_to_a_due_item(
+        store: Store, aws: dict[str, Any]) -> None:
+    # Given a job item as the previous layout wrote it: in the index, no due item
+    job = make_job(enabled=True)
+    assert job.next is not None
+    item = job_to_item(job, 4)
+    item["due_shard"] = {"S": f"DUE#{shard_of(job.id, 4)}"}
+    aws["dynamodb"].put_item(TableName=TABLE, Item=item)
+    legacy = aws["dynamodb"].query(
+        TableName=TABLE, IndexName=DUE_INDEX, KeyConditionExpression="due_shard = :s",
+        ExpressionAttributeValues={":s": item["due_shard"]})["Items"]
+    assert len(legacy) == 1
+    # When its shard is migrated (the tick does it before reading the shard)
+    moved = [store.migrate_legacy_due(shard) for shard in range(4)]
+    # Then it has a due item at the same occurrence, it left the index, and a second pass
+    # finds nothing to move
+    assert sum(moved) == 1
+    assert [(e.job_id, e.due_at, e.version) for s in range(4)
+            for e in store.due_entries(s, job.next)] == [(job.id, job.next, 1)]
+    assert "due_shard" not in (raw_item(aws, job) or {})
+    assert [store.migrate_legacy_due(shard) for shard in range(4)] == [0, 0, 0, 0]
 
 
 # --- DynamoDB failures -------------------------------------------------------------------------
