@@ -219,6 +219,7 @@ def job_to_item(job: Job, shards: int) -> dict[str, Any]:
     }
     if job.enabled and job.next is not None:
         values["due_at"] = _epoch(job.next)
+        values["due_part"] = shard_of(job.id, shards)  # where its due items live
     item = to_item(values)
     item.update(job_key(job.account, job.group, job.id))
     return item
@@ -345,15 +346,17 @@ class Store:
                                     ConsistentRead=True).get("Item")
         if item is None:
             raise NotFound(f"job not found: {group}/{job_id}")
-        return self._with_history(job_from_item(item))
+        shard = from_attr(item["due_part"]) if "due_part" in item else None
+        return self._with_history(job_from_item(item), shard)
 
-    def _with_history(self, job: Job) -> Job:
+    def _with_history(self, job: Job, shard: int | None) -> Job:
         """The job with `next` and `last_run` derived from its newest runs.
 
         Neither the tick nor the worker writes the job item (one account's jobs share its
         partition), so the run records are where the job's progress is: `next` is the
-        occurrence after the newest scheduled run when that is at or past the stored one, and
-        `last_run` the newest run the worker finished (else what an older version stored).
+        occurrence after the newest scheduled run when that is at or past the stored one (or
+        after the stored one once the tick has taken its due item), and `last_run` the newest
+        run the worker finished (else what an older version stored).
         """
         page = self.client.query(
             TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
@@ -370,6 +373,16 @@ class Store:
                 next_at = job.next_after(occurrence)
             except ScheduleError:  # an expression this version cannot parse: never again
                 next_at = None
+        elif next_at is not None and shard is not None and _epoch(next_at) <= self.clock():
+            # Its time has come: if the tick took the due item (its run not yet claimed),
+            # the job has moved on.
+            key = due_key(shard, next_at, job.id, job.version)
+            if "Item" not in self.client.get_item(TableName=self.table, Key=key,
+                                                  ConsistentRead=True, ProjectionExpression="pk"):
+                try:
+                    next_at = job.next_after(next_at)
+                except ScheduleError:
+                    next_at = None
         return replace(job, next=next_at, last_run=last_run)
 
     @translated
@@ -432,7 +445,7 @@ class Store:
         managed = ("name", "description", "details", "schedule_expression", "schedule_timezone",
                    "enabled", "modified_at", "modified_by", "version", "anchor",
                    "starting_deadline_seconds", "concurrency_policy", "max_attempts", "tags",
-                   "notify", "due_shard", "due_at")
+                   "notify", "due_shard", "due_at", "due_part")
         for index, attribute in enumerate(managed):
             names[f"#a{index}"] = attribute
             if attribute in item:

@@ -331,10 +331,10 @@ def test_a_tick_redelivered_after_sending_but_before_advancing_runs_each_occurre
     jobs = [create_job(store), create_job(store)]
     event = scheduled_event("2026-01-30T10:18:00")
 
-    def crash(job: Job, next_at: datetime | None) -> bool:
+    def crash(entries: Any) -> Any:
         raise RuntimeError("tick Lambda killed")
     with monkeypatch.context() as patch:
-        patch.setattr(store, "advance", crash)
+        patch.setattr(store, "put_due", crash)
         with pytest.raises(RuntimeError):
             run_tick(ticker(store, queue), event)
 
@@ -516,15 +516,21 @@ def test_a_late_tick_within_the_deadline_runs_the_occurrence_late(
     assert stored_next(store, job) == utc("2026-01-30T10:45")
 
 
+def is_due_query(kwargs: Mapping[str, Any]) -> bool:
+    """A Query of a shard's due items."""
+    return kwargs.get("ExpressionAttributeValues", {}).get(":pk", {}).get("S", "").startswith(
+        "DUE#")
+
+
 class SmallPages(Recording):
-    """DynamoDB whose Queries on the due index return at most `limit` items a page."""
+    """DynamoDB whose Queries of due items return at most `limit` items a page."""
 
     def __init__(self, client: Any, limit: int) -> None:
         super().__init__(client)
         self.limit = limit
 
     def query(self, **kwargs: Any) -> Any:
-        if kwargs.get("IndexName") == DUE_INDEX:
+        if is_due_query(kwargs):
             kwargs = {**kwargs, "Limit": self.limit}
         self.calls.append(("query", kwargs))
         return self.client.query(**kwargs)
@@ -543,7 +549,7 @@ def test_more_due_jobs_than_a_query_page_and_a_send_batch_are_all_queued_once(
     report = tick(store, queue, "2026-01-30T10:18:00")
 
     # Then it followed the pages (more Queries than shards) and sent batches of at most 10
-    due_queries = [c for n, c in dynamodb.calls if n == "query" and c.get("IndexName")]
+    due_queries = [c for n, c in dynamodb.calls if n == "query" and is_due_query(c)]
     assert len(due_queries) > SHARDS
     assert any("ExclusiveStartKey" in c for c in due_queries)
     batch_sizes = sorted(len(c["Entries"]) for n, c in sqs.calls if n == "send_message_batch")
@@ -587,7 +593,7 @@ def test_a_stored_job_whose_expression_no_longer_parses_is_taken_off_the_schedul
     assert (later.due, later.unschedulable) == (2, 0)
 
 
-def test_the_tick_reads_only_due_jobs_through_the_due_index(
+def test_the_tick_reads_only_due_jobs_and_writes_only_their_due_items(
         aws: dict[str, Any], queue: RunQueue) -> None:
     # Given three due jobs among jobs that are not due: later, disabled, or finished (at())
     dynamodb = Recording(aws["dynamodb"])
@@ -605,18 +611,29 @@ def test_the_tick_reads_only_due_jobs_through_the_due_index(
     # When the tick runs
     report = tick(store, queue, "2026-01-30T10:18:00")
 
-    # Then it never scanned, every Query was on the due index, and it read only the due jobs
+    # Then it never scanned; it queried each shard's due items (and the legacy index, empty)
     operations = Counter(name for name, _ in dynamodb.calls)
     assert "scan" not in operations
     queries = [c for n, c in dynamodb.calls if n == "query"]
-    assert queries and all(c.get("IndexName") == DUE_INDEX for c in queries)
+    assert sum(map(is_due_query, queries)) == SHARDS
+    assert [c for c in queries if not is_due_query(c)] == [
+        c for c in queries if c.get("IndexName") == DUE_INDEX]
     read = [item for name, answer in dynamodb.answers if name == "query"
             for item in answer["Items"]]
     assert sorted(i["id"]["S"] for i in read) == sorted(j.id for j in due)
     assert report.due == 3
-    # And its other calls were the conditional advances of those jobs and the tick record
-    assert operations["update_item"] == 3 + 1
-    assert set(operations) == {"query", "update_item"}
+    # And it read those jobs in one batch, and wrote only due items (in batches: the next
+    # ones, then the ones read) and the tick record: no job item
+    gets = [c for n, c in dynamodb.calls if n == "batch_get_item"]
+    assert len(gets) == 1 and len(gets[0]["RequestItems"][TABLE]["Keys"]) == 3
+    written = [r for n, c in dynamodb.calls if n == "batch_write_item"
+               for r in c["RequestItems"][TABLE]]
+    assert [next(iter(r)) for r in written] == ["PutRequest"] * 3 + ["DeleteRequest"] * 3
+    assert all(r.get("PutRequest", {}).get("Item", r.get("DeleteRequest", {}).get("Key"))
+               ["pk"]["S"].startswith("DUE#") for r in written)
+    updates = [c for n, c in dynamodb.calls if n == "update_item"]
+    assert [u["Key"]["sk"]["S"] for u in updates] == ["TICK"]
+    assert set(operations) == {"query", "batch_get_item", "batch_write_item", "update_item"}
 
 
 def test_decide_runs_an_occurrence_exactly_its_deadline_old_after_a_long_gap() -> None:
