@@ -21,6 +21,7 @@ ACCOUNTS = {"accounts": {
 }}
 TABLE = "minion-test"
 QUEUE = "minion-runs-test"
+TICK_PARTS_QUEUE = "minion-tick-parts-test"
 SHARDS = 4
 
 
@@ -40,9 +41,9 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The service's environment for tests (tokens, registry, table and queue names)."""
     env = {"MINION_TOKENS": f"{TOKEN},{OLD_TOKEN}", "MINION_ACCOUNTS": json.dumps(ACCOUNTS),
            "MINION_TABLE": TABLE, "MINION_QUEUE_NAME": QUEUE, "MINION_SHARDS": str(SHARDS),
-           "MINION_TICK_PARALLELISM": "4"}
+           "MINION_TICK_PARALLELISM": "4", "MINION_TICK_PARTS_QUEUE_NAME": TICK_PARTS_QUEUE}
     for name in ("MINION_ACCOUNTS_FILE", "MINION_ACCOUNTS_PARAMETER", "MINION_TOKENS_SECRET_ID",
-                 "MINION_QUEUE_URL"):
+                 "MINION_QUEUE_URL", "MINION_TICK_PARTS_QUEUE_URL", "MINION_TICK_PARTS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -58,7 +59,9 @@ def aws(settings_env: dict[str, str]) -> Iterator[dict[str, Any]]:
         dynamodb.create_table(**table_definition(TABLE))
         sqs = boto3.client("sqs")
         queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
-        yield {"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url}
+        parts_url = sqs.create_queue(QueueName=TICK_PARTS_QUEUE)["QueueUrl"]
+        yield {"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url,
+               "tick_parts_url": parts_url}
         deps.reset()
 
 

@@ -22,8 +22,10 @@ from chalicelib.jobs import Job, iso, job_from_request
 from chalicelib.queue import BATCH_SIZE, RunQueue
 from chalicelib.runners.dummy import DummyRunner
 from chalicelib.store import DUE_INDEX, Store
+from chalicelib import deps
 from chalicelib.tick import (CATCH_UP_WINDOW, MAX_MISSED_RECORDS, Decision, Ticker,
-                             TickIncomplete, decide, run_tick, tick_minute)
+                             TickIncomplete, decide, handle_tick, handle_tick_parts, plan_parts,
+                             run_tick, tick_minute)
 from chalicelib.worker import Worker, handle_batch
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event, utc
 
@@ -683,3 +685,124 @@ def test_a_job_whose_decision_fails_unexpectedly_stays_due_and_the_others_still_
     assert [b["job_id"] for b in bodies(messages)] == [good.id]
     assert report.unschedulable == 1
     assert stored_next(store, unlucky) == stored_next(store, good) - timedelta(minutes=1)
+
+
+# --- the split tick ----------------------------------------------------------------------------
+
+def test_plan_parts_gives_every_shard_to_exactly_one_part() -> None:
+    # Given 16 shards in 4 parts, 4 shards in 8 parts, 5 shards in 2 parts
+    # Then each shard is in one part, parts are as even as they can be, none is empty
+    assert plan_parts(16, 4) == [[0, 4, 8, 12], [1, 5, 9, 13], [2, 6, 10, 14], [3, 7, 11, 15]]
+    assert plan_parts(4, 8) == [[0], [1], [2], [3]]
+    assert plan_parts(5, 2) == [[0, 2, 4], [1, 3]]
+
+
+def test_the_scheduled_tick_only_fans_out_and_the_parts_queue_every_due_run(
+        aws: dict[str, Any], store: Store, queue: RunQueue, runner: CountingRunner,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given six due jobs, and the scheduled tick set to two parts (its queue URL configured,
+    # as the template does)
+    jobs = [create_job(store) for _ in range(6)]
+    monkeypatch.setenv("MINION_TICK_PARTS", "2")
+    monkeypatch.setenv("MINION_TICK_PARTS_QUEUE_URL", aws["tick_parts_url"])
+    sqs = Recording(aws["sqs"])
+    dynamodb = Recording(aws["dynamodb"])
+    monkeypatch.setattr("chalicelib.aws.client",
+                        lambda service, **_: {"sqs": sqs, "dynamodb": dynamodb}[service])
+    deps.reset()
+
+    # When the scheduled tick runs for 10:18
+    answer = handle_tick(scheduled_event("2026-01-30T10:18:00"))
+
+    # Then it sent two parts (one call) and touched nothing else: no job read, no run queued
+    assert answer == {"minute": "2026-01-30T10:18:00Z", "parts": 2}
+    assert [name for name, _ in sqs.calls] == ["send_message_batch"]
+    assert dynamodb.calls == []
+    parts = drain(aws["sqs"], aws["tick_parts_url"])
+    assert sorted(json.loads(p["Body"])["shards"] for p in parts) == [[0, 2], [1, 3]]
+    assert drain(aws["sqs"], aws["queue_url"]) == []
+
+    # When the part-tick function gets each part as an SQS event of its own
+    tick_part_ticker = Ticker(store, queue, shards=SHARDS, parallelism=2)
+    answers = [handle_tick_parts(sqs_event([p]), ticker=tick_part_ticker) for p in parts]
+
+    # Then every due job's run is queued once, and the worker runs each once
+    assert answers == [{"batchItemFailures": []}] * 2
+    messages, response = run_worker(aws, store, queue)
+    assert sorted(b["job_id"] for b in bodies(messages)) == sorted(j.id for j in jobs)
+    assert runner.calls == Counter({(j.id, "20260130T101800Z-s"): 1 for j in jobs})
+
+
+def test_a_part_that_is_not_a_tick_part_is_reported_failed_and_the_others_processed(
+        aws: dict[str, Any], store: Store, queue: RunQueue) -> None:
+    # Given a due job, a valid part for all shards, and three malformed parts
+    job = create_job(store)
+    good = {"MessageId": "good", "Body": json.dumps({"minute": "2026-01-30T10:18:00Z",
+                                                     "shards": list(range(SHARDS))})}
+    bad = [{"MessageId": f"bad-{i}", "Body": body} for i, body in enumerate([
+        "not json at all", json.dumps({"minute": "2026-01-30T10:18:30Z", "shards": [0]}),
+        json.dumps({"minute": "2026-01-30T10:18:00Z", "shards": []})])]
+    # When they arrive in one event
+    answer = handle_tick_parts(sqs_event([good, *bad]),
+                               ticker=Ticker(store, queue, shards=SHARDS, parallelism=2))
+    # Then only the malformed ones come back, and the job's run is queued
+    assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == [
+        "bad-0", "bad-1", "bad-2"]
+    assert [b["job_id"] for b in bodies(drain(aws["sqs"], aws["queue_url"]))] == [job.id]
+
+
+def test_a_scheduled_tick_whose_parts_cannot_be_sent_fails_so_it_is_retried(
+        aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the parts queue refusing one entry of every SendMessageBatch
+    deps.reset()
+    real = aws["sqs"].send_message_batch
+
+    def refusing(**kwargs: Any) -> Any:
+        rest = kwargs["Entries"][1:]
+        answer = real(**{**kwargs, "Entries": rest}) if rest else {"Successful": []}
+        first = kwargs["Entries"][0]["Id"]
+        return {**answer, "Failed": [{"Id": first, "SenderFault": False, "Code": "InternalError"}]}
+
+    monkeypatch.setattr(deps.tick_part_queue().client, "send_message_batch", refusing)
+    # When the tick runs / Then it raises (EventBridge retries it; parts carry the minute)
+    with pytest.raises(TickIncomplete, match="1 of 4 tick parts not sent"):
+        handle_tick(scheduled_event("2026-01-30T10:18:00"))
+
+
+def test_due_items_of_jobs_changed_or_deleted_since_are_dropped_not_run(
+        aws: dict[str, Any], store: Store, queue: RunQueue, runner: CountingRunner) -> None:
+    # Given three per-minute jobs due at 10:18; one then moved to hourly, one deleted
+    kept, moved, deleted = create_job(store), create_job(store), create_job(store)
+    read = store.get_job(moved.account, moved.group, moved.id)
+    store.replace_job(replace(read, schedule_expression="0 * * * *", version=2,
+                              next=utc("2026-01-30T11:00")), read)
+    store.delete_job(store.get_job(deleted.account, deleted.group, deleted.id))
+
+    # When the 10:18 tick runs
+    report = tick(store, queue, "2026-01-30T10:18:00")
+
+    # Then only the unchanged job runs; the stale items are dropped (not read again)
+    messages, _ = run_worker(aws, store, queue)
+    assert [b["job_id"] for b in bodies(messages)] == [kept.id]
+    assert (report.due, report.dropped) == (1, 2)
+    assert stored_next(store, moved) == utc("2026-01-30T11:00")
+    later = tick(store, queue, "2026-01-30T10:19:00")
+    assert (later.due, later.dropped) == (1, 0)
+    run_worker(aws, store, queue)
+    # And the moved job runs at its new time, once
+    tick(store, queue, "2026-01-30T11:00:00")
+    messages, _ = run_worker(aws, store, queue)
+    assert sorted(b["job_id"] for b in bodies(messages)) == sorted([kept.id, moved.id])
+
+
+def test_a_late_part_after_the_next_minutes_part_queues_nothing_twice(
+        aws: dict[str, Any], store: Store, queue: RunQueue, runner: CountingRunner) -> None:
+    # Given per-minute jobs, and the 10:18 part delivered only after the 10:19 part ran
+    jobs = [create_job(store) for _ in range(3)]
+    first = tick(store, queue, "2026-01-30T10:19:00")
+    late = tick(store, queue, "2026-01-30T10:18:00")
+    # Then the 10:19 part ran each job once (10:18 collapsed into it) and the late one nothing
+    messages, _ = run_worker(aws, store, queue)
+    assert (first.queued, late.queued, late.due) == (3, 0, 0)
+    assert runner.calls == Counter({(j.id, "20260130T101900Z-s"): 1 for j in jobs})
+    assert all(stored_next(store, j) == utc("2026-01-30T10:20") for j in jobs)
