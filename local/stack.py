@@ -111,6 +111,7 @@ def configure_environment(config: LocalConfig) -> dict[str, str]:
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         "AWS_ENDPOINT_URL": config.endpoint or f"http://127.0.0.1:{config.aws_port}",
         "MINION_TABLE": "minion", "MINION_QUEUE_NAME": "minion-runs",
+        "MINION_TICK_PARTS_QUEUE_NAME": "minion-tick-parts",
         "MINION_TOKENS": ",".join(config.tokens),
         "MINION_GITHASH": _git_hash(),
         "MINION_BUILDSTAMP": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -168,6 +169,17 @@ def create_resources() -> str:
         "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT),
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
                                      "maxReceiveCount": str(MAX_RECEIVES)})})["QueueUrl"])
+
+
+def create_tick_parts_queue() -> str:
+    """The tick parts queue (the scheduled tick fans each minute out on it); its URL."""
+    import boto3
+
+    from chalicelib.settings import get_settings
+
+    return str(boto3.client("sqs").create_queue(
+        QueueName=get_settings().tick_parts_queue_name,
+        Attributes={"VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT)})["QueueUrl"])
 
 
 def tick_loop(stop: threading.Event, handler: Any) -> None:
@@ -271,6 +283,7 @@ def main() -> None:
         moto_server.start()
 
     queue_url = create_resources()
+    tick_parts_url = create_tick_parts_queue()
     items, messages = state.restore() if state is not None else (0, 0)
     from local import events as local_events
 
@@ -283,7 +296,12 @@ def main() -> None:
     threads = [threading.Thread(target=tick_loop, args=(stop, app_module.tick), daemon=True,
                                 name="tick"),
                threading.Thread(target=local_events.display_loop, args=(stop, events_url),
-                                daemon=True, name="events")]
+                                daemon=True, name="events"),
+
+               # The tick's parts, driven like Lambda's event source drives the part-tick.
+               threading.Thread(target=worker_loop,
+                                args=(stop, app_module.tick_part, tick_parts_url),
+                                daemon=True, name="tick-parts")]
     if config.worker:
         threads.append(threading.Thread(target=worker_loop,
                                         args=(stop, app_module.worker, queue_url),

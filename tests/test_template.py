@@ -38,7 +38,8 @@ from package_support import (ACCOUNT_ID, REGION, ROOT, STACK, TEMPLATE, ZIP, Res
 pytestmark = pytest.mark.slow
 
 RUNNER_ROLE = ROOT / "infra" / "runner-role.yaml"
-FUNCTIONS = {"APIHandler": "ApiRole", "Tick": "TickRole", "Worker": "WorkerRole"}
+FUNCTIONS = {"APIHandler": "ApiRole", "Tick": "TickRole", "TickPart": "TickPartRole",
+             "Worker": "WorkerRole"}
 # Functions that exist only when a parameter asks for them (WebhookSecretArn).
 OPTIONAL_FUNCTIONS = {"Reporter": "ReporterRole"}
 # The only actions the roles may grant on Resource "*": these have no resource-level
@@ -483,20 +484,35 @@ def test_api_role_allows_the_table_run_now_messages_the_tokens_and_the_registry(
     assert not allowed(resolver, statements, "ssm:GetParameter", parameter + "-other")
 
 
-def test_tick_role_allows_the_due_index_the_job_and_run_writes_and_sending(
-        template: dict[str, Any]) -> None:
+def test_tick_role_allows_only_sending_the_parts(template: dict[str, Any]) -> None:
     resolver = Resolver(template)
     statements = statements_of(template, "TickRole")
-    table = resolver.arn("JobsTable")
     assert _actions(template, "TickRole") == {
-        "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:Query", "dynamodb:UpdateItem",
-        "dynamodb:PutItem", "dynamodb:GetItem", "sqs:SendMessage", "events:PutEvents"}
-    # Then it queries the due index only, never the table's items
+        "logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
+    # Then the scheduled tick sends to the parts queue, and touches nothing else
+    assert allowed(resolver, statements, "sqs:SendMessage", resolver.arn("TickPartsQueue"))
+    assert not allowed(resolver, statements, "sqs:SendMessage", resolver.arn("RunsQueue"))
+
+
+def test_tick_part_role_allows_the_due_items_the_jobs_the_runs_and_its_queues(
+        template: dict[str, Any]) -> None:
+    resolver = Resolver(template)
+    statements = statements_of(template, "TickPartRole")
+    table = resolver.arn("JobsTable")
+    assert _actions(template, "TickPartRole") == {
+        "logs:CreateLogStream", "logs:PutLogEvents", "dynamodb:Query", "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem", "dynamodb:UpdateItem", "dynamodb:PutItem",
+        "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+        "sqs:ChangeMessageVisibility", "sqs:SendMessage", "events:PutEvents"}
+    # Then it queries due items and the legacy index, reads jobs and writes due items and runs
+    assert allowed(resolver, statements, "dynamodb:Query", table)
     assert allowed(resolver, statements, "dynamodb:Query", table + "/index/due")
-    assert not allowed(resolver, statements, "dynamodb:Query", table)
-    assert allowed(resolver, statements, "dynamodb:UpdateItem", table)
-    assert allowed(resolver, statements, "dynamodb:PutItem", table)
+    assert allowed(resolver, statements, "dynamodb:BatchWriteItem", table)
+    assert not allowed(resolver, statements, "dynamodb:DeleteItem", table)
+    # And it consumes the parts queue and sends only to the runs queue
+    assert allowed(resolver, statements, "sqs:ReceiveMessage", resolver.arn("TickPartsQueue"))
     assert allowed(resolver, statements, "sqs:SendMessage", resolver.arn("RunsQueue"))
+    assert not allowed(resolver, statements, "sqs:SendMessage", resolver.arn("TickPartsQueue"))
 
 
 def test_worker_role_allows_the_table_its_queue_the_registry_and_the_runner_roles(
@@ -596,7 +612,7 @@ def test_dashboard_and_alarms_look_for_metrics_under_the_dimensions_the_code_pub
         template: dict[str, Any], client: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     from chalicelib import observability
-    from chalicelib.tick import handle_tick
+    from chalicelib.tick import handle_tick, handle_tick_parts
     from chalicelib.worker import handle_batch
 
     # Given the functions' metrics settings as deployed
@@ -614,6 +630,8 @@ def test_dashboard_and_alarms_look_for_metrics_under_the_dimensions_the_code_pub
     capsys.readouterr()
     handle_tick(scheduled_event("2026-01-30T10:18"))
     sqs = boto3.client("sqs")
+    parts_url = sqs.get_queue_url(QueueName=os.environ["MINION_TICK_PARTS_QUEUE_NAME"])
+    handle_tick_parts(sqs_event(drain(sqs, parts_url["QueueUrl"])))
     url = sqs.get_queue_url(QueueName=os.environ["MINION_QUEUE_NAME"])["QueueUrl"]
     handle_batch(sqs_event(drain(sqs, url)))
     observability._metrics.cache_clear()
@@ -896,15 +914,19 @@ def iam_requests(service: str, operation: str, params: dict[str, Any],
                      "ConditionCheck": "ConditionCheckItem"}
             return [(f"dynamodb:{kinds[kind]}", table_arn)
                     for item in params["TransactItems"] for kind in item]
+        if operation in ("BatchGetItem", "BatchWriteItem"):
+            assert set(params["RequestItems"]) == {names["table"]}
+            return [(f"dynamodb:{operation}", table_arn)]
         assert params["TableName"] == names["table"]
         index = params.get("IndexName")
         return [(f"dynamodb:{operation}", table_arn + (f"/index/{index}" if index else ""))]
     if service == "sqs":
-        assert params["QueueUrl"] == names["queue_url"]
+        queues = {names["queue_url"]: "RunsQueue", names.get("tick_parts_url"): "TickPartsQueue"}
+        assert params["QueueUrl"] in queues
         action = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
                   "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}.get(
                       operation, operation)
-        return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{account}:RunsQueue")]
+        return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{account}:{queues[params['QueueUrl']]}")]
     if service == "events":
         assert operation == "PutEvents", operation
         bus = f"arn:aws:events:{REGION}:{account}:event-bus/"
@@ -967,13 +989,15 @@ def recorded(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[d
     monkeypatch.setenv("MINION_ACCOUNTS_PARAMETER", "/minion/accounts")
     monkeypatch.setenv("MINION_RUNNER_ROLE_ARNS", RUNNER_ROLE_ARN)
     monkeypatch.setenv("MINION_QUEUE_URL", aws["queue_url"])
+    monkeypatch.setenv("MINION_TICK_PARTS_QUEUE_URL", aws["tick_parts_url"])
     deps.reset()
     parameters.clear_caches()
     recorder = CallRecorder()
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call",
                         recorder.wrap(botocore.client.BaseClient._make_api_call))
     yield {**aws, "recorder": recorder,
-           "names": {"table": TABLE, "queue_url": aws["queue_url"], "secret": secret}}
+           "names": {"table": TABLE, "queue_url": aws["queue_url"], "secret": secret,
+                     "tick_parts_url": aws["tick_parts_url"]}}
     parameters.clear_caches()
     deps.reset()
 
@@ -1031,7 +1055,7 @@ def _target_account_ec2() -> Any:
 def test_tick_worker_and_runner_roles_allow_every_call_they_make(
         template: dict[str, Any], runner_role: dict[str, Any], recorded: dict[str, Any],
         client: Any) -> None:
-    from chalicelib.tick import handle_tick
+    from chalicelib.tick import handle_tick, handle_tick_parts
     from chalicelib.worker import handle_batch
 
     # Given a running instance in the target account, tagged for minion, and a job stopping it
@@ -1053,11 +1077,23 @@ def test_tick_worker_and_runner_roles_allow_every_call_they_make(
     _new_process()
     recorder.clear()
     later = datetime.fromisoformat(next_minute.replace("Z", "+00:00")) + timedelta(minutes=2)
-    report = handle_tick(scheduled_event(later.strftime("%Y-%m-%dT%H:%M")))
-    # Then it queued the latest occurrence and recorded the older ones missed
-    assert (report["queued"], report["missed"]) == (1, 2)
-    # And the tick's role allows every call the tick made
+    handle_tick(scheduled_event(later.strftime("%Y-%m-%dT%H:%M")))
+    # Then the tick's role allows every call the tick made
     assert _role_denies(template, "TickRole", recorded) == []
+    # When its parts run (each in a process of its own, as the event source hands them over)
+    parts = drain(recorded["sqs"], recorded["tick_parts_url"])
+    recorder.clear()
+    for part in parts:
+        _new_process()
+        assert handle_tick_parts(sqs_event([part])) == {"batchItemFailures": []}
+    # Then they queued the latest occurrence and recorded the older ones missed
+    runs = recorded["dynamodb"].query(
+        TableName=TABLE, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"JOB#{json.loads(created.body)['id']}"}})
+    assert sorted(i["status"]["S"] for i in runs["Items"]) == ["missed", "missed"]
+    # And the part-tick's role allows every call the parts made (bar the event source's own)
+    assert _role_denies(template, "TickPartRole", recorded) == []
+    recorder.clear()
 
     # When the worker runs the queued run, through the account's runner role
     messages = drain(recorded["sqs"], recorded["queue_url"])
@@ -1317,7 +1353,7 @@ BUS_ARN = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/"
 
 def test_tick_and_worker_publish_run_events_to_the_configured_bus_only(
         template: dict[str, Any]) -> None:
-    for function, role in (("Tick", "TickRole"), ("Worker", "WorkerRole")):
+    for function, role in (("TickPart", "TickPartRole"), ("Worker", "WorkerRole")):
         statements = statements_of(template, role)
         for overrides, bus in (({}, "default"), ({"EventBusName": "ops-events"}, "ops-events")):
             resolver = Resolver(template, overrides)
