@@ -238,7 +238,7 @@ class Ticker:
                                                       "run_id": item.message.run_id})
         ready = [i for i in chunk if i.message is None
                  or i.message.job_id + i.message.run_id not in failed]
-        moved = {id(i): i.entries[0].moved_to(i.decision.next_at) for i in ready
+        moved = {id(i): i.entries[-1].moved_to(i.decision.next_at) for i in ready
                  if i.decision is not None and i.decision.next_at is not None}
         unwritten = {e.key()["sk"]["S"] for e in self.store.put_due(list(moved.values()))}
         advanced = [i for i in ready if id(i) not in moved
@@ -255,8 +255,8 @@ class Ticker:
 
 def _current(entries: list[DueEntry], jobs: dict[tuple[str, str, str], Job]
              ) -> tuple[list[_Due], list[DueEntry]]:
-    """The due entries grouped by job, each job with its stored fields and the oldest pending
-    occurrence as `next`; and the entries of jobs gone, disabled or of another version."""
+    """The due entries grouped by job, each job with its stored fields and its newest due item
+    as `next`; and the entries of jobs gone, disabled or of another version."""
     current: dict[tuple[str, str, str], _Due] = {}
     stale: list[DueEntry] = []
     for entry in sorted(entries, key=lambda e: e.due_at):
@@ -265,7 +265,11 @@ def _current(entries: list[DueEntry], jobs: dict[tuple[str, str, str], Job]
         if job is None or not job.enabled or job.version != entry.version:
             stale.append(entry)
         elif name in current:
-            current[name].entries.append(entry)  # an overlapping tick's copy: merged
+            # Two items of one job version: overlapping ticks each advanced it. The later one
+            # came from the tick with the later minute, which decided every occurrence up to
+            # it: that one goes on, the other is deleted with it.
+            current[name].entries.append(entry)
+            current[name].job = replace(current[name].job, next=entry.due_at)
         else:
             current[name] = _Due(job=replace(job, next=entry.due_at), entries=[entry])
     return list(current.values()), stale

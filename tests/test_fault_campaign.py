@@ -1,5 +1,6 @@
 """A fault campaign: hundreds of jobs over hours of simulated minutes, driven through the real
-tick (`run_tick`) and the real worker (`handle_batch`) against moto, with faults drawn at random
+split tick (each minute's parts, `plan_parts`, each run by `run_tick` for its shards) and the
+real worker (`handle_batch`) against moto, with faults drawn at random
 from one seed. Afterwards the run records must keep the promise of reliability.md: every
 occurrence ran at most once, none was lost, no run stayed `running`.
 
@@ -14,8 +15,9 @@ campaign then delivers it at its simulated time (a worker retry's DelaySeconds i
 reports it failed or dies, and moves it to the DLQ after the queue's maximum receives.
 
 Faults: ticks dropped, late (event minute m invoked at m+k), delivered twice, missing for
-minutes in a row, overlapping another tick, or failing (DynamoDB or SQS throttled,
-SendMessageBatch entries failed) and retried twice like EventBridge's async invoke; messages
+minutes in a row; single parts of a minute lost, late, delivered twice, overlapping another
+part of the same shards, or failing (DynamoDB or SQS throttled, SendMessageBatch entries
+failed) and redelivered after the parts queue's visibility timeout, as SQS does; messages
 delivered twice, late and out of order; DynamoDB throttled under the worker; DynamoDB writes
 applied but their answer lost (the SDK sends them again); workers killed right after a claim,
 inside the runner, just before or just after recording; a second worker running right after a
@@ -53,8 +55,8 @@ from chalicelib.runners import RetryableError, RunResult
 from chalicelib.runners.dummy import DummyRunner
 from chalicelib.runs import scheduled_run_id
 from chalicelib.schedules import parse_schedule
-from chalicelib.store import Store
-from chalicelib.tick import Ticker, TickIncomplete, run_tick
+from chalicelib.store import Store, shard_of
+from chalicelib.tick import Ticker, TickIncomplete, plan_parts, run_tick
 from chalicelib.worker import TIME_TO_RECORD, Worker, handle_batch, retry_delay
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event
 
@@ -66,7 +68,7 @@ START = datetime(2026, 2, 2, 8, 0, tzinfo=timezone.utc)  # a Monday
 CREATED = START - timedelta(seconds=30)  # every job is created here: anchor 07:59
 RUNNER_TIMEOUT = 60
 RETENTION_SECONDS = 30 * 86400  # the store's default run retention
-TICK_ATTEMPTS = 3  # EventBridge's async invoke of the tick: the first try and two retries
+TICK_ATTEMPTS = 3  # deliveries of a tick part: the first and two more (maxReceiveCount)
 SUB_STEPS = (0, 20, 40)  # seconds of each simulated minute at which the world moves
 KILL_POINTS = ("after claim", "in runner", "before record", "after record")
 SKIP_REASONS = {
@@ -98,6 +100,9 @@ def _worker_timeout() -> int:
 
 WORKER_TIMEOUT = _worker_timeout()
 VISIBILITY_TIMEOUT = _queue_setting("VisibilityTimeout")
+PARTS_VISIBILITY_TIMEOUT = int(re.search(  # type: ignore[union-attr]
+    r"VisibilityTimeout: (\d+)", (ROOT / "infra" / "minion.yaml").read_text().split(
+        "  TickPartsQueue:")[1]).group(1))
 MAX_RECEIVES = _queue_setting("maxReceiveCount")
 
 
@@ -129,6 +134,9 @@ class Rates:
     tick_late: float = 0.06            # delivered 1-6 minutes late
     tick_twice: float = 0.06           # delivered a second time, up to 4 minutes later
     tick_overlap: float = 0.01         # another tick runs while one advances a job
+    part_lost: float = 0.03            # one part of a minute never processed
+    part_late: float = 0.05            # one part delivered 1-5 minutes late
+    part_twice: float = 0.05           # one part delivered a second time, up to 3 minutes later
     tick_outage: float = 0.008         # ticks stop for 3-15 minutes from this minute
     tick_dynamodb: float = 0.01        # a DynamoDB call of the tick throttled
     worker_dynamodb: float = 0.008     # a DynamoDB call of the worker throttled
@@ -207,6 +215,7 @@ class TickAttempt:
     end: int
     minute: datetime
     completed: bool
+    shards: tuple[int, ...] = ()
 
 
 @dataclass
@@ -280,7 +289,8 @@ class Faulty:
             if answer is None:
                 answer = method(**forwarded)
             self.campaign.after_call(self.role, name, forwarded, answer)
-            if name in ("update_item", "put_item") and self.campaign.faults_on \
+            if name in ("update_item", "put_item", "batch_write_item") \
+                    and self.campaign.faults_on \
                     and self.rng.random() < self.campaign.rates.response_lost:
                 # The write was applied but its answer lost: the SDK sends it again, and a
                 # conditional write now finds its own work done (ConditionalCheckFailed).
@@ -327,6 +337,9 @@ class Campaign:
         self.tick_depth = 0
         self.kills = 0
         self.tick_minute = START
+        self.tick_shards: tuple[int, ...] = tuple(range(SHARDS))
+        self.attempt_start = 0
+        self.parts = plan_parts(SHARDS, _template_default("TickParts"))
         self._rngs: dict[str, random.Random] = {}
 
         self.store = Store(aws["dynamodb"], TABLE, SHARDS, clock=self.epoch)
@@ -444,7 +457,7 @@ class Campaign:
             self.faults_on = index < self.plan.minutes
             self.now = minute
             if not self.faults_on:
-                self._schedule_tick(minute + timedelta(seconds=2), minute, 1)
+                self._schedule_parts(minute + timedelta(seconds=2), minute)
             elif self.plan.outage and index == self.plan.outage[0]:
                 outage_until = minute + timedelta(minutes=self.plan.outage[1])
                 self.stats["tick outages"] += 1
@@ -460,10 +473,10 @@ class Campaign:
                 if tick_rng.random() < self.rates.tick_late:
                     at += timedelta(minutes=tick_rng.randint(1, 6))
                     self.stats["ticks late"] += 1
-                self._schedule_tick(at, minute, 1)
+                self._schedule_parts(at, minute)
                 if tick_rng.random() < self.rates.tick_twice:
-                    self._schedule_tick(at + timedelta(seconds=tick_rng.randint(0, 240)),
-                                        minute, 1)
+                    self._schedule_parts(at + timedelta(seconds=tick_rng.randint(0, 240)),
+                                         minute)
                     self.stats["ticks twice"] += 1
             if self.faults_on and self.rng("slow").random() < self.rates.slow_period:
                 self.slow_until = minute + timedelta(minutes=self.rng("slow").randint(5, 15))
@@ -482,8 +495,9 @@ class Campaign:
         self.stats["seconds"] = round(time.monotonic() - started)
         return self
 
-    def _apply_changes(self) -> None:
+    def _apply_changes(self) -> list[JobPlan]:
         """Disable or delete the jobs whose time has come (as a PUT or DELETE would)."""
+        changed = []
         for plan in self.jobs.values():
             if plan.change_at is None or plan.change_at > self.now or plan.change_index:
                 continue
@@ -503,33 +517,58 @@ class Campaign:
                     now=self.now, previous=previous), previous)
             plan.change_index = self._next_index()
             self.stats[f"jobs {plan.change}"] += 1
+            changed.append(plan)
+        return changed
 
     def _next_index(self) -> int:
         self.sequence += 1
         return self.sequence
 
-    def _schedule_tick(self, at: datetime, minute: datetime, attempt: int) -> None:
-        self.pending_ticks.append((at, self._next_index(), minute, attempt))
+    def _schedule_parts(self, at: datetime, minute: datetime) -> None:
+        """The scheduled tick of `minute` fans out: each part reaches a part-tick on its own
+        (the parts queue's delivery: lost, late or twice, each part apart)."""
+        rng = self.rng("parts")
+        for shards in self.parts:
+            if self.faults_on and rng.random() < self.rates.part_lost:
+                self.stats["parts lost"] += 1
+                continue
+            when = at + timedelta(seconds=rng.randint(0, 5))
+            if self.faults_on and rng.random() < self.rates.part_late:
+                when += timedelta(minutes=rng.randint(1, 5))
+                self.stats["parts late"] += 1
+            self._schedule_tick(when, minute, 1, tuple(shards))
+            if self.faults_on and rng.random() < self.rates.part_twice:
+                self._schedule_tick(when + timedelta(seconds=rng.randint(0, 180)), minute, 1,
+                                    tuple(shards))
+                self.stats["parts twice"] += 1
+
+    def _schedule_tick(self, at: datetime, minute: datetime, attempt: int,
+                       shards: tuple[int, ...]) -> None:
+        self.pending_ticks.append((at, self._next_index(), minute, attempt, shards))
         self.pending_ticks.sort()
 
     def _step(self, moment: datetime) -> None:
         self.now = moment
         while self.pending_ticks and self.pending_ticks[0][0] <= moment:
-            _, _, minute, attempt = self.pending_ticks.pop(0)
-            self._tick(minute, attempt)
+            _, _, minute, attempt, shards = self.pending_ticks.pop(0)
+            self._tick(minute, attempt, shards)
         self._apply_changes()
         self._worker_round()
 
-    def _tick(self, minute: datetime, attempt: int) -> None:
-        outer = (self.stuck, self.stuck_job, self.tick_minute)
+    def _tick(self, minute: datetime, attempt: int, shards: tuple[int, ...]) -> None:
+        outer = (self.stuck, self.stuck_job, self.tick_minute, self.tick_shards,
+                 self.attempt_start)
         self.tick_minute = minute
+        self.tick_shards = shards
         self.stuck = self.faults_on and self.rng("stuck").random() < self.rates.entries_stuck
         self.stuck_job = None
         self.tick_depth += 1
         start = self._next_index()
+        self.attempt_start = start
         completed = False
         try:
-            run_tick(self.ticker, scheduled_event(iso(minute) or ""), now=self.epoch())
+            run_tick(self.ticker, scheduled_event(iso(minute) or ""), now=self.epoch(),
+                     shards=shards)
             completed = True
         except (ServiceUnavailable, TickIncomplete) as error:
             self.stats[f"tick failed: {type(error).__name__}"] += 1
@@ -540,12 +579,14 @@ class Campaign:
             self.stats[f"tick failed: {code}"] += 1
         except Exception as error:  # noqa: BLE001  (any other failure is a finding)
             self.violations.append(f"tick {iso(minute)} raised {error!r}")
-        self.stuck, self.stuck_job, self.tick_minute = outer
+        self.stuck, self.stuck_job, self.tick_minute, self.tick_shards, \
+            self.attempt_start = outer
         self.tick_depth -= 1
-        self.attempts.append(TickAttempt(start, self._next_index(), minute, completed))
+        self.attempts.append(TickAttempt(start, self._next_index(), minute, completed, shards))
         if not completed and attempt < TICK_ATTEMPTS:
-            # Lambda retries a failed async invoke after about one, then two minutes.
-            self._schedule_tick(self.now + timedelta(minutes=attempt), minute, attempt + 1)
+            # A part reported failed comes back after the parts queue's visibility timeout.
+            self._schedule_tick(self.now + timedelta(seconds=PARTS_VISIBILITY_TIMEOUT), minute,
+                                attempt + 1, shards)
         self._collect()
 
     # --- the runs queue, as SQS would deliver it -----------------------------------------------
@@ -678,22 +719,25 @@ class Campaign:
         return kwargs, answer
 
     def before_call(self, role: str, name: str, kwargs: dict[str, Any]) -> None:
-        if role == "tick" and name == "update_item" and self.tick_depth == 1 \
-                and "due_at" in kwargs["UpdateExpression"] and self.faults_on \
-                and self.rng("overlap").random() < self.rates.tick_overlap:
+        if role == "tick" and name == "batch_write_item" and self.tick_depth == 1 \
+                and self.faults_on and self.rng("overlap").random() < self.rates.tick_overlap:
             # Another tick Lambda runs while this one is advancing its jobs: the same event
             # delivered twice at once, or the tick of the current minute meeting a late one.
             self.stats["ticks overlapping"] += 1
             self._tick(self.rng("overlap").choice(
-                [self.tick_minute, self.now.replace(second=0, microsecond=0)]), TICK_ATTEMPTS)
-        if role == "tick" and name == "update_item" and "due_at" in kwargs["UpdateExpression"] \
-                and self.faults_on and self.rng("mid-tick").random() < self.rates.change_mid_tick \
+                [self.tick_minute, self.now.replace(second=0, microsecond=0)]), TICK_ATTEMPTS,
+                self.tick_shards)
+        if role == "tick" and name in ("batch_get_item", "batch_write_item") and self.faults_on and self.rng("mid-tick").random() < self.rates.change_mid_tick \
                 and any(p.change_at and p.change_at <= self.now and not p.change_index
                         for p in self.jobs.values()):
-            # A client disables or deletes a job while the tick is between reading and
-            # advancing it.
+            # A client disables or deletes a job while the tick is between reading its due
+            # item and reading the job, or between reading the job and advancing it.
             self.stats["jobs changed mid-tick"] += 1
-            self._apply_changes()
+            changed = self._apply_changes()
+            if name == "batch_get_item":
+                # Before the part read the jobs: for it, the change came first.
+                for plan in changed:
+                    plan.change_index = self.attempt_start
         if role != "worker" or not self.invocations:
             return
         invocation = self.invocations[-1]
@@ -921,15 +965,16 @@ class Campaign:
                  following: datetime | None) -> set[str]:
         """What may have become of an occurrence, given the ticks that actually ran.
 
-        The first tick to reach the job at or after the occurrence decides: it runs the
+        The first tick part (of the job's shard) to reach the job at or after the occurrence decides: it runs the
         occurrence if it is the latest one due and within the starting deadline, else records
         it missed. That is the first tick of a minute at or after it to complete, or any such
         tick that started before that one ended (a failed tick may have sent, recorded or
         advanced part of its jobs; an overlapping one may have got there first). A tick after
         the job was disabled or deleted does not reach it.
         """
-        eligible = [a for a in self.attempts if a.minute >= occurrence and (
-            plan.change_index is None or a.start < plan.change_index)]
+        shard = shard_of(plan.job.id, SHARDS)
+        eligible = [a for a in self.attempts if a.minute >= occurrence and shard in a.shards
+                    and (plan.change_index is None or a.start < plan.change_index)]
         completed = [a.end for a in eligible if a.completed]
         first_end = min(completed, default=None)
         allowed = set()
@@ -1051,14 +1096,15 @@ def test_a_fault_campaign_with_a_fresh_seed_keeps_every_promise(
 
 SHORT = Plan("fixed", jobs=100, minutes=45, outage=(20, 6), rates=replace(
     Rates(), tick_outage=0.03, worker_killed=0.1, tick_dynamodb=0.02, second_worker=0.06,
-    entries_stuck=0.1, tick_overlap=0.03))
+    entries_stuck=0.1, tick_overlap=0.03, part_lost=0.08, part_late=0.08, part_twice=0.08,
+    response_lost=0.02))
 # Kinds of fault a fixed seed must have injected (prefixes of the campaign's counts), so that
 # it keeps testing what it did.
 FAULT_KINDS = ("ticks dropped", "ticks late", "ticks twice", "tick outages", "ticks overlapping",
                "tick failed", "throttled tick", "throttled worker", "responses lost",
                "batch entries failed", "messages twice", "messages failed", "workers killed",
                "second workers", "jobs disabled", "jobs deleted", "jobs changed mid-tick",
-               "runs failed", "runs missed")
+               "runs failed", "runs missed", "parts lost", "parts late", "parts twice")
 
 
 @pytest.mark.parametrize("seed", [20260202, 7])
