@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, TextIO
@@ -16,6 +17,7 @@ GOALS = {
     "api_get_vs_getitem_ratio": 1.5,
     "cold_import_ratio": 1.6,
     "worker_vs_floor_ratio": 1.5,
+    "write_units_per_run": 4.0,
 }
 
 
@@ -31,13 +33,14 @@ class Scale:
     import_pairs: int
     worker_batches: int
     worker_rounds: int
+    unit_runs: int
 
 
 FULL = Scale(jobs=20_000, due=200, tick_due=1_000, tick_rounds=7, api_pairs=300,
-             import_pairs=11, worker_batches=2, worker_rounds=25)
+             import_pairs=11, worker_batches=2, worker_rounds=25, unit_runs=200)
 QUICK = Scale(jobs=400, due=4, tick_due=20, tick_rounds=1, api_pairs=5, import_pairs=1,
-              worker_batches=1, worker_rounds=1)
-MEASUREMENTS = ("items", "tick", "api", "imports", "worker")
+              worker_batches=1, worker_rounds=1, unit_runs=20)
+MEASUREMENTS = ("items", "tick", "api", "imports", "worker", "units")
 
 
 def machine() -> str:
@@ -89,19 +92,22 @@ def run_items(report: Report, scale: Scale) -> None:
     result = items_read(scale.jobs, scale.due)
     report.figure("tick_items_read_per_due_job", result.per_due_job,
                   f"{result.tick_items} items read to find {result.due} due of {result.jobs} "
-                  f"jobs ({result.tick_calls.get('Query', 0)} Queries, one per shard)")
+                  f"jobs ({result.tick_calls.get('Query', 0)} Queries: one per shard and one "
+                  f"of the legacy index; one due item and the job item per due job)")
     report.figure("full_scan_items_read_per_due_job", result.scan_per_due_job,
                   f"{result.scan_items} items read by a full scan ({result.scan_calls} Scan "
                   f"pages): what looking at every job costs")
 
 
 def run_tick(report: Report, scale: Scale) -> None:
+    from .backend import SHARDS
     from .seed import median
     from .tick import tick_vs_floor
 
     result = tick_vs_floor(scale.tick_due, scale.tick_rounds)
     calls = sum(result.calls.values())
-    floor_calls = result.due + -(-result.due // 10)
+    floor_calls = (-(-result.due // 10) + 2 * -(-result.due // 25) + -(-result.due // 100)
+                   + SHARDS)
     report.figure("tick_vs_floor_ratio", result.ratio,
                   f"{result.due} due: tick {median(result.tick):.2f} s, floor "
                   f"{median(result.floor):.2f} s (medians of {len(result.tick)} rounds); "
@@ -154,9 +160,28 @@ def run_worker(report: Report, scale: Scale) -> None:
                   f"{median(result.floor_cpu) / result.runs * 1000:.1f} ms")
 
 
+def run_units(report: Report, scale: Scale) -> None:
+    from .units import write_units_per_run
+
+    result = write_units_per_run(scale.unit_runs)
+    by_write = Counter[str]()
+    for (function, _, kind), count in result.units.items():
+        by_write[f"{function} {kind}"] += count
+    report.figure("write_units_per_run", result.per_run,
+                  f"{result.runs} scheduled dummy runs, tick to record: "
+                  + ", ".join(f"{name} {count / result.runs:.2f}"
+                              for name, count in sorted(by_write.items())))
+    by_call = Counter[str]()
+    for (function, call), count in result.requests.items():
+        by_call[f"{function} {call}"] += count
+    report.figure("aws_requests_per_run", result.requests_per_run,
+                  ", ".join(f"{name} {count / result.runs:.3f}"
+                            for name, count in sorted(by_call.items())))
+
+
 RUNNERS: dict[str, Callable[[Report, Scale], None]] = {
     "items": run_items, "tick": run_tick, "api": run_api, "imports": run_imports,
-    "worker": run_worker}
+    "worker": run_worker, "units": run_units}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,8 @@
 """The API: a GET of one job through the API Lambda's handler against a bare GetItem of it.
 
+The GET reads the job item and its newest runs (a Query: `next` and `last_run` are derived
+from them, as neither the tick nor the worker writes the job item).
+
 The handler is invoked as Lambda invokes it: `app.app(event, context)` with the API Gateway
 proxy event Chalice's own local gateway builds for the request (built once; its building is
 API Gateway's work, not the function's). The bare side is the same GetItem (strongly
@@ -9,12 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from chalicelib.store import job_key, job_to_item
+from chalicelib.runs import Run, scheduled_run_id
+from chalicelib.store import job_key, run_to_item
 
-from .backend import SHARDS, TOKEN, Backend
-from .seed import MINUTE, bench_job, median, timed_with_cpu
+from .backend import TOKEN, Backend
+from .seed import MINUTE, bench_job, median, stored_items, timed_with_cpu
 
 
 @dataclass
@@ -38,8 +43,15 @@ def api_get_vs_get_item(pairs: int) -> ApiTimes:
     import app as app_module
 
     backend = Backend("bench-api", "bench-api-runs")
-    job = bench_job(0, next_at=MINUTE)
-    backend.put_items([job_to_item(job, SHARDS)])
+    # A job not yet due (its `next` is read as stored) with a run in its history: the GET
+    # reads the job and its newest runs.
+    job = bench_job(0, next_at=datetime.now(timezone.utc).replace(second=0, microsecond=0)
+                    + timedelta(days=1))
+    backend.put_items(stored_items(job) + [run_to_item(Run(
+        run_id=scheduled_run_id(MINUTE), job_id=job.id, account=job.account, group=job.group,
+        trigger="schedule", scheduled_for=MINUTE.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        status="succeeded", finished_at=MINUTE.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        output="Hello, spinup!"), int(MINUTE.timestamp()) + 86400 * 365)])
     app = app_module.app
     event = LambdaEventConverter(RouteMatcher(list(app.routes)), app.api.binary_types) \
         .create_lambda_event(method="GET", path=f"/v1/minion/{job.account}/jobs/{job.group}/"

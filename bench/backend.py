@@ -106,6 +106,19 @@ class Backend:
         with ThreadPoolExecutor(max_workers=parallelism) as pool:
             list(pool.map(write, chunks))
 
+    def clear_next(self, jobs: Sequence[Any], next_at: datetime) -> None:
+        """Delete the due items a tick (or the floor) put at `next_at` for `jobs`."""
+        from chalicelib.store import DueEntry, shard_of
+
+        keys = [DueEntry(shard_of(j.id, SHARDS), next_at, j.account, j.group, j.id,
+                         j.version).key() for j in jobs]
+        for start in range(0, len(keys), BATCH_WRITE_SIZE):
+            requests = {self.table: [{"DeleteRequest": {"Key": k}}
+                                     for k in keys[start:start + BATCH_WRITE_SIZE]]}
+            while requests:
+                requests = self.dynamodb.batch_write_item(
+                    RequestItems=requests).get("UnprocessedItems") or {}
+
     def purge(self) -> None:
         """Empty the queue: moto's SQS slows down as a queue fills."""
         self.sqs.purge_queue(QueueUrl=self.queue_url)

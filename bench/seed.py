@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from chalicelib.jobs import Job
-from chalicelib.store import job_to_item
+from chalicelib.store import due_entry_of, job_to_item
 
 from .backend import ACCOUNT, SHARDS
 
@@ -32,15 +32,23 @@ def bench_job(index: int, *, next_at: datetime, schedule: str = DUE_SCHEDULE,
                anchor=MINUTE - timedelta(days=1), next=next_at)
 
 
+def stored_items(job: Job) -> list[dict[str, Any]]:
+    """The items the API writes for a job: the job item and, when enabled, its due item."""
+    entry = due_entry_of(job, SHARDS)
+    return [job_to_item(job, SHARDS)] + ([entry.to_item()] if entry else [])
+
+
 def due_items(count: int, first: int = 0) -> list[dict[str, Any]]:
-    """`count` job items due at MINUTE."""
-    return [job_to_item(bench_job(first + i, next_at=MINUTE), SHARDS) for i in range(count)]
+    """The items of `count` jobs due at MINUTE."""
+    return [item for i in range(count)
+            for item in stored_items(bench_job(first + i, next_at=MINUTE))]
 
 
 def later_items(count: int, first: int) -> list[dict[str, Any]]:
-    """`count` job items due after MINUTE (spread over the following week)."""
-    return [job_to_item(bench_job(first + i, next_at=MINUTE + timedelta(minutes=1 + i % 10080),
-                                  schedule="*/5 * * * *"), SHARDS) for i in range(count)]
+    """The items of `count` jobs due after MINUTE (spread over the following week)."""
+    return [item for i in range(count) for item in stored_items(
+        bench_job(first + i, next_at=MINUTE + timedelta(minutes=1 + i % 10080),
+                  schedule="*/5 * * * *"))]
 
 
 def timed(action: Callable[[], Any]) -> float:

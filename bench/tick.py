@@ -1,10 +1,12 @@
 """The tick: DynamoDB items it reads per due job, and its wall time against its floor.
 
-The floor is what no tick can avoid: one SendMessageBatch per 10 due jobs and one conditional
-UpdateItem per due job (advance it), done by a bare boto3 loop with the tick's parallelism.
-The timed table holds only the due jobs: moto answers a Query of an index by walking the whole
-table, an emulator cost DynamoDB's Query does not have (what the tick reads is counted apart,
-over a table of 20,000 jobs).
+The tick measured is the work of every part of a minute in one process (`run_part` over all
+shards: a part does the same per due job, over fewer shards). The floor is the same calls
+made bare: one Query per shard, one strongly consistent BatchGetItem of the jobs per 100 due
+jobs (the tick re-reads what it decides with), one SendMessageBatch per 10 and, per 25, one
+BatchWriteItem putting their next due items and one deleting the ones read, with the tick's
+parallelism: what is left is the tick's own work (deciding, building messages). The timed table holds only the due jobs (what the tick reads is counted
+apart, over a table of 20,000 jobs).
 """
 from __future__ import annotations
 
@@ -15,13 +17,18 @@ from typing import Any
 
 from chalicelib.queue import RunMessage, batches
 from chalicelib.runs import scheduled_run_id
-from chalicelib.store import job_key
-from chalicelib.tick import handle_tick
+from chalicelib.store import DueEntry, job_key, shard_of
+from chalicelib.tick import TickReport, default_ticker, run_part
 
-from .backend import TICK_PARALLELISM, Backend, CallLog, scheduled_event
+from .backend import SHARDS, TICK_PARALLELISM, Backend, CallLog
 from .seed import MINUTE, bench_job, due_items, later_items, median, timed_with_cpu
 
 NEXT_DAY = MINUTE + timedelta(days=1)
+
+
+def tick_all() -> TickReport:
+    """Every part of MINUTE's tick, in this process."""
+    return run_part(default_ticker(), MINUTE)
 
 
 @dataclass
@@ -65,10 +72,10 @@ def items_read(jobs: int, due: int) -> ItemsRead:
     if found != due:
         raise RuntimeError(f"the scan found {found} due jobs; {due} were seeded")
     with CallLog(backend.dynamodb, backend.sqs) as log:
-        report = handle_tick(scheduled_event(MINUTE))
-    if report["due"] != due or report["queued"] != due:
-        raise RuntimeError(f"the tick found {report['due']} due jobs and queued "
-                           f"{report['queued']}; {due} were seeded")
+        report = tick_all()
+    if report.due != due or report.queued != due:
+        raise RuntimeError(f"the tick found {report.due} due jobs and queued "
+                           f"{report.queued}; {due} were seeded")
     backend.purge()
     return ItemsRead(jobs=jobs, due=due, tick_items=log.items_read, tick_calls=dict(log.calls),
                      scan_items=scanned, scan_calls=calls)
@@ -99,31 +106,54 @@ def tick_vs_floor(due: int, rounds: int) -> TickTimes:
                          run_id=scheduled_run_id(MINUTE), trigger="schedule",
                          scheduled_for=MINUTE.strftime("%Y-%m-%dT%H:%M:%SZ")).to_body()
               for j in jobs]
-    work = list(batches(list(zip(jobs, bodies))))
+    work = list(batches(list(zip(jobs, bodies)), 25))
     dynamodb, sqs = backend.dynamodb, backend.sqs
 
-    def send_and_advance(batch: list[Any]) -> None:
-        result = sqs.send_message_batch(QueueUrl=backend.queue_url, Entries=[
-            {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(batch)])
-        assert not result.get("Failed")
-        for job, _ in batch:
-            dynamodb.update_item(
-                TableName=backend.table, Key=job_key(job.account, job.group, job.id),
-                UpdateExpression="SET due_at = :next", ConditionExpression="due_at = :read",
-                ExpressionAttributeValues={":read": {"N": str(int(MINUTE.timestamp()))},
-                                           ":next": {"N": str(int(NEXT_DAY.timestamp()))}})
+    def send_and_advance(chunk: list[Any]) -> None:
+        for batch in batches(chunk):
+            result = sqs.send_message_batch(QueueUrl=backend.queue_url, Entries=[
+                {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(batch)])
+            assert not result.get("Failed")
+        read = [DueEntry(shard_of(job.id, SHARDS), MINUTE, job.account, job.group, job.id,
+                         job.version) for job, _ in chunk]
+        for requests in ([{"PutRequest": {"Item": e.moved_to(NEXT_DAY).to_item()}}
+                          for e in read],
+                         [{"DeleteRequest": {"Key": e.key()}} for e in read]):
+            answer = dynamodb.batch_write_item(RequestItems={backend.table: requests})
+            assert not answer.get("UnprocessedItems")
+
+    def query(shard: int) -> int:
+        found = 0
+        request: dict[str, Any] = {
+            "TableName": backend.table, "KeyConditionExpression": "pk = :pk AND sk < :bound",
+            "ExpressionAttributeValues": {":pk": {"S": f"DUE#{shard}"},
+                                          ":bound": {"S": f"{int(MINUTE.timestamp()) + 1:011d}"}}}
+        while True:
+            page = dynamodb.query(**request)
+            found += len(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return found
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def read_jobs(chunk: list[Any]) -> None:
+        answer = dynamodb.batch_get_item(RequestItems={backend.table: {
+            "Keys": [job_key(j.account, j.group, j.id) for j in chunk], "ConsistentRead": True}})
+        assert not answer.get("UnprocessedKeys")
 
     def floor() -> None:
         with ThreadPoolExecutor(max_workers=TICK_PARALLELISM) as pool:
+            assert sum(pool.map(query, range(SHARDS))) == due
+            list(pool.map(read_jobs, batches(jobs, 100)))
             list(pool.map(send_and_advance, work))
 
     def tick() -> None:
-        report = handle_tick(scheduled_event(MINUTE))
-        if report["queued"] != due:
-            raise RuntimeError(f"the tick queued {report['queued']} of {due} due jobs")
+        report = tick_all()
+        if report.queued != due:
+            raise RuntimeError(f"the tick queued {report.queued} of {due} due jobs")
 
     def measure(side: Any, log: CallLog | None = None) -> tuple[float, float]:
         backend.put_items(items)  # every job due again
+        backend.clear_next(jobs, NEXT_DAY)
         backend.purge()
         if log is None:
             return timed_with_cpu(side)

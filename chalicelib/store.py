@@ -24,6 +24,7 @@ import functools
 import hashlib
 import inspect
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -281,6 +282,17 @@ def _request_key(request: Mapping[str, Any]) -> str:
     return item["pk"]["S"] + "|" + item["sk"]["S"]
 
 
+_read_pool: ThreadPoolExecutor | None = None
+
+
+def _reads() -> ThreadPoolExecutor:
+    """Threads for reads issued alongside another (clients are thread-safe)."""
+    global _read_pool
+    if _read_pool is None:
+        _read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-read")
+    return _read_pool
+
+
 def _enabled_delta(before: bool | None, after: bool | None) -> dict[str, int]:
     delta = {"enabled": 0, "disabled": 0}
     for flag, sign in ((before, -1), (after, 1)):
@@ -340,16 +352,37 @@ class Store:
             raise
 
     @translated
-    def get_job(self, account: str, group: str, job_id: str) -> Job:
-        """The stored job, or NotFound."""
+    def get_job(self, account: str, group: str, job_id: str, *, progress: bool = True) -> Job:
+        """The stored job, or NotFound; with `progress`, its `next` and `last_run` derived
+        from its runs (one more Query: the worker, which needs neither, goes without)."""
+        if not progress:
+            item = self._get_job_item(account, group, job_id)
+            return job_from_item(item)
+        # The job item and its newest runs are read at once: two independent round trips
+        # that cost one.
+        runs = _reads().submit(self._newest_runs, job_id)
+        try:
+            item = self._get_job_item(account, group, job_id)
+        finally:
+            newest = runs.result()
+        shard = from_attr(item["due_part"]) if "due_part" in item else None
+        return self._with_history(job_from_item(item), shard, newest)
+
+    def _get_job_item(self, account: str, group: str, job_id: str) -> dict[str, Any]:
         item = self.client.get_item(TableName=self.table, Key=job_key(account, group, job_id),
                                     ConsistentRead=True).get("Item")
         if item is None:
             raise NotFound(f"job not found: {group}/{job_id}")
-        shard = from_attr(item["due_part"]) if "due_part" in item else None
-        return self._with_history(job_from_item(item), shard)
+        return item  # type: ignore[no-any-return]
 
-    def _with_history(self, job: Job, shard: int | None) -> Job:
+    def _newest_runs(self, job_id: str) -> list[Run]:
+        page = self.client.query(
+            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":r": {"S": "RUN#"}},
+            ScanIndexForward=False, Limit=HISTORY_PAGE, ConsistentRead=True)
+        return [run_from_item(i) for i in page.get("Items", [])]
+
+    def _with_history(self, job: Job, shard: int | None, runs: list[Run]) -> Job:
         """The job with `next` and `last_run` derived from its newest runs.
 
         Neither the tick nor the worker writes the job item (one account's jobs share its
@@ -358,11 +391,6 @@ class Store:
         after the stored one once the tick has taken its due item), and `last_run` the newest
         run the worker finished (else what an older version stored).
         """
-        page = self.client.query(
-            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
-            ExpressionAttributeValues={":pk": {"S": f"JOB#{job.id}"}, ":r": {"S": "RUN#"}},
-            ScanIndexForward=False, Limit=HISTORY_PAGE, ConsistentRead=True)
-        runs = [run_from_item(i) for i in page.get("Items", [])]
         last_run = next((r.summary() for r in runs if r.status in WORKER_STATUSES),
                         job.last_run)
         next_at = job.next

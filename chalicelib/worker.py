@@ -88,7 +88,8 @@ class Worker:
         if claimed is None:
             return self._not_claimed(run, now)
         try:
-            job = self.store.get_job(message.account, message.group, message.job_id)
+            job = self.store.get_job(message.account, message.group, message.job_id,
+                                     progress=False)
         except NotFound:
             return self._finish(claimed, "skipped", error="job deleted before it ran")
         # The entry of the key the job was read under, never of the item's own `account`.
