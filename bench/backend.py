@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-0123456789"
 ACCOUNT = "spinup"
 # The service's defaults, written out so that both sides of a ratio use the same numbers.
-SHARDS = 8
+SHARDS = 16
 TICK_PARALLELISM = 8
 BATCH_WRITE_SIZE = 25
 

@@ -2,7 +2,7 @@
 
 The tick measured is the work of every part of a minute in one process (`run_part` over all
 shards: a part does the same per due job, over fewer shards). The floor is the same calls
-made bare: one Query per shard, one strongly consistent BatchGetItem of the jobs per 100 due
+made bare: one Query per shard, one BatchGetItem of the jobs per 100 due
 jobs (the tick re-reads what it decides with), one SendMessageBatch per 10 and, per 25, one
 BatchWriteItem putting their next due items and one deleting the ones read, with the tick's
 parallelism: what is left is the tick's own work (deciding, building messages). The timed table holds only the due jobs (what the tick reads is counted
@@ -137,7 +137,7 @@ def tick_vs_floor(due: int, rounds: int) -> TickTimes:
 
     def read_jobs(chunk: list[Any]) -> None:
         answer = dynamodb.batch_get_item(RequestItems={backend.table: {
-            "Keys": [job_key(j.account, j.group, j.id) for j in chunk], "ConsistentRead": True}})
+            "Keys": [job_key(j.account, j.group, j.id) for j in chunk]}})
         assert not answer.get("UnprocessedKeys")
 
     def floor() -> None:

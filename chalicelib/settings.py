@@ -116,7 +116,7 @@ class Settings:
             table_name=env.get("MINION_TABLE", "minion"),
             queue_name=env.get("MINION_QUEUE_NAME", DEFAULT_QUEUE_NAME),
             queue_url=env.get("MINION_QUEUE_URL") or None,
-            shards=_int(env, "MINION_SHARDS", 8, 1, 1000),
+            shards=_int(env, "MINION_SHARDS", 16, 1, 1000),
             tick_parallelism=_int(env, "MINION_TICK_PARALLELISM", 8, 1, 64),
             tick_parts=_int(env, "MINION_TICK_PARTS", 4, 1, 1000),
             tick_parts_queue_name=env.get("MINION_TICK_PARTS_QUEUE_NAME",

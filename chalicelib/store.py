@@ -563,14 +563,15 @@ class Store:
     def jobs_of(self, names: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], Job]:
         """The job items named (account, group, id), by name; absent ones left out.
 
-        Strongly consistent, 100 keys a call: the tick decides with what the API wrote last.
+        100 keys a call, eventually consistent: half the read units, so that one account's
+        100,000 jobs read within the minute stay under its partition's 3,000 a second (a job
+        changed in the last second may be read as it was: as if it changed just after).
         """
         keys = list(dict.fromkeys(names))
         found: dict[tuple[str, str, str], Job] = {}
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             request: dict[str, Any] = {self.table: {
-                "Keys": [job_key(*k) for k in keys[start:start + BATCH_GET_LIMIT]],
-                "ConsistentRead": True}}
+                "Keys": [job_key(*k) for k in keys[start:start + BATCH_GET_LIMIT]]}}
             for round_ in range(BATCH_ROUNDS):
                 answer = self.client.batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self.table, []):
