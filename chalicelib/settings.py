@@ -78,6 +78,8 @@ class Settings:
     table_name: str
     queue_name: str
     queue_url: str | None
+    dead_letter_queue_name: str
+    dead_letter_queue_url: str | None
     shards: int
     tick_parallelism: int
     tick_parts: int
@@ -96,6 +98,7 @@ class Settings:
     run_retention_days: int
     runner_timeout_seconds: int
     worker_timeout_seconds: int
+    worker_concurrency: int
     dummy_template: str
     response_shape: str
     version: str
@@ -112,10 +115,13 @@ class Settings:
         """Build the settings, failing fast with the name of a malformed variable."""
         env = os.environ if env is None else env
         build = _build_info()
+        queue_name = env.get("MINION_QUEUE_NAME", DEFAULT_QUEUE_NAME)
         return cls(
             table_name=env.get("MINION_TABLE", "minion"),
-            queue_name=env.get("MINION_QUEUE_NAME", DEFAULT_QUEUE_NAME),
+            queue_name=queue_name,
             queue_url=env.get("MINION_QUEUE_URL") or None,
+            dead_letter_queue_name=env.get("MINION_DEAD_LETTER_QUEUE_NAME") or queue_name + "-dlq",
+            dead_letter_queue_url=env.get("MINION_DEAD_LETTER_QUEUE_URL") or None,
             shards=_int(env, "MINION_SHARDS", 16, 1, 1000),
             tick_parallelism=_int(env, "MINION_TICK_PARALLELISM", 8, 1, 64),
             tick_parts=_int(env, "MINION_TICK_PARTS", 4, 1, 1000),
@@ -134,6 +140,9 @@ class Settings:
             run_retention_days=_int(env, "MINION_RUN_RETENTION_DAYS", 30, 1, 3650),
             runner_timeout_seconds=_int(env, "MINION_RUNNER_TIMEOUT", 60, 1, 840),
             worker_timeout_seconds=_int(env, "MINION_WORKER_TIMEOUT", 120, 3, 900),
+            # Runs of one batch at once: they wait on AWS APIs, not on the CPU. The event
+            # source hands over at most 10 records (app.py), so a whole batch runs together.
+            worker_concurrency=_int(env, "MINION_WORKER_CONCURRENCY", 10, 1, 100),
             dummy_template=env.get("MINION_DUMMY_TEMPLATE", "Hello, {{.Account}}!"),
             response_shape=_choice(env, "MINION_RESPONSE_SHAPE", ("flat", "wrapped")),
             version=build.get("version") or env.get("MINION_VERSION", __version__),

@@ -13,10 +13,15 @@ partition, none on the account's (its jobs may all be due at once) and no index 
 item names the job version it was written for; the tick re-reads the jobs it found and drops
 the items of jobs changed, disabled or deleted since (the API writes the new version's item).
 The job item keeps `due_at` as of its last API write; the job's `next` and `last_run` are
-derived on read from it and its newest runs (the tick and the worker write no job item).
+derived on read from it and its newest runs (the tick and the worker write no job item, but
+for the hold of a `Forbid` job: `forbid_run`, `forbid_until`, see hold_forbid).
 
 Legacy index `due` (partition `due_shard`, sort `due_at`, on job items): where earlier versions
 kept the schedule. The tick moves what is left in it to due items (`migrate_legacy_due`).
+
+Watch index `leases` (sparse, sharded): partition `lease_watch` = `LEASE#<n>`, sort
+`lease_until`. Only runs claimed from a message delivered again or a later attempt carry
+`lease_watch` (the sweep finishes them if their worker dies); a first delivery never does.
 """
 from __future__ import annotations
 
@@ -38,6 +43,8 @@ from .runs import FINAL_STATUSES, Run
 from .schedules import ScheduleError
 
 DUE_INDEX = "due"  # legacy: drained by migrate_legacy_due
+LEASE_INDEX = "leases"
+LEASE_SHARDS = 8
 METRICS_PK = "METRICS"
 TRANSACT_LIMIT = 100
 BATCH_GET_LIMIT = 100
@@ -665,16 +672,22 @@ class Store:
 
     @translated
     def claim_run(self, run: Run, attempt: int, lease_seconds: int, now: datetime,
-                  must_exist: bool = False) -> Run | None:
+                  must_exist: bool = False, watch: bool = False) -> Run | None:
         """Take the run for attempt `attempt`: the run id is the lock.
 
         Succeeds when the run is absent (unless `must_exist`: a run-now is always recorded
         `queued` before its message is sent), or queued for exactly this attempt, or running
         under a lease that expired (its worker died). Returns the claimed run, or None when
         someone else holds it, it is finished, or it must exist and does not.
+
+        With `watch`, the run goes on the watch index until it is recorded (`lease_watch`,
+        in the same write): the sweep finds it there if its lease ends first.
         """
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         epoch = int(now.timestamp())
+        watched: dict[str, Any] = {}
+        if watch:
+            watched[":watch"] = {"S": f"LEASE#{shard_of(run.job_id, LEASE_SHARDS)}"}
         try:
             result = self.client.update_item(
                 TableName=self.table, Key=run_key(run.job_id, run.run_id),
@@ -683,7 +696,8 @@ class Store:
                     "run_id = :run_id, job_id = :job_id, account = :account, #group = :group, "
                     "#trigger = :trigger, scheduled_for = :scheduled_for, "
                     "queued_at = if_not_exists(queued_at, :now), expires_at = :expires, "
-                    "#type = :type ADD attempts :one"),
+                    + ("lease_watch = :watch, " if watch else "")
+                    + "#type = :type ADD attempts :one"),
                 ConditionExpression=(
                     ("" if must_exist else "attribute_not_exists(pk) OR ")
                     + "(#status = :queued AND attempts = :previous)"
@@ -698,7 +712,8 @@ class Store:
                     ":job_id": {"S": run.job_id}, ":account": {"S": run.account},
                     ":group": {"S": run.group}, ":trigger": {"S": run.trigger},
                     ":scheduled_for": {"S": run.scheduled_for},
-                    ":expires": {"N": str(self._expires_at())}, ":type": {"S": "run"}},
+                    ":expires": {"N": str(self._expires_at())}, ":type": {"S": "run"},
+                    **watched},
                 ReturnValues="ALL_NEW")
         except ClientError as error:
             if is_condition_failure(error):
@@ -775,6 +790,129 @@ class Store:
                                        ":now": {"N": str(int(now.timestamp()))}},
             ScanIndexForward=False, Limit=newest)
         return [run_from_item(i) for i in page.get("Items", [])]
+
+    # --- Forbid holds and runs whose message or worker is gone (chalicelib/sweep.py) ----------
+
+    @translated
+    def hold_forbid(self, job: Job, run_id: str, lease_until: int, now: datetime) -> bool:
+        """Mark a Forbid job as running `run_id` until `lease_until`; False when another run
+        holds it under a live lease (or the job is gone).
+
+        The hold is on the job item, so Forbid sees a run of any length; it is not in the due
+        index's projection, so it costs no index write. Only Forbid jobs pay for it.
+        """
+        return conditional(
+            self.client.update_item,
+            TableName=self.table, Key=job_key(job.account, job.group, job.id),
+            UpdateExpression="SET forbid_run = :run_id, forbid_until = :until",
+            ConditionExpression=("attribute_exists(pk) AND (attribute_not_exists(forbid_run)"
+                                 " OR forbid_until < :now OR forbid_run = :run_id)"),
+            ExpressionAttributeValues={":run_id": {"S": run_id},
+                                       ":until": {"N": str(lease_until)},
+                                       ":now": {"N": str(int(now.timestamp()))}})
+
+    @translated
+    def release_forbid(self, account: str, group: str, job_id: str, run_id: str) -> bool:
+        """End the Forbid hold of `run_id` (not another run's); False when it held none."""
+        return conditional(
+            self.client.update_item,
+            TableName=self.table, Key=job_key(account, group, job_id),
+            UpdateExpression="REMOVE forbid_run, forbid_until",
+            ConditionExpression="forbid_run = :run_id",
+            ExpressionAttributeValues={":run_id": {"S": run_id}})
+
+    @translated
+    def watched_runs(self, shard: int, up_to: int) -> Iterator[tuple[str, str]]:
+        """(job id, run id) of the watched runs of one shard whose lease ended before `up_to`
+        (epoch seconds)."""
+        for item in self._query(
+                IndexName=LEASE_INDEX,
+                KeyConditionExpression="lease_watch = :shard AND lease_until < :up_to",
+                ExpressionAttributeValues={":shard": {"S": f"LEASE#{shard}"},
+                                           ":up_to": {"N": str(up_to)}}):
+            yield item["pk"]["S"][len("JOB#"):], item["sk"]["S"][len("RUN#"):]
+
+    @translated
+    def unwatch(self, job_id: str, run_id: str) -> None:
+        """Take a run that is no longer running off the watch index."""
+        conditional(self.client.update_item, TableName=self.table,
+                    Key=run_key(job_id, run_id), UpdateExpression="REMOVE lease_watch",
+                    ConditionExpression="attribute_exists(pk) AND #status <> :running",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={":running": {"S": "running"}})
+
+    @translated
+    def requeue_lost(self, run: Run, claimed_attempts: int, now: datetime, error: str) -> bool:
+        """Record a run whose worker stopped as queued again (its message already sent), if
+        it is still that claim under an expired lease; False otherwise."""
+        return conditional(
+            self.client.update_item,
+            TableName=self.table, Key=run_key(run.job_id, run.run_id),
+            UpdateExpression=("SET #status = :queued, #error = :error, error_code = :code "
+                              "REMOVE lease_watch"),
+            ConditionExpression=("#status = :running AND attempts = :attempts"
+                                 " AND lease_until < :now"),
+            ExpressionAttributeNames={"#status": "status", "#error": "error"},
+            ExpressionAttributeValues={
+                ":queued": {"S": "queued"}, ":running": {"S": "running"},
+                ":error": {"S": error}, ":code": {"S": "RunLost"},
+                ":attempts": {"N": str(claimed_attempts)},
+                ":now": {"N": str(int(now.timestamp()))}})
+
+    @translated
+    def lose_run(self, run: Run, now: datetime, *, claimed_attempts: int | None = None,
+                 message_attempt: int | None = None) -> Run | None:
+        """Record `run` (status `failed`, its error and code set) as lost; the stored run, or
+        None when it is not lost: finished, held under a live lease, or queued for a later
+        attempt than the lost message's.
+
+        With `claimed_attempts` (the sweep): only that claim, its lease expired. With
+        `message_attempt` (a dead-lettered message): the run may also be absent (a scheduled
+        run never claimed) or queued for exactly that attempt.
+        """
+        epoch = {"N": str(int(now.timestamp()))}
+        values: dict[str, Any] = {
+            ":failed": {"S": "failed"}, ":running": {"S": "running"}, ":now": epoch,
+            ":finished": {"S": run.finished_at or now.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            ":error": to_attr(run.error or "run lost"), ":code": to_attr(run.error_code),
+            ":run_id": {"S": run.run_id}, ":job_id": {"S": run.job_id},
+            ":account": {"S": run.account}, ":group": {"S": run.group},
+            ":trigger": {"S": run.trigger}, ":scheduled_for": {"S": run.scheduled_for},
+            ":type": {"S": "run"}, ":expires": {"N": str(self._expires_at())},
+            ":zero": {"N": "0"}}
+        if claimed_attempts is not None:
+            condition = "#status = :running AND attempts = :attempts AND lease_until < :now"
+            values[":attempts"] = {"N": str(claimed_attempts)}
+        else:
+            assert message_attempt is not None
+            condition = ("(#status = :queued AND attempts < :attempt)"
+                         " OR (#status = :running AND lease_until < :now)")
+            if run.trigger != "manual":  # a run-now is recorded before its message is sent
+                condition = "attribute_not_exists(pk) OR " + condition
+            values.update({":queued": {"S": "queued"},
+                           ":attempt": {"N": str(message_attempt)}})
+        try:
+            result = self.client.update_item(
+                TableName=self.table, Key=run_key(run.job_id, run.run_id),
+                UpdateExpression=(
+                    "SET #status = :failed, finished_at = :finished, #error = :error, "
+                    "error_code = :code, run_id = :run_id, job_id = :job_id, "
+                    "account = :account, #group = :group, #trigger = :trigger, "
+                    "scheduled_for = :scheduled_for, #type = :type, "
+                    "expires_at = if_not_exists(expires_at, :expires), "
+                    "attempts = if_not_exists(attempts, :zero) REMOVE lease_watch"),
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status", "#error": "error",
+                                          "#group": "group", "#trigger": "trigger",
+                                          "#type": "type"},
+                ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        lost = run_from_item(result["Attributes"])
+        self.count_runs({"failed": 1})
+        return lost
 
     # --- counters ---------------------------------------------------------------------------
 
@@ -881,6 +1019,8 @@ def table_definition(table_name: str) -> dict[str, Any]:
             {"AttributeName": "sk", "AttributeType": "S"},
             {"AttributeName": "due_shard", "AttributeType": "S"},
             {"AttributeName": "due_at", "AttributeType": "N"},
+            {"AttributeName": "lease_watch", "AttributeType": "S"},
+            {"AttributeName": "lease_until", "AttributeType": "N"},
         ],
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
                       {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -890,5 +1030,10 @@ def table_definition(table_name: str) -> dict[str, Any]:
                           {"AttributeName": "due_at", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "INCLUDE",
                            "NonKeyAttributes": [a for a in DUE_PROJECTION if a != "due_at"]},
+        }, {
+            "IndexName": LEASE_INDEX,
+            "KeySchema": [{"AttributeName": "lease_watch", "KeyType": "HASH"},
+                          {"AttributeName": "lease_until", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
         }],
     }

@@ -1,7 +1,9 @@
 """The runs worker: claim each run, re-read its job, run its runner, record the outcome."""
 from __future__ import annotations
 
+import json
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from collections import Counter
@@ -42,6 +44,9 @@ class UnknownRun(ValueError):
     """A run-now message whose run was never queued: reported failed until the DLQ takes it."""
 
 
+FORBID_SKIP = "previous run still running (concurrency_policy Forbid)"
+
+
 class RunInProgress(RuntimeError):
     """Another worker holds the run under a live lease: the message is reported failed, so
     that it comes back after the visibility timeout instead of being deleted (if that worker
@@ -60,31 +65,39 @@ class Worker:
     invocation_timeout: int = 120
     dummy_template: str = "Hello, {{.Account}}!"
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    # Records of a batch handled at once (default_worker: the settings' worker_concurrency).
+    concurrency: int = 1
     # Final statuses recorded since the last flush_counts(): the counters are one item, so
     # one write per batch rather than per run (per run, that item is the hottest key).
     recorded: Counter[str] = field(default_factory=Counter)
     # Run events, collected per run and published once per batch (flush_events); None: none.
     events: EventPublisher | None = None
+    _recorded_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def handle(self, message: RunMessage, time_limit: float | None = None) -> str:
+    def handle(self, message: RunMessage, time_limit: float | None = None,
+               receives: int = 1) -> str:
         """Process one run message; the run's resulting status (or `duplicate`).
 
         `time_limit` (seconds) shortens the runner's timeout when the invocation has less
-        time left than that.
+        time left than that. `receives` is the message's receive count: a message delivered
+        again, or a later attempt, is watched by the sweep (chalicelib/sweep.py) while it runs.
         """
         limit = self.runner_timeout if time_limit is None else min(self.runner_timeout,
                                                                    time_limit)
         now = self.clock()
         # Before the claim: an unusable registry leaves the message for retry, nothing written.
         registry = self._registry(message)
+        lease_seconds = math.ceil(limit) + LEASE_MARGIN
         run = Run(run_id=message.run_id, job_id=message.job_id, account=message.account,
                   group=message.group, trigger=message.trigger,  # type: ignore[arg-type]
                   scheduled_for=message.scheduled_for, status="running")
         # The run id is the lock: whoever writes the claim runs it; a duplicate delivery
         # (a re-sent tick, SQS at-least-once) finds it taken or finished and stops here.
-        claimed = self.store.claim_run(run, message.attempt,
-                                       math.ceil(limit) + LEASE_MARGIN, now,
-                                       must_exist=message.trigger == "manual")
+        # A first delivery of a first attempt is the happy path: SQS keeps its message until
+        # it is acknowledged or dead-lettered, so it needs no watch (no extra index write).
+        claimed = self.store.claim_run(run, message.attempt, lease_seconds, now,
+                                       must_exist=message.trigger == "manual",
+                                       watch=receives > 1 or message.attempt > 1)
         if claimed is None:
             return self._not_claimed(run, now)
         try:
@@ -95,6 +108,9 @@ class Worker:
         # The entry of the key the job was read under, never of the item's own `account`.
         entry = registry.get(message.account)
         reason = self._skip_reason(job, claimed, entry, now)
+        if reason is None and job.concurrency_policy == "Forbid" and not self.store.hold_forbid(
+                job, claimed.run_id, int(now.timestamp()) + lease_seconds, now):
+            reason = FORBID_SKIP
         if reason:
             return self._finish(claimed, "skipped", error=reason, job=job)
         assert entry is not None
@@ -148,9 +164,8 @@ class Worker:
                     f"created under its own entry; the * entry does not take it over)")
         if not entry.allows(job.runner):
             return f"runner {job.runner} is not allowed for account {run.account}"
-        if job.concurrency_policy == "Forbid" and any(
-                other.run_id != run.run_id for other in self.store.running_runs(job.id, now)):
-            return "previous run still running (concurrency_policy Forbid)"
+        # Forbid is decided by the job's hold (Store.hold_forbid), taken after every other
+        # check: a run skipped for another reason never holds the job.
         return None
 
     def _run_runner(self, job: Job, run: Run, entry: AccountEntry, limit: float) -> RunResult:
@@ -161,13 +176,14 @@ class Worker:
                              client=self.clients(replace(entry, job_details=job.details),
                                                  run.run_id),
                              dummy_template=self.dummy_template)
-        pool = _runner_pool()
+        pool = _runner_pool(self.concurrency)
         try:
             return pool.submit(runner.run, job.details, context).result(timeout=limit)
         except FutureTimeout:
             from .runners import RetryableError
 
-            _abandon_runner_pool(pool)  # its thread is still in the runner: the next run needs another
+            # Its thread is still in the runner: later runs need a pool with free threads.
+            _abandon_runner_pool(pool)
             raise RetryableError(f"runner timed out after {limit:.0f} s",
                                  code="Timeout") from None
         except RunnerError:
@@ -185,6 +201,7 @@ class Worker:
         queued = run.with_status("queued", error=truncate(str(error)), error_code=error.code)
         self.store.finish_run(queued, run.attempts)
         self._announce(queued, job, "retrying", retry_in_seconds=delay)
+        self._release(job, run)
         logger.warning("run failed, retrying", extra={
             "job_id": run.job_id, "run_id": run.run_id, "attempt": run.attempts,
             "delay_seconds": delay, "error_code": error.code})
@@ -201,12 +218,15 @@ class Worker:
             logger.warning("lost the claim before recording; the newer claim records it",
                            extra={"job_id": run.job_id, "run_id": run.run_id})
             return "duplicate"
+        if status != "skipped":  # a skipped run never took the hold (it is taken last)
+            self._release(job, run)
         log = logger.info if status == "succeeded" else logger.warning
         log("run finished", extra={"job_id": run.job_id, "run_id": run.run_id, "status": status,
                                    "trigger": run.trigger, "attempts": run.attempts,
                                    "error_code": error_code})
         _emit("Runs", 1, Outcome=status)
-        self.recorded[status] += 1
+        with self._recorded_lock:
+            self.recorded[status] += 1
         self._announce(finished, job, status)
         return status
 
@@ -216,7 +236,8 @@ class Worker:
         if self.events is None:
             return
         try:
-            self.events.collect(run, job, status, retry_in_seconds)
+            with self._recorded_lock:  # the batch's runs end on threads of their own
+                self.events.collect(run, job, status, retry_in_seconds)
         except Exception:  # noqa: BLE001  (the outcome is recorded; only its event is lost)
             logger.exception("run event not collected", extra={"run_id": run.run_id})
 
@@ -225,46 +246,125 @@ class Worker:
         if self.events is not None and self.events.pending():
             self.events.flush()
 
+    def _release(self, job: Job | None, run: Run) -> None:
+        """Let the next run of a Forbid job start (best effort: the hold expires anyway)."""
+        if job is None or job.concurrency_policy != "Forbid":
+            return
+        try:
+            self.store.release_forbid(job.account, job.group, job.id, run.run_id)
+        except Exception:  # noqa: BLE001  (the outcome is recorded; the hold ends at its lease)
+            logger.exception("Forbid hold not released; it ends with the run's lease",
+                             extra={"job_id": run.job_id, "run_id": run.run_id})
+
     def flush_counts(self) -> None:
         """Add the statuses recorded since the last flush to the runs counters: one write."""
-        if self.recorded:
-            self.store.count_runs(dict(self.recorded))
+        with self._recorded_lock:
+            recorded = dict(self.recorded)
             self.recorded.clear()
+        if recorded:
+            try:
+                self.store.count_runs(recorded)
+            except Exception:
+                with self._recorded_lock:  # kept for the next flush
+                    self.recorded.update(recorded)
+                raise
+
+
+_metrics_lock = threading.Lock()
 
 
 def _emit(name: str, value: float, **dimensions: str) -> None:
     """Emit a metric, best-effort: the outcome is already recorded, and a metrics failure must
     not report the message failed (SQS would deliver it again)."""
     try:
-        emit(name, value, **dimensions)
+        with _metrics_lock:  # the collector is shared by the batch's threads
+            emit(name, value, **dimensions)
     except Exception:  # noqa: BLE001
         logger.exception("metric not emitted", extra={"metric": name})
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
-def _runner_pool() -> ThreadPoolExecutor:
-    """The thread runners run in: one, reused (a new thread per run pays its start each time)."""
+def _runner_pool(threads: int = 1) -> ThreadPoolExecutor:
+    """The threads runners run in: one per run of a batch, reused across invocations (a new
+    thread per run pays its start each time)."""
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner")
-    return _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < threads:
+            _pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="runner")
+        return _pool
 
 
 def _abandon_runner_pool(pool: ThreadPoolExecutor) -> None:
-    """Leave a pool whose thread is stuck in a runner that timed out."""
+    """Leave a pool one of whose threads is stuck in a runner that timed out (the other runs
+    on it go on to their end)."""
     global _pool
-    if _pool is pool:
-        _pool = None
+    with _pool_lock:
+        if _pool is pool:
+            _pool = None
     pool.shutdown(wait=False)
+
+
+def _batch_processor(concurrency: int) -> Any:
+    """Powertools' SQS batch processor, handling the records of a batch at once.
+
+    Powertools has no thread-pool processor for synchronous handlers (AsyncBatchProcessor
+    wants coroutines): this one keeps its record model, its success and failure bookkeeping
+    and its partial batch response, and maps records over threads instead of a loop.
+    """
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    class ConcurrentBatchProcessor(BatchProcessor):
+        def process(self) -> list[Any]:
+            records = list(self.records)
+            # Copies of one run (a re-sent tick) stay one after the other, in order: the
+            # second then finds the run finished and is acknowledged, as in a loop, instead
+            # of finding it held and coming back after the visibility timeout.
+            by_run: dict[tuple[str, ...], list[int]] = {}
+            for index, record in enumerate(records):
+                ids = _ids(str(record.get("body", "")))
+                key = (ids["job_id"], ids["run_id"]) if len(ids) == 2 else (str(index),)
+                by_run.setdefault(key, []).append(index)
+            if concurrency <= 1 or len(by_run) <= 1:
+                return super().process()
+            results: list[Any] = [None] * len(records)
+
+            def process_run(indices: list[int]) -> None:
+                for index in indices:
+                    results[index] = self._process_record(records[index])
+
+            with ThreadPoolExecutor(max_workers=min(concurrency, len(by_run)),
+                                    thread_name_prefix="record") as records_pool:
+                # An exception that is not an Exception (the process dying) is re-raised
+                # here, as it would be from the loop.
+                list(records_pool.map(process_run, by_run.values()))
+            return results
+
+    return ConcurrentBatchProcessor(event_type=EventType.SQS,
+                                    raise_on_entire_batch_failure=False)
+
+
+def _ids(body: str) -> dict[str, str]:
+    """The job and run ids a message body names, for a log line (whatever the body holds)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {name: str(data[name])[:80] for name in ("job_id", "run_id") if name in data}
 
 
 def handle_batch(event: dict[str, Any], context: Any = None,
                  worker: Worker | None = None) -> dict[str, Any]:
-    """The worker Lambda's entry point: a partial batch response (failed items come back)."""
-    from aws_lambda_powertools.utilities.batch import (BatchProcessor, EventType,
-                                                       process_partial_response)
+    """The worker Lambda's entry point: a partial batch response (failed items come back).
+
+    The records run at once (`Worker.concurrency` threads); each is bounded by its runner
+    timeout and by the time the invocation has left when it starts.
+    """
+    from aws_lambda_powertools.utilities.batch import process_partial_response
 
     worker = worker or default_worker()
     # The function's own timeout (the settings carry it: Chalice's local and test contexts
@@ -274,20 +374,30 @@ def handle_batch(event: dict[str, Any], context: Any = None,
 
     def record_handler(record: Any) -> str:
         try:
-            message = RunMessage.from_body(record.body)
-        except ValueError as error:  # poison: reported failed until SQS moves it to the DLQ
-            logger.error("not a run message", extra={"message_id": record.message_id,
-                                                      "reason": str(error)})
+            return handle_record(record)
+        except Exception as error:
+            # Powertools logs a failed record at DEBUG only: every item reported failed is
+            # logged here, at ERROR, with what identifies its run.
+            extra = {"message_id": record.message_id, "reason": str(error)[:500],
+                     "error_type": type(error).__name__, **_ids(record.body)}
+            expected = isinstance(error, (NotEnoughTime, RunInProgress, UnknownRun, ValueError))
+            logger.error("run message failed; it comes back", extra=extra,
+                         exc_info=not expected)
             raise
+
+    def handle_record(record: Any) -> str:
+        message = RunMessage.from_body(record.body)  # ValueError: poison, to the DLQ in time
         budget = deadline - time.monotonic() - TIME_TO_RECORD
         if budget < MIN_RUNNER_SECONDS:
             # Too little of the invocation left to run it: hand it back for another
             # invocation at once, rather than after the queue's visibility timeout.
             postponed.append(record.receipt_handle)
             raise NotEnoughTime(f"{record.message_id} postponed to another invocation")
-        return worker.handle(message, time_limit=budget)
+        receives = str(record.attributes.get("ApproximateReceiveCount") or "1")
+        return worker.handle(message, time_limit=budget,
+                             receives=int(receives) if receives.isdigit() else 1)
 
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    processor = _batch_processor(worker.concurrency)
     try:
         response = process_partial_response(event=event, record_handler=record_handler,
                                             processor=processor, context=context)
@@ -333,4 +443,5 @@ def default_worker() -> Worker:
     return Worker(store=deps.store(), queue=deps.run_queue(), registry=deps.registry,
                   clients=clients, runner_timeout=settings.runner_timeout_seconds,
                   invocation_timeout=settings.worker_timeout_seconds,
-                  dummy_template=settings.dummy_template, events=default_publisher())
+                  dummy_template=settings.dummy_template, events=default_publisher(),
+                  concurrency=settings.worker_concurrency)

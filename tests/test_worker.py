@@ -35,6 +35,7 @@ CREATED = "2026-01-30T10:17:20"       # jobs are created in this minute: next is
 STARTED = utc("2026-01-30T10:18:05")  # the worker's clock, unless a test moves it
 RUNNER_TIMEOUT = 60
 LEASE = RUNNER_TIMEOUT + LEASE_MARGIN
+CONCURRENCY = 10  # the deployed default (settings.worker_concurrency)
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
@@ -132,10 +133,16 @@ def worker(store: Store, queue: RunQueue, clock: Clock) -> Worker:
 
 
 def make_worker(store: Store, queue: RunQueue, clock: Clock, registry: Registry = REGISTRY,
-                clients: Callable[..., Any] | None = None) -> Worker:
-    return Worker(store=store, queue=queue, registry=lambda: registry,
+                clients: Callable[..., Any] | None = None,
+                concurrency: int = CONCURRENCY) -> Worker:
+    """The worker as deployed: a batch's records at once. Its DynamoDB answers one request at
+    a time (OneRequestAtATime): moto in-process does not apply a conditional write atomically
+    when threads call it at once, and DynamoDB does."""
+    serialized = Store(OneRequestAtATime(store.client), store.table, store.shards,
+                       clock=store.clock)
+    return Worker(store=serialized, queue=queue, registry=lambda: registry,
                   clients=clients or (lambda entry, run_id: (lambda service: None)),
-                  runner_timeout=RUNNER_TIMEOUT, clock=clock)
+                  runner_timeout=RUNNER_TIMEOUT, clock=clock, concurrency=concurrency)
 
 
 def create_job(store: Store, expression: str = "* * * * *", **fields: Any) -> Job:
@@ -657,27 +664,83 @@ def test_a_runner_no_longer_allowed_is_skipped_without_running(
 
 @pytest.mark.parametrize("policy, previous_age, expected", [
     ("Forbid", 60, "skipped"),
-    ("Forbid", LEASE + 60, "succeeded"),  # the previous run's worker died long ago
+    ("Forbid", LEASE + 60, "succeeded"),  # the previous run's lease is over: its worker died
     ("Allow", 60, "succeeded"),
     (None, 60, "succeeded"),
 ])
 def test_concurrency_policy_forbid_skips_a_run_while_the_previous_one_runs(
         store: Store, queue: RunQueue, runner: ScriptedRunner, policy: str | None,
         previous_age: int, expected: str) -> None:
-    # Given the 10:18 run of a job still held by a worker, claimed `previous_age` seconds ago
+    # Given the 10:18 run of a job running in a worker; `previous_age` seconds after its
+    # claim, while its runner still runs, the 10:19 run arrives at another worker
     job = create_job(store, **({"concurrency_policy": policy} if policy else {}))
-    assert store.claim_run(the_run_to_claim(job), 1, LEASE, STARTED) is not None
-    clock = Clock(STARTED + timedelta(seconds=previous_age))
+    later: dict[str, str] = {}
 
-    # When the 10:19 run arrives
-    status = make_worker(store, queue, clock).handle(scheduled(job, "2026-01-30T10:19"))
+    def meanwhile(details: Mapping[str, str], ctx: Any) -> RunResult:
+        if ctx.run_id == "20260130T101800Z-s":
+            other = make_worker(store, queue, Clock(STARTED + timedelta(seconds=previous_age)))
+            later["status"] = other.handle(scheduled(job, "2026-01-30T10:19"))
+        return RunResult(output="done")
+    runner.behaviour = meanwhile
 
-    # Then Forbid skips it while the previous one is live; otherwise it runs
-    assert status == expected
+    # When the first run is handled (and the second meanwhile)
+    first = make_worker(store, queue, Clock()).handle(scheduled(job))
+
+    # Then Forbid skips the second while the first is live; otherwise it runs
+    assert first == "succeeded"
+    assert later["status"] == expected
     assert the_run(store, job, "2026-01-30T10:19").status == expected
-    assert sum(runner.calls.values()) == (0 if expected == "skipped" else 1)
+    assert sum(runner.calls.values()) == (1 if expected == "skipped" else 2)
     if expected == "skipped":
         assert "concurrency_policy Forbid" in (the_run(store, job, "2026-01-30T10:19").error or "")
+
+
+def test_forbid_sees_a_long_run_behind_any_number_of_newer_runs(
+        store: Store, queue: RunQueue, runner: ScriptedRunner) -> None:
+    # Given a Forbid job whose 10:18 run is held by a worker (a long runner timeout), and 30
+    # newer run records of the job (missed occurrences) since
+    job = create_job(store, concurrency_policy="Forbid")
+    long_worker = make_worker(store, queue, Clock())
+    long_worker.runner_timeout = 3600
+    for minute in range(19, 49):
+        assert store.put_run(Run(
+            run_id=scheduled_run_id(utc(f"2026-01-30T10:{minute}")), job_id=job.id,
+            account=job.account, group=job.group, trigger="schedule",
+            scheduled_for=f"2026-01-30T10:{minute}:00Z", status="missed"))
+    later: list[str] = []
+
+    def long_run(details: Mapping[str, str], ctx: Any) -> RunResult:
+        if ctx.run_id == "20260130T101800Z-s":
+            # When the 10:49 run arrives 31 minutes into it
+            late = make_worker(store, queue, Clock(STARTED + timedelta(minutes=31)))
+            later.append(late.handle(scheduled(job, "2026-01-30T10:49")))
+        return RunResult(output="done")
+    runner.behaviour = long_run
+    assert long_worker.handle(scheduled(job)) == "succeeded"
+
+    # Then it was skipped: the hold is on the job, not found among the newest runs
+    assert later == ["skipped"]
+    # And once the long run is recorded, the next one runs
+    assert make_worker(store, queue, Clock(STARTED + timedelta(minutes=32))).handle(
+        scheduled(job, "2026-01-30T10:50")) == "succeeded"
+
+
+def test_a_forbid_run_that_is_retried_lets_go_of_the_job_until_it_runs_again(
+        store: Store, aws: dict[str, Any], queue: RunQueue, clock: Clock,
+        runner: ScriptedRunner) -> None:
+    # Given a Forbid job whose 10:18 run fails retryably (its retry is queued)
+    job = create_job(store, concurrency_policy="Forbid", max_attempts=3)
+
+    def throttled(details: Mapping[str, str], ctx: Any) -> RunResult:
+        raise RetryableError("throttled", "Throttling")
+    runner.behaviour = throttled
+    assert make_worker(store, queue, clock).handle(scheduled(job)) == "queued"
+    # When the 10:19 run arrives in between
+    runner.behaviour = None
+    # Then it runs: a queued retry holds nothing (as before: only running runs block)
+    assert make_worker(store, queue, clock).handle(scheduled(job, "2026-01-30T10:19")) == \
+        "succeeded"
+    drain(aws["sqs"], aws["queue_url"])
 
 
 # --- run-now --------------------------------------------------------------------------------
@@ -780,6 +843,7 @@ def test_records_left_when_the_invocation_runs_out_of_time_are_handed_back_at_on
     now = [1000.0]
     monkeypatch.setattr(worker_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
     worker.invocation_timeout = 10
+    worker.concurrency = 1  # one record at a time: a batch larger than the worker's threads
 
     def slow_run(details: Mapping[str, str], ctx: Any) -> RunResult:
         now[0] += 8
