@@ -858,3 +858,135 @@ def test_records_left_when_the_invocation_runs_out_of_time_are_handed_back_at_on
     # ...and are visible again at once, not after the visibility timeout
     again = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10)
     assert {m["MessageId"] for m in again.get("Messages", [])} == failed
+
+
+# --- a batch's runs at once -------------------------------------------------------------------
+
+class Overlap:
+    """Counts runners running at the same moment (not time: a test never races a clock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def __exit__(self, *_: Any) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+def mixed_batch(store: Store, aws: dict[str, Any], runner: ScriptedRunner, concurrency: int,
+                runner_timeout: int, invocation_timeout: int
+                ) -> tuple[dict[str, set[tuple[str, str | None, str]]], set[str], int]:
+    """A batch of every kind of record, handled with `concurrency` threads: the outcomes
+    (status, error code, error) of each role's records, the roles reported failed, and the
+    most runners that ran at once."""
+    roles = ["ok"] * 5 + ["permanent", "retryable", "stuck", "throttled-claim"]
+    jobs = {f"{role}-{i}": create_job(store, max_attempts=3) for i, role in enumerate(roles)}
+    by_job = {job.id: name for name, job in jobs.items()}
+    overlap = Overlap()
+    stuck = threading.Event()
+    # with threads, each runner that returns waits until all seven have started (so that
+    # they surely overlap), well within their 1 s limit
+    started = threading.Barrier(len(roles) - 2, timeout=0.8)
+
+    def behaviour(details: Mapping[str, str], ctx: Any) -> RunResult:
+        name = by_job[ctx.job_id]
+        with overlap:
+            if name.startswith("stuck"):
+                stuck.wait(10)  # past its time limit: the worker stops waiting
+                return RunResult(output="too late")
+            if concurrency > 1:
+                started.wait()
+            if name.startswith("permanent"):
+                raise PermanentError("no such instance", "InvalidInstanceID.NotFound")
+            if name.startswith("retryable"):
+                raise RetryableError("Rate exceeded", "Throttling")
+            return RunResult(output=f"ran {name}")
+    runner.behaviour = behaviour
+    throttled = next(job for name, job in jobs.items() if name.startswith("throttled"))
+    dynamodb = ThrottledClaims(aws["dynamodb"], throttled.id)
+    worker = make_worker(Store(dynamodb, TABLE, SHARDS), RunQueue(aws["sqs"], QUEUE,
+                                                                  aws["queue_url"]),
+                         Clock(), concurrency=concurrency)
+    worker.runner_timeout = runner_timeout
+    worker.invocation_timeout = invocation_timeout
+    send(aws, *(scheduled(job).to_body() for job in jobs.values()), "poison")
+    messages = drain(aws["sqs"], aws["queue_url"])
+    try:
+        response = handle_batch(sqs_event(messages), worker=worker)
+    finally:
+        stuck.set()
+    drain(aws["sqs"], aws["queue_url"])  # the retries sent back
+    outcomes: dict[str, set[tuple[str, str | None, str]]] = {}
+    for name, job in jobs.items():
+        run = the_run(store, job)
+        outcomes.setdefault(name.split("-")[0], set()).add(
+            (run.status, run.error_code, run.error or "") if run else ("none", None, ""))
+    names = {m["MessageId"]: by_job.get(json.loads(m["Body"])["job_id"], "")
+             if m["Body"] != "poison" else "poison" for m in messages}
+    failed = {names[f["itemIdentifier"]].split("-")[0] for f in response["batchItemFailures"]}
+    return outcomes, failed, overlap.most
+
+
+def test_a_batch_runs_its_runs_at_once_with_the_outcomes_limits_and_failures_of_one_by_one(
+        store: Store, aws: dict[str, Any], runner: ScriptedRunner) -> None:
+    # Given identical batches of every kind of record: runs that succeed, fail permanently,
+    # fail retryably, outlive their time limit (1 s), a claim DynamoDB throttles, a poison
+    # message
+    # When one is handled one record at a time, another with ten threads, and a third with
+    # ten threads in an invocation that has only 4 s left (the limit is then its time left,
+    # 4 s - TIME_TO_RECORD, not the runner timeout of 60 s)
+    one_by_one = mixed_batch(store, aws, runner, 1, runner_timeout=1, invocation_timeout=120)
+    at_once = mixed_batch(store, aws, runner, CONCURRENCY, runner_timeout=1,
+                          invocation_timeout=120)
+    short = mixed_batch(store, aws, runner, CONCURRENCY, runner_timeout=60,
+                        invocation_timeout=4)
+
+    # Then each record ends the same way every time...
+    expected = {
+        "ok": {("succeeded", None, "")},
+        "permanent": {("failed", "InvalidInstanceID.NotFound", "no such instance")},
+        "retryable": {("queued", "Throttling", "Rate exceeded")},
+        "stuck": {("queued", "Timeout", "runner timed out after 1 s")},
+        "throttled": {("none", None, "")}}
+    assert one_by_one[0] == at_once[0] == expected
+    assert short[0] == {**expected, "stuck": {("queued", "Timeout", "runner timed out after 2 s")}}
+    # ...the same records come back (the poison and the throttled claim)...
+    assert one_by_one[1] == at_once[1] == short[1] == {"poison", "throttled"}
+    # ...and with threads, the runs really ran at once (all eight that reach their runner)
+    assert one_by_one[2] == 1
+    assert at_once[2] == short[2] == 8
+
+
+def test_every_record_reported_failed_is_logged_at_error_with_its_job_and_run_ids(
+        aws: dict[str, Any], queue: RunQueue, clock: Clock, runner: ScriptedRunner,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a run whose claim DynamoDB throttles, and a poison message, in one batch
+    plain = Store(aws["dynamodb"], TABLE, SHARDS)
+    job = create_job(plain)
+    worker = make_worker(Store(ThrottledClaims(aws["dynamodb"], job.id), TABLE, SHARDS),
+                         queue, clock)
+    send(aws, scheduled(job).to_body(), "not json")
+    capsys.readouterr()
+
+    # When the batch is handled
+    messages, response = deliver(aws, worker)
+
+    # Then each failed item has an ERROR line naming its message, and the run's ids when the
+    # body names them (Powertools itself logs these at DEBUG only)
+    errors = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+              if line.startswith("{") and '"level":"ERROR"' in line]
+    by_message = {e["message_id"]: e for e in errors}
+    assert set(by_message) == {f["itemIdentifier"] for f in response["batchItemFailures"]} \
+        == {m["MessageId"] for m in messages}
+    [run_message] = [m["MessageId"] for m in messages if m["Body"] != "not json"]
+    logged = by_message[run_message]
+    assert (logged["job_id"], logged["run_id"], logged["error_type"]) == (
+        job.id, "20260130T101800Z-s", "ServiceUnavailable")
+    assert "job_id" not in by_message[next(iter(set(by_message) - {run_message}))]
