@@ -966,22 +966,20 @@ def test_a_batch_runs_its_runs_at_once_with_the_outcomes_limits_and_failures_of_
 
 def test_every_record_reported_failed_is_logged_at_error_with_its_job_and_run_ids(
         aws: dict[str, Any], queue: RunQueue, clock: Clock, runner: ScriptedRunner,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        caplog: pytest.LogCaptureFixture) -> None:
     # Given a run whose claim DynamoDB throttles, and a poison message, in one batch
     plain = Store(aws["dynamodb"], TABLE, SHARDS)
     job = create_job(plain)
     worker = make_worker(Store(ThrottledClaims(aws["dynamodb"], job.id), TABLE, SHARDS),
                          queue, clock)
     send(aws, scheduled(job).to_body(), "not json")
-    capsys.readouterr()
 
     # When the batch is handled
     messages, response = deliver(aws, worker)
 
     # Then each failed item has an ERROR line naming its message, and the run's ids when the
     # body names them (Powertools itself logs these at DEBUG only)
-    errors = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-              if line.startswith("{") and '"level":"ERROR"' in line]
+    errors = [r.__dict__ for r in caplog.records if r.levelname == "ERROR"]
     by_message = {e["message_id"]: e for e in errors}
     assert set(by_message) == {f["itemIdentifier"] for f in response["batchItemFailures"]} \
         == {m["MessageId"] for m in messages}
