@@ -7,7 +7,7 @@ import uuid
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
-from chalice import Chalice, CORSConfig, Cron, Response
+from chalice import Chalice, CORSConfig, Cron, Rate, Response
 
 from chalicelib import deps
 from chalicelib.api import JobListing, MinionApi, RequestBody, job_body
@@ -294,3 +294,10 @@ def reporter(event: Any) -> dict[str, Any]:
     from chalicelib.reporter import handle_event
 
     return handle_event(event.to_dict(), event.context)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="sweep")
+def sweep(event: Any) -> dict[str, int]:
+    from chalicelib.sweep import handle_sweep
+
+    return handle_sweep(event.to_dict(), event.context)

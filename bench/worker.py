@@ -154,3 +154,97 @@ def worker_vs_floor(batch_count: int, rounds: int) -> WorkerTimes:
                        floor=[w for w, _ in times[floor_side]],
                        worker_cpu=[c for _, c in times[worker_side]],
                        floor_cpu=[c for _, c in times[floor_side]], calls=dict(log.calls))
+
+
+@dataclass
+class BatchSpeedup:
+    """Seconds to handle one batch of runs that each wait on an AWS API, one by one and at
+    once; and the same batch at once with runners that do not wait (the emulator's share)."""
+
+    runs: int
+    wait: float
+    one_by_one: list[float]
+    at_once: list[float]
+    emulator: list[float]
+
+    @property
+    def ratio(self) -> float:
+        """How many times faster the batch is at once than one run after another.
+
+        Both sides include the emulator's own work (`emulator`: the batch at once with
+        runners that do not wait). moto's server is one Python process and answers one call
+        at a time, where DynamoDB and SQS answer a batch's calls side by side: here that time
+        stays in the batch at once, so the ratio is lower than in AWS, never higher.
+        """
+        return median(self.one_by_one) / median(self.at_once)
+
+
+class WaitingRunner:
+    """dummyRunner after `wait` seconds: a runner whose time goes to waiting on an AWS API."""
+
+    name = "dummyRunner"
+
+    def __init__(self, wait: float) -> None:
+        from chalicelib.runners.dummy import DummyRunner
+
+        self.wait = wait
+        self.dummy = DummyRunner()
+
+    def validate(self, details: Any) -> None:
+        self.dummy.validate(details)
+
+    def run(self, details: Any, ctx: Any) -> Any:
+        import time
+
+        time.sleep(self.wait)
+        return self.dummy.run(details, ctx)
+
+
+def batch_speedup(runs: int = 10, wait: float = 0.2, rounds: int = 3) -> BatchSpeedup:
+    """One batch of `runs` runs whose runner waits `wait` s, through `handle_batch` with the
+    deployed worker (all of a batch at once) and with one thread; `rounds` of each, alternated."""
+    import time
+
+    from chalice.local import LambdaContext
+
+    from chalicelib import runners
+    from chalicelib.worker import default_worker
+
+    backend = Backend("bench-speedup", "bench-speedup-runs")
+    jobs = [bench_job(i, next_at=MINUTE + timedelta(days=1)) for i in range(runs)]
+    backend.put_items([job_to_item(job, SHARDS) for job in jobs])
+    context = LambdaContext(function_name="worker", memory_size=512, max_runtime_ms=120000)
+    occurrences = (MINUTE + timedelta(minutes=n) for n in range(1_000_000))
+    times: dict[int, list[float]] = {1: [], 0: [], -1: []}
+    saved = runners.RUNNERS["dummyRunner"]
+    waiting, instant = WaitingRunner(wait), WaitingRunner(0)
+    try:
+        for round_ in range(rounds + 1):  # the first round warms up (connections, threads)
+            for threads in ((1, 0, -1) if round_ % 2 == 0 else (-1, 0, 1)):
+                # -1: at once, runners that do not wait (what the emulator's calls take)
+                runners.RUNNERS["dummyRunner"] = (  # type: ignore[assignment]
+                    instant if threads < 0 else waiting)
+                occurrence = next(occurrences)
+                messages = [RunMessage(account=j.account, group=j.group, job_id=j.id,
+                                       run_id=scheduled_run_id(occurrence), trigger="schedule",
+                                       scheduled_for=occurrence.strftime(STAMP)) for j in jobs]
+                if deps.run_queue().send_batch(messages):
+                    raise RuntimeError("the bench's runs could not be queued")
+                event = backend.sqs_event(backend.receive_all(runs))
+                worker = default_worker()
+                if threads > 0:
+                    worker.concurrency = threads
+                started = time.perf_counter()
+                if handle_batch(event, context, worker=worker)["batchItemFailures"]:
+                    raise RuntimeError("the worker reported failed runs")
+                if round_:
+                    times[threads].append(time.perf_counter() - started)
+                store = deps.store()
+                for job, message in zip(jobs, messages):
+                    run = store.get_run(job.id, message.run_id)
+                    if run is None or run.status != "succeeded":
+                        raise RuntimeError(f"run {message.run_id} of job {job.id}: {run}")
+    finally:
+        runners.RUNNERS["dummyRunner"] = saved
+    return BatchSpeedup(runs=runs, wait=wait, one_by_one=times[1], at_once=times[0],
+                        emulator=times[-1])

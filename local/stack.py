@@ -306,6 +306,8 @@ def main() -> None:
         threads.append(threading.Thread(target=worker_loop,
                                         args=(stop, app_module.worker, queue_url),
                                         daemon=True, name="worker"))
+        threads.append(threading.Thread(target=tick_loop, args=(stop, app_module.sweep),
+                                        daemon=True, name="sweep"))
     for thread in threads:
         thread.start()
 

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 
 RUNNER_ROLE = ROOT / "infra" / "runner-role.yaml"
 FUNCTIONS = {"APIHandler": "ApiRole", "Tick": "TickRole", "TickPart": "TickPartRole",
-             "Worker": "WorkerRole"}
+             "Worker": "WorkerRole", "Sweep": "SweepRole"}
 # Functions that exist only when a parameter asks for them (WebhookSecretArn).
 OPTIONAL_FUNCTIONS = {"Reporter": "ReporterRole"}
 # The only actions the roles may grant on Resource "*": these have no resource-level
@@ -140,12 +140,14 @@ def test_table_is_the_one_the_code_queries(template: dict[str, Any]) -> None:
         sorted(expected["AttributeDefinitions"], key=str)
     assert table["KeySchema"] == expected["KeySchema"]
     assert table["BillingMode"] == expected["BillingMode"]
-    [index] = table["GlobalSecondaryIndexes"]
-    [wanted] = expected["GlobalSecondaryIndexes"]
+    index, watch = table["GlobalSecondaryIndexes"]
+    wanted, wanted_watch = expected["GlobalSecondaryIndexes"]
     assert (index["IndexName"], index["KeySchema"]) == (wanted["IndexName"], wanted["KeySchema"])
     assert index["Projection"]["ProjectionType"] == "INCLUDE"
     assert sorted(index["Projection"]["NonKeyAttributes"]) == \
         sorted(wanted["Projection"]["NonKeyAttributes"])
+    # And the sweep's watch index (keys only) too
+    assert watch == wanted_watch
 
 
 def test_table_expires_runs_and_is_protected_backed_up_and_encrypted(
