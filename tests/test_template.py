@@ -225,7 +225,8 @@ def test_worker_answers_with_a_partial_batch_response() -> None:
     # When the worker handles it
     from types import SimpleNamespace
 
-    untouched = SimpleNamespace(invocation_timeout=120, flush_counts=lambda: None)
+    untouched = SimpleNamespace(invocation_timeout=120, concurrency=1,
+                                flush_counts=lambda: None)
     answer = handle_batch(event, worker=untouched)  # type: ignore[arg-type]
     # Then the answer is the partial batch response the event source is configured for
     assert answer == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
