@@ -24,6 +24,11 @@ inside the runner, just before or just after recording; a second worker running 
 claim or while a runner runs; jobs disabled or deleted between ticks and workers, or in the
 middle of a tick; runners that fail retryably a few times.
 
+The sweep (chalicelib/sweep.py) runs every simulated minute, as its schedule does: run messages
+dropped for good (moved to the dead-letter queue before any delivery, or after five failed
+ones), a job whose worker dies at every delivery, and the sweep itself killed part-way or run
+twice; afterwards no run is `running` and every occurrence has exactly one outcome.
+
 A failure prints its seed. Replay it with
     MINION_CAMPAIGN_SEED=<seed> .venv/bin/python -m pytest tests/test_fault_campaign.py -k <plan>
 """
@@ -36,7 +41,7 @@ import re
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -56,6 +61,7 @@ from chalicelib.runners.dummy import DummyRunner
 from chalicelib.runs import scheduled_run_id
 from chalicelib.schedules import parse_schedule
 from chalicelib.store import Store, shard_of
+from chalicelib.sweep import GRACE_SECONDS, Sweeper, SweepReport
 from chalicelib.tick import Ticker, TickIncomplete, plan_parts, run_tick
 from chalicelib.worker import TIME_TO_RECORD, Worker, handle_batch, retry_delay
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event
@@ -111,6 +117,10 @@ class WorkerKilled(BaseException):
     the whole batch comes back after the visibility timeout."""
 
 
+class SweepKilled(BaseException):
+    """The sweep Lambda dies (timeout, crash) part-way: the next minute's sweep goes on."""
+
+
 class SimulatedTime:
     """The `time` module as the worker sees it: its monotonic clock is the campaign's."""
 
@@ -151,6 +161,9 @@ class Rates:
     change_mid_tick: float = 0.5       # a job's disabling or deletion lands inside a tick
     slow_runner: float = 0.05          # a run takes 20-55 s instead of 0-2 s
     slow_period: float = 0.02          # most runs are slow for the next 5-15 minutes
+    dead_lettered: float = 0.01        # a message moved to the DLQ instead of being delivered
+    sweep_killed: float = 0.05         # a sweep dies at one of its calls
+    sweep_twice: float = 0.05          # a sweep runs twice in the same minute
 
 
 @dataclass(frozen=True)
@@ -164,6 +177,7 @@ class Plan:
     rates: Rates = Rates()
     outage: tuple[int, int] | None = None  # an outage surely there: (first minute, minutes)
     concurrency: int = 0  # worker invocations at once; 0: the template's default
+    doomed: int = 1  # jobs whose worker dies at every delivery of their runs
 
     def __post_init__(self) -> None:
         if not self.concurrency:
@@ -200,6 +214,7 @@ class JobPlan:
     change: str | None = None  # "disabled" or "deleted" ...
     change_at: datetime | None = None  # ... at this time, between the ticks and the workers
     change_index: int | None = None  # its place in the sequence of tick attempts
+    doomed: bool = False  # its worker dies at every delivery
 
     @property
     def forbid(self) -> bool:
@@ -236,6 +251,7 @@ class Claim:
     attempts: int
     lease_until: int
     open: bool = True
+    held: bool = False  # a Forbid job's hold taken for it (its runner may run)
 
 
 @dataclass
@@ -249,6 +265,7 @@ class Invocation:
     kill_at_claim: int = 0
     claims: int = 0
     outcome: str | None = None  # what the current claim's runner did: "acted" or "failed"
+    claimed: list[tuple[str, str]] = field(default_factory=list)
 
     def doomed(self, point: str) -> bool:
         return self.kill_point == point and self.claims == self.kill_at_claim
@@ -341,6 +358,10 @@ class Campaign:
         self.attempt_start = 0
         self.parts = plan_parts(SHARDS, _template_default("TickParts"))
         self._rngs: dict[str, random.Random] = {}
+        self.settled: set[int] = set()  # dead letters (by seq) the sweep is done with
+        self.lost_ok: set[tuple[str, str]] = set()  # runs dead-lettered or whose worker died
+        self.sweep_kill_at: int | None = None
+        self.sweep_calls = 0
 
         self.store = Store(aws["dynamodb"], TABLE, SHARDS, clock=self.epoch)
         self.jobs = {p.job.id: p for p in self._make_jobs()}
@@ -368,6 +389,12 @@ class Campaign:
         monkeypatch.setattr(worker_module, "time", SimulatedTime(self))
         self.released: set[str] = set()
         monkeypatch.setitem(runners.RUNNERS, "dummyRunner", CampaignRunner(self))
+        self.sweeper = Sweeper(
+            store=Store(Faulty(aws["dynamodb"], self, "sweep", self.rates.worker_dynamodb,
+                               dynamodb_codes), TABLE, SHARDS, clock=self.epoch),
+            queue=RunQueue(Faulty(aws["sqs"], self, "sweep", self.rates.sqs,
+                                  ("RequestThrottled",)), QUEUE, aws["queue_url"]),
+            dead_letters=None, clock=self.clock)
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -412,6 +439,7 @@ class Campaign:
                     plan.change_at = self._change_time(job, rng)
                 yield plan
         yield from self._flaky_jobs(rng)
+        yield from self._doomed_jobs()
 
     def _change_time(self, job: Job, rng: random.Random) -> datetime:
         """When to disable or delete a job: mostly right after the tick of a minute it is due
@@ -427,6 +455,20 @@ class Campaign:
             return rng.choice(due) + timedelta(seconds=SUB_STEPS[1])
         return window[0] + timedelta(minutes=rng.randrange(self.plan.minutes - 2 * margin),
                                      seconds=rng.choice(SUB_STEPS))
+
+    def _doomed_jobs(self) -> Iterator[JobPlan]:
+        """Jobs whose worker dies at every delivery of their runs (a runner that crashes the
+        process): SQS redelivers, the sweep re-queues, and at last each run ends lost."""
+        rng = self.rng("doomed")
+        for index in range(self.plan.doomed):
+            body = {"name": "campaign doomed", "schedule_expression": "*/15 * * * *",
+                    "enabled": True, "details": {"runner": "dummyRunner"}, "max_attempts": 2,
+                    **({"concurrency_policy": "Forbid"} if index % 2 else {})}
+            job_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            job = job_from_request(body, account="spinup", group="doomed", job_id=job_id,
+                                   entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
+                                   now=CREATED)
+            yield JobPlan(job, doomed=True)
 
     def _flaky_jobs(self, rng: random.Random) -> Iterator[JobPlan]:
         """Jobs whose runner fails retryably a few times per run: one that succeeds on its
@@ -483,6 +525,8 @@ class Campaign:
                 self.stats["slow periods"] += 1
             for second in SUB_STEPS:
                 self._step(minute + timedelta(seconds=second))
+                if second == SUB_STEPS[1]:
+                    self._sweep()
         self.faults_on = False
         self.last_minute = START + timedelta(minutes=last - 1)
         # Drain: no more ticks; deliver what is left at its simulated time.
@@ -492,6 +536,7 @@ class Campaign:
             if min(upcoming) <= self.now:  # waiting for a free invocation
                 upcoming = [min(self.busy_until)]
             self._step(max(self.now + timedelta(seconds=1), min(upcoming)))
+        self._settle(deadline)
         self.stats["seconds"] = round(time.monotonic() - started)
         return self
 
@@ -600,6 +645,12 @@ class Campaign:
             visible = self.clock() + timedelta(seconds=self.delays.pop(message["MessageId"], 0))
             if self.faults_on and rng.random() < self.rates.message_late:
                 visible += timedelta(seconds=rng.randint(1, 120))
+            if self.faults_on and self.rng("dead letters").random() < self.rates.dead_lettered:
+                # Dropped for good: it never reaches a worker (as if every receive failed).
+                self.dead_letters.append(Copy(self._next_index(), message, visible))
+                self.lost_ok.add(_run_key(message["Body"]))
+                self.stats["messages dead-lettered"] += 1
+                continue
             self.copies.append(Copy(self._next_index(), message, visible))
             if self.faults_on and rng.random() < self.rates.message_twice:
                 self.copies.append(Copy(self._next_index(), message,
@@ -654,8 +705,9 @@ class Campaign:
             response = handle_batch(event, worker=worker)
             failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         except WorkerKilled:
-            self.stats[f"workers killed {invocation.kill_point}"] += 1
-            self.kills += 1
+            self.stats[f"workers killed {invocation.kill_point or 'doomed'}"] += 1
+            self.kills += invocation.kill_point is not None
+            self.lost_ok.update(invocation.claimed)
             failed = {c.message["MessageId"] for c in batch}
         except Exception as error:  # noqa: BLE001  (the handler must answer, not raise)
             self.violations.append(f"worker invocation raised {error!r}")
@@ -669,6 +721,7 @@ class Campaign:
             elif copy.receives >= MAX_RECEIVES:
                 self.copies.remove(copy)
                 self.dead_letters.append(copy)
+                self.lost_ok.add(_run_key(copy.message["Body"]))
             elif copy.message["ReceiptHandle"] in self.released:
                 copy.visible_at = invocation.now
                 self.stats["messages postponed"] += 1
@@ -678,6 +731,66 @@ class Campaign:
         self.released.difference_update(c.message["ReceiptHandle"] for c in batch)
         self._collect()
         return invocation.now
+
+    # --- the sweep, every minute ----------------------------------------------------------------
+
+    def _sweep(self) -> bool:
+        """The sweep's minute: the dead letters it has not settled, then the watch index; now
+        and then it dies part-way, or two run one after the other. Whether it did anything."""
+        rng = self.rng("sweeps")
+        rounds = 2 if self.faults_on and rng.random() < self.rates.sweep_twice else 1
+        self.stats["sweeps twice"] += rounds - 1
+        did = False
+        for _ in range(rounds):
+            self.sweep_calls = 0
+            if self.faults_on and rng.random() < self.rates.sweep_killed:
+                self.sweep_kill_at = rng.randint(1, 8)
+            report = SweepReport()
+            try:
+                for copy in self.dead_letters:
+                    if copy.seq not in self.settled and self.sweeper.settle_dead_letter(
+                            copy.message["Body"], copy.message["MessageId"], report):
+                        self.settled.add(copy.seq)
+                        did = True
+                swept = self.sweeper.sweep()
+                report.lost += swept.lost
+                report.requeued += swept.requeued
+            except SweepKilled:
+                self.stats["sweeps killed"] += 1
+                did = True
+            except (ServiceUnavailable, ClientError) as error:
+                self.stats[f"sweep failed: {type(error).__name__}"] += 1
+                did = True
+            except Exception as error:  # noqa: BLE001  (any other failure is a finding)
+                self.violations.append(f"sweep at {iso(self.now)} raised {error!r}")
+            finally:
+                self.sweep_kill_at = None
+            self.stats["runs lost (sweep)"] += report.lost
+            self.stats["runs re-queued (sweep)"] += report.requeued
+            did = did or bool(report.lost or report.requeued)
+            self._collect()
+        return did
+
+    def _settle(self, deadline: datetime) -> None:
+        """After the drain: a sweep a minute, and the deliveries it causes, until a lease and
+        its grace went by with nothing left to do (a watched run's worker died: the sweep
+        takes it only then)."""
+        quiet_minutes = (RUNNER_TIMEOUT + worker_module.LEASE_MARGIN + GRACE_SECONDS) // 60 + 2
+        quiet = 0
+        while quiet < quiet_minutes and self.now < deadline:
+            self._step(self.now + timedelta(minutes=1))
+            did = self._sweep()
+            while (self.copies or self.pending_ticks) and self.now < deadline:
+                did = True
+                upcoming = [c.visible_at for c in self.copies] + [t[0] for t in
+                                                                  self.pending_ticks]
+                if min(upcoming) <= self.now:
+                    upcoming = [min(self.busy_until)]
+                self._step(max(self.now + timedelta(seconds=1), min(upcoming)))
+                if self.rng("settle").random() < 0.2:
+                    self._sweep()
+            unsettled = [c for c in self.dead_letters if c.seq not in self.settled]
+            quiet = 0 if did or unsettled else quiet + 1
 
     # --- watching the calls --------------------------------------------------------------------
 
@@ -738,6 +851,10 @@ class Campaign:
                 # Before the part read the jobs: for it, the change came first.
                 for plan in changed:
                     plan.change_index = self.attempt_start
+        if role == "sweep":
+            self.sweep_calls += 1
+            if self.sweep_calls == self.sweep_kill_at:
+                raise SweepKilled()
         if role != "worker" or not self.invocations:
             return
         invocation = self.invocations[-1]
@@ -783,6 +900,11 @@ class Campaign:
             self.sent_since_drain += 1
         elif name == "send_message_batch":
             self.sent_since_drain += len(answer.get("Successful", []))
+        if name == "update_item" and kwargs["UpdateExpression"].startswith("SET forbid_run"):
+            held = (kwargs["Key"]["sk"]["S"].rsplit("#", 1)[1],
+                    kwargs["ExpressionAttributeValues"][":run_id"]["S"])
+            if held in self.claims:
+                self.claims[held].held = True
         if role != "worker" or not self.invocations:
             return
         invocation = self.invocations[-1]
@@ -792,6 +914,7 @@ class Campaign:
             self.claims[key] = Claim(int(attributes["attempts"]["N"]),
                                      int(attributes["lease_until"]["N"]))
             invocation.claims += 1
+            invocation.claimed.append(key)
             invocation.outcome = None
             if invocation.doomed("after claim"):
                 raise WorkerKilled()
@@ -821,8 +944,10 @@ class Campaign:
     def running(self, job_id: str, other_than: str) -> list[str]:
         """Runs of a job held under a live lease (what the store knows as running)."""
         now = int(self.epoch())
+        # A claim whose worker died before it took the job's Forbid hold never ran its runner:
+        # it does not block the next run (the hold does, chalicelib/store.py hold_forbid).
         return [run_id for (job, run_id), claim in self.claims.items()
-                if job == job_id and run_id != other_than and claim.open
+                if job == job_id and run_id != other_than and claim.open and claim.held
                 and claim.lease_until >= now]
 
     def _check_skip(self, key: tuple[str, str], item: Mapping[str, Any]) -> None:
@@ -850,6 +975,9 @@ class Campaign:
         key = (job_id, run_id)
         if invocation.doomed("in runner"):
             raise WorkerKilled()
+        if plan.doomed:
+            self.lost_ok.add(key)
+            raise WorkerKilled()  # the runner takes the process down, every time
         if plan.forbid and self.running(job_id, run_id):
             self.violations.append(
                 f"{run_id} of Forbid job {job_id} started while {self.running(job_id, run_id)} "
@@ -919,6 +1047,10 @@ class Campaign:
                                   f"{message.attempt}) landed in the DLQ while its run was "
                                   f"{record.status if record else 'not recorded'}")
         self.stats["dead letters"] = len(self.dead_letters)
+        for copy in self.dead_letters:
+            if copy.seq not in self.settled:
+                violations.append(f"dead letter {copy.message['MessageId']} never settled by "
+                                  f"the sweep")
         statuses: Counter[str] = Counter()
         runs = self.all_runs()
         for plan in self.jobs.values():
@@ -1018,6 +1150,10 @@ class Campaign:
             if self.failures[key] != plan.failures:
                 problems.append(f"succeeded after {self.failures[key]} failures, the runner "
                                 f"fails {plan.failures} times")
+        elif status == "failed" and record.get("error_code") == "RunLost":
+            if key not in self.lost_ok:
+                problems.append(f"failed as lost ({record.get('error')}) though its message "
+                                f"was never dead-lettered and no worker of it died")
         elif status == "failed":
             cause = "Timeout" if self.timeouts[key] else "ThrottlingException"
             if not (plan.failures or self.timeouts[key]) \
@@ -1061,6 +1197,11 @@ def _is_record(kwargs: Mapping[str, Any]) -> bool:
     return kwargs.get("ConditionExpression", "").startswith("#status = :running")
 
 
+def _run_key(body: str) -> tuple[str, str]:
+    message = RunMessage.from_body(body)
+    return message.job_id, message.run_id
+
+
 def _parse(run_id: str) -> datetime:
     return datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
 
@@ -1097,7 +1238,7 @@ def test_a_fault_campaign_with_a_fresh_seed_keeps_every_promise(
 SHORT = Plan("fixed", jobs=100, minutes=45, outage=(20, 6), rates=replace(
     Rates(), tick_outage=0.03, worker_killed=0.1, tick_dynamodb=0.02, second_worker=0.06,
     entries_stuck=0.1, tick_overlap=0.03, part_lost=0.08, part_late=0.08, part_twice=0.08,
-    response_lost=0.02))
+    response_lost=0.02, sweep_twice=0.15))
 # Kinds of fault a fixed seed must have injected (prefixes of the campaign's counts), so that
 # it keeps testing what it did.
 FAULT_KINDS = ("ticks dropped", "ticks late", "ticks twice", "tick outages", "ticks overlapping",
@@ -1105,6 +1246,9 @@ FAULT_KINDS = ("ticks dropped", "ticks late", "ticks twice", "tick outages", "ti
                "batch entries failed", "messages twice", "messages failed", "workers killed",
                "second workers", "jobs disabled", "jobs deleted", "jobs changed mid-tick",
                "runs failed", "runs missed", "parts lost", "parts late", "parts twice")
+# ...and of what the sweep repairs, and of faults of the sweep itself.
+SWEEP_FAULT_KINDS = ("messages dead-lettered", "workers killed doomed", "runs lost (sweep)",
+                     "runs re-queued (sweep)", "sweeps killed", "sweeps twice")
 
 
 @pytest.mark.parametrize("seed", [20260202, 7])
@@ -1114,7 +1258,7 @@ def test_a_fault_campaign_with_a_fixed_seed_keeps_every_promise(
     # When an hour of ticks and workers runs through them
     campaign = run_campaign(aws, monkeypatch, seed, SHORT)
     # Then every promise was kept (run_campaign), and the seed still injects what it did
-    missing = [kind for kind in FAULT_KINDS
+    missing = [kind for kind in FAULT_KINDS + SWEEP_FAULT_KINDS
                if not any(n for name, n in campaign.stats.items() if name.startswith(kind))]
     assert not missing, f"fault campaign seed: {seed}: injected no {missing}"
 
@@ -1139,8 +1283,8 @@ def _ignore_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
     real = Store.claim_run
 
     def claim_run(self: Store, run: Any, attempt: int, lease_seconds: int, now: datetime,
-                  must_exist: bool = False) -> Any:
-        claimed = real(self, run, attempt, lease_seconds, now, must_exist)
+                  must_exist: bool = False, **watch: Any) -> Any:
+        claimed = real(self, run, attempt, lease_seconds, now, must_exist, **watch)
         return claimed or self.get_run(run.job_id, run.run_id)
     monkeypatch.setattr(Store, "claim_run", claim_run)
 
