@@ -923,6 +923,9 @@ def iam_requests(service: str, operation: str, params: dict[str, Any],
         assert params["TableName"] == names["table"]
         index = params.get("IndexName")
         return [(f"dynamodb:{operation}", table_arn + (f"/index/{index}" if index else ""))]
+    if service == "sqs" and params["QueueUrl"] == names.get("dead_letter_queue_url"):
+        action = {"DeleteMessageBatch": "DeleteMessage"}.get(operation, operation)
+        return [(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{account}:RunsDeadLetterQueue")]
     if service == "sqs":
         queues = {names["queue_url"]: "RunsQueue", names.get("tick_parts_url"): "TickPartsQueue"}
         assert params["QueueUrl"] in queues
@@ -1128,6 +1131,47 @@ def test_tick_worker_and_runner_roles_allow_every_call_they_make(
     # And the run really happened: the instance stopped
     state = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
     assert state["State"]["Name"] == "stopped", calls
+
+
+def test_sweep_role_allows_every_call_the_sweep_makes(
+        template: dict[str, Any], recorded: dict[str, Any], client: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.queue import RunMessage
+    from chalicelib.runs import Run
+    from chalicelib.store import Store
+    from chalicelib.sweep import handle_sweep
+
+    # Given a Forbid job, a dead-lettered message of one of its runs, and another of its runs
+    # claimed from a second delivery by a worker that died ten minutes ago
+    job = {"name": "minutely", "schedule_expression": "* * * ? *", "enabled": True,
+           "concurrency_policy": "Forbid", "details": {"runner": "dummyRunner"}}
+    created = client.http.post("/v1/minion/spinup/jobs/space-xy", headers=auth(),
+                               body=json.dumps(job))
+    job_id = json.loads(created.body)["id"]
+    sqs = recorded["sqs"]
+    dlq_url = sqs.create_queue(QueueName=os.environ["MINION_QUEUE_NAME"] + "-dlq")["QueueUrl"]
+    monkeypatch.setenv("MINION_DEAD_LETTER_QUEUE_URL", dlq_url)
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=RunMessage(
+        account="spinup", group="space-xy", job_id=job_id, run_id="20260130T101800Z-s",
+        trigger="schedule", scheduled_for="2026-01-30T10:18:00Z").to_body())
+    store = Store(recorded["dynamodb"], TABLE, 4)
+    died = datetime.now().astimezone() - timedelta(minutes=10)
+    assert store.claim_run(Run(run_id="20260130T101900Z-s", job_id=job_id, account="spinup",
+                               group="space-xy", trigger="schedule",
+                               scheduled_for="2026-01-30T10:19:00Z", status="running"),
+                           2, 120, died, watch=True)
+    # When the sweep runs (in a process of its own)
+    recorder = recorded["recorder"]
+    _new_process()
+    recorder.clear()
+    report = handle_sweep({})
+    # Then it ended the first run and queued the second again
+    assert (report["lost"], report["requeued"]) == (1, 1)
+    # And the sweep's role allows every call it made
+    names = {**recorded["names"], "dead_letter_queue_url": dlq_url}
+    assert _denied(Resolver(template), statements_of(template, "SweepRole"), recorder.own(),
+                   names) == []
+    drain(sqs, recorded["queue_url"])
 
 
 # --- make deploy ------------------------------------------------------------------------------------
