@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("tick_items_read_per_due_job", "full_scan_items_read_per_due_job",
            "tick_vs_floor_ratio", "api_get_vs_getitem_ratio", "cold_import_ratio",
-           "cold_import_from_source_ratio", "worker_vs_floor_ratio")
+           "cold_import_from_source_ratio", "worker_vs_floor_ratio", "worker_batch_speedup")
 
 
 @pytest.fixture(scope="module")
