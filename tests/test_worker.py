@@ -891,18 +891,18 @@ def mixed_batch(store: Store, aws: dict[str, Any], runner: ScriptedRunner, concu
     by_job = {job.id: name for name, job in jobs.items()}
     overlap = Overlap()
     stuck = threading.Event()
-    # with threads, each runner that returns waits until all seven have started (so that
-    # they surely overlap), well within their 1 s limit
-    started = threading.Barrier(len(roles) - 2, timeout=0.8)
+    # with threads, each runner waits until all eight that reach their runner have started
+    # (so that they surely overlap), within their limit (3 s or more) even on a busy machine
+    started = threading.Barrier(len(roles) - 1, timeout=2.5)
 
     def behaviour(details: Mapping[str, str], ctx: Any) -> RunResult:
         name = by_job[ctx.job_id]
         with overlap:
+            if concurrency > 1:
+                started.wait()
             if name.startswith("stuck"):
                 stuck.wait(10)  # past its time limit: the worker stops waiting
                 return RunResult(output="too late")
-            if concurrency > 1:
-                started.wait()
             if name.startswith("permanent"):
                 raise PermanentError("no such instance", "InvalidInstanceID.NotFound")
             if name.startswith("retryable"):
@@ -937,26 +937,26 @@ def mixed_batch(store: Store, aws: dict[str, Any], runner: ScriptedRunner, concu
 def test_a_batch_runs_its_runs_at_once_with_the_outcomes_limits_and_failures_of_one_by_one(
         store: Store, aws: dict[str, Any], runner: ScriptedRunner) -> None:
     # Given identical batches of every kind of record: runs that succeed, fail permanently,
-    # fail retryably, outlive their time limit (1 s), a claim DynamoDB throttles, a poison
+    # fail retryably, outlive their time limit (3 s), a claim DynamoDB throttles, a poison
     # message
     # When one is handled one record at a time, another with ten threads, and a third with
-    # ten threads in an invocation that has only 4 s left (the limit is then its time left,
-    # 4 s - TIME_TO_RECORD, not the runner timeout of 60 s)
-    one_by_one = mixed_batch(store, aws, runner, 1, runner_timeout=1, invocation_timeout=120)
-    at_once = mixed_batch(store, aws, runner, CONCURRENCY, runner_timeout=1,
+    # ten threads in an invocation that has only 6 s left (the limit is then its time left,
+    # 6 s - TIME_TO_RECORD, not the runner timeout of 60 s)
+    one_by_one = mixed_batch(store, aws, runner, 1, runner_timeout=3, invocation_timeout=120)
+    at_once = mixed_batch(store, aws, runner, CONCURRENCY, runner_timeout=3,
                           invocation_timeout=120)
     short = mixed_batch(store, aws, runner, CONCURRENCY, runner_timeout=60,
-                        invocation_timeout=4)
+                        invocation_timeout=6)
 
     # Then each record ends the same way every time...
     expected = {
         "ok": {("succeeded", None, "")},
         "permanent": {("failed", "InvalidInstanceID.NotFound", "no such instance")},
         "retryable": {("queued", "Throttling", "Rate exceeded")},
-        "stuck": {("queued", "Timeout", "runner timed out after 1 s")},
+        "stuck": {("queued", "Timeout", "runner timed out after 3 s")},
         "throttled": {("none", None, "")}}
     assert one_by_one[0] == at_once[0] == expected
-    assert short[0] == {**expected, "stuck": {("queued", "Timeout", "runner timed out after 2 s")}}
+    assert short[0] == {**expected, "stuck": {("queued", "Timeout", "runner timed out after 4 s")}}
     # ...the same records come back (the poison and the throttled claim)...
     assert one_by_one[1] == at_once[1] == short[1] == {"poison", "throttled"}
     # ...and with threads, the runs really ran at once (all eight that reach their runner)
