@@ -284,16 +284,18 @@ def _emit(name: str, value: float, **dimensions: str) -> None:
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_threads = 0
 _pool_lock = threading.Lock()
 
 
 def _runner_pool(threads: int = 1) -> ThreadPoolExecutor:
     """The threads runners run in: one per run of a batch, reused across invocations (a new
     thread per run pays its start each time)."""
-    global _pool
+    global _pool, _pool_threads
     with _pool_lock:
-        if _pool is None or _pool._max_workers < threads:
-            _pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="runner")
+        if _pool is None or _pool_threads < threads:
+            _pool_threads = max(1, threads)
+            _pool = ThreadPoolExecutor(max_workers=_pool_threads, thread_name_prefix="runner")
         return _pool
 
 
@@ -313,6 +315,8 @@ def _batch_processor(concurrency: int) -> Any:
     Powertools has no thread-pool processor for synchronous handlers (AsyncBatchProcessor
     wants coroutines): this one keeps its record model, its success and failure bookkeeping
     and its partial batch response, and maps records over threads instead of a loop.
+    Defined here, as Powertools' batch module is imported only by the worker (the API's cold
+    start never pays for it).
     """
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 
