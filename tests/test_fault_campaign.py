@@ -359,7 +359,7 @@ class Campaign:
         self.parts = plan_parts(SHARDS, _template_default("TickParts"))
         self._rngs: dict[str, random.Random] = {}
         self.settled: set[int] = set()  # dead letters (by seq) the sweep is done with
-        self.lost_ok: set[tuple[str, str]] = set()  # runs dead-lettered or whose worker died
+        self.lost_ok: set[tuple[str, str]] = set()  # runs dead-lettered, or left running by a worker
         self.sweep_kill_at: int | None = None
         self.sweep_calls = 0
 
@@ -714,6 +714,10 @@ class Campaign:
             failed = {c.message["MessageId"] for c in batch}
         finally:
             self.invocations.pop()
+        # A claim this invocation left open (it died, or failed the message after claiming:
+        # a throttled record or job read) is `running` until taken over: the sweep may end it.
+        self.lost_ok.update(key for key in invocation.claimed
+                            if key in self.claims and self.claims[key].open)
         for copy in batch:
             copy.in_flight = False
             if copy.message["MessageId"] not in failed:
@@ -1153,7 +1157,7 @@ class Campaign:
         elif status == "failed" and record.get("error_code") == "RunLost":
             if key not in self.lost_ok:
                 problems.append(f"failed as lost ({record.get('error')}) though its message "
-                                f"was never dead-lettered and no worker of it died")
+                                f"was never dead-lettered and no worker left it unrecorded")
         elif status == "failed":
             cause = "Timeout" if self.timeouts[key] else "ThrottlingException"
             if not (plan.failures or self.timeouts[key]) \
