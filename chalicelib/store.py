@@ -794,22 +794,37 @@ class Store:
     # --- Forbid holds and runs whose message or worker is gone (chalicelib/sweep.py) ----------
 
     @translated
-    def hold_forbid(self, job: Job, run_id: str, lease_until: int, now: datetime) -> bool:
+    def hold_forbid(self, job: Job, run_id: str, lease_until: int, now: datetime,
+                    replacing: str | None = None) -> bool:
         """Mark a Forbid job as running `run_id` until `lease_until`; False when another run
-        holds it under a live lease (or the job is gone).
+        holds it under a live lease (or the job is gone). With `replacing`, only if that run
+        still holds it (its hold outlived it: see forbid_holder).
 
         The hold is on the job item, so Forbid sees a run of any length; it is not in the due
         index's projection, so it costs no index write. Only Forbid jobs pay for it.
         """
+        values = {":run_id": {"S": run_id}, ":until": {"N": str(lease_until)}}
+        if replacing is None:
+            condition = ("attribute_exists(pk) AND (attribute_not_exists(forbid_run)"
+                         " OR forbid_until < :now OR forbid_run = :run_id)")
+            values[":now"] = {"N": str(int(now.timestamp()))}
+        else:
+            condition = "forbid_run = :holder"
+            values[":holder"] = {"S": replacing}
         return conditional(
             self.client.update_item,
             TableName=self.table, Key=job_key(job.account, job.group, job.id),
             UpdateExpression="SET forbid_run = :run_id, forbid_until = :until",
-            ConditionExpression=("attribute_exists(pk) AND (attribute_not_exists(forbid_run)"
-                                 " OR forbid_until < :now OR forbid_run = :run_id)"),
-            ExpressionAttributeValues={":run_id": {"S": run_id},
-                                       ":until": {"N": str(lease_until)},
-                                       ":now": {"N": str(int(now.timestamp()))}})
+            ConditionExpression=condition, ExpressionAttributeValues=values)
+
+    @translated
+    def forbid_holder(self, job: Job) -> str | None:
+        """The run holding a Forbid job, if any."""
+        item = self.client.get_item(TableName=self.table,
+                                    Key=job_key(job.account, job.group, job.id),
+                                    ConsistentRead=True,
+                                    ProjectionExpression="forbid_run").get("Item") or {}
+        return item["forbid_run"]["S"] if "forbid_run" in item else None
 
     @translated
     def release_forbid(self, account: str, group: str, job_id: str, run_id: str) -> bool:

@@ -108,7 +108,7 @@ class Worker:
         # The entry of the key the job was read under, never of the item's own `account`.
         entry = registry.get(message.account)
         reason = self._skip_reason(job, claimed, entry, now)
-        if reason is None and job.concurrency_policy == "Forbid" and not self.store.hold_forbid(
+        if reason is None and job.concurrency_policy == "Forbid" and not self._hold(
                 job, claimed.run_id, int(now.timestamp()) + lease_seconds, now):
             reason = FORBID_SKIP
         if reason:
@@ -245,6 +245,20 @@ class Worker:
         """Publish the events collected since the last flush (best effort, never raises)."""
         if self.events is not None and self.events.pending():
             self.events.flush()
+
+    def _hold(self, job: Job, run_id: str, lease_until: int, now: datetime) -> bool:
+        """Take a Forbid job's hold for `run_id`; False while another run really runs."""
+        if self.store.hold_forbid(job, run_id, lease_until, now):
+            return True
+        # Refused: its holder's lease is live, but the holder may have been recorded already
+        # (its release lost to throttling or a crash): only a run still running blocks.
+        holder = self.store.forbid_holder(job)
+        if holder is None:  # let go meanwhile
+            return self.store.hold_forbid(job, run_id, lease_until, now)
+        state = self.store.run_lease(job.id, holder)
+        if state is not None and state[0] == "running" and state[1] >= int(now.timestamp()):
+            return False
+        return self.store.hold_forbid(job, run_id, lease_until, now, replacing=holder)
 
     def _release(self, job: Job | None, run: Run) -> None:
         """Let the next run of a Forbid job start (best effort: the hold expires anyway)."""

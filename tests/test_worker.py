@@ -988,3 +988,19 @@ def test_every_record_reported_failed_is_logged_at_error_with_its_job_and_run_id
     assert (logged["job_id"], logged["run_id"], logged["error_type"]) == (
         job.id, "20260130T101800Z-s", "ServiceUnavailable")
     assert "job_id" not in by_message[next(iter(set(by_message) - {run_message}))]
+
+
+def test_a_forbid_hold_that_outlived_its_run_does_not_block_the_next_one(
+        store: Store, queue: RunQueue, runner: ScriptedRunner) -> None:
+    # Given a Forbid job whose 10:18 run was recorded, but whose hold was never let go (the
+    # release throttled, or the worker died right after recording)
+    job = create_job(store, concurrency_policy="Forbid")
+    first = store.claim_run(the_run_to_claim(job), 1, LEASE, STARTED)
+    assert first is not None
+    assert store.hold_forbid(job, first.run_id, int(STARTED.timestamp()) + LEASE, STARTED)
+    assert store.finish_run(first.with_status("succeeded"), 1)
+    # When the 10:19 run arrives within the old hold's lease
+    later = make_worker(store, queue, Clock(STARTED + timedelta(seconds=60)))
+    # Then it runs: only a run still running blocks, and it now holds the job
+    assert later.handle(scheduled(job, "2026-01-30T10:19")) == "succeeded"
+    assert store.forbid_holder(job) is None  # and let go of it when recorded
