@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from botocore.exceptions import ClientError
 
-from .dynamo import from_attr, from_item, to_item
+from .dynamo import from_attr, from_item, to_attr, to_item
 from .errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from .jobs import Job
 from .runs import FINAL_STATUSES, Run

@@ -185,7 +185,7 @@ class Sweeper:
 
     def _job(self, run: Run) -> Job | None:
         try:
-            return self.store.get_job(run.account, run.group, run.job_id)
+            return self.store.get_job(run.account, run.group, run.job_id, progress=False)
         except NotFound:
             return None
 
