@@ -15,7 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("tick_items_read_per_due_job", "full_scan_items_read_per_due_job",
            "tick_vs_floor_ratio", "api_get_vs_getitem_ratio", "cold_import_ratio",
-           "cold_import_from_source_ratio", "worker_vs_floor_ratio", "worker_batch_speedup")
+           "cold_import_from_source_ratio", "worker_vs_floor_ratio", "worker_batch_speedup",
+           "write_units_per_run", "aws_requests_per_run")
 
 
 @pytest.fixture(scope="module")
