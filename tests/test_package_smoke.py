@@ -32,7 +32,7 @@ from package_support import ACCOUNT_ID, REGION, RUNTIME_INFO, ZIP, Resolver, pac
 
 pytestmark = pytest.mark.slow
 
-FUNCTIONS = ("APIHandler", "Tick", "Worker")
+FUNCTIONS = ("APIHandler", "Tick", "TickPart", "Worker", "Sweep")
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_SESSION_TOKEN": "testing"}
 MARKER = "@@smoke-result@@"
@@ -144,6 +144,10 @@ def emulator(template: dict[str, Any]) -> Iterator[dict[str, Any]]:
         })["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
+        parts_name = "minion-smoke-TickPartsQueue-1SMOKE"
+        parts_url = sqs.create_queue(QueueName=parts_name)["QueueUrl"]
+        parts_arn = sqs.get_queue_attributes(QueueUrl=parts_url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
         secret = client("secretsmanager").create_secret(Name="minion-smoke/tokens",
                                                         SecretString=TOKEN)["ARN"]
         parameter = template["Parameters"]["AccountsParameterName"]["Default"]
@@ -152,9 +156,13 @@ def emulator(template: dict[str, Any]) -> Iterator[dict[str, Any]]:
         physical = {
             "JobsTable": {"Ref": table, "Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{table}"},
             "RunsQueue": {"Ref": queue_url, "Arn": queue_arn, "QueueName": queue_name},
+            "RunsDeadLetterQueue": {"Ref": dlq_url, "Arn": dlq_arn,
+                                    "QueueName": "minion-smoke-RunsDeadLetterQueue-1SMOKE"},
+            "TickPartsQueue": {"Ref": parts_url, "Arn": parts_arn, "QueueName": parts_name},
             "TokensSecret": {"Ref": secret, "Arn": secret},
         }
         yield {"endpoint": endpoint, "sqs": sqs, "queue_url": queue_url, "queue_arn": queue_arn,
+               "parts_url": parts_url, "parts_arn": parts_arn,
                "resolver": Deployed(template, physical)}
     finally:
         server.stop()
@@ -276,7 +284,14 @@ def test_packaged_handlers_serve_the_api_a_tick_and_a_worker_batch_from_the_zip_
                   if e["Type"] == "Schedule"]
     assert schedule["Properties"]["Schedule"] == "cron(* * * * ? *)"
     rule = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/minion-smoke-TickEvent"
-    call("Tick", scheduled_event(next_minute, rule))
+    [fanned] = call("Tick", scheduled_event(next_minute, rule))
+    # Then it only fans the minute out into parts
+    parts = _receive_all(emulator["sqs"], emulator["parts_url"])
+    assert len(parts) == fanned["parts"] >= 1, (fanned, parts)
+    # When the packaged part-tick handles each part, as the parts queue's event source does
+    for part in parts:
+        [answer] = call("TickPart", sqs_event([part], emulator["parts_arn"]))
+        assert answer == {"batchItemFailures": []}
     # Then the run-now message and the tick's are queued
     messages = _receive_all(emulator["sqs"], emulator["queue_url"])
     assert len(messages) == 2, messages
@@ -293,6 +308,9 @@ def test_packaged_handlers_serve_the_api_a_tick_and_a_worker_batch_from_the_zip_
                                                      if isinstance(v, list))
     assert sorted(r["status"] for r in listed) == ["succeeded", "succeeded"], listed
     assert sorted(r["trigger"] for r in listed) == ["manual", "schedule"], listed
+    # And the packaged sweep's minute finds nothing lost and fails nothing
+    [swept] = call("Sweep", scheduled_event(next_minute, rule.replace("TickEvent", "SweepEvent")))
+    assert swept == {"dead_letters": 0, "lost": 0, "requeued": 0, "kept": 0}, swept
 
 
 def test_the_package_ships_the_runtimes_bytecode_and_the_runtime_uses_it(
