@@ -14,6 +14,7 @@ they touch only. Both are patches of moto's classes, made here and never in `cha
 from __future__ import annotations
 
 import copy
+import threading
 import types
 from collections.abc import Callable
 from typing import Any
@@ -110,6 +111,24 @@ def _put_back(table: Any, hash_value: Any, range_value: Any, item: Any) -> None:
         table.items[hash_value] = item
 
 
+def one_dynamodb_request_at_a_time(app: WsgiApp) -> WsgiApp:
+    """DynamoDB applies each request atomically; moto's server, one thread per request, does
+    not: two conditional writes of one item arriving at once (the worker's concurrent runs
+    taking a Forbid job's hold) could both pass their condition. Serializing the DynamoDB
+    requests restores DynamoDB's behaviour (and keeps the journal in the order writes applied);
+    the other services, SQS's long polls among them, stay concurrent."""
+    lock = threading.Lock()
+
+    def serialized(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return app(environ, start_response)
+        with lock:
+            # The body is produced inside the lock: moto answers with a finished list.
+            return list(app(environ, start_response))
+
+    return serialized
+
+
 class EmbeddedMotoServer(ThreadedMotoServer):
     """ThreadedMotoServer on loopback whose WSGI app is wrapped (e.g. by the state journal)."""
 
@@ -120,7 +139,8 @@ class EmbeddedMotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         # ThreadedMotoServer's own, with the app wrapped.
-        app = self._wrap(DomainDispatcherApplication(create_backend_app))
+        app = one_dynamodb_request_at_a_time(
+            self._wrap(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(self._ip_address, self._port, app, True,
                                    request_handler=MotoRequestHandler)
         self._server_ready_event.set()
