@@ -36,5 +36,9 @@ package: $(STAMP)  ## build/sam.json (checked by cfn-lint) and build/deployment.
 deploy: $(STAMP)  ## package, then deploy with your AWS credentials (docs/deploying.md)
 	infra/deploy.sh
 
+lint: $(STAMP)  ## ruff and mypy (strict on chalicelib/), as configured in pyproject.toml
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
 clean:  ## remove build output and test caches
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache
