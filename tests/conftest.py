@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -12,6 +13,7 @@ from moto import mock_aws
 from chalicelib import deps
 from chalicelib.queue import RunQueue
 from chalicelib.store import Store, table_definition
+from runner_support import fake_credentials
 
 TOKEN = "test-token-0123456789"
 OLD_TOKEN = "old-token-9876543210"
@@ -66,6 +68,15 @@ def aws(settings_env: dict[str, str]) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture
+def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The runner and credential tests' AWS: fake credentials (no profile or endpoint), one
+    region, and moto's in-process AWS with Lambda run without Docker; no table or queue."""
+    fake_credentials(monkeypatch)
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        yield
+
+
+@pytest.fixture
 def store(aws: dict[str, Any]) -> Store:
     """The job store over the test table."""
     return Store(aws["dynamodb"], TABLE, SHARDS)
@@ -97,7 +108,7 @@ def auth(token: str = TOKEN, **headers: str) -> dict[str, str]:
 
 def utc(text: str) -> datetime:
     """`2026-01-30T10:17` (or with seconds) as an aware UTC datetime."""
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def scheduled_event(minute: str) -> dict[str, Any]:

@@ -1,25 +1,20 @@
-"""Shared test helpers for the runner and credential tests (moto in-process, botocore Stubber)."""
+"""Shared test helpers for the runner and credential tests (moto in-process, botocore Stubber).
+
+Their moto fixture, `moto_aws`, is in conftest.py: a test imports helpers, never fixtures.
+"""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from chalicelib.runners.base import RunContext
 
 REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"  # moto's account for the fake credentials below
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fake credentials, one region, and moto's in-process AWS (Lambda without Docker)."""
-    fake_credentials(monkeypatch)
-    with mock_aws(config={"lambda": {"use_docker": False}}):
-        yield
 
 
 def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """Credentials a run acts with: the worker's own, or a role assumed in another account (moto)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -13,7 +13,7 @@ from chalicelib.accounts import AccountEntry
 from chalicelib.credentials import SESSION_SECONDS, client_factory, role_session_name
 from chalicelib.runners import get_runner
 from chalicelib.runners.base import PermanentError, RetryableError, RunContext
-from runner_support import DEFAULT_ACCOUNT, REGION, aws  # noqa: F401  (aws is a fixture)
+from runner_support import DEFAULT_ACCOUNT, REGION
 
 TARGET_ACCOUNT = "111122223333"
 ROLE_ARN = f"arn:aws:iam::{TARGET_ACCOUNT}:role/MinionRunner"
@@ -73,14 +73,14 @@ def test_role_session_name_carries_the_run_id_within_stss_rules(run_id: str,
 
 # --- the worker's own credentials ------------------------------------------------------------
 
-def test_without_a_role_clients_act_in_the_workers_own_account(aws: None) -> None:
+def test_without_a_role_clients_act_in_the_workers_own_account(moto_aws: None) -> None:
     # Given an entry with no role / When a client is made / Then it is the worker's account
     client = client_factory(entry(), RUN_ID, default_region=REGION)
     assert client("sts").get_caller_identity()["Account"] == DEFAULT_ACCOUNT
     assert assumed_roles(DEFAULT_ACCOUNT) == []
 
 
-def test_clients_use_the_entrys_region_else_the_default_and_standard_retries(aws: None) -> None:
+def test_clients_use_the_entrys_region_else_the_default_and_standard_retries(moto_aws: None) -> None:
     in_entry_region = client_factory(entry(region="eu-west-1"), RUN_ID, default_region=REGION)
     in_default = client_factory(entry(), RUN_ID, default_region="us-west-2")
     assert in_entry_region("ec2").meta.region_name == "eu-west-1"
@@ -88,20 +88,20 @@ def test_clients_use_the_entrys_region_else_the_default_and_standard_retries(aws
     assert in_default("ec2").meta.config.retries["mode"] == "standard"
 
 
-def test_clients_are_cached_per_service(aws: None) -> None:
+def test_clients_are_cached_per_service(moto_aws: None) -> None:
     client = client_factory(with_role(), RUN_ID, default_region=REGION)
     assert client("ec2") is client("ec2")
     assert client("rds") is not client("ec2")
 
 
-def test_clients_follow_aws_endpoint_url(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clients_follow_aws_endpoint_url(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given the local stack's endpoint in the environment / Then clients go there unprompted
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://localhost:5000")
     client = client_factory(entry(), RUN_ID, default_region=REGION)
     assert client("ec2").meta.endpoint_url == "http://localhost:5000"
 
 
-def test_an_entry_naming_another_account_without_a_role_is_refused(aws: None) -> None:
+def test_an_entry_naming_another_account_without_a_role_is_refused(moto_aws: None) -> None:
     # Given an entry saying account 111122223333 but no role (the worker is in 123456789012)
     client = client_factory(entry(account_id=TARGET_ACCOUNT), RUN_ID, default_region=REGION)
     # When a client is asked for / Then permanent: it would act in the wrong account
@@ -111,14 +111,14 @@ def test_an_entry_naming_another_account_without_a_role_is_refused(aws: None) ->
     assert DEFAULT_ACCOUNT not in str(raised.value)
 
 
-def test_an_entry_naming_the_workers_own_account_needs_no_role(aws: None) -> None:
+def test_an_entry_naming_the_workers_own_account_needs_no_role(moto_aws: None) -> None:
     client = client_factory(entry(account_id=DEFAULT_ACCOUNT), RUN_ID, default_region=REGION)
     assert client("sts").get_caller_identity()["Account"] == DEFAULT_ACCOUNT
 
 
 # --- assumed roles ---------------------------------------------------------------------------
 
-def test_role_is_assumed_lazily_once_per_run_with_external_id_and_run_id(aws: None) -> None:
+def test_role_is_assumed_lazily_once_per_run_with_external_id_and_run_id(moto_aws: None) -> None:
     # Given a factory for an entry with a role
     client = client_factory(with_role(), RUN_ID, default_region=REGION)
     # Then nothing is assumed before a client is needed
@@ -131,31 +131,31 @@ def test_role_is_assumed_lazily_once_per_run_with_external_id_and_run_id(aws: No
     assert assumed.role_arn == ROLE_ARN
     assert assumed.external_id == "minion-ext-42"
     assert assumed.session_name == f"minion-{RUN_ID}"
-    lifetime = (assumed.expiration - datetime.now(timezone.utc).replace(tzinfo=None))
+    lifetime = (assumed.expiration - datetime.now(UTC).replace(tzinfo=None))
     assert SESSION_SECONDS - 60 < lifetime.total_seconds() <= SESSION_SECONDS == 900
 
 
-def test_without_an_external_id_none_is_sent(aws: None) -> None:
+def test_without_an_external_id_none_is_sent(moto_aws: None) -> None:
     client_factory(entry(role_arn=ROLE_ARN), RUN_ID, default_region=REGION)("ec2")
     [assumed] = assumed_roles()
     assert assumed.external_id is None
 
 
-def test_each_run_assumes_the_role_afresh(aws: None) -> None:
+def test_each_run_assumes_the_role_afresh(moto_aws: None) -> None:
     client_factory(with_role(), "20240301T060000Z-s", default_region=REGION)("ec2")
     client_factory(with_role(), "20240301T070000Z-s", default_region=REGION)("ec2")
     assert [r.session_name for r in assumed_roles()] == [
         "minion-20240301T060000Z-s", "minion-20240301T070000Z-s"]
 
 
-def test_clients_act_in_the_roles_account(aws: None) -> None:
+def test_clients_act_in_the_roles_account(moto_aws: None) -> None:
     client = client_factory(with_role(), RUN_ID, default_region=REGION)
     identity = client("sts").get_caller_identity()
     assert identity["Account"] == TARGET_ACCOUNT
     assert identity["Arn"].endswith(f"assumed-role/MinionRunner/minion-{RUN_ID}")
 
 
-def test_two_accounts_never_share_credentials(aws: None) -> None:
+def test_two_accounts_never_share_credentials(moto_aws: None) -> None:
     # Given entries for two accounts, each with its own role
     other = entry(account_id="444455556666",
                   role_arn="arn:aws:iam::444455556666:role/MinionRunner")
@@ -167,7 +167,7 @@ def test_two_accounts_never_share_credentials(aws: None) -> None:
     assert first("sts").get_caller_identity()["Account"] == TARGET_ACCOUNT
 
 
-def test_runner_acts_on_the_instance_in_the_roles_account_only(aws: None) -> None:
+def test_runner_acts_on_the_instance_in_the_roles_account_only(moto_aws: None) -> None:
     # Given a running instance created in account 111122223333
     target_ec2 = target_account_client("ec2")
     instance_id = target_ec2.run_instances(ImageId="ami-12c6146b", MinCount=1,
@@ -191,7 +191,7 @@ def test_runner_acts_on_the_instance_in_the_roles_account_only(aws: None) -> Non
 
 
 def test_a_role_in_another_account_than_the_entrys_is_refused_before_assuming(
-        aws: None) -> None:
+        moto_aws: None) -> None:
     client = client_factory(with_role(account_id="444455556666"), RUN_ID, default_region=REGION)
     with pytest.raises(PermanentError, match="its role is not in account 444455556666"):
         client("ec2")
@@ -204,7 +204,7 @@ def test_a_role_in_another_account_than_the_entrys_is_refused_before_assuming(
     ("Throttling", 400, RetryableError),
     ("InternalFailure", 500, RetryableError),
 ])
-def test_assume_role_failures_are_classified_with_the_reason(aws: None, code: str,
+def test_assume_role_failures_are_classified_with_the_reason(moto_aws: None, code: str,
                                                               status: int, error: type) -> None:
     # Given STS answering AssumeRole with this error
     session = boto3.session.Session()
@@ -219,7 +219,7 @@ def test_assume_role_failures_are_classified_with_the_reason(aws: None, code: st
     assert f"{code}: injected" in str(raised.value)
 
 
-def test_a_refused_role_fails_the_run_permanently_and_acts_nowhere(aws: None) -> None:
+def test_a_refused_role_fails_the_run_permanently_and_acts_nowhere(moto_aws: None) -> None:
     # Given a running instance in the target account, and STS refusing the role
     target_ec2 = target_account_client("ec2")
     instance_id = target_ec2.run_instances(ImageId="ami-12c6146b", MinCount=1,

@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.runners import get_runner
 from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
-from runner_support import REGION, aws, context, fail_with, stubbed  # noqa: F401  (aws: fixture)
+from runner_support import REGION, context, fail_with, stubbed
 
 RUNNER = get_runner("autoscalingRunner")
 
@@ -72,7 +72,7 @@ def test_invalid_details_are_rejected_naming_the_key(bad: dict[str, str], key: s
 
 # --- groups on emulated Auto Scaling -------------------------------------------------------
 
-def test_scaling_to_zero_changes_the_group_and_reports_before_and_after(aws: None) -> None:
+def test_scaling_to_zero_changes_the_group_and_reports_before_and_after(moto_aws: None) -> None:
     # Given a group at min 1, desired 2, max 4
     workers(1, 2, 4)
     # When set to min 0, desired 0
@@ -84,13 +84,13 @@ def test_scaling_to_zero_changes_the_group_and_reports_before_and_after(aws: Non
     assert "min 1, desired 2, max 4 -> min 0, desired 0, max 4" in result.output
 
 
-def test_sizes_already_as_asked_succeed_without_change(aws: None) -> None:
+def test_sizes_already_as_asked_succeed_without_change(moto_aws: None) -> None:
     workers(1, 2, 4)
     result = RUNNER.run(details(desired_capacity="2", max_size="4"), context())
     assert result.data["changed"] is False and sizes() == (1, 2, 4)
 
 
-def test_desired_outside_the_groups_other_sizes_fails_permanently(aws: None) -> None:
+def test_desired_outside_the_groups_other_sizes_fails_permanently(moto_aws: None) -> None:
     # Given max 4 / When only desired 6 is asked (moto would accept it; AWS would not)
     workers(1, 2, 4)
     with pytest.raises(PermanentError, match="outside 1..4") as raised:
@@ -99,7 +99,7 @@ def test_desired_outside_the_groups_other_sizes_fails_permanently(aws: None) -> 
     assert sizes() == (1, 2, 4)
 
 
-def test_missing_group_fails_permanently(aws: None) -> None:
+def test_missing_group_fails_permanently(moto_aws: None) -> None:
     with pytest.raises(PermanentError, match="no Auto Scaling group named workers") as raised:
         RUNNER.run(details(desired_capacity="0"), context())
     assert raised.value.code == "ValidationError"

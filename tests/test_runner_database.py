@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.runners import get_runner
 from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
-from runner_support import REGION, aws, context, fail_with, stubbed  # noqa: F401  (aws: fixture)
+from runner_support import REGION, context, fail_with, stubbed
 
 RUNNER = get_runner("databaseRunner")
 
@@ -93,7 +93,7 @@ def test_run_with_invalid_stored_details_fails_permanently() -> None:
 @pytest.mark.parametrize("action, initial, final", [
     ("stop", "available", "stopped"), ("start", "stopped", "available"),
     ("reboot", "available", "available")])
-def test_action_on_a_db_instance_changes_it(aws: None, action: str, initial: str,
+def test_action_on_a_db_instance_changes_it(moto_aws: None, action: str, initial: str,
                                             final: str) -> None:
     # Given a DB instance in the initial state
     name = db_instance(status=initial)
@@ -106,7 +106,7 @@ def test_action_on_a_db_instance_changes_it(aws: None, action: str, initial: str
 
 
 @pytest.mark.parametrize("action, status", [("start", "available"), ("stop", "stopped")])
-def test_db_instance_already_in_the_wanted_state_is_a_success(aws: None, action: str,
+def test_db_instance_already_in_the_wanted_state_is_a_success(moto_aws: None, action: str,
                                                               status: str) -> None:
     # Given a DB instance already there (RDS itself would answer InvalidDBInstanceState)
     name = db_instance(status=status)
@@ -117,7 +117,7 @@ def test_db_instance_already_in_the_wanted_state_is_a_success(aws: None, action:
     assert "already" in result.output
 
 
-def test_reboot_of_a_stopped_db_instance_fails_permanently(aws: None) -> None:
+def test_reboot_of_a_stopped_db_instance_fails_permanently(moto_aws: None) -> None:
     # Given a stopped DB instance (moto would "reboot" it; RDS would not)
     name = db_instance(status="stopped")
     with pytest.raises(PermanentError, match="only an available instance reboots"):
@@ -125,7 +125,7 @@ def test_reboot_of_a_stopped_db_instance_fails_permanently(aws: None) -> None:
     assert instance_status(name) == "stopped"
 
 
-def test_missing_database_fails_permanently_with_the_aws_code(aws: None) -> None:
+def test_missing_database_fails_permanently_with_the_aws_code(moto_aws: None) -> None:
     # Given neither a DB instance nor a cluster of that name
     with pytest.raises(PermanentError) as raised:
         RUNNER.run(details("nothing-here", "stop"), context())
@@ -137,7 +137,7 @@ def test_missing_database_fails_permanently_with_the_aws_code(aws: None) -> None
 
 @pytest.mark.parametrize("action, initial, final", [
     ("stop", "available", "stopped"), ("start", "stopped", "available")])
-def test_action_on_an_aurora_cluster_changes_the_cluster(aws: None, action: str, initial: str,
+def test_action_on_an_aurora_cluster_changes_the_cluster(moto_aws: None, action: str, initial: str,
                                                          final: str) -> None:
     # Given an Aurora cluster (its identifier names no DB instance)
     name = aurora_cluster(status=initial)
@@ -147,14 +147,14 @@ def test_action_on_an_aurora_cluster_changes_the_cluster(aws: None, action: str,
     assert (result.data["kind"], result.data["previous_state"]) == ("cluster", initial)
 
 
-def test_aurora_cluster_already_stopped_is_a_success(aws: None) -> None:
+def test_aurora_cluster_already_stopped_is_a_success(moto_aws: None) -> None:
     name = aurora_cluster(status="stopped")
     result = RUNNER.run(details(name, "stop"), context())
     assert (result.data["kind"], result.data["changed"]) == ("cluster", False)
     assert cluster_status(name) == "stopped"
 
 
-def test_stopping_an_aurora_member_instance_names_its_cluster(aws: None) -> None:
+def test_stopping_an_aurora_member_instance_names_its_cluster(moto_aws: None) -> None:
     # Given an Aurora cluster's instance / When asked to stop it / Then permanent: stop the
     # cluster instead; the cluster keeps running
     name = aurora_cluster()
@@ -163,7 +163,7 @@ def test_stopping_an_aurora_member_instance_names_its_cluster(aws: None) -> None
     assert cluster_status(name) == "available"
 
 
-def test_reboot_of_an_aurora_cluster_asks_for_its_instances(aws: None) -> None:
+def test_reboot_of_an_aurora_cluster_asks_for_its_instances(moto_aws: None) -> None:
     name = aurora_cluster()
     with pytest.raises(PermanentError, match=f"reboot its instances \\({name}-1\\)"):
         RUNNER.run(details(name, "reboot"), context())

@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib.runners import get_runner
 from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
-from runner_support import REGION, aws, context, fail_with, stubbed  # noqa: F401  (aws: fixture)
+from runner_support import REGION, context, fail_with, stubbed
 
 RUNNER = get_runner("instanceRunner")
 GOOD_ID = "i-0123456789abcdef0"
@@ -75,7 +75,7 @@ def test_invalid_details_are_rejected_naming_the_key(bad: dict[str, Any], key: s
     assert str(raised.value).startswith(f"details.{key}: ")
 
 
-def test_run_with_invalid_stored_details_fails_permanently(aws: None) -> None:
+def test_run_with_invalid_stored_details_fails_permanently(moto_aws: None) -> None:
     # Given a job stored with an action this version does not know
     # When it runs / Then the run fails permanently, naming the key, and nothing is called
     with pytest.raises(PermanentError, match="details.instance_action"):
@@ -89,7 +89,7 @@ def test_run_with_invalid_stored_details_fails_permanently(aws: None) -> None:
     ("hibernate", "running", "stopped"),
     ("start", "stopped", "running"),
 ])
-def test_action_changes_the_instance_state(aws: None, action: str, initial: str,
+def test_action_changes_the_instance_state(moto_aws: None, action: str, initial: str,
                                            final: str) -> None:
     # Given an instance in the initial state
     instance_id = launch(initial)
@@ -102,7 +102,7 @@ def test_action_changes_the_instance_state(aws: None, action: str, initial: str,
     assert instance_id in result.output and initial in result.output
 
 
-def test_hibernate_asks_ec2_to_hibernate(aws: None) -> None:
+def test_hibernate_asks_ec2_to_hibernate(moto_aws: None) -> None:
     # Given a running instance and a record of the StopInstances requests sent
     instance_id = launch("running")
     ctx = context()
@@ -114,7 +114,7 @@ def test_hibernate_asks_ec2_to_hibernate(aws: None) -> None:
     assert sent == [{"InstanceIds": [instance_id], "Hibernate": True}]
 
 
-def test_reboot_of_a_running_instance_leaves_it_running(aws: None) -> None:
+def test_reboot_of_a_running_instance_leaves_it_running(moto_aws: None) -> None:
     # Given a running instance / When rebooted / Then it reports a change and still runs
     instance_id = launch("running")
     result = RUNNER.run(details(instance_id, "reboot"), context())
@@ -125,7 +125,7 @@ def test_reboot_of_a_running_instance_leaves_it_running(aws: None) -> None:
 @pytest.mark.parametrize("action, state", [
     ("start", "running"), ("stop", "stopped"), ("hibernate", "stopped")])
 def test_action_on_an_instance_already_in_that_state_succeeds_without_change(
-        aws: None, action: str, state: str) -> None:
+        moto_aws: None, action: str, state: str) -> None:
     # Given an instance already where the action leads
     instance_id = launch(state)
     # When the runner acts / Then it succeeds, says nothing changed, and the state holds
@@ -136,7 +136,7 @@ def test_action_on_an_instance_already_in_that_state_succeeds_without_change(
     assert state_of(instance_id) == state
 
 
-def test_reboot_of_a_stopped_instance_fails_permanently(aws: None) -> None:
+def test_reboot_of_a_stopped_instance_fails_permanently(moto_aws: None) -> None:
     # Given a stopped instance / When rebooted / Then a permanent failure, still stopped
     instance_id = launch("stopped")
     with pytest.raises(PermanentError) as raised:
@@ -145,7 +145,7 @@ def test_reboot_of_a_stopped_instance_fails_permanently(aws: None) -> None:
     assert state_of(instance_id) == "stopped"
 
 
-def test_start_of_a_terminated_instance_fails_permanently(aws: None) -> None:
+def test_start_of_a_terminated_instance_fails_permanently(moto_aws: None) -> None:
     # Given a terminated instance (moto would "start" it; EC2 would not)
     instance_id = launch("terminated")
     # When started / Then a permanent failure, and it stays terminated
@@ -154,7 +154,7 @@ def test_start_of_a_terminated_instance_fails_permanently(aws: None) -> None:
     assert state_of(instance_id) == "terminated"
 
 
-def test_missing_instance_fails_permanently_with_the_aws_code(aws: None) -> None:
+def test_missing_instance_fails_permanently_with_the_aws_code(moto_aws: None) -> None:
     # Given no such instance / When stopped / Then permanent, with EC2's not-found code
     with pytest.raises(PermanentError) as raised:
         RUNNER.run(details(GOOD_ID, "stop"), context())

@@ -12,8 +12,7 @@ from moto import mock_aws
 
 from chalicelib.runners import get_runner
 from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
-from runner_support import (REGION, aws, context, fail_with, fake_credentials,  # noqa: F401
-                            stubbed)
+from runner_support import REGION, context, fail_with, fake_credentials, stubbed
 
 RUNNER = get_runner("lambdaRunner")
 
@@ -75,7 +74,7 @@ def test_run_with_an_invalid_stored_payload_fails_permanently() -> None:
 
 # --- invocations ---------------------------------------------------------------------------
 
-def test_invoke_queues_an_event_invocation_with_the_payload(aws: None) -> None:
+def test_invoke_queues_an_event_invocation_with_the_payload(moto_aws: None) -> None:
     # Given a function, and a record of what Lambda answered
     cleanup_function()
     ctx = context()

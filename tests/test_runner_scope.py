@@ -16,8 +16,8 @@ from chalicelib.accounts import AccountEntry
 from chalicelib.credentials import client_factory
 from chalicelib.runners import RUNNERS, Scope, check_scope, get_runner, session_policy
 from chalicelib.runners.base import DetailsError, PermanentError, classify, scrub
-from runner_support import DEFAULT_ACCOUNT, REGION, aws  # noqa: F401  (aws is a fixture)
-from test_credentials import ROLE_ARN, RUN_ID, TARGET_ACCOUNT, answer_sts, assumed_roles
+from runner_support import DEFAULT_ACCOUNT, REGION
+from test_credentials import ROLE_ARN, RUN_ID, TARGET_ACCOUNT, assumed_roles
 
 EXTERNAL_ID = "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6lP"
 SCOPE = Scope(partition="aws", account_id=TARGET_ACCOUNT, region=REGION)
@@ -89,7 +89,7 @@ def test_a_runner_that_declares_nothing_gets_no_permission() -> None:
     assert policy["Statement"] == [{"Effect": "Deny", "Action": "*", "Resource": "*"}]
 
 
-def test_the_role_is_assumed_with_the_jobs_session_policy(aws: None) -> None:
+def test_the_role_is_assumed_with_the_jobs_session_policy(moto_aws: None) -> None:
     # Given a run of an instance job for an entry with a role
     details = {"runner": "instanceRunner", **JOBS["instanceRunner"][0]}
     client = client_factory(team(job_details=details), RUN_ID, default_region=REGION)
@@ -102,7 +102,7 @@ def test_the_role_is_assumed_with_the_jobs_session_policy(aws: None) -> None:
         get_runner("instanceRunner"), details, SCOPE)  # type: ignore[arg-type]
 
 
-def test_without_job_details_no_session_policy_is_sent(aws: None) -> None:
+def test_without_job_details_no_session_policy_is_sent(moto_aws: None) -> None:
     client_factory(team(), RUN_ID, default_region=REGION)("ec2")
     [assumed] = assumed_roles()
     assert assumed.policy is None
@@ -152,7 +152,7 @@ def test_details_in_the_entrys_account_and_region_are_accepted(function_name: st
     check_scope(get_runner("lambdaRunner"), details, SCOPE)  # type: ignore[arg-type]
 
 
-def test_a_stored_job_naming_another_account_fails_before_any_role_is_assumed(aws: None) -> None:
+def test_a_stored_job_naming_another_account_fails_before_any_role_is_assumed(moto_aws: None) -> None:
     # Given a job stored before its entry changed account: it names the old account's function
     details = {"runner": "lambdaRunner",
                "function_name": "arn:aws:lambda:us-east-1:444455556666:function:x"}
@@ -172,7 +172,7 @@ def logged_reasons(caplog: pytest.LogCaptureFixture) -> str:
 
 
 def test_an_assume_role_refusal_names_neither_the_hub_account_nor_a_role(
-        aws: None, caplog: pytest.LogCaptureFixture) -> None:
+        moto_aws: None, caplog: pytest.LogCaptureFixture) -> None:
     # Given STS refusing with its real wording, naming the worker's role and the runner role
     caplog.set_level(logging.INFO)
     session = boto3.session.Session()
@@ -215,7 +215,7 @@ def test_a_runners_aws_error_is_scrubbed_but_keeps_its_code(
     with stubber:
         try:
             ec2.stop_instances(InstanceIds=["i-0123456789abcdef0"])
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             classified = classify(error, "ec2 stop i-0123456789abcdef0")
     assert classified.code == "UnauthorizedOperation"
     assert str(classified) == (
@@ -237,14 +237,14 @@ def test_scrub_masks_arns_and_account_ids_only(text: str, expected: str) -> None
     assert scrub(text) == expected
 
 
-def test_the_worker_hands_the_jobs_details_to_the_client_factory(aws: None) -> None:
+def test_the_worker_hands_the_jobs_details_to_the_client_factory(moto_aws: None) -> None:
     # (the worker side is in test_account_isolation.py; this checks the entry carries them)
     entry = replace(team(), job_details={"runner": "dummyRunner"})
     assert entry.job_details == {"runner": "dummyRunner"}
     assert entry == team()  # the details are not part of the entry's identity
 
 
-def test_a_run_in_the_workers_own_account_refuses_another_accounts_function(aws: None) -> None:
+def test_a_run_in_the_workers_own_account_refuses_another_accounts_function(moto_aws: None) -> None:
     # Given an entry without role or account (the worker's own), and a stored job naming a
     # function of another account
     entry = AccountEntry(name="team", runners=frozenset({"*"}), key="*", job_details={

@@ -9,7 +9,7 @@ import pytest
 from chalicelib.runners import get_runner
 from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
 from chalicelib.runners.service import PREVIOUS_COUNT_TAG
-from runner_support import REGION, aws, context, fail_with, stubbed  # noqa: F401  (aws: fixture)
+from runner_support import REGION, context, fail_with, stubbed
 
 RUNNER = get_runner("serviceRunner")
 
@@ -84,7 +84,7 @@ def test_run_with_invalid_stored_details_fails_permanently() -> None:
 
 # --- scale, stop, start ----------------------------------------------------------------------
 
-def test_scale_sets_the_desired_count(aws: None) -> None:
+def test_scale_sets_the_desired_count(moto_aws: None) -> None:
     # Given a service at 2 / When scaled to 5 / Then ECS shows 5 and the output says 2 -> 5
     web_service(2)
     result = RUNNER.run(details("scale", desired_count="5"), context())
@@ -93,13 +93,13 @@ def test_scale_sets_the_desired_count(aws: None) -> None:
     assert "2 -> 5" in result.output
 
 
-def test_scale_to_the_current_count_succeeds_without_change(aws: None) -> None:
+def test_scale_to_the_current_count_succeeds_without_change(moto_aws: None) -> None:
     web_service(3)
     result = RUNNER.run(details("scale", desired_count="3"), context())
     assert result.data["changed"] is False and desired_count() == 3
 
 
-def test_stop_scales_to_zero_and_remembers_the_count_on_the_service(aws: None) -> None:
+def test_stop_scales_to_zero_and_remembers_the_count_on_the_service(moto_aws: None) -> None:
     # Given a service at 4
     arn = web_service(4)
     # When stopped / Then 0 tasks are desired and the service carries the previous count
@@ -109,7 +109,7 @@ def test_stop_scales_to_zero_and_remembers_the_count_on_the_service(aws: None) -
     assert (result.data["previous_desired_count"], result.data["new_desired_count"]) == (4, 0)
 
 
-def test_start_restores_the_count_remembered_by_stop(aws: None) -> None:
+def test_start_restores_the_count_remembered_by_stop(moto_aws: None) -> None:
     # Given a service at 4, stopped by the runner
     web_service(4)
     RUNNER.run(details("stop"), context())
@@ -119,14 +119,14 @@ def test_start_restores_the_count_remembered_by_stop(aws: None) -> None:
     assert (result.data["previous_desired_count"], result.data["new_desired_count"]) == (0, 4)
 
 
-def test_start_without_a_remembered_count_starts_one_task(aws: None) -> None:
+def test_start_without_a_remembered_count_starts_one_task(moto_aws: None) -> None:
     web_service(0)
     RUNNER.run(details("start"), context())
     assert desired_count() == 1
 
 
 @pytest.mark.parametrize("garbage", ["lots", "0", "-3", "2.5", "99999999"])
-def test_start_ignores_an_unusable_remembered_count(aws: None, garbage: str) -> None:
+def test_start_ignores_an_unusable_remembered_count(moto_aws: None, garbage: str) -> None:
     # Given a stopped service whose tag was edited by hand into nonsense
     web_service(0, tags={PREVIOUS_COUNT_TAG: garbage})
     # When started / Then it starts with the default of one task
@@ -134,7 +134,7 @@ def test_start_ignores_an_unusable_remembered_count(aws: None, garbage: str) -> 
     assert desired_count() == 1
 
 
-def test_stop_of_a_stopped_service_keeps_the_remembered_count(aws: None) -> None:
+def test_stop_of_a_stopped_service_keeps_the_remembered_count(moto_aws: None) -> None:
     # Given a service stopped from 4 / When stopped again / Then the memory of 4 survives
     arn = web_service(4)
     RUNNER.run(details("stop"), context())
@@ -143,7 +143,7 @@ def test_stop_of_a_stopped_service_keeps_the_remembered_count(aws: None) -> None
     assert remembered(arn) == "4"
 
 
-def test_start_of_a_running_service_keeps_its_count(aws: None) -> None:
+def test_start_of_a_running_service_keeps_its_count(moto_aws: None) -> None:
     # Given a running service at 3 that once remembered 6 / When started / Then still 3
     web_service(3, tags={PREVIOUS_COUNT_TAG: "6"})
     result = RUNNER.run(details("start"), context())
@@ -152,7 +152,7 @@ def test_start_of_a_running_service_keeps_its_count(aws: None) -> None:
 
 # --- missing, and injected AWS failures -----------------------------------------------------
 
-def test_missing_service_fails_permanently_with_a_not_found_code(aws: None) -> None:
+def test_missing_service_fails_permanently_with_a_not_found_code(moto_aws: None) -> None:
     web_service(1)
     with pytest.raises(PermanentError) as raised:
         RUNNER.run({**details("stop"), "service_name": "api"}, context())
@@ -160,7 +160,7 @@ def test_missing_service_fails_permanently_with_a_not_found_code(aws: None) -> N
     assert "MISSING" in str(raised.value)
 
 
-def test_missing_cluster_fails_permanently_with_the_aws_code(aws: None) -> None:
+def test_missing_cluster_fails_permanently_with_the_aws_code(moto_aws: None) -> None:
     with pytest.raises(PermanentError) as raised:
         RUNNER.run(details("stop"), context())
     assert raised.value.code == "ClusterNotFoundException"
@@ -176,7 +176,7 @@ def test_describe_failure_is_classified(code: str, error: type) -> None:
     assert type(raised.value) is error and raised.value.code == code
 
 
-def test_a_refused_tag_leaves_the_service_running(aws: None) -> None:
+def test_a_refused_tag_leaves_the_service_running(moto_aws: None) -> None:
     # Given a running service whose TagResource is denied (a role without ecs:TagResource)
     ctx, stubber = stubbed("ecs")
     stubber.add_response("describe_services", {"services": [{

@@ -9,7 +9,7 @@ from botocore.stub import ANY
 
 from chalicelib.runners import get_runner
 from chalicelib.runners.base import DetailsError, PermanentError, RetryableError, RunContext
-from runner_support import REGION, aws, context, fail_with, stubbed  # noqa: F401  (aws: fixture)
+from runner_support import REGION, context, fail_with, stubbed
 
 RUNNER = get_runner("taskRunner")
 SUBNET = "subnet-0123456789abcdef0"
@@ -92,7 +92,7 @@ def test_invalid_details_are_rejected_naming_the_key(bad: dict[str, str], key: s
 
 # --- tasks on emulated ECS -----------------------------------------------------------------
 
-def test_run_starts_the_tasks_and_reports_their_arns(aws: None) -> None:
+def test_run_starts_the_tasks_and_reports_their_arns(moto_aws: None) -> None:
     # Given a cluster and a Fargate task definition
     subnet, group = fargate_setup()
     # When two tasks are run
@@ -107,14 +107,14 @@ def test_run_starts_the_tasks_and_reports_their_arns(aws: None) -> None:
     assert all(arn in result.output for arn in started)
 
 
-def test_missing_task_definition_fails_permanently(aws: None) -> None:
+def test_missing_task_definition_fails_permanently(moto_aws: None) -> None:
     subnet, group = fargate_setup()
     with pytest.raises(PermanentError) as raised:
         RUNNER.run(details(task_name="weekly", subnets=subnet, security_groups=group), context())
     assert raised.value.code == "ClientException"
 
 
-def test_missing_cluster_fails_permanently_with_the_aws_code(aws: None) -> None:
+def test_missing_cluster_fails_permanently_with_the_aws_code(moto_aws: None) -> None:
     subnet, group = fargate_setup()
     with pytest.raises(PermanentError) as raised:
         RUNNER.run(details(task_cluster="batch", subnets=subnet, security_groups=group),

@@ -6,15 +6,27 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from botocore.exceptions import (ClientError, ConnectTimeoutError, EndpointConnectionError,
-                                 NoCredentialsError, ParamValidationError, ReadTimeoutError)
 
 from chalicelib.runners import RUNNERS, get_runner
-from chalicelib.runners.base import (DetailsError, PermanentError, RetryableError, check_keys,
-                                     classify, parse_int)
-from runner_support import REGION, aws, context  # noqa: F401  (aws is a fixture)
+from chalicelib.runners.base import (
+    DetailsError,
+    PermanentError,
+    RetryableError,
+    check_keys,
+    classify,
+    parse_int,
+)
+from runner_support import REGION, context
 
 EXAMPLES: dict[str, dict[str, str]] = {
     "dummyRunner": {},
@@ -194,7 +206,7 @@ def test_access_denied_says_so_in_the_message() -> None:
     assert str(error) == "sts Y: access denied: AccessDenied: not authorized to perform x"
 
 
-def test_an_unreachable_endpoint_fails_retryably(aws: None) -> None:
+def test_an_unreachable_endpoint_fails_retryably(moto_aws: None) -> None:
     # Given an EC2 client whose endpoint refuses connections (port 9, one attempt)
     ec2 = boto3.client("ec2", region_name=REGION, endpoint_url="http://127.0.0.1:9",
                        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1))
