@@ -11,9 +11,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ServiceUnavailable
 from .runners.base import Scope
@@ -85,7 +85,7 @@ class Registry:
     @classmethod
     def from_document(cls, document: str | Mapping[str, Any], *,
                       source: str = "account registry",
-                      allowed_roles: Iterable[str] | None = None) -> "Registry":
+                      allowed_roles: Iterable[str] | None = None) -> Registry:
         """Parse and validate `{"accounts": {name: entry}}` (JSON text or a parsed mapping).
 
         `source` names where it came from in every message. `allowed_roles` are the role ARNs

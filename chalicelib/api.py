@@ -6,17 +6,32 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .accounts import AccountEntry, Registry
 from .auth import Grant
-from .errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, \
-    ServiceUnavailable, UnsupportedMediaType
-from .jobs import Job, check_segment, is_job_id, iso, job_from_request, job_schedule, utc_minute
-from .jobs import never_runs_message
+from .errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
+from .jobs import (
+    Job,
+    check_segment,
+    is_job_id,
+    iso,
+    job_from_request,
+    job_schedule,
+    never_runs_message,
+    utc_minute,
+)
 from .queue import RunMessage, RunQueue
 from .runs import Run, is_run_id, manual_run_id
 from .store import Store
@@ -165,7 +180,7 @@ class MinionApi:
     """The operations behind the routes."""
 
     def __init__(self, store: Store, queue: RunQueue, registry: Callable[[], Registry],
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  page_key: Callable[[], bytes] | None = None) -> None:
         self.store = store
         self.queue = queue

@@ -220,7 +220,7 @@ class TokenAuthenticator:
         verified = self._bcrypt_verified(presented, int(bcrypt_match.group(1)), tokens)
         if verified is None:
             return None
-        return next(g for g, t in zip(grants, tokens) if _digest(t) == verified)
+        return next(g for g, t in zip(grants, tokens, strict=True) if _digest(t) == verified)
 
     def is_valid(self, header: str | None) -> bool:
         """Whether `header` is one of the tokens, or a bcrypt hash of one of them."""

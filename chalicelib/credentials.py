@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 from botocore.config import Config

@@ -1,7 +1,8 @@
 """DynamoDB's attribute-value format, for the few types minion stores."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def to_attr(value: Any) -> dict[str, Any]:

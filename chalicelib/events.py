@@ -117,14 +117,14 @@ class EventPublisher:
                 emit("EventsNotPublished", failed)
             if len(entries) > failed:
                 emit("EventsPublished", len(entries) - failed)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("events metrics not emitted")
         return failed
 
     def _put(self, chunk: list[dict[str, Any]]) -> int:
         try:
             response = self.client.put_events(Entries=chunk)
-        except Exception as error:  # noqa: BLE001  (best effort: the outcomes are recorded)
+        except Exception as error:
             logger.error("run events not published", extra={
                 "events": len(chunk), "error_type": type(error).__name__,
                 "run_ids": _run_ids(chunk)})
@@ -135,7 +135,7 @@ class EventPublisher:
                             if r.get("ErrorCode")})
             logger.error("run events refused by EventBridge", extra={
                 "events": len(chunk), "failed": failed, "error_codes": codes,
-                "run_ids": _run_ids(c for c, r in zip(chunk, response.get("Entries", []))
+                "run_ids": _run_ids(c for c, r in zip(chunk, response.get("Entries", []), strict=False)
                                     if r.get("ErrorCode"))})
         return failed
 

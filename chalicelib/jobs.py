@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -43,14 +44,14 @@ MAX_TAGS = 50
 
 def utc_minute(moment: datetime) -> datetime:
     """`moment` truncated to its UTC minute."""
-    return moment.astimezone(timezone.utc).replace(second=0, microsecond=0)
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def iso(moment: datetime | None) -> str | None:
     """RFC 3339 in UTC, whole seconds, `Z` suffix."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_segment(kind: str, value: str) -> str:

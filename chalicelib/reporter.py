@@ -144,7 +144,7 @@ class Reporter:
                 "job_id": detail.get("job_id"), "status": detail.get("status")})
             try:
                 emit_now("WebhookFailures", 1)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 logger.exception("metric not emitted", extra={"metric": "WebhookFailures"})
             raise
         logger.info("run event reported", extra={"run_id": detail.get("run_id"),

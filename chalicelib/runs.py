@@ -4,9 +4,10 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Literal, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 Status = Literal["queued", "running", "succeeded", "failed", "missed", "skipped"]
 Trigger = Literal["schedule", "manual"]
@@ -25,7 +26,7 @@ _manual_lock = threading.Lock()
 def scheduled_run_id(occurrence: datetime) -> str:
     """The run id of a scheduled occurrence: derived from its time, so a re-delivered tick
     produces the same id and the id itself is the lock against running it twice."""
-    return occurrence.astimezone(timezone.utc).strftime(_STAMP) + "-s"
+    return occurrence.astimezone(UTC).strftime(_STAMP) + "-s"
 
 
 def manual_run_id(now: datetime) -> str:
@@ -38,7 +39,7 @@ def manual_run_id(now: datetime) -> str:
     run-nows in the same millisecond, or under a clock that stepped back, still list in the
     order they were queued.
     """
-    utc = now.astimezone(timezone.utc)
+    utc = now.astimezone(UTC)
     second = utc.strftime(_STAMP)
     global _last_manual
     with _manual_lock:
@@ -113,6 +114,6 @@ class Run:
             summary["error"] = truncate(self.error, 256)
         return summary
 
-    def with_status(self, status: Status, **changes: Any) -> "Run":
+    def with_status(self, status: Status, **changes: Any) -> Run:
         """A copy with another status (and other changed fields)."""
         return replace(self, status=status, **changes)

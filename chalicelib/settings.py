@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
 
 from . import __version__
 
@@ -111,7 +111,7 @@ class Settings:
     webhook_secret_id: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build the settings, failing fast with the name of a malformed variable."""
         env = os.environ if env is None else env
         build = _build_info()

@@ -96,7 +96,7 @@ def _item_backups(backend: Any, transact_items: list[dict[str, Any]]) -> list[tu
             range_value = (DynamoType(key[table.range_key_attr])
                            if table.range_key_attr is not None else None)
             current = table.get_item(hash_value, range_value)
-        except Exception:  # noqa: BLE001, S112 - malformed: moto refuses it, writes none of it
+        except Exception:
             continue
         backups.append((table, hash_value, range_value, copy.deepcopy(current)))
     return backups

@@ -52,7 +52,7 @@ def display_loop(stop: threading.Event, queue_url: str, out: TextIO = sys.stdout
         try:
             messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
                                            WaitTimeSeconds=1).get("Messages", [])
-        except Exception as error:  # noqa: BLE001 - the emulator stopping: try again or end
+        except Exception as error:
             if stop.is_set():
                 return
             print(f"events: receive failed: {error}", file=sys.stderr)

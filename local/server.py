@@ -30,7 +30,7 @@ class MinionRequestHandler(ChaliceRequestHandler):
             return
         super()._send_error_response(error)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         """One access-log line per request (never headers, so never a token)."""
         super().log_message(format, *args)
 

@@ -48,7 +48,7 @@ class StateDirInUse(Exception):
 
 def lock_state_dir(state_dir: Path) -> IO[str]:
     """Take the state directory's lock, or raise StateDirInUse; keep the handle open."""
-    handle = open(state_dir / "lock", "a+")  # noqa: SIM115 - held open while the stack runs
+    handle = open(state_dir / "lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

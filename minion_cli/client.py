@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -170,7 +171,7 @@ class MinionClient:
             raise self._not_minion("an answer that is not a job")
         return body
 
-    def _not_minion(self, what: str) -> "NotMinion":
+    def _not_minion(self, what: str) -> NotMinion:
         return NotMinion(f"{self.url} answered {what}: is it a minion API? (check --url)")
 
     def _all_pages(self, path: str, params: dict[str, Any]) -> list[Any]:

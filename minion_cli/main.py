@@ -6,9 +6,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import click
 import httpx
@@ -381,7 +382,7 @@ def _read_job_file(stream: Any) -> dict[str, Any]:
     try:
         document = json.load(stream)
     except ValueError as error:
-        raise click.BadParameter(f"{stream.name}: not JSON ({error})", param_hint="--file")
+        raise click.BadParameter(f"{stream.name}: not JSON ({error})", param_hint="--file") from error
     if not isinstance(document, dict):
         raise click.BadParameter(f"{stream.name}: expected a JSON object",
                                  param_hint="--file")

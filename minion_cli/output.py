@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import click
 
@@ -33,7 +34,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Columns aligned on the widest cell, two spaces apart, under the given headers."""
     lines = [list(headers)] + [[cell(v) for v in row] for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip()
+    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=False)).rstrip()
                      for line in lines)
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -30,8 +31,8 @@ TEAM = {"runners": ["dummyRunner", "lambdaRunner", "serviceRunner"],
         "account_id": "111122223333", "role_arn": ROLE, "external_id": EXTERNAL_ID,
         "region": "us-east-1"}
 GROUP = "/v1/minion/team/jobs/space-xy"
-NOW = datetime(2026, 1, 30, 10, 17, 20, tzinfo=timezone.utc)
-OCCURRENCE = datetime(2026, 1, 30, 10, 18, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 30, 10, 17, 20, tzinfo=UTC)
+OCCURRENCE = datetime(2026, 1, 30, 10, 18, tzinfo=UTC)
 
 
 def use_registry(monkeypatch: pytest.MonkeyPatch, document: Any,
@@ -200,7 +201,7 @@ def make_worker(store: Store, queue: RunQueue, registry: Callable[[], Registry],
             entries.append(entry)
         return lambda service: None
     return Worker(store=store, queue=queue, registry=registry, clients=clients,
-                  clock=lambda: datetime(2026, 1, 30, 10, 18, 5, tzinfo=timezone.utc))
+                  clock=lambda: datetime(2026, 1, 30, 10, 18, 5, tzinfo=UTC))
 
 
 def test_a_job_of_a_removed_account_is_skipped_not_run_under_the_default_entry(

@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -161,14 +162,14 @@ def test_enabled_defaults_to_false_and_a_disabled_job_has_no_next(client: Any) -
 
 def test_an_enabled_job_reports_its_next_occurrence_in_utc(client: Any) -> None:
     # Given an enabled every-minute job / When created
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     job = created(client, DUMMY_JOB)
     # Then `next` is the next whole UTC minute after its creation
-    next_at = datetime.strptime(job["next"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    next_at = datetime.strptime(job["next"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert next_at.second == 0
     assert before - timedelta(minutes=1) < next_at <= before + timedelta(minutes=2)
     modified = datetime.strptime(job["modified_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=timezone.utc)
+        tzinfo=UTC)
     assert modified < next_at <= modified + timedelta(minutes=1)
 
 
@@ -423,7 +424,7 @@ def test_without_paging_parameters_the_lists_are_exactly_as_before(client: Any) 
         response = get(client, f"{BASE}/spinup/jobs{query}")
         # Then the whole sorted list, and no Link header
         assert response.json_body == sorted(
-            f"{g}/{i}" for g, i in zip(("a", "a-b", "a", "a.c"), ids))
+            f"{g}/{i}" for g, i in zip(("a", "a-b", "a", "a.c"), ids, strict=True))
         assert "Link" not in response.headers and "link" not in response.headers
 
 
@@ -437,7 +438,7 @@ def test_pages_of_an_account_list_every_job_once_in_group_then_id_order(client: 
     # When listed in pages of `limit`, following the Link header
     items, responses = follow(client, f"{BASE}/spinup/jobs?limit={limit}")
     # Then every job once, by group then id; full pages but the last, and none empty
-    expected = [f"{g}/{i}" for g, i in sorted(zip(groups, ids))]
+    expected = [f"{g}/{i}" for g, i in sorted(zip(groups, ids, strict=True))]
     assert items == expected
     assert [len(r.json_body) for r in responses[:-1]] == [limit] * (len(responses) - 1)
     assert 1 <= len(responses[-1].json_body) <= limit

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -95,7 +95,7 @@ def test_metrics_count_jobs_by_account_and_state_and_runs_by_status(client: Any)
         store.put_run(Run(run_id=f"20260130T10{index:02d}00Z-s", job_id=disabled["id"],
                           account="spinup", group="space-xy", trigger="schedule",
                           scheduled_for="2026-01-30T10:00:00Z", status=status))
-    tick = datetime(2026, 1, 30, 10, 17, tzinfo=timezone.utc)
+    tick = datetime(2026, 1, 30, 10, 17, tzinfo=UTC)
     store.record_tick(tick)
     runs_and_tick = {
         'minion_runs_total{status="succeeded"}': 2,

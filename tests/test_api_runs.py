@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib import deps
@@ -112,7 +112,7 @@ def test_run_now_of_a_runner_the_account_may_no_longer_use_is_refused(
               schedule_expression="0 9 * * *",
               details={"runner": "instanceRunner", "instance_id": "i-0123456789abcdef0",
                        "instance_action": "start"},
-              modified_at=datetime.now(timezone.utc))
+              modified_at=datetime.now(UTC))
     deps.store().create_job(job)
     # When it is run now / Then 400 naming the runner, and nothing is queued or recorded
     response = run_now(client, job.id, account="limited")
@@ -142,7 +142,7 @@ def test_run_now_when_the_queue_is_unavailable_is_503_and_no_run_stays_queued(
 def test_runs_are_listed_newest_first(client: Any) -> None:
     # Given five runs of a job and runs of another job
     job, other = create(client), create(client)
-    start = datetime(2026, 1, 30, 10, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 30, 10, 0, tzinfo=UTC)
     ids = seed_runs(job["id"], 5, start)
     seed_runs(other["id"], 3, start)
     # When listed / Then exactly that job's runs, newest first, no more pages
@@ -158,7 +158,7 @@ def test_runs_are_listed_newest_first(client: Any) -> None:
 def test_runs_are_paged_with_limit_and_next_token(client: Any) -> None:
     # Given seven runs of a job
     job = create(client)
-    ids = seed_runs(job["id"], 7, datetime(2026, 1, 30, 10, 0, tzinfo=timezone.utc))
+    ids = seed_runs(job["id"], 7, datetime(2026, 1, 30, 10, 0, tzinfo=UTC))
     # When read in pages of three, following next_token
     seen: list[str] = []
     query = "limit=3"
@@ -178,7 +178,7 @@ def test_runs_are_paged_with_limit_and_next_token(client: Any) -> None:
 
 def test_a_run_record_is_found_by_its_id(client: Any) -> None:
     job = create(client)
-    ids = seed_runs(job["id"], 2, datetime(2026, 1, 30, 10, 0, tzinfo=timezone.utc))
+    ids = seed_runs(job["id"], 2, datetime(2026, 1, 30, 10, 0, tzinfo=UTC))
     response = client.http.get(f"{job_path(job['id'])}/runs/{ids[0]}", headers=auth())
     assert response.status_code == 200, response.body
     assert response.json_body["run_id"] == ids[0]
@@ -189,7 +189,7 @@ def test_a_run_record_is_found_by_its_id(client: Any) -> None:
 def test_an_unknown_run_is_not_found(client: Any) -> None:
     # Given a job with a run, and another job with a run
     job, other = create(client), create(client)
-    start = datetime(2026, 1, 30, 10, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 30, 10, 0, tzinfo=UTC)
     seed_runs(job["id"], 1, start)
     others = seed_runs(other["id"], 1, start + timedelta(hours=1))
     # When a run id is asked for that this job does not have / Then 404
@@ -220,7 +220,7 @@ def test_a_deleted_jobs_runs_stay_readable_under_its_own_account_and_group_only(
         client: Any) -> None:
     # Given a job with three runs, then deleted
     job = create(client)
-    ids = seed_runs(job["id"], 3, datetime(2026, 1, 30, 10, 0, tzinfo=timezone.utc))
+    ids = seed_runs(job["id"], 3, datetime(2026, 1, 30, 10, 0, tzinfo=UTC))
     assert client.http.delete(job_path(job["id"]), headers=auth()).status_code == 202
     assert client.http.get(job_path(job["id"]), headers=auth()).status_code == 404
     # When its runs are listed and read / Then they are there, newest first, and pageable
@@ -256,7 +256,7 @@ def test_run_nows_in_the_same_second_list_in_the_order_they_were_queued(
     import app as app_module
 
     api = app_module._api()
-    api.clock = lambda: datetime(2026, 1, 30, 10, 0, 0, 500000, tzinfo=timezone.utc)
+    api.clock = lambda: datetime(2026, 1, 30, 10, 0, 0, 500000, tzinfo=UTC)
     job = create(client)
     # When it is run now twelve times
     queued = [run_now(client, job["id"]).json_body["run_id"] for _ in range(12)]
@@ -273,9 +273,9 @@ def test_old_and_new_run_ids_sort_newest_first_together(client: Any) -> None:
     job = create(client)
     store = deps.store()
     ids = ["20260130T095900Z-m0badc0de", "20260130T100000Z-s",
-           manual_run_id(datetime(2026, 1, 30, 10, 0, 1, 5000, tzinfo=timezone.utc)),
+           manual_run_id(datetime(2026, 1, 30, 10, 0, 1, 5000, tzinfo=UTC)),
            "20260130T100002Z-mffffffff",
-           manual_run_id(datetime(2026, 1, 30, 10, 0, 3, tzinfo=timezone.utc)),
+           manual_run_id(datetime(2026, 1, 30, 10, 0, 3, tzinfo=UTC)),
            "20260130T100100Z-s"]
     for run_id in ids:
         assert store.put_run(Run(run_id=run_id, job_id=job["id"], account="spinup",
@@ -294,9 +294,9 @@ def test_a_run_now_id_sorts_after_the_previous_one_even_when_the_clock_steps_bac
 
     # Given run-nows at .900 s, then .100 s of the same second (the clock stepped back),
     # then the next second
-    late = manual_run_id(datetime(2026, 1, 30, 10, 0, 0, 900000, tzinfo=timezone.utc))
-    stepped_back = manual_run_id(datetime(2026, 1, 30, 10, 0, 0, 100000, tzinfo=timezone.utc))
-    next_second = manual_run_id(datetime(2026, 1, 30, 10, 0, 1, 0, tzinfo=timezone.utc))
+    late = manual_run_id(datetime(2026, 1, 30, 10, 0, 0, 900000, tzinfo=UTC))
+    stepped_back = manual_run_id(datetime(2026, 1, 30, 10, 0, 0, 100000, tzinfo=UTC))
+    next_second = manual_run_id(datetime(2026, 1, 30, 10, 0, 1, 0, tzinfo=UTC))
 
     # Then they sort in the order they were made, keep their second, and are run ids
     assert late < stepped_back < next_second

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -356,13 +358,13 @@ def test_preview_of_a_valid_schedule_lists_occurrences_in_utc_and_local_time(
     assert len(occurrences) == 3
     for occurrence in occurrences:
         utc = datetime.strptime(occurrence["utc"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=timezone.utc)
+            tzinfo=UTC)
         local = datetime.fromisoformat(occurrence["local"])
         assert local == utc
         assert (local.hour, local.minute) == (9, 0)
         assert local.utcoffset() in (timedelta(hours=-5), timedelta(hours=-4))
     days = [datetime.fromisoformat(o["local"]).date() for o in occurrences]
-    assert [b - a for a, b in zip(days, days[1:])] == [timedelta(days=1)] * 2
+    assert [b - a for a, b in pairwise(days)] == [timedelta(days=1)] * 2
 
 
 def test_preview_of_an_invalid_schedule_gives_the_message_a_create_would(

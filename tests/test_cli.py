@@ -7,16 +7,16 @@ import io
 import json
 import re
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner, Result
 
 from chalicelib.settings import get_settings
-from minion_cli.main import (API_ERROR, STILL_RUNNING, UNREACHABLE, UNSUCCESSFUL, USAGE,
-                             Session, cli)
-from tests.conftest import TOKEN, auth, drain, sqs_event
+from conftest import TOKEN, auth, drain, sqs_event
+from minion_cli.main import API_ERROR, STILL_RUNNING, UNREACHABLE, UNSUCCESSFUL, USAGE, Session, cli
 
 LOGIN = "alice"
 DUMMY = ["--name", "dummy-spin1234567", "--runner", "dummyRunner",

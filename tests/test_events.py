@@ -11,7 +11,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import ACCOUNTS, SHARDS, auth, drain, scheduled_event, sqs_event, utc
 
 from chalicelib import runners
 from chalicelib.accounts import Registry
@@ -31,6 +30,7 @@ from chalicelib.runs import Run, scheduled_run_id
 from chalicelib.store import Store
 from chalicelib.tick import Ticker, run_tick
 from chalicelib.worker import Worker, handle_batch, retry_delay
+from conftest import ACCOUNTS, SHARDS, auth, drain, scheduled_event, sqs_event, utc
 
 REGISTRY = Registry.from_document(ACCOUNTS)
 CREATED = "2026-01-30T10:17:20"  # next occurrence 10:18
@@ -460,6 +460,7 @@ def test_make_run_prints_the_events_production_would_send(tmp_path: Any) -> None
     import time
 
     import httpx
+
     from test_local_stack import Stack
 
     # Given the local stack, and a job announcing its successes

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -33,7 +34,7 @@ from local.server import start_api
 
 DOCUMENT = Path(app_module.__file__).parent / "chalicelib" / "openapi.json"
 REGION = "us-east-1"
-STAMP = datetime(2020, 2, 27, 16, 22, 9, tzinfo=timezone.utc)
+STAMP = datetime(2020, 2, 27, 16, 22, 9, tzinfo=UTC)
 
 # The document's examples name the first job, so the examples phase reaches real records too.
 SEEDED_JOBS = (
@@ -170,7 +171,7 @@ class LiveApi:
             key = (item["pk"]["S"], item["sk"]["S"])
             if key not in seeded:
                 dynamodb.delete_item(TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
-        for key, item in seeded.items():
+        for item in seeded.values():
             if item not in changed[0]:
                 dynamodb.put_item(TableName=TABLE, Item=item)
         drain(self.aws["sqs"], self.aws["queue_url"])

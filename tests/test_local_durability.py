@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+
 from local_stack_support import DUMMY_JOB, ROOT, Stack, headers
 
 pytestmark = pytest.mark.e2e

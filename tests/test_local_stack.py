@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
+
 from local_stack_support import DUMMY_JOB, Stack, free_port, headers
 
 pytestmark = pytest.mark.e2e
@@ -136,7 +139,7 @@ def test_every_minute_job_runs_once_per_minute_with_no_gap_and_no_duplicate(
     assert all(r["status"] == "succeeded" and r["trigger"] == "schedule" for r in runs)
     stamps = [time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) for s in scheduled]
     assert scheduled[0] == first
-    assert len(stamps) >= 3 and all(b - a == 60 for a, b in zip(stamps, stamps[1:]))
+    assert len(stamps) >= 3 and all(b - a == 60 for a, b in pairwise(stamps))
 
 
 EXTERNAL_ID = "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6lP"  # generated: secrets.token_urlsafe(24)

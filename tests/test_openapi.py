@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +21,7 @@ DOCUMENT_PATH = Path(app_module.__file__).parent / "chalicelib" / "openapi.json"
 DOCUMENT: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text())
 SCHEMAS = DOCUMENT["components"]["schemas"]
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head")
-STAMP = datetime(2026, 1, 30, 10, 17, tzinfo=timezone.utc)
+STAMP = datetime(2026, 1, 30, 10, 17, tzinfo=UTC)
 
 
 def resolved(node: Any) -> Any:

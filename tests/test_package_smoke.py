@@ -215,7 +215,7 @@ def api_event(method: str, resource: str, path: str, *, body: Any = None,
         "resource": resource, "path": path, "httpMethod": method, "headers": all_headers,
         "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
         "queryStringParameters": None, "multiValueQueryStringParameters": None,
-        "pathParameters": dict(zip(names, values.groups())) or None, "stageVariables": None,
+        "pathParameters": dict(zip(names, values.groups(), strict=True)) or None, "stageVariables": None,
         "requestContext": {
             "resourceId": "abc123", "resourcePath": resource, "httpMethod": method,
             "extendedRequestId": "smoke=", "requestTime": "30/Nov/2026:12:00:00 +0000",

@@ -223,14 +223,13 @@ def test_an_icon_url_is_sent_as_icon_url() -> None:
 def test_a_failing_job_reaches_chat_through_a_rule_and_its_run_is_unchanged(
         store: Any, queue: Any, aws: dict[str, Any], webhook: Webhook,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import ACCOUNTS, drain, sqs_event, utc
-
     from chalicelib import runners
     from chalicelib.accounts import Registry
     from chalicelib.jobs import job_from_request
     from chalicelib.queue import RunMessage
     from chalicelib.runners import PermanentError
     from chalicelib.worker import Worker, handle_batch
+    from conftest import ACCOUNTS, drain, sqs_event, utc
 
     # Given a job whose instance is gone (its runner fails for good), created as the API does
     class Gone:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urlencode
 
@@ -63,7 +64,7 @@ def clock(client: Any) -> Any:
     import app as app_module
 
     def set_to(text: str) -> None:
-        moment = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        moment = datetime.fromisoformat(text).replace(tzinfo=UTC)
         app_module._api().clock = lambda: moment
 
     return set_to
@@ -207,7 +208,7 @@ def test_an_update_to_a_schedule_with_no_occurrence_left_is_refused_and_changes_
 
 def test_a_one_time_job_that_has_fired_stays_editable(client: Any, store: Store) -> None:
     # Given an enabled one-time job whose time has passed, as the tick leaves it
-    stamp = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    stamp = datetime(2020, 1, 1, tzinfo=UTC)
     fired = Job(account="spinup", group="space-xy", id=new_job_id(), name="once",
                 schedule_expression="at(2020-01-01T00:00:00)", details={"runner": "dummyRunner"},
                 enabled=True, modified_at=stamp, anchor=stamp)
@@ -308,9 +309,9 @@ def test_mutated_expressions_parse_or_raise_a_schedule_error_and_compute_without
     except ScheduleError as error:
         assert str(error) and error.field in ("schedule_expression", "schedule_timezone")
         return
-    now = datetime(2026, 1, 30, 10, 17, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 30, 10, 17, 30, tzinfo=UTC)
     found = schedule.occurrences(now, 3, now.replace(second=0))
-    assert all(b > a for a, b in zip([now, *found], found))
+    assert all(b > a for a, b in pairwise([now, *found]))
 
 
 # --- the exact cases, through the API at a chosen moment --------------------------------

@@ -20,7 +20,7 @@ Sources:
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import product
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,7 @@ import pytest
 
 from chalicelib.schedules import ScheduleError, parse_schedule
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def at(text: str, zone: str = "UTC") -> datetime:

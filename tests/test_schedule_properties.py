@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from chalicelib.schedules import ScheduleError, parse_schedule
 
-UTC = timezone.utc
+UTC = UTC
 MINUTE = timedelta(minutes=1)
 WINDOW = timedelta(days=2)
 

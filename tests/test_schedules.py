@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +12,7 @@ from croniter import CroniterBadCronError, CroniterBadDateError, CroniterNotAlph
 
 from chalicelib.schedules import Schedule, ScheduleError, parse_schedule
 
-UTC = timezone.utc
+UTC = UTC
 FRIDAY_10_17 = datetime(2026, 1, 30, 10, 17, tzinfo=UTC)  # the spec's starting point
 
 

@@ -8,7 +8,8 @@ import json
 import logging
 import statistics
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import bcrypt

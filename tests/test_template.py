@@ -32,8 +32,17 @@ from chalicelib.jobs import DEFAULT_DEADLINE_SECONDS
 from chalicelib.settings import Settings
 from chalicelib.store import table_definition
 from conftest import TABLE, TOKEN, auth, drain, scheduled_event, sqs_event
-from package_support import (ACCOUNT_ID, REGION, ROOT, STACK, TEMPLATE, ZIP, Resolver,
-                             package_lock, packaged_template)
+from package_support import (
+    ACCOUNT_ID,
+    REGION,
+    ROOT,
+    STACK,
+    TEMPLATE,
+    ZIP,
+    Resolver,
+    package_lock,
+    packaged_template,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -432,7 +441,7 @@ def test_each_function_has_its_own_role_and_nothing_is_generated(
         template: dict[str, Any]) -> None:
     # Then each function runs with its own role from the template
     roles = [props(template, f)["Role"] for f in FUNCTIONS]
-    for (function, role), value in zip(FUNCTIONS.items(), roles):
+    for (function, role), value in zip(FUNCTIONS.items(), roles, strict=True):
         assert value == {"Fn::GetAtt": [role, "Arn"]}, function
         trust = props(template, role)["AssumeRolePolicyDocument"]["Statement"]
         assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
@@ -650,7 +659,7 @@ def test_dashboard_and_alarms_look_for_metrics_under_the_dimensions_the_code_pub
     assert published["Runs"][1]["Outcome"] == "succeeded"
     lines = [line for w in _dashboard(template)["widgets"] for line in _widget_metrics(w)]
     for name, (namespace, dimensions) in published.items():
-        shown = [dict(zip(line[2::2], line[3::2])) for line in lines
+        shown = [dict(zip(line[2::2], line[3::2], strict=False)) for line in lines
                  if line[:2] == [namespace, name]]
         assert shown, name
         for shown_dimensions in shown:
@@ -1496,8 +1505,6 @@ def test_worker_and_reporter_roles_allow_every_call_publishing_and_reporting_mak
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from aws_lambda_powertools.utilities import parameters
-
     from chalicelib.reporter import handle_event
     from chalicelib.worker import handle_batch
 
@@ -1523,7 +1530,7 @@ def test_worker_and_reporter_roles_allow_every_call_publishing_and_reporting_mak
     posted: list[bytes] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             posted.append(self.rfile.read(int(self.headers["Content-Length"])))
             self.send_response(200)
             self.end_headers()

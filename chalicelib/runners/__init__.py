@@ -1,9 +1,19 @@
 """The runner registry: adding a runner is one module and one line here."""
 from __future__ import annotations
 
-from .base import (DetailsError, PermanentError, RetryableError, RunContext, Runner,
-                   RunnerError, RunResult, Scope, check_scope, session_policy)
 from .autoscaling import AutoscalingRunner
+from .base import (
+    DetailsError,
+    PermanentError,
+    RetryableError,
+    RunContext,
+    Runner,
+    RunnerError,
+    RunResult,
+    Scope,
+    check_scope,
+    session_policy,
+)
 from .database import DatabaseRunner
 from .dummy import DummyRunner
 from .instance import InstanceRunner

@@ -2,10 +2,22 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .base import (DetailsError, PermanentError, RunContext, RunResult, Scope, aws_call,
-                   check_keys, check_pattern, parse_int, revalidate, statement)
+from .base import (
+    DetailsError,
+    PermanentError,
+    RunContext,
+    RunResult,
+    Scope,
+    aws_call,
+    check_keys,
+    check_pattern,
+    parse_int,
+    revalidate,
+    statement,
+)
 
 MAX_SIZE = 10_000
 # Detail key -> UpdateAutoScalingGroup parameter (and DescribeAutoScalingGroups field).

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -107,7 +108,7 @@ def check_place(details: Mapping[str, str], key: str, partition: str | None,
                                 f"registry entry acts in region {scope.region}")
 
 
-def check_scope(runner: "Runner", details: Mapping[str, str], scope: Scope) -> None:
+def check_scope(runner: Runner, details: Mapping[str, str], scope: Scope) -> None:
     """DetailsError when a detail names a resource (an ARN, or the runner's own partial forms)
     in another partition, account or region than the registry entry's."""
     for key, value in details.items():
@@ -123,7 +124,7 @@ def check_scope(runner: "Runner", details: Mapping[str, str], scope: Scope) -> N
 DENY_ALL = {"Effect": "Deny", "Action": "*", "Resource": "*"}
 
 
-def session_policy(runner: "Runner", details: Mapping[str, str], scope: Scope) -> dict[str, Any]:
+def session_policy(runner: Runner, details: Mapping[str, str], scope: Scope) -> dict[str, Any]:
     """The IAM session policy for one run: only the runner's actions on the job's resources.
 
     A runner that says nothing of its permissions gets none (fail closed).

@@ -2,13 +2,26 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .base import (PermanentError, RetryableError, RunContext, RunResult, Scope, aws_call,
-                   check_choice, check_keys, check_pattern, classify, revalidate, statement)
+from .base import (
+    PermanentError,
+    RetryableError,
+    RunContext,
+    RunResult,
+    Scope,
+    aws_call,
+    check_choice,
+    check_keys,
+    check_pattern,
+    classify,
+    revalidate,
+    statement,
+)
 
 # RDS identifiers: a letter, then letters, digits and single hyphens, at most 63 characters.
 IDENTIFIER = re.compile(r"(?=[A-Za-z0-9-]{1,63}\Z)[A-Za-z](?:-?[A-Za-z0-9])*")

@@ -1,7 +1,7 @@
 """dummyRunner: renders the deployment's template with the account name; touches nothing."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from .base import DetailsError, RunContext, RunResult, revalidate
 

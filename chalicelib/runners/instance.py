@@ -2,13 +2,26 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .base import (PermanentError, RetryableError, RunContext, RunResult, Scope, aws_call,
-                   check_choice, check_keys, check_pattern, classify, error_code, revalidate,
-                   statement)
+from .base import (
+    PermanentError,
+    RetryableError,
+    RunContext,
+    RunResult,
+    Scope,
+    aws_call,
+    check_choice,
+    check_keys,
+    check_pattern,
+    classify,
+    error_code,
+    revalidate,
+    statement,
+)
 
 # AWS issues 8 or 17 hex digits; 16 is accepted too because minion's own README example
 # (i-aaaabbbb11112222) has 16, and existing jobs carry it.

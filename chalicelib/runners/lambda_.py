@@ -3,10 +3,22 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .base import (DetailsError, PermanentError, RunContext, RunResult, Scope, aws_call,
-                   check_keys, check_pattern, check_place, revalidate, statement)
+from .base import (
+    DetailsError,
+    PermanentError,
+    RunContext,
+    RunResult,
+    Scope,
+    aws_call,
+    check_keys,
+    check_pattern,
+    check_place,
+    revalidate,
+    statement,
+)
 
 # Lambda's own pattern for Invoke's FunctionName: a name, partial ARN or ARN, with qualifier.
 FUNCTION_NAME = re.compile(

@@ -2,10 +2,24 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .base import (INTEGER, DetailsError, PermanentError, RunContext, RunResult, Scope, aws_call,
-                   check_choice, check_keys, check_pattern, parse_int, revalidate, statement)
+from .base import (
+    INTEGER,
+    DetailsError,
+    PermanentError,
+    RunContext,
+    RunResult,
+    Scope,
+    aws_call,
+    check_choice,
+    check_keys,
+    check_pattern,
+    parse_int,
+    revalidate,
+    statement,
+)
 
 # The previous desired count lives on the service itself, in the target account, so that a
 # `start` finds it whichever minion deployment or run stopped the service.

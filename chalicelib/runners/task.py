@@ -3,11 +3,24 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .base import (DetailsError, PermanentError, RetryableError, RunContext, RunResult, Scope,
-                   aws_call, check_choice, check_keys, check_pattern, parse_int, revalidate,
-                   statement)
+from .base import (
+    DetailsError,
+    PermanentError,
+    RetryableError,
+    RunContext,
+    RunResult,
+    Scope,
+    aws_call,
+    check_choice,
+    check_keys,
+    check_pattern,
+    parse_int,
+    revalidate,
+    statement,
+)
 from .service import CLUSTER, cluster_name
 
 STARTED_BY = "minion"

@@ -70,14 +70,14 @@ def _parse_minion_cron(text: str) -> _CalendarPlan:
 _GO_UNITS_NS = {
     "ns": 1,
     "us": 10**3,
-    "µs": 10**3,  # noqa: RUF001 - Go accepts both micro signs
-    "μs": 10**3,  # noqa: RUF001
+    "µs": 10**3,
+    "μs": 10**3,
     "ms": 10**6,
     "s": 10**9,
     "m": 60 * 10**9,
     "h": 3600 * 10**9,
 }
-_GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")  # noqa: RUF001
+_GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
 
 
 def _parse_go_duration(text: str) -> int:
