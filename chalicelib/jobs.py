@@ -47,11 +47,14 @@ def utc_minute(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-def iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime) -> str:
     """RFC 3339 in UTC, whole seconds, `Z` suffix."""
-    if moment is None:
-        return None
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_or_none(moment: datetime | None) -> str | None:
+    """`iso(moment)`, or None (JSON null) for a time not set."""
+    return None if moment is None else iso(moment)
 
 
 def check_segment(kind: str, value: str) -> str:
@@ -134,9 +137,9 @@ class Job:
             "schedule_expression": self.schedule_expression,
             "schedule_timezone": self.schedule_timezone,
             "enabled": self.enabled,
-            "modified_at": iso(self.modified_at),
+            "modified_at": iso_or_none(self.modified_at),
             "modified_by": self.modified_by,
-            "next": iso(self.next),
+            "next": iso_or_none(self.next),
             "last_run": dict(self.last_run) if self.last_run else None,
             "version": self.version,
         }

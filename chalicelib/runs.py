@@ -68,7 +68,12 @@ def truncate(text: str | None, limit: int = MAX_TEXT) -> str | None:
 
 @dataclass(frozen=True)
 class Run:
-    """A run record as stored and as returned by the API."""
+    """A run record as stored and as returned by the API.
+
+    Its times are RFC 3339 strings (jobs.iso), as stored and as sent, where Job keeps
+    datetimes: the tick, worker and store build and compare them as text, so a change to
+    datetimes belongs with those modules (issue 18, point 1).
+    """
 
     run_id: str
     job_id: str
@@ -88,7 +93,7 @@ class Run:
 
     def to_api(self) -> dict[str, Any]:
         """The run record of the API."""
-        body = {
+        body: dict[str, Any] = {
             "run_id": self.run_id, "job_id": self.job_id, "account": self.account,
             "group": self.group, "trigger": self.trigger, "scheduled_for": self.scheduled_for,
             "queued_at": self.queued_at, "started_at": self.started_at,
@@ -106,7 +111,7 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         """The `last_run` summary copied onto the job."""
-        summary = {"run_id": self.run_id, "status": self.status,
+        summary: dict[str, Any] = {"run_id": self.run_id, "status": self.status,
                    "scheduled_for": self.scheduled_for, "finished_at": self.finished_at}
         if self.output is not None:
             summary["output"] = truncate(self.output, 256)

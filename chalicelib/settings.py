@@ -66,9 +66,11 @@ def _build_info() -> dict[str, str]:
     """What `make package` baked in (version, git hash, build time), if anything."""
     path = Path(__file__).with_name("build_info.json")
     try:
-        return json.loads(path.read_text())
+        info = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    # Written by infra/package.sh as an object; anything else is not build information.
+    return info if isinstance(info, dict) else {}
 
 
 @dataclass(frozen=True)

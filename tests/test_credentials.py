@@ -11,14 +11,14 @@ from moto.sts.models import sts_backends
 
 from chalicelib.accounts import AccountEntry
 from chalicelib.credentials import SESSION_SECONDS, client_factory, role_session_name
-from chalicelib.runners import get_runner
-from chalicelib.runners.base import PermanentError, RetryableError, RunContext
+from chalicelib.runners import RUNNERS
+from chalicelib.runners.base import PermanentError, RetryableError, RunContext, RunnerError
 from runner_support import DEFAULT_ACCOUNT, REGION
 
 TARGET_ACCOUNT = "111122223333"
 ROLE_ARN = f"arn:aws:iam::{TARGET_ACCOUNT}:role/MinionRunner"
 RUN_ID = "20240301T060000Z-s"
-INSTANCE = get_runner("instanceRunner")
+INSTANCE = RUNNERS["instanceRunner"]
 
 
 def entry(**fields: Any) -> AccountEntry:
@@ -205,7 +205,7 @@ def test_a_role_in_another_account_than_the_entrys_is_refused_before_assuming(
     ("InternalFailure", 500, RetryableError),
 ])
 def test_assume_role_failures_are_classified_with_the_reason(moto_aws: None, code: str,
-                                                              status: int, error: type) -> None:
+                                                              status: int, error: type[RunnerError]) -> None:
     # Given STS answering AssumeRole with this error
     session = boto3.session.Session()
     answer_sts(session, "AssumeRole", code, status)

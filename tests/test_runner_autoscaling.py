@@ -6,11 +6,11 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.runners import get_runner
-from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
+from chalicelib.runners import RUNNERS
+from chalicelib.runners.base import DetailsError, PermanentError, RetryableError, RunnerError
 from runner_support import REGION, context, fail_with, stubbed
 
-RUNNER = get_runner("autoscalingRunner")
+RUNNER = RUNNERS["autoscalingRunner"]
 
 
 def details(**sizes: str) -> dict[str, str]:
@@ -108,7 +108,7 @@ def test_missing_group_fails_permanently(moto_aws: None) -> None:
 @pytest.mark.parametrize("code, status, error", [
     ("Throttling", 400, RetryableError), ("AccessDenied", 403, PermanentError),
     ("InternalFailure", 500, RetryableError)])
-def test_describe_failure_is_classified(code: str, status: int, error: type) -> None:
+def test_describe_failure_is_classified(code: str, status: int, error: type[RunnerError]) -> None:
     ctx, stubber = stubbed("autoscaling")
     fail_with(stubber, "describe_auto_scaling_groups", code, status)
     with pytest.raises(error) as raised:

@@ -6,11 +6,11 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.runners import get_runner
-from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
+from chalicelib.runners import RUNNERS
+from chalicelib.runners.base import DetailsError, PermanentError, RetryableError, RunnerError
 from runner_support import REGION, context, fail_with, stubbed
 
-RUNNER = get_runner("databaseRunner")
+RUNNER = RUNNERS["databaseRunner"]
 
 
 def details(identifier: str = "reports-db", action: str = "stop") -> dict[str, str]:
@@ -176,7 +176,7 @@ def test_reboot_of_an_aurora_cluster_asks_for_its_instances(moto_aws: None) -> N
     ("InternalFailure", 500, RetryableError),
     ("AccessDenied", 403, PermanentError),
 ])
-def test_describe_failure_is_classified(code: str, status: int, error: type) -> None:
+def test_describe_failure_is_classified(code: str, status: int, error: type[RunnerError]) -> None:
     ctx, stubber = stubbed("rds")
     fail_with(stubber, "describe_db_instances", code, status)
     with pytest.raises(error) as raised:
@@ -189,7 +189,7 @@ def test_describe_failure_is_classified(code: str, status: int, error: type) -> 
     ("backing-up", RetryableError), ("modifying", RetryableError),
     ("storage-full", PermanentError), ("incompatible-parameters", PermanentError)])
 def test_invalid_state_is_retryable_only_while_the_instance_is_between_states(
-        status: str, error: type) -> None:
+        status: str, error: type[RunnerError]) -> None:
     # Given a DB instance in `status` whose StopDBInstance is refused for its state
     ctx, stubber = stubbed("rds")
     stubber.add_response("describe_db_instances", described(status))

@@ -6,11 +6,11 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.runners import get_runner
-from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
+from chalicelib.runners import RUNNERS
+from chalicelib.runners.base import DetailsError, PermanentError, RetryableError, RunnerError
 from runner_support import REGION, context, fail_with, stubbed
 
-RUNNER = get_runner("instanceRunner")
+RUNNER = RUNNERS["instanceRunner"]
 GOOD_ID = "i-0123456789abcdef0"
 
 
@@ -171,7 +171,7 @@ def test_missing_instance_fails_permanently_with_the_aws_code(moto_aws: None) ->
     ("UnauthorizedOperation", 403, PermanentError),
     ("AuthFailure", 401, PermanentError),
 ])
-def test_describe_failure_is_classified(code: str, status: int, error: type) -> None:
+def test_describe_failure_is_classified(code: str, status: int, error: type[RunnerError]) -> None:
     # Given EC2 answering DescribeInstances with this error
     ctx, stubber = stubbed("ec2")
     fail_with(stubber, "describe_instances", code, status)
@@ -198,7 +198,7 @@ def test_access_denied_on_the_action_fails_permanently() -> None:
 @pytest.mark.parametrize("state_now, error", [
     ("stopping", RetryableError), ("pending", RetryableError), ("stopped", PermanentError)])
 def test_incorrect_state_is_retryable_only_while_between_states(state_now: str,
-                                                                error: type) -> None:
+                                                                error: type[RunnerError]) -> None:
     # Given a start refused with IncorrectInstanceState, the instance then being in state_now
     ctx, stubber = stubbed("ec2")
     stubber.add_response("describe_instances", describe_response(GOOD_ID, "stopped"))
@@ -225,4 +225,4 @@ def test_reboot_of_a_pending_instance_is_retryable_and_not_attempted() -> None:
 
 def test_the_seed_readmes_sixteen_digit_instance_id_is_accepted() -> None:
     # Given minion's own README example id (16 hex digits) / Then it validates
-    get_runner("instanceRunner").validate(details(instance_id="i-aaaabbbb11112222"))
+    RUNNERS["instanceRunner"].validate(details(instance_id="i-aaaabbbb11112222"))

@@ -10,11 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.runners import get_runner
-from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
+from chalicelib.runners import RUNNERS
+from chalicelib.runners.base import DetailsError, PermanentError, RetryableError, RunnerError
 from runner_support import REGION, context, fail_with, fake_credentials, stubbed
 
-RUNNER = get_runner("lambdaRunner")
+RUNNER = RUNNERS["lambdaRunner"]
 
 
 def details(**changes: str) -> dict[str, str]:
@@ -115,7 +115,7 @@ def test_missing_function_fails_permanently_with_the_aws_code(
     ("AccessDeniedException", 403, PermanentError),
     ("KMSAccessDeniedException", 502, PermanentError),
 ])
-def test_invoke_errors_are_classified(code: str, status: int, error: type) -> None:
+def test_invoke_errors_are_classified(code: str, status: int, error: type[RunnerError]) -> None:
     ctx, stubber = stubbed("lambda")
     fail_with(stubber, "invoke", code, status)
     with pytest.raises(error) as raised:

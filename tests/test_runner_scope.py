@@ -99,7 +99,7 @@ def test_the_role_is_assumed_with_the_jobs_session_policy(moto_aws: None) -> Non
     [assumed] = assumed_roles()
     assert assumed.external_id == EXTERNAL_ID
     assert json.loads(assumed.policy) == session_policy(
-        get_runner("instanceRunner"), details, SCOPE)  # type: ignore[arg-type]
+        RUNNERS["instanceRunner"], details, SCOPE)
 
 
 def test_without_job_details_no_session_policy_is_sent(moto_aws: None) -> None:
@@ -149,7 +149,7 @@ def test_details_naming_another_accounts_or_regions_resource_are_refused(
 def test_details_in_the_entrys_account_and_region_are_accepted(function_name: str) -> None:
     details = {"runner": "lambdaRunner", "function_name": function_name,
                "payload": json.dumps({"target": "arn:aws:s3:::another-accounts-bucket"})}
-    check_scope(get_runner("lambdaRunner"), details, SCOPE)  # type: ignore[arg-type]
+    check_scope(RUNNERS["lambdaRunner"], details, SCOPE)
 
 
 def test_a_stored_job_naming_another_account_fails_before_any_role_is_assumed(moto_aws: None) -> None:

@@ -6,12 +6,12 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.runners import get_runner
-from chalicelib.runners.base import DetailsError, PermanentError, RetryableError
+from chalicelib.runners import RUNNERS
+from chalicelib.runners.base import DetailsError, PermanentError, RetryableError, RunnerError
 from chalicelib.runners.service import PREVIOUS_COUNT_TAG
 from runner_support import REGION, context, fail_with, stubbed
 
-RUNNER = get_runner("serviceRunner")
+RUNNER = RUNNERS["serviceRunner"]
 
 
 def details(action: str = "stop", **extra: str) -> dict[str, str]:
@@ -168,7 +168,7 @@ def test_missing_cluster_fails_permanently_with_the_aws_code(moto_aws: None) -> 
 
 @pytest.mark.parametrize("code, error", [
     ("ThrottlingException", RetryableError), ("AccessDeniedException", PermanentError)])
-def test_describe_failure_is_classified(code: str, error: type) -> None:
+def test_describe_failure_is_classified(code: str, error: type[RunnerError]) -> None:
     ctx, stubber = stubbed("ecs")
     fail_with(stubber, "describe_services", code)
     with pytest.raises(error) as raised:

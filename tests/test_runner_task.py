@@ -7,16 +7,22 @@ import boto3
 import pytest
 from botocore.stub import ANY
 
-from chalicelib.runners import get_runner
-from chalicelib.runners.base import DetailsError, PermanentError, RetryableError, RunContext
+from chalicelib.runners import RUNNERS
+from chalicelib.runners.base import (
+    DetailsError,
+    PermanentError,
+    RetryableError,
+    RunContext,
+    RunnerError,
+)
 from runner_support import REGION, context, fail_with, stubbed
 
-RUNNER = get_runner("taskRunner")
+RUNNER = RUNNERS["taskRunner"]
 SUBNET = "subnet-0123456789abcdef0"
 TASK_ARN = "arn:aws:ecs:us-east-1:123456789012:task/apps/0123456789abcdef0123456789abcdef"
 
 
-def details(**changes: str) -> dict[str, str]:
+def details(**changes: str | None) -> dict[str, str]:
     base = {"runner": "taskRunner", "task_action": "run", "task_cluster": "apps",
             "task_name": "nightly", "count": "1", "subnets": SUBNET}
     return {k: v for k, v in {**base, **changes}.items() if v is not None}
@@ -170,7 +176,7 @@ def test_client_token_is_the_same_for_every_attempt_of_a_run_and_differs_between
     (["RESOURCE:CPU", "ATTRIBUTE"], PermanentError),
 ])
 def test_no_task_started_is_retryable_only_for_missing_capacity(reasons: list[str],
-                                                                error: type) -> None:
+                                                                error: type[RunnerError]) -> None:
     # Given RunTask answering 200 with failures and no task
     ctx, stubber = stubbed("ecs")
     stubber.add_response("run_task", {"tasks": [], "failures": [
@@ -195,7 +201,7 @@ def test_some_tasks_started_fails_permanently_naming_them() -> None:
 @pytest.mark.parametrize("code, error", [
     ("ThrottlingException", RetryableError), ("AccessDeniedException", PermanentError),
     ("ServerException", RetryableError)])
-def test_run_task_errors_are_classified(code: str, error: type) -> None:
+def test_run_task_errors_are_classified(code: str, error: type[RunnerError]) -> None:
     ctx, stubber = stubbed("ecs")
     fail_with(stubber, "run_task", code, 500 if code == "ServerException" else 400)
     with pytest.raises(error) as raised:

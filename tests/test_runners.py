@@ -52,21 +52,22 @@ def test_every_runner_of_the_spec_is_registered_under_its_name() -> None:
     # Given the spec's runner names / Then each resolves to a runner of that name
     assert set(RUNNERS) == set(EXAMPLES)
     for name in EXAMPLES:
-        assert get_runner(name).name == name
+        runner = get_runner(name)
+        assert runner is not None and runner.name == name
     assert get_runner("shellRunner") is None
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_each_runner_accepts_its_documented_example(name: str) -> None:
     # Given the README example for the runner / When validated / Then accepted
-    get_runner(name).validate({"runner": name, **EXAMPLES[name]})
+    RUNNERS[name].validate({"runner": name, **EXAMPLES[name]})
 
 
 @pytest.mark.parametrize("name", sorted(set(EXAMPLES) - {"dummyRunner"}))
 def test_each_runner_rejects_an_unknown_key_by_name(name: str) -> None:
     # Given a valid example plus a key no runner knows / Then that key is named
     with pytest.raises(DetailsError) as raised:
-        get_runner(name).validate({"runner": name, **EXAMPLES[name], "colour": "blue"})
+        RUNNERS[name].validate({"runner": name, **EXAMPLES[name], "colour": "blue"})
     assert raised.value.key == "colour"
 
 
@@ -77,7 +78,7 @@ def test_each_runner_rejects_a_non_string_value(name: str) -> None:
     key = next(iter(EXAMPLES[name]))
     details[key] = 3
     with pytest.raises(DetailsError) as raised:
-        get_runner(name).validate(details)
+        RUNNERS[name].validate(details)
     assert raised.value.key == key
 
 
@@ -90,7 +91,7 @@ def test_each_runner_fails_permanently_at_run_time_on_details_it_would_reject(
     del details[missing]
     # When it runs / Then a permanent failure naming the key, and no AWS client is asked for
     with pytest.raises(PermanentError, match=f"details.{missing}"):
-        get_runner(name).run(details, context(lambda s: pytest.fail("no AWS call expected")))
+        RUNNERS[name].run(details, context(lambda s: pytest.fail("no AWS call expected")))
 
 
 JSON_VALUES = st.recursive(
@@ -113,7 +114,7 @@ def test_validation_never_fails_except_with_a_details_error(
                if k not in drop}
     # When validated / Then it passes, or fails with a DetailsError naming a key it has or needs
     try:
-        get_runner(name).validate(details)
+        RUNNERS[name].validate(details)
     except DetailsError as error:
         assert error.key in details or error.key in EXAMPLES[name] or error.key in {
             "subnets", "desired_count", "desired_capacity", "min_size"}
@@ -213,14 +214,14 @@ def test_an_unreachable_endpoint_fails_retryably(moto_aws: None) -> None:
     job = {"runner": "instanceRunner", **EXAMPLES["instanceRunner"]}
     # When a runner acts through it / Then a retryable failure, not a crash
     with pytest.raises(RetryableError, match="EndpointConnectionError"):
-        get_runner("instanceRunner").run(job, context(lambda service: ec2))
+        RUNNERS["instanceRunner"].run(job, context(lambda service: ec2))
 
 
 def test_dummy_runner_with_details_it_does_not_take_fails_permanently_naming_the_key() -> None:
     # Given a dummy job stored with a detail the runner does not take
-    from chalicelib.runners import PermanentError, RunContext, get_runner
+    from chalicelib.runners import PermanentError, RunContext
 
-    runner = get_runner("dummyRunner")
+    runner = RUNNERS["dummyRunner"]
     context = RunContext(account="spinup", run_id="r", job_id="j", client=lambda _: None)
     # When it runs / Then it fails permanently, and the message names the key
     with pytest.raises(PermanentError, match=r"details\.instance_id"):

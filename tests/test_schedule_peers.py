@@ -28,8 +28,6 @@ import pytest
 
 from chalicelib.schedules import ScheduleError, parse_schedule
 
-UTC = UTC
-
 
 def at(text: str, zone: str = "UTC") -> datetime:
     """An aware datetime from 'YYYY-MM-DD HH:MM[:SS]' in a zone."""

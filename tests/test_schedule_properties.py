@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from chalicelib.schedules import ScheduleError, parse_schedule
 
-UTC = UTC
 MINUTE = timedelta(minutes=1)
 WINDOW = timedelta(days=2)
 

@@ -12,7 +12,6 @@ from croniter import CroniterBadCronError, CroniterBadDateError, CroniterNotAlph
 
 from chalicelib.schedules import Schedule, ScheduleError, parse_schedule
 
-UTC = UTC
 FRIDAY_10_17 = datetime(2026, 1, 30, 10, 17, tzinfo=UTC)  # the spec's starting point
 
 

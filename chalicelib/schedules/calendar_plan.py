@@ -28,13 +28,13 @@ from __future__ import annotations
 import calendar
 import threading
 from bisect import bisect_left
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
 
-from .common import _ONE_MINUTE, UTC, ScheduleError
+from .common import _ONE_MINUTE, ScheduleError
 from .fields import _cron_list
 from .zones import _local_to_utc
 

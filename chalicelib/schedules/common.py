@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-UTC = UTC
 MAX_EXPRESSION_LENGTH = 256
 EXPRESSION_FIELD = "schedule_expression"
 TIMEZONE_FIELD = "schedule_timezone"

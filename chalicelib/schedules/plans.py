@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .common import _FIVE_YEARS_IN_MINUTES, _ONE_MINUTE, UTC, ScheduleError
+from .common import _FIVE_YEARS_IN_MINUTES, _ONE_MINUTE, ScheduleError
 from .zones import _local_to_utc
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .common import _ONE_MINUTE, TIMEZONE_FIELD, UTC, ScheduleError
+from .common import _ONE_MINUTE, TIMEZONE_FIELD, ScheduleError
 
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC"})
 # Files that ZoneInfo loads but that are not IANA zone names, or depend on the host.
