@@ -64,7 +64,7 @@ def _transactions_copy_only_their_items() -> None:
         # restores the items instead. The module's other deepcopy (of one item) still copies.
         return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
-    models.copy = types.SimpleNamespace(  # type: ignore[assignment, attr-defined]
+    models.copy = types.SimpleNamespace(  # type: ignore[assignment]
         deepcopy=deepcopy_but_tables, copy=copy.copy)
     original = models.DynamoDBBackend.transact_write_items
 

@@ -383,7 +383,7 @@ class LocalState:
 def _read_body(environ: dict[str, Any]) -> bytes:
     """The request's body, left readable for the app."""
     if "minion.body" in environ:
-        return environ["minion.body"]  # type: ignore[no-any-return]
+        return environ["minion.body"]
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length > 0 else b""
     environ["wsgi.input"] = io.BytesIO(body)

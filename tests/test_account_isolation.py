@@ -21,9 +21,11 @@ from chalicelib.queue import RunMessage, RunQueue
 from chalicelib.runners import RunResult
 from chalicelib.runners.dummy import DummyRunner
 from chalicelib.runs import scheduled_run_id
+from chalicelib.settings import get_settings
 from chalicelib.store import Store, job_key
 from chalicelib.worker import Worker, handle_batch
 from conftest import TABLE, auth, drain, sqs_event
+from store_support import registry_entry, stored_run
 
 ROLE = "arn:aws:iam::111122223333:role/minion-runner"
 EXTERNAL_ID = "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6lP"
@@ -121,7 +123,7 @@ def test_a_broken_registry_answers_503_naming_the_key_and_writes_nothing(
     assert len(emitted) == 2
     # When the registry is fixed / Then the next request works: a refusal is not cached
     monkeypatch.setenv("MINION_ACCOUNTS", json.dumps({"accounts": {"team": TEAM}}))
-    deps.get_settings.cache_clear()
+    get_settings.cache_clear()
     assert client.http.get("/v1/minion/team/jobs", headers=auth()).status_code == 200
 
 
@@ -180,7 +182,7 @@ def stored_job(store: Store, registry: Registry, account: str) -> Job:
     body = {"name": "nightly", "schedule_expression": "* * * * *", "enabled": True,
             "details": {"runner": "dummyRunner"}}
     job = job_from_request(body, account=account, group="space-xy", job_id=None,
-                           entry=registry.get(account), now=NOW)  # type: ignore[arg-type]
+                           entry=registry_entry(account, registry), now=NOW)
     store.create_job(job)
     return job
 
@@ -218,12 +220,12 @@ def test_a_job_of_a_removed_account_is_skipped_not_run_under_the_default_entry(
     for job in (own, default):
         assert deliver(aws, queue, job, worker) == {"batchItemFailures": []}
     # Then the removed account's run is skipped with the reason, the runner never called
-    run = store.get_run(own.id, scheduled_run_id(OCCURRENCE))
+    run = stored_run(store, own.id, scheduled_run_id(OCCURRENCE))
     assert (run.status, run.error) == ("skipped", (
         "account team is no longer in the account registry (its job was created under its "
         "own entry; the * entry does not take it over)"))
     # And the job created under `*` still runs under it
-    assert store.get_run(default.id, scheduled_run_id(OCCURRENCE)).status == "succeeded"
+    assert stored_run(store, default.id, scheduled_run_id(OCCURRENCE)).status == "succeeded"
     assert sum(counting.calls.values()) == 1
 
 
@@ -234,7 +236,7 @@ def test_a_put_under_the_default_entry_keeps_the_jobs_own_entry(store: Store) ->
     body = {"name": "renamed", "schedule_expression": "* * * * *",
             "details": {"runner": "dummyRunner"}}
     replaced = job_from_request(body, account="team", group="space-xy", job_id=job.id,
-                                entry=after.get("team"), now=NOW,  # type: ignore[arg-type]
+                                entry=registry_entry("team", after), now=NOW,
                                 previous=job)
     assert replaced.registry_entry == "team"
     store.replace_job(replaced, job)
@@ -258,7 +260,7 @@ def test_the_worker_acts_for_the_key_it_read_not_the_items_account_attribute(
     # When its run arrives under key `team`
     assert deliver(aws, queue, job, worker, account="team") == {"batchItemFailures": []}
     # Then it is skipped, saying why; nothing ran, no credentials were made for `admin`
-    run = store.get_run(job.id, scheduled_run_id(OCCURRENCE))
+    run = stored_run(store, job.id, scheduled_run_id(OCCURRENCE))
     assert (run.status, run.error) == (
         "skipped", f"job item names admin/space-xy/{job.id} but was read under "
                    f"team/space-xy/{job.id}")
@@ -300,7 +302,7 @@ def test_a_broken_registry_leaves_the_message_for_retry_logged_at_error(
     # When the registry is fixed / Then the same run goes through
     assert deliver(aws, queue, job, make_worker(store, queue, lambda: good)) == {
         "batchItemFailures": []}
-    assert store.get_run(job.id, scheduled_run_id(OCCURRENCE)).status == "succeeded"
+    assert stored_run(store, job.id, scheduled_run_id(OCCURRENCE)).status == "succeeded"
 
 
 def test_the_deployed_worker_reads_the_registry_through_deps_and_leaves_the_message(

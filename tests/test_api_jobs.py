@@ -13,6 +13,7 @@ from botocore.awsrequest import AWSResponse
 
 from chalicelib import deps
 from conftest import TABLE, auth
+from store_support import table_items
 
 BASE = "/v1/minion"
 # Exactly the fields of api.md's job object.
@@ -69,11 +70,6 @@ def created(client: Any, body: Any, group: str = "space-xy", account: str = "spi
     assert response.status_code == 200, response.body
     return response.json_body
 
-
-def table_items(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every item of the table (jobs, runs, counters), in key order."""
-    items = aws["dynamodb"].scan(TableName=TABLE, ConsistentRead=True)["Items"]
-    return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
 
 
 # --- the seed README's jobs, round trip --------------------------------------------------------
@@ -488,7 +484,9 @@ def test_a_next_token_is_tamper_evident_and_bound_to_its_listing(client: Any) ->
         created(client, DUMMY_JOB)
     created(client, DUMMY_JOB, account="limited")
     first = get(client, f"{BASE}/spinup/jobs?limit=1")
-    token = re.search(r"next_token=([^&>]+)", first.headers["Link"]).group(1)
+    found = re.search(r"next_token=([^&>]+)", first.headers["Link"])
+    assert found is not None, first.headers["Link"]
+    token = found.group(1)
     from urllib.parse import unquote
     raw = unquote(token)
     position, mac = raw.split(".")
@@ -515,7 +513,9 @@ def test_a_next_token_holds_across_instances_of_the_api(client: Any) -> None:
     # When another instance (a fresh process's MinionApi) reads it
     import app as app_module
     app_module._api.cache_clear()
-    path = re.fullmatch(r"<([^>]+)>; rel=\"next\"", link).group(1)
+    found = re.fullmatch(r"<([^>]+)>; rel=\"next\"", link)
+    assert found is not None, link
+    path = found.group(1)
     # Then it is accepted: the key is the deployment's, not the process's
     assert get(client, path).status_code == 200
 

@@ -12,7 +12,7 @@ from chalice.local import LocalGateway
 from prometheus_client.parser import text_string_to_metric_families
 
 from chalicelib import deps
-from chalicelib.runs import Run
+from chalicelib.runs import Run, Status
 from chalicelib.settings import get_settings
 from conftest import TOKEN, auth
 
@@ -91,7 +91,8 @@ def test_metrics_count_jobs_by_account_and_state_and_runs_by_status(client: Any)
     create(client, account="limited")
     # and finished runs: two succeeded, one failed, one missed; and a tick that finished
     store = deps.store()
-    for index, status in enumerate(("succeeded", "succeeded", "failed", "missed")):
+    statuses: tuple[Status, ...] = ("succeeded", "succeeded", "failed", "missed")
+    for index, status in enumerate(statuses):
         store.put_run(Run(run_id=f"20260130T10{index:02d}00Z-s", job_id=disabled["id"],
                           account="spinup", group="space-xy", trigger="schedule",
                           scheduled_for="2026-01-30T10:00:00Z", status=status))

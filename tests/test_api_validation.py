@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TABLE, TOKEN, auth
+from conftest import TOKEN, auth
+from store_support import table_items
 
 BASE = "/v1/minion"
 DUMMY_JOB = {"name": "dummy-spin1234567", "description": "Do some dumb thing to my server",
@@ -43,11 +44,6 @@ def put(client: Any, job_id: str, body: Any, headers: dict[str, str] | None = No
     raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return client.http.put(job_path(job_id), headers=headers or auth(), body=raw)
 
-
-def table_items(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every item of the table (jobs, runs, counters), in key order."""
-    items = aws["dynamodb"].scan(TableName=TABLE, ConsistentRead=True)["Items"]
-    return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
 
 
 def queued_messages(aws: dict[str, Any]) -> int:

@@ -13,7 +13,6 @@ import pytest
 from botocore.stub import Stubber
 
 from chalicelib import runners
-from chalicelib.accounts import Registry
 from chalicelib.events import (
     DETAIL_TYPE,
     MAX_ENTRIES,
@@ -26,13 +25,13 @@ from chalicelib.events import (
 from chalicelib.jobs import Job, iso, job_from_request
 from chalicelib.queue import RunMessage, RunQueue
 from chalicelib.runners import PermanentError, RetryableError, RunResult
-from chalicelib.runs import Run, scheduled_run_id
+from chalicelib.runs import Run, Status, scheduled_run_id
 from chalicelib.store import Store
 from chalicelib.tick import Ticker, run_tick
 from chalicelib.worker import Worker, handle_batch, retry_delay
-from conftest import ACCOUNTS, SHARDS, auth, drain, scheduled_event, sqs_event, utc
+from conftest import SHARDS, auth, drain, scheduled_event, sqs_event, utc
+from store_support import REGISTRY, registry_entry, stored_run
 
-REGISTRY = Registry.from_document(ACCOUNTS)
 CREATED = "2026-01-30T10:17:20"  # next occurrence 10:18
 STARTED = utc("2026-01-30T10:18:05")
 API_URL = "https://minion.example.edu/api"
@@ -111,7 +110,7 @@ def create_job(store: Store, say: str, **fields: Any) -> Job:
     body = {"name": f"job-{say}", "schedule_expression": "* * * * *", "enabled": True,
             "details": {"runner": "dummyRunner", "say": say}, **fields}
     job = job_from_request(body, account="spinup", group="nightly", job_id=None,
-                           entry=REGISTRY.get("spinup"), now=utc(CREATED))  # type: ignore[arg-type]
+                           entry=registry_entry("spinup"), now=utc(CREATED))
     store.create_job(job)
     return job
 
@@ -155,7 +154,7 @@ def test_a_failed_run_publishes_the_documented_event_a_rule_routes(
         "status": "failed", "attempts": 1, "finished_at": "2026-01-30T10:18:05Z",
         "error_code": "NotFound", "error": "instance i-1 not found",
         "run_url": f"{API_URL}/v1/minion/spinup/jobs/nightly/{job.id}/runs/{run_id}"}
-    assert store.get_run(job.id, run_id).status == "failed"
+    assert stored_run(store, job.id, run_id).status == "failed"
 
 
 def test_a_rule_matching_failed_receives_only_the_failed_runs(
@@ -196,7 +195,7 @@ def test_by_default_a_healthy_run_publishes_nothing(
         stub.assert_no_pending_responses()
     # Then it succeeded and no PutEvents was made
     assert response == {"batchItemFailures": []}
-    assert store.get_run(job.id, message(job).run_id).status == "succeeded"
+    assert stored_run(store, job.id, message(job).run_id).status == "succeeded"
 
 
 def test_a_jobs_notify_replaces_the_default(
@@ -243,7 +242,7 @@ def test_a_retried_attempt_is_announced_as_retrying_when_asked(
                                              "retry_in_seconds")} == {
         "status": "retrying", "attempts": 1, "error_code": "Throttling",
         "retry_in_seconds": retry_delay(1)}
-    assert store.get_run(job.id, message(job).run_id).status == "queued"
+    assert stored_run(store, job.id, message(job).run_id).status == "queued"
 
 
 def test_a_run_skipped_because_its_job_was_deleted_is_announced_by_default(
@@ -283,10 +282,10 @@ def test_missed_occurrences_recorded_by_the_tick_are_announced_once(
 
 # --- batching, and best effort --------------------------------------------------------------
 
-def _run(index: int, status: str = "failed") -> Run:
+def _run(index: int, status: Status = "failed") -> Run:
     return Run(run_id=f"20260130T1018{index:02d}Z-s", job_id="j", account="spinup",
                group="nightly", trigger="schedule", scheduled_for="2026-01-30T10:18:00Z",
-               status=status, attempts=1, error="boom")  # type: ignore[arg-type]
+               status=status, attempts=1, error="boom")
 
 
 def test_a_batch_of_events_is_published_ten_per_call(aws: dict[str, Any],
@@ -334,9 +333,10 @@ def test_a_failed_put_events_changes_nothing_about_the_run_and_is_counted(
         stub.assert_no_pending_responses()
     # Then the message is acknowledged, the run's record is the failure it was
     assert response == {"batchItemFailures": []}
-    run = store.get_run(job.id, message(job).run_id)
+    run = stored_run(store, job.id, message(job).run_id)
     assert (run.status, run.attempts, run.error_code) == ("failed", 1, "Boom")
-    assert store.get_job(job.account, job.group, job.id).last_run["status"] == "failed"
+    last_run = store.get_job(job.account, job.group, job.id).last_run
+    assert last_run is not None and last_run["status"] == "failed"
     # And no message was re-queued, and the miss was counted as a metric
     assert drain(aws["sqs"], aws["queue_url"]) == []
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines()
@@ -369,7 +369,7 @@ def test_a_failed_publish_of_missed_runs_does_not_fail_the_tick(
         report = run_tick(ticker, scheduled_event("2026-01-30T10:21"))
     # Then it recorded the misses and queued the latest occurrence all the same
     assert (report.missed, report.queued) == (3, 1)
-    assert store.get_run(job.id, scheduled_run_id(utc("2026-01-30T10:18"))).status == "missed"
+    assert stored_run(store, job.id, scheduled_run_id(utc("2026-01-30T10:18"))).status == "missed"
     drain(aws["sqs"], aws["queue_url"])
 
 

@@ -223,13 +223,15 @@ def check_case(case: Any, live: LiveApi) -> None:
     scanned after every case during which the app's clients made a write call (without one,
     nothing could change)."""
     headers = token_for(case)
+    seeded = live.seeded
+    assert seeded is not None, "the live_api fixture seeds the table first"
     live.writes.clear()
     response = case.call(base_url=live.base_url, headers=headers)
     try:
         case.validate_response(response, excluded_checks=EXCLUDED_CHECKS, headers=headers,
                                transport_kwargs={"base_url": live.base_url})
     finally:
-        after = live.state() if live.writes else live.seeded
+        after = live.state() if live.writes else seeded
         live.restore(after)
     if 400 <= response.status_code < 500 or case.method.upper() in SAFE_METHODS:
         assert after == live.seeded, (
@@ -237,17 +239,17 @@ def check_case(case: Any, live: LiveApi) -> None:
             f"stored data (calls: {live.writes}):\n{case.as_curl_command()}")
 
 
-FUZZ_SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ_SETTINGS = settings(deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @schema.parametrize()
-@settings(max_examples=40, **FUZZ_SETTINGS)
+@settings(FUZZ_SETTINGS, max_examples=40)
 def test_no_generated_request_breaks_the_api_or_its_document(case: Any, live_api: LiveApi) -> None:
     check_case(case, live_api)
 
 
 @pytest.mark.slow
 @schema.parametrize()
-@settings(max_examples=250, **FUZZ_SETTINGS)
+@settings(FUZZ_SETTINGS, max_examples=250)
 def test_a_long_campaign_finds_no_request_that_breaks_the_api(case: Any, live_api: LiveApi) -> None:
     check_case(case, live_api)

@@ -824,8 +824,10 @@ def test_runner_role_trusts_only_the_worker_role_and_the_external_id(
 def test_worker_role_keeps_its_arn_when_the_stack_is_created_again(
         template: dict[str, Any]) -> None:
     # Given the worker role's name, as the longest stage deploys it in the longest region name
-    longest = 1 + int(re.search(r"\{0,(\d+)\}\$$",
-                                template["Parameters"]["Stage"]["AllowedPattern"])[1])
+    pattern = template["Parameters"]["Stage"]["AllowedPattern"]
+    found = re.search(r"\{0,(\d+)\}\$$", pattern)
+    assert found is not None, pattern
+    longest = 1 + int(found[1])
     stage = "s" * longest
     name = props(template, "WorkerRole")["RoleName"]
     resolver = Resolver(template)
