@@ -352,9 +352,9 @@ class MinionApi:
         except BadRequest as error:
             return {**answer, "valid": False, "message": str(error), "occurrences": []}
         minute = utc_minute(self.clock())
-        anchor = minute if schedule.is_interval() else None
         zone = ZoneInfo(tz)
-        found = schedule.occurrences(minute, count, anchor)
+        # Set now, an interval schedule would count from this minute; others ignore the anchor.
+        found = schedule.occurrences(minute, count, anchor=minute)
         if not found:  # what a POST of an enabled job would answer
             return {**answer, "valid": False, "message": never_runs_message(minute),
                     "occurrences": []}

@@ -122,8 +122,7 @@ class Job:
         """The first occurrence after `moment`, or None when disabled or never again."""
         if not self.enabled:
             return None
-        schedule = self.schedule()
-        return schedule.next_after(moment, self.anchor if schedule.is_interval() else None)
+        return self.schedule().next_after(moment, self.anchor)
 
     def to_api(self) -> dict[str, Any]:
         """The job object of the API."""
@@ -348,7 +347,7 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
     )
     next_at = None
     if enabled:
-        next_at = schedule.next_after(minute, anchor if schedule.is_interval() else None)
+        next_at = schedule.next_after(minute, anchor)
         schedule_set_anew = previous is None or (
             previous.schedule_expression != expression or previous.schedule_timezone != tz)
         # An enabled job that could never run is refused like `0 0 30 2 *`; a stored one

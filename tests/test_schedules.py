@@ -867,3 +867,16 @@ def test_threads_sharing_a_schedule_get_the_answers_of_one_thread(
         answers = list(pool.map(lambda k: [schedule.next_after(m) for m in moments[k::4]], range(4)))
     # Then every thread gets the answers one thread gets
     assert all(answers[k] == expected[k::4] for k in range(4))
+
+
+@pytest.mark.parametrize("expression", [
+    "*/7 * * * *", "cron(15 10 ? * MON-FRI *)", "@daily", "at(2026-02-01T08:30:00)"])
+def test_a_calendar_schedule_ignores_the_anchor_so_callers_pass_it_whatever_the_kind(
+        expression: str) -> None:
+    # Given a calendar (not interval) schedule, and an anchor that would move an interval
+    schedule = parse_schedule(expression, "Europe/Berlin")
+    assert not schedule.is_interval()
+    anchor = utc("2026-01-30 09:59")
+    # When asked with and without the anchor / Then the occurrences are the same
+    assert schedule.occurrences(FRIDAY_10_17, 3, anchor) == schedule.occurrences(FRIDAY_10_17, 3)
+    assert schedule.occurrences(FRIDAY_10_17, 3)
