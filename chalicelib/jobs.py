@@ -34,12 +34,18 @@ CLIENT_FIELDS = frozenset({
 PATH_FIELDS = ("account", "group", "id")
 READ_ONLY_FIELDS = frozenset({"modified_at", "next", "last_run", "version"})
 
+# The body's limits: chalicelib/openapi.json states the same numbers, and
+# tests/test_one_source.py holds it to this table.
 LIMITS = {"name": 256, "description": 4096, "modified_by": 256, "schedule_expression": 256,
           "schedule_timezone": 64}
 MAX_DETAILS = 50
 MAX_DETAIL_KEY = 128
 MAX_DETAIL_VALUE = 4096
 MAX_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+# Inclusive ranges of the integer fields.
+INTEGER_RANGES = {"starting_deadline_seconds": (60, 7 * 86400), "max_attempts": (1, 10)}
 
 
 def utc_minute(moment: datetime) -> datetime:
@@ -185,7 +191,8 @@ def _string(fields: Mapping[str, Any], name: str, *, required: bool = False,
     return value
 
 
-def _integer(fields: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+def _integer(fields: Mapping[str, Any], name: str) -> int | None:
+    low, high = INTEGER_RANGES[name]
     value = fields.get(name)
     if value is None:
         return None
@@ -251,10 +258,12 @@ def _tags(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
     result = []
     for index, tag in enumerate(tags):
         if (not isinstance(tag, dict) or set(tag) - {"key", "value"}
-                or not isinstance(tag.get("key"), str) or not 1 <= len(tag["key"]) <= 128
-                or not isinstance(tag.get("value", ""), str) or len(tag.get("value", "")) > 256):
-            raise BadRequest(f"tags[{index}]: expected {{\"key\": 1-128 chars, "
-                             f"\"value\": at most 256 chars}}")
+                or not isinstance(tag.get("key"), str)
+                or not 1 <= len(tag["key"]) <= MAX_TAG_KEY
+                or not isinstance(tag.get("value", ""), str)
+                or len(tag.get("value", "")) > MAX_TAG_VALUE):
+            raise BadRequest(f"tags[{index}]: expected {{\"key\": 1-{MAX_TAG_KEY} chars, "
+                             f"\"value\": at most {MAX_TAG_VALUE} chars}}")
         result.append((tag["key"], tag.get("value", "")))
     return tuple(result)
 
@@ -319,8 +328,8 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
         enabled = False
     if not isinstance(enabled, bool):
         raise BadRequest("enabled: expected true or false")
-    deadline = _integer(fields, "starting_deadline_seconds", 60, 7 * 86400)
-    max_attempts = _integer(fields, "max_attempts", 1, 10)
+    deadline = _integer(fields, "starting_deadline_seconds")
+    max_attempts = _integer(fields, "max_attempts")
     policy = fields.get("concurrency_policy")
     if policy is not None and policy not in CONCURRENCY_POLICIES:
         raise BadRequest("concurrency_policy: expected Allow or Forbid")

@@ -15,6 +15,18 @@ from chalicelib.runners.base import RunContext
 
 REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"  # moto's account for the fake credentials below
+# A valid job's details for each runner of the spec (without the `runner` key).
+EXAMPLES: dict[str, dict[str, str]] = {
+    "dummyRunner": {},
+    "instanceRunner": {"instance_id": "i-0123456789abcdef0", "instance_action": "stop"},
+    "databaseRunner": {"instance_id": "reports-db", "database_action": "stop"},
+    "serviceRunner": {"service_action": "scale", "service_cluster": "apps",
+                      "service_name": "web", "desired_count": "2"},
+    "taskRunner": {"task_action": "run", "task_cluster": "apps", "task_name": "nightly:3",
+                   "count": "1", "subnets": "subnet-0123456789abcdef0"},
+    "autoscalingRunner": {"group_name": "workers", "desired_capacity": "0", "min_size": "0"},
+    "lambdaRunner": {"function_name": "cleanup", "payload": '{"dry_run": false}'},
+}
 
 
 def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

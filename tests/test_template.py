@@ -29,6 +29,7 @@ import pytest
 
 from chalicelib import deps
 from chalicelib.jobs import DEFAULT_DEADLINE_SECONDS
+from chalicelib.runners import RUNNERS
 from chalicelib.settings import Settings
 from chalicelib.store import table_definition
 from conftest import TABLE, TOKEN, auth, drain, scheduled_event, sqs_event
@@ -54,15 +55,9 @@ OPTIONAL_FUNCTIONS = {"Reporter": "ReporterRole"}
 # The only actions the roles may grant on Resource "*": these have no resource-level
 # permissions in IAM.
 NO_RESOURCE_LEVEL = {"ec2:DescribeInstances", "autoscaling:DescribeAutoScalingGroups"}
-# What each runner calls in a target account (chalicelib/runners/), as IAM actions.
-RUNNER_ACTIONS = {
-    "ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances", "ec2:DescribeInstances",
-    "rds:StartDBInstance", "rds:StopDBInstance", "rds:RebootDBInstance",
-    "rds:DescribeDBInstances", "rds:StartDBCluster", "rds:StopDBCluster",
-    "rds:DescribeDBClusters", "ecs:UpdateService", "ecs:DescribeServices", "ecs:TagResource",
-    "ecs:ListTagsForResource", "ecs:RunTask", "iam:PassRole",
-    "autoscaling:UpdateAutoScalingGroup", "autoscaling:DescribeAutoScalingGroups",
-    "lambda:InvokeFunction", "kms:CreateGrant"}
+# What the runners call in a target account, as IAM actions: the code's table
+# (Runner.iam_actions; tests/test_one_source.py holds each runner's session policies to it).
+RUNNER_ACTIONS = {action for runner in RUNNERS.values() for action in runner.iam_actions}
 
 
 @pytest.fixture(scope="module")

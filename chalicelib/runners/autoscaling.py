@@ -30,6 +30,9 @@ class AutoscalingRunner:
     """Updates the sizes of one Auto Scaling group; sizes not given are left alone."""
 
     name = "autoscalingRunner"
+    # Every IAM action permissions() may allow (the runner roles grant the union of these).
+    iam_actions: tuple[str, ...] = (
+        "autoscaling:UpdateAutoScalingGroup", "autoscaling:DescribeAutoScalingGroups")
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require `group_name` and at least one size; given sizes keep min <= desired <= max."""

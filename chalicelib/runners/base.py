@@ -143,6 +143,9 @@ class Runner(Protocol):
     """A runner: one module under chalicelib/runners and one line in the registry."""
 
     name: str
+    # The IAM actions its session policies may allow; infra/runner-role.yaml and the worker's
+    # own-account policy in infra/minion.yaml grant exactly the registry's union of them.
+    iam_actions: tuple[str, ...]
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Raise DetailsError naming the first bad key; `details` includes `runner`."""

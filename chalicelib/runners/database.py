@@ -57,6 +57,11 @@ class DatabaseRunner:
     """Acts on the DB instance, or else the Aurora cluster, that `instance_id` names."""
 
     name = "databaseRunner"
+    # Every IAM action permissions() may allow (the runner roles grant the union of these).
+    iam_actions: tuple[str, ...] = (
+        "rds:StartDBInstance", "rds:StopDBInstance", "rds:RebootDBInstance",
+        "rds:DescribeDBInstances", "rds:StartDBCluster", "rds:StopDBCluster",
+        "rds:DescribeDBClusters")
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require `instance_id` (an RDS identifier) and `database_action`."""

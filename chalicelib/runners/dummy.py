@@ -8,6 +8,8 @@ from .base import DetailsError, RunContext, RunResult, revalidate
 
 class DummyRunner:
     name = "dummyRunner"
+    # Every IAM action permissions() may allow (the runner roles grant the union of these).
+    iam_actions: tuple[str, ...] = ()
 
     def validate(self, details: Mapping[str, str]) -> None:
         extra = sorted(k for k in details if k != "runner")

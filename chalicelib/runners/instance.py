@@ -42,6 +42,10 @@ class InstanceRunner:
     """Acts on one EC2 instance; an instance already in the wanted state is a success."""
 
     name = "instanceRunner"
+    # Every IAM action permissions() may allow (the runner roles grant the union of these).
+    iam_actions: tuple[str, ...] = (
+        "ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances", "ec2:DescribeInstances",
+        "kms:CreateGrant")
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require `instance_id` (i- and 8, 16 or 17 hex digits) and `instance_action`."""

@@ -32,6 +32,9 @@ class LambdaRunner:
     """Queues one asynchronous invocation of a function, with an optional JSON payload."""
 
     name = "lambdaRunner"
+    # Every IAM action permissions() may allow (the runner roles grant the union of these).
+    iam_actions: tuple[str, ...] = (
+        "lambda:InvokeFunction",)
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require `function_name`; `payload`, when given, must be a JSON document."""

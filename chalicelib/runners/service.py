@@ -36,6 +36,9 @@ class ServiceRunner:
     """Sets an ECS service's desired count: `scale` to a number, `stop` to 0, `start` back."""
 
     name = "serviceRunner"
+    # Every IAM action permissions() may allow (the runner roles grant the union of these).
+    iam_actions: tuple[str, ...] = (
+        "ecs:DescribeServices", "ecs:UpdateService", "ecs:TagResource", "ecs:ListTagsForResource")
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require action, cluster and name; `desired_count` with `scale` and only then."""

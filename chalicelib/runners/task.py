@@ -38,6 +38,9 @@ class TaskRunner:
     """Starts `count` tasks of a task definition in a cluster."""
 
     name = "taskRunner"
+    # Every IAM action permissions() may allow (the runner roles grant the union of these).
+    iam_actions: tuple[str, ...] = (
+        "ecs:RunTask", "iam:PassRole")
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require action `run`, cluster, task definition and count 1-10; check networking."""
