@@ -87,7 +87,6 @@ class Settings:
     tick_parts: int
     tick_parts_queue_name: str
     tick_parts_queue_url: str | None
-    cors_origin: str
     # MINION_TOKENS as given: parsed (and refused when misshapen) by chalicelib.auth, so a
     # mistake there locks clients out with an error logged instead of failing every route.
     tokens_text: str
@@ -130,7 +129,6 @@ class Settings:
             tick_parts_queue_name=env.get("MINION_TICK_PARTS_QUEUE_NAME",
                                           DEFAULT_TICK_PARTS_QUEUE_NAME),
             tick_parts_queue_url=env.get("MINION_TICK_PARTS_QUEUE_URL") or None,
-            cors_origin=env.get("MINION_CORS_ORIGIN", "*"),
             tokens_text=env.get("MINION_TOKENS", "").strip(),
             tokens_secret_id=env.get("MINION_TOKENS_SECRET_ID") or None,
             # compat: minion's Go clients send a bcrypt hash of the token; on unless turned off.

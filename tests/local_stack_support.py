@@ -1,6 +1,8 @@
-"""The local stack of `make run` in a subprocess, for the end-to-end tests."""
+"""The local stack of `make run` in a subprocess, for the end-to-end tests; and the app
+served in-process by Chalice's local server (local/server.py), for tests over real HTTP."""
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -13,6 +15,19 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=1)
+def served_api_url() -> str:
+    """The base URL of Chalice's local server over the app, started once per process in a
+    thread (`start_api` turns the app into a LocalChalice, which can be done only once). It
+    holds no state: each request reads the current test's moto backend through `deps`."""
+    import app as app_module
+    from local.server import start_api
+
+    server = start_api(app_module.app, 0)
+    host, port = server.server.server_address[:2]
+    return f"http://{host}:{port}"
 
 
 def free_port() -> int:

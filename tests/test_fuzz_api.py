@@ -7,7 +7,6 @@ answered 4xx, or a read, must leave the table and the queue as they were.
 """
 from __future__ import annotations
 
-import functools
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from chalicelib.jobs import Job
 from chalicelib.runs import Run
 from chalicelib.store import table_definition
 from conftest import OLD_TOKEN, QUEUE, TABLE, TOKEN, drain
-from local.server import start_api
+from local_stack_support import served_api_url
 
 DOCUMENT = Path(app_module.__file__).parent / "chalicelib" / "openapi.json"
 REGION = "us-east-1"
@@ -176,16 +175,6 @@ class LiveApi:
                 dynamodb.put_item(TableName=TABLE, Item=item)
         drain(self.aws["sqs"], self.aws["queue_url"])
         assert self.state() == self.seeded
-
-
-@functools.lru_cache(maxsize=1)
-def served_api_url() -> str:
-    """The base URL of Chalice's local server over the app, started once per process in a
-    thread (`start_api` turns the app into a LocalChalice, which can be done only once). It
-    holds no state: each request reads the current test's moto backend through `deps`."""
-    server = start_api(app_module.app, 0)
-    host, port = server.server.server_address[:2]
-    return f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="module")

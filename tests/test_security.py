@@ -19,7 +19,7 @@ import app as app_module
 from chalicelib import auth, deps
 from chalicelib.worker import handle_batch
 from conftest import OLD_TOKEN, TOKEN, drain, sqs_event
-from test_fuzz_api import served_api_url
+from local_stack_support import served_api_url
 
 JOBS = "/v1/minion/spinup/jobs"
 JOB_BODY = {"name": "nightly", "schedule_expression": "0 3 * * *",
