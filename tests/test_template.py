@@ -297,7 +297,7 @@ def test_an_existing_tokens_secret_replaces_the_generated_one(template: dict[str
 def test_the_tokens_secret_starts_with_a_generated_token(template: dict[str, Any]) -> None:
     # When the secret is read
     secret = props(template, "TokensSecret")
-    # Then its first value is generated, long, and a single token as auth.secret_tokens reads it
+    # Then its first value is generated, long, and a single token as auth.parse_tokens reads it
     generated = secret["GenerateSecretString"]
     assert generated["PasswordLength"] >= 32
     assert generated["ExcludePunctuation"] is True  # no "," that would split it in two
