@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -130,7 +131,8 @@ def fields(
     if draw(st.integers(0, star_weight)) > 0:
         return Field("*", frozenset(range(low, star_high + 1)))
     texts: list[str] = []
-    matchers: list[Callable[[int], bool]] = []
+    # Lambdas bind their bounds as default arguments, so they take more than the value.
+    matchers: list[Callable[..., bool]] = []
     for _ in range(draw(st.integers(1, max_elements))):
         kind = draw(st.sampled_from(kinds))
         step = draw(st.integers(1, max(1, min(20, pick_high - pick_low))))
@@ -185,7 +187,7 @@ def is_weekday(day: date) -> bool:
 
 def time_fields(single: bool, wrap: bool = False) -> st.SearchStrategy[tuple[Field, Field]]:
     if single:
-        one = {"max_elements": 1, "star_weight": 0, "kinds": ("value",)}
+        one: dict[str, Any] = {"max_elements": 1, "star_weight": 0, "kinds": ("value",)}
         return st.tuples(fields(0, 59, **one), fields(0, 23, **one))
     return st.tuples(fields(0, 59, star_weight=1, wrap=wrap), fields(0, 23, star_weight=2, wrap=wrap))
 
