@@ -4,7 +4,8 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from chalice import Chalice, CORSConfig, Cron, Rate, Response

@@ -7,9 +7,10 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 GOALS = {
     "tick_items_read_per_due_job": 1.05,
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     from .backend import moto_server, service_environment
 
     started = time.monotonic()
-    report.line(f"minion bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+    report.line(f"minion bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
                 f"{'quick' if args.quick else 'full'} scale")
     report.line(f"machine: {machine()}")
     with moto_server() as endpoint:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.runs import Run, scheduled_run_id
@@ -45,7 +45,7 @@ def api_get_vs_get_item(pairs: int) -> ApiTimes:
     backend = Backend("bench-api", "bench-api-runs")
     # A job not yet due (its `next` is read as stored) with a run in its history: the GET
     # reads the job and its newest runs.
-    job = bench_job(0, next_at=datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    job = bench_job(0, next_at=datetime.now(UTC).replace(second=0, microsecond=0)
                     + timedelta(days=1))
     backend.put_items(stored_items(job) + [run_to_item(Run(
         run_id=scheduled_run_id(MINUTE), job_id=job.id, account=job.account, group=job.group,

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-0123456789"
@@ -156,7 +157,7 @@ def scheduled_event(minute: datetime) -> dict[str, Any]:
     return {
         "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
         "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012",
-        "time": minute.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": minute.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": "us-east-1",
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/minion-dev-tick"], "detail": {},
     }
@@ -190,7 +191,7 @@ class CallLog:
             self.calls[model.name] += 1
             self.items_read += read
 
-    def __enter__(self) -> "CallLog":
+    def __enter__(self) -> CallLog:
         for client in self.clients:
             client.meta.events.register("after-call", self._after_call,
                                         unique_id=f"bench-call-log-{id(self)}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib.jobs import Job
 from chalicelib.store import due_entry_of, job_to_item
@@ -13,7 +14,7 @@ from chalicelib.store import due_entry_of, job_to_item
 from .backend import ACCOUNT, SHARDS
 
 # The tick minute of every measurement, and a schedule that is due at it exactly once a day.
-MINUTE = datetime(2026, 1, 30, 10, 17, tzinfo=timezone.utc)
+MINUTE = datetime(2026, 1, 30, 10, 17, tzinfo=UTC)
 DUE_SCHEDULE = "17 10 * * *"
 
 

@@ -16,9 +16,10 @@ import math
 import os
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from .backend import Backend, scheduled_event
 from .seed import MINUTE, bench_job, stored_items

@@ -3,9 +3,10 @@ part of a minute's tick), both sent in checked batches."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from .jobs import SEGMENT, is_job_id
 from .runs import is_run_id, scheduled_run_id
@@ -31,7 +32,7 @@ class RunMessage:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_body(cls, body: str) -> "RunMessage":
+    def from_body(cls, body: str) -> RunMessage:
         """Parse a body; ValueError for anything that is not a run message."""
         data = json.loads(body)
         if not isinstance(data, dict):
@@ -66,7 +67,7 @@ class RunMessage:
                 occurrence = datetime.strptime(self.scheduled_for, "%Y-%m-%dT%H:%M:%SZ")
             except ValueError:
                 raise ValueError("run message: scheduled_for is not a UTC time") from None
-            if scheduled_run_id(occurrence.replace(tzinfo=timezone.utc)) != self.run_id:
+            if scheduled_run_id(occurrence.replace(tzinfo=UTC)) != self.run_id:
                 raise ValueError("run message: run_id does not match scheduled_for")
 
 
@@ -132,10 +133,10 @@ class TickPart:
 
     def moment(self) -> datetime:
         """The minute as a UTC datetime."""
-        return datetime.strptime(self.minute, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(self.minute, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
     @classmethod
-    def from_body(cls, body: str) -> "TickPart":
+    def from_body(cls, body: str) -> TickPart:
         """Parse a body; ValueError for anything that is not a tick part."""
         data = json.loads(body)
         if not isinstance(data, dict) or set(data) != {"minute", "shards"}:

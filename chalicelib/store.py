@@ -29,10 +29,11 @@ import functools
 import hashlib
 import inspect
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -70,13 +71,13 @@ def _epoch(moment: datetime) -> int:
 
 
 def _from_epoch(seconds: int | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def _parse_iso(text: str | None) -> datetime | None:
     if not text:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def shard_of(job_id: str, shards: int) -> int:
@@ -116,7 +117,7 @@ class DueEntry:
         item.update(self.key())
         return item
 
-    def moved_to(self, next_at: datetime) -> "DueEntry":
+    def moved_to(self, next_at: datetime) -> DueEntry:
         """The same job and version at its next occurrence."""
         return DueEntry(self.shard, next_at, self.account, self.group, self.job_id,
                         self.version)
@@ -140,7 +141,7 @@ def due_entry_from_item(item: Mapping[str, Any]) -> DueEntry:
     """A due item as a DueEntry."""
     v = from_item(item)
     return DueEntry(shard=int(v["pk"][len("DUE#"):]),
-                    due_at=datetime.fromtimestamp(int(v["sk"].split("#", 1)[0]), tz=timezone.utc),
+                    due_at=datetime.fromtimestamp(int(v["sk"].split("#", 1)[0]), tz=UTC),
                     account=v["account"], group=v["group"], job_id=v["id"],
                     version=int(v["version"]))
 

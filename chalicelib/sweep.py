@@ -23,9 +23,10 @@ claim, like any duplicate delivery.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from .errors import NotFound
 from .jobs import Job, iso
@@ -58,7 +59,7 @@ class Sweeper:
     store: Store
     queue: RunQueue
     dead_letters: RunQueue | None
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     time_budget: float = 45.0
 
     def sweep(self) -> SweepReport:
@@ -148,7 +149,7 @@ class Sweeper:
         if run is None:
             return "gone"
         job = self._job(run)
-        expired = iso(datetime.fromtimestamp(lease_until, timezone.utc))
+        expired = iso(datetime.fromtimestamp(lease_until, UTC))
         if job is not None and run.attempts < job.attempts_allowed:
             # Send first, then record: a sweep that dies in between leaves the run `running`
             # under an expired lease, which the message just sent claims.
@@ -202,7 +203,7 @@ class Sweeper:
         if how == "dead-lettered":  # a run whose dead letter is read needs no Forbid hold
             try:
                 self.store.release_forbid(run.account, run.group, run.job_id, run.run_id)
-            except Exception:  # noqa: BLE001  (the hold ends with its lease anyway)
+            except Exception:
                 logger.exception("Forbid hold not released", extra={"job_id": run.job_id})
         _emit("RunsLost", 1)
 
@@ -210,7 +211,7 @@ class Sweeper:
 def _emit(name: str, value: float) -> None:
     try:
         emit(name, value)
-    except Exception:  # noqa: BLE001  (the outcome is recorded; only the metric is missing)
+    except Exception:
         logger.exception("metric not emitted", extra={"metric": name})
 
 
@@ -223,7 +224,7 @@ def handle_sweep(event: dict[str, Any], context: Any = None,
     finally:
         try:
             flush()
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("metrics not flushed")
     logger.info("sweep", extra={"dead_letters": report.dead_letters, "lost": report.lost,
                                 "requeued": report.requeued, "kept": report.kept})

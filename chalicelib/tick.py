@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from . import schedules
 from .events import EventPublisher
@@ -50,8 +51,8 @@ def tick_minute(event: dict[str, Any]) -> datetime:
     stamp = event["time"]
     moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).replace(second=0, microsecond=0)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def decide(job: Job, schedule: schedules.Schedule, minute: datetime) -> Decision:
@@ -198,7 +199,7 @@ class Ticker:
             run = Run(
                 run_id=scheduled_run_id(occurrence), job_id=job.id, account=job.account,
                 group=job.group, trigger="schedule", scheduled_for=stamp, status="missed",
-                finished_at=iso(datetime.now(timezone.utc)),
+                finished_at=iso(datetime.now(UTC)),
                 error=(f"not started within its starting deadline "
                        f"({job.deadline_seconds} s)" if decision.run_at is None else
                        f"superseded by the later occurrence {iso(decision.run_at)}"))
@@ -354,8 +355,11 @@ def handle_tick_parts(event: dict[str, Any], context: Any = None,
                       ticker: Ticker | None = None) -> dict[str, Any]:
     """The part-tick function's entry point (an SQS event of tick parts): a partial batch
     response, so a part that did not finish comes back and is processed again."""
-    from aws_lambda_powertools.utilities.batch import (BatchProcessor, EventType,
-                                                       process_partial_response)
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
 
     ticker = ticker or default_ticker()
 

@@ -5,11 +5,13 @@ import json
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from .accounts import WILDCARD, AccountEntry, Registry, RegistryError
 from .errors import NotFound
@@ -64,7 +66,7 @@ class Worker:
     runner_timeout: int = 60
     invocation_timeout: int = 120
     dummy_template: str = "Hello, {{.Account}}!"
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Records of a batch handled at once (default_worker: the settings' worker_concurrency).
     concurrency: int = 1
     # Final statuses recorded since the last flush_counts(): the counters are one item, so
@@ -133,7 +135,7 @@ class Worker:
             # Deleting this copy could lose the run: if the holder dies, SQS may have no
             # other copy to deliver again.
             raise RunInProgress(f"run {run.run_id} is held by another worker until "
-                                f"{iso(datetime.fromtimestamp(lease_until, timezone.utc))}")
+                                f"{iso(datetime.fromtimestamp(lease_until, UTC))}")
         logger.info("run already finished or queued for another attempt; duplicate delivery "
                     "acknowledged", extra={"job_id": run.job_id, "run_id": run.run_id,
                                            "status": status})
@@ -238,7 +240,7 @@ class Worker:
         try:
             with self._recorded_lock:  # the batch's runs end on threads of their own
                 self.events.collect(run, job, status, retry_in_seconds)
-        except Exception:  # noqa: BLE001  (the outcome is recorded; only its event is lost)
+        except Exception:
             logger.exception("run event not collected", extra={"run_id": run.run_id})
 
     def flush_events(self) -> None:
@@ -266,7 +268,7 @@ class Worker:
             return
         try:
             self.store.release_forbid(job.account, job.group, job.id, run.run_id)
-        except Exception:  # noqa: BLE001  (the outcome is recorded; the hold ends at its lease)
+        except Exception:
             logger.exception("Forbid hold not released; it ends with the run's lease",
                              extra={"job_id": run.job_id, "run_id": run.run_id})
 
@@ -293,7 +295,7 @@ def _emit(name: str, value: float, **dimensions: str) -> None:
     try:
         with _metrics_lock:  # the collector is shared by the batch's threads
             emit(name, value, **dimensions)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("metric not emitted", extra={"metric": name})
 
 
@@ -422,7 +424,7 @@ def handle_batch(event: dict[str, Any], context: Any = None,
         if postponed:
             try:
                 worker.queue.release(postponed)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 # Best effort: raising would fail the invocation, and SQS would send the whole
                 # batch back, its recorded runs included.
                 logger.exception("postponed messages not released; they come back after the "
@@ -431,26 +433,25 @@ def handle_batch(event: dict[str, Any], context: Any = None,
     finally:
         try:
             worker.flush_counts()
-        except Exception:  # noqa: BLE001  (the runs are recorded; only the counters lag)
+        except Exception:
             logger.exception("run counters not updated")
         try:
             worker.flush_events()
-        except Exception:  # noqa: BLE001  (the runs are recorded; only their events are lost)
+        except Exception:
             logger.exception("run events not published")
         try:
             flush()
-        except Exception:  # noqa: BLE001  (the batch's outcome stands without its metrics)
+        except Exception:
             logger.exception("metrics not flushed")
 
 
 def default_worker() -> Worker:
     """The worker wired from the settings."""
     from . import deps
+    from .aws import region as own_region
     from .credentials import client_factory
     from .events import default_publisher
     from .settings import get_settings
-
-    from .aws import region as own_region
 
     settings = get_settings()
     region = own_region()

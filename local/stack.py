@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,7 @@ def configure_environment(config: LocalConfig) -> dict[str, str]:
         "MINION_TICK_PARTS_QUEUE_NAME": "minion-tick-parts",
         "MINION_TOKENS": ",".join(config.tokens),
         "MINION_GITHASH": _git_hash(),
-        "MINION_BUILDSTAMP": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "MINION_BUILDSTAMP": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "POWERTOOLS_METRICS_NAMESPACE": "Minion", "POWERTOOLS_SERVICE_NAME": "minion",
         # Run events link to the run in this API (local/events.py prints them).
         "MINION_API_URL": f"http://127.0.0.1:{config.port}",
@@ -192,7 +192,7 @@ def tick_loop(stop: threading.Event, handler: Any) -> None:
         minute = int(now // 60 + 1) * 60
         if stop.wait(minute - now):
             return
-        stamp = datetime.fromtimestamp(minute, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.fromtimestamp(minute, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
                  "source": "aws.events", "account": "123456789012", "time": stamp,
                  "region": os.environ["AWS_DEFAULT_REGION"],
@@ -335,7 +335,7 @@ def main() -> None:
         if state is not None:
             try:
                 state.maintain(time.time())
-            except Exception as error:  # noqa: BLE001 - the journal grows on: nothing is lost
+            except Exception as error:
                 print(f"state maintenance failed: {error}", file=sys.stderr)
     print("stopping...", flush=True)
     api.shutdown()

@@ -41,10 +41,11 @@ import re
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -70,7 +71,7 @@ SEED_VARIABLE = "MINION_CAMPAIGN_SEED"
 ROOT = Path(__file__).resolve().parents[1]
 SHARDS = 2  # each Query of moto's due index reads the whole table
 REGISTRY = Registry.from_document(ACCOUNTS)
-START = datetime(2026, 2, 2, 8, 0, tzinfo=timezone.utc)  # a Monday
+START = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)  # a Monday
 CREATED = START - timedelta(seconds=30)  # every job is created here: anchor 07:59
 RUNNER_TIMEOUT = 60
 RETENTION_SECONDS = 30 * 86400  # the store's default run retention
@@ -124,7 +125,7 @@ class SweepKilled(BaseException):
 class SimulatedTime:
     """The `time` module as the worker sees it: its monotonic clock is the campaign's."""
 
-    def __init__(self, campaign: "Campaign") -> None:
+    def __init__(self, campaign: Campaign) -> None:
         self.campaign = campaign
 
     def monotonic(self) -> float:
@@ -281,7 +282,7 @@ class Faulty:
     """A real boto3 client that throttles a fraction of calls before they reach AWS, and lets
     the campaign watch every call (and kill the worker at a chosen one)."""
 
-    def __init__(self, client: Any, campaign: "Campaign", role: str, rate: float,
+    def __init__(self, client: Any, campaign: Campaign, role: str, rate: float,
                  codes: tuple[str, ...]) -> None:
         self.client = client
         self.campaign = campaign
@@ -487,7 +488,7 @@ class Campaign:
 
     # --- the run -----------------------------------------------------------------------------
 
-    def run(self) -> "Campaign":
+    def run(self) -> Campaign:
         started = time.monotonic()
         for plan in self.jobs.values():
             self.store.create_job(plan.job)
@@ -622,7 +623,7 @@ class Campaign:
             if code != "RequestThrottled":
                 self.violations.append(f"tick {iso(minute)} raised {code}: {error}")
             self.stats[f"tick failed: {code}"] += 1
-        except Exception as error:  # noqa: BLE001  (any other failure is a finding)
+        except Exception as error:
             self.violations.append(f"tick {iso(minute)} raised {error!r}")
         self.stuck, self.stuck_job, self.tick_minute, self.tick_shards, \
             self.attempt_start = outer
@@ -679,7 +680,7 @@ class Campaign:
                 if len(batch) < size and all(c.message["MessageId"] != copy.message["MessageId"]
                                              for c in batch):
                     batch.append(copy)
-            self.busy_until[free[0]] = datetime.max.replace(tzinfo=timezone.utc)
+            self.busy_until[free[0]] = datetime.max.replace(tzinfo=UTC)
             self.busy_until[free[0]] = self._invoke_worker(batch, self.workers[nested])
             if nested:
                 return
@@ -709,7 +710,7 @@ class Campaign:
             self.kills += invocation.kill_point is not None
             self.lost_ok.update(invocation.claimed)
             failed = {c.message["MessageId"] for c in batch}
-        except Exception as error:  # noqa: BLE001  (the handler must answer, not raise)
+        except Exception as error:
             self.violations.append(f"worker invocation raised {error!r}")
             failed = {c.message["MessageId"] for c in batch}
         finally:
@@ -765,7 +766,7 @@ class Campaign:
             except (ServiceUnavailable, ClientError) as error:
                 self.stats[f"sweep failed: {type(error).__name__}"] += 1
                 did = True
-            except Exception as error:  # noqa: BLE001  (any other failure is a finding)
+            except Exception as error:
                 self.violations.append(f"sweep at {iso(self.now)} raised {error!r}")
             finally:
                 self.sweep_kill_at = None
@@ -1207,7 +1208,7 @@ def _run_key(body: str) -> tuple[str, str]:
 
 
 def _parse(run_id: str) -> datetime:
-    return datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
 # --- the campaigns -----------------------------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
@@ -16,11 +17,10 @@ from chalicelib import deps
 from chalicelib.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from chalicelib.jobs import Job, new_job_id
 from chalicelib.runs import Run, scheduled_run_id
-from chalicelib.store import (DUE_INDEX, DueEntry, Store, due_key, job_key, job_to_item,
-                              shard_of)
+from chalicelib.store import DUE_INDEX, DueEntry, Store, due_key, job_key, job_to_item, shard_of
 from conftest import TABLE
 
-NOW = datetime(2026, 1, 30, 10, 17, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 30, 10, 17, tzinfo=UTC)
 
 
 @pytest.fixture

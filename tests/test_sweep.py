@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,18 @@ from chalicelib.store import LEASE_INDEX, LEASE_SHARDS, Store
 from chalicelib.sweep import DEAD_LETTER_VISIBILITY, GRACE_SECONDS, Sweeper, SweepReport
 from chalicelib.worker import handle_batch
 from conftest import QUEUE, drain, sqs_event
-from test_worker import (LEASE, STARTED, Clock, ScriptedRunner, create_job, make_worker,
-                         runner, scheduled, the_run, the_run_to_claim)
+from test_worker import (
+    LEASE,
+    STARTED,
+    Clock,
+    ScriptedRunner,
+    create_job,
+    make_worker,
+    runner,
+    scheduled,
+    the_run,
+    the_run_to_claim,
+)
 
 __all__ = ["runner"]  # the fixture, shared with test_worker
 DLQ = QUEUE + "-dlq"

@@ -10,22 +10,32 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 
-from chalicelib import runners
+from chalicelib import deps, runners
 from chalicelib.accounts import Registry
 from chalicelib.jobs import Job, iso, job_from_request
 from chalicelib.queue import BATCH_SIZE, RunQueue
 from chalicelib.runners.dummy import DummyRunner
 from chalicelib.store import DUE_INDEX, Store
-from chalicelib import deps
-from chalicelib.tick import (CATCH_UP_WINDOW, MAX_MISSED_RECORDS, Decision, Ticker,
-                             TickIncomplete, decide, handle_tick, handle_tick_parts, plan_parts,
-                             run_tick, tick_minute)
+from chalicelib.tick import (
+    CATCH_UP_WINDOW,
+    MAX_MISSED_RECORDS,
+    Decision,
+    Ticker,
+    TickIncomplete,
+    decide,
+    handle_tick,
+    handle_tick_parts,
+    plan_parts,
+    run_tick,
+    tick_minute,
+)
 from chalicelib.worker import Worker, handle_batch
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event, utc
 

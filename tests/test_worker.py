@@ -10,8 +10,9 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -836,9 +837,9 @@ def test_records_left_when_the_invocation_runs_out_of_time_are_handed_back_at_on
                                                AttributeNames=["All"]).get("Messages", [])
     # When the invocation has time for only the first of them (the first run takes all but
     # two seconds of a 10 s invocation)
-    import chalicelib.worker as worker_module
-
     from types import SimpleNamespace
+
+    import chalicelib.worker as worker_module
 
     now = [1000.0]
     monkeypatch.setattr(worker_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
