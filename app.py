@@ -5,10 +5,11 @@ import functools
 import os
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from chalice import Chalice, CORSConfig, Cron, Rate, Response
+from chalice.app import Request
 
 from chalicelib import deps
 from chalicelib.api import JobListing, MinionApi, RequestBody, job_body
@@ -17,6 +18,9 @@ from chalicelib.errors import Forbidden, MethodNotAllowed, MinionError, Unauthor
 from chalicelib.jobs import Job
 from chalicelib.observability import logger
 from chalicelib.settings import DEFAULT_QUEUE_NAME, DEFAULT_TICK_PARTS_QUEUE_NAME, get_settings
+
+if TYPE_CHECKING:  # the batch utility is imported where used, by the handlers
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 app = Chalice(app_name="minion")
 
@@ -48,6 +52,15 @@ def _error(error: MinionError, request_id: str | None = None) -> Response:
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def _request() -> Request:
+    """The request being answered. Chalice sets it before it calls a route's view, so None
+    means a helper was called outside a route: a bug, answered 500 by `route`."""
+    request = app.current_request
+    if request is None:
+        raise RuntimeError("no current request: called outside a route")
+    return request
+
+
 def authorize(grant: Grant | None, method: str, account: str | None) -> None:
     """401 without a valid token; 403 when the token's scope excludes the account or, for a
     read-only token, a write. The messages name neither the token nor its other accounts."""
@@ -68,9 +81,10 @@ def route(path: str, methods: list[str], *, public: bool = False,
         def handler(**params: str) -> Any:
             try:
                 if not public:
+                    request = _request()
                     grant = deps.authenticator().authenticate(
-                        app.current_request.headers.get("x-auth-token"))
-                    authorize(grant, app.current_request.method if scoped else "GET",
+                        request.headers.get("x-auth-token"))
+                    authorize(grant, request.method if scoped else "GET",
                               params.get("account") if scoped else None)
                 return view(**params)
             except MinionError as error:
@@ -103,7 +117,7 @@ def _not_allowed(path: str, methods: list[str], public: bool = False) -> None:
 
     def method_not_allowed(**_: str) -> Any:
         response = _error(MethodNotAllowed(
-            f"{app.current_request.method} is not allowed on this path"))
+            f"{_request().method} is not allowed on this path"))
         response.headers["Allow"] = allowed
         return response
     method_not_allowed.__name__ = "not_allowed_" + "_".join(
@@ -113,12 +127,16 @@ def _not_allowed(path: str, methods: list[str], public: bool = False) -> None:
 
 
 def _body() -> RequestBody:
-    request = app.current_request
-    return RequestBody(request.raw_body, request.headers.get("content-type"))
+    request = _request()
+    raw = request.raw_body
+    # Chalice types raw_body `str | bytes` but always answers bytes (it encodes a str body).
+    if isinstance(raw, str):
+        raw = raw.encode()
+    return RequestBody(raw, request.headers.get("content-type"))
 
 
 def _job_response(job: Job, status: int, location: bool = False) -> Response:
-    headers = {"ETag": f'"{job.version}"'}
+    headers: dict[str, str | list[str]] = {"ETag": f'"{job.version}"'}
     if location:
         headers["Location"] = f"{BASE}/{job.account}/jobs/{job.group}/{job.id}"
     return Response(body=job_body(job, get_settings().response_shape), status_code=status,
@@ -130,7 +148,7 @@ def _listing_response(listing: JobListing) -> Any:
     there is a next one: root-relative, carrying `limit`, `next_token` (and `expand`)."""
     if not listing.paged:
         return listing.items
-    headers: dict[str, str] = {}
+    headers: dict[str, str | list[str]] = {}
     if listing.next_token is not None:
         query = {"limit": str(listing.limit), "next_token": listing.next_token}
         if listing.expand:
@@ -142,7 +160,7 @@ def _listing_response(listing: JobListing) -> Any:
 def _request_path() -> str:
     # API Gateway's context path includes the stage (`/api/v1/minion/...`): what the client
     # called. Chalice's own path omits it.
-    request = app.current_request
+    request = _request()
     path = (request.context or {}).get("path") or request.path
     return quote(path, safe="/-._~")
 
@@ -163,7 +181,7 @@ def version() -> dict[str, str]:
 
 @route(BASE + "/metrics", ["GET"], public=True)
 def metrics() -> Response:
-    header = app.current_request.headers.get("x-auth-token")
+    header = _request().headers.get("x-auth-token")
     grant = None
     if header is not None:  # with a token, per-account figures; a wrong one is a 401
         grant = deps.authenticator().authenticate(header)
@@ -189,19 +207,19 @@ def _openapi_document() -> str:
 
 @route(BASE + "/schedule", ["GET"])
 def preview_schedule() -> dict[str, Any]:
-    return _api().preview_schedule(app.current_request.query_params or {})
+    return _api().preview_schedule(_request().query_params or {})
 
 
 @route(JOBS, ["GET"])
 def list_account_jobs(account: str) -> Any:
     return _listing_response(_api().list_jobs_page(
-        account, None, app.current_request.query_params or {}))
+        account, None, _request().query_params or {}))
 
 
 @route(GROUP, ["GET"])
 def list_group_jobs(account: str, group: str) -> Any:
     return _listing_response(_api().list_jobs_page(
-        account, group, app.current_request.query_params or {}))
+        account, group, _request().query_params or {}))
 
 
 @route(GROUP, ["POST"])
@@ -222,7 +240,7 @@ def get_job(account: str, group: str, id: str) -> Response:
 
 @route(JOB, ["PUT"])
 def replace_job(account: str, group: str, id: str) -> Response:
-    if_match = app.current_request.headers.get("if-match")
+    if_match = _request().headers.get("if-match")
     return _job_response(_api().replace_job(account, group, id, _body(), if_match), 202)
 
 
@@ -241,7 +259,7 @@ def run_job(account: str, group: str, id: str) -> Response:
 
 @route(RUNS, ["GET"])
 def list_runs(account: str, group: str, id: str) -> dict[str, Any]:
-    return _api().list_runs(account, group, id, app.current_request.query_params or {})
+    return _api().list_runs(account, group, id, _request().query_params or {})
 
 
 @route(RUN, ["GET"])
@@ -273,7 +291,7 @@ def tick(event: Any) -> dict[str, Any]:
 
 # One part per invocation: parts run side by side, each in its own Lambda process.
 @app.on_sqs_message(queue=TICK_PARTS_QUEUE_NAME, batch_size=1, name="tick_part")
-def tick_part(event: Any) -> dict[str, Any]:
+def tick_part(event: Any) -> PartialItemFailureResponse:
     """One part of a minute's tick: its shards' due jobs queued and advanced."""
     from chalicelib.tick import handle_tick_parts
 
@@ -281,7 +299,7 @@ def tick_part(event: Any) -> dict[str, Any]:
 
 
 @app.on_sqs_message(queue=QUEUE_NAME, batch_size=10, name="worker")
-def worker(event: Any) -> dict[str, Any]:
+def worker(event: Any) -> PartialItemFailureResponse:
     from chalicelib.worker import handle_batch
 
     return handle_batch(event.to_dict(), event.context)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from botocore.exceptions import ClientError
 
@@ -148,7 +148,7 @@ def due_entry_from_item(item: Mapping[str, Any]) -> DueEntry:
 
 def error_code(error: ClientError) -> str:
     """The AWS error code of a ClientError."""
-    return error.response.get("Error", {}).get("Code", "")
+    return cast(str, error.response.get("Error", {}).get("Code", ""))
 
 
 def is_condition_failure(error: ClientError) -> bool:
@@ -287,7 +287,7 @@ def _request_key(request: Mapping[str, Any]) -> str:
         item = request["PutRequest"]["Item"]
     else:
         item = request["DeleteRequest"]["Key"]
-    return item["pk"]["S"] + "|" + item["sk"]["S"]
+    return cast(str, item["pk"]["S"]) + "|" + cast(str, item["sk"]["S"])
 
 
 _read_pool: ThreadPoolExecutor | None = None

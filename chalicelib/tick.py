@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import schedules
 from .events import EventPublisher
@@ -25,6 +25,9 @@ from .observability import emit, flush, logger
 from .queue import RunMessage, RunQueue, TickPart, TickPartQueue, batches
 from .runs import Run, scheduled_run_id
 from .store import BATCH_GET_LIMIT, BATCH_WRITE_LIMIT, DueEntry, Store
+
+if TYPE_CHECKING:  # the batch utility is imported where used, as in the handlers below
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 MAX_MISSED_RECORDS = 100
 # A job whose tick has been missing longer than this (or than its starting deadline, when that
@@ -65,7 +68,7 @@ def decide(job: Job, schedule: schedules.Schedule, minute: datetime) -> Decision
     anchor = job.anchor if schedule.is_interval() else None
     occurrence: datetime | None = job.next
     window = max(CATCH_UP_WINDOW, timedelta(seconds=job.deadline_seconds))
-    if minute - occurrence > window:
+    if minute - job.next > window:
         # From the oldest minute still within the window: next_after is strictly after.
         occurrence = schedule.next_after(minute - window - timedelta(minutes=1), anchor)
     due: deque[datetime] = deque(maxlen=MAX_MISSED_RECORDS + 1)
@@ -352,7 +355,7 @@ def handle_tick(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 
 def handle_tick_parts(event: dict[str, Any], context: Any = None,
-                      ticker: Ticker | None = None) -> dict[str, Any]:
+                      ticker: Ticker | None = None) -> PartialItemFailureResponse:
     """The part-tick function's entry point (an SQS event of tick parts): a partial batch
     response, so a part that did not finish comes back and is processed again."""
     from aws_lambda_powertools.utilities.batch import (

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .accounts import WILDCARD, AccountEntry, Registry, RegistryError
 from .errors import NotFound
@@ -22,6 +22,9 @@ from .queue import RunMessage, RunQueue
 from .runners import PermanentError, RunContext, RunnerError, RunResult, get_runner
 from .runs import Run, truncate
 from .store import Store
+
+if TYPE_CHECKING:  # the batch utility is imported where used, as in the handlers below
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 FIRST_RETRY_DELAY = 30
 MAX_RETRY_DELAY = 900
@@ -35,8 +38,10 @@ class NotEnoughTime(RuntimeError):
 
 
 def retry_delay(attempt: int) -> int:
-    """Seconds before attempt `attempt + 1`: doubling from 30 s, at most SQS's 15 minutes."""
-    return min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY * 2 ** (attempt - 1))
+    """Seconds before attempt `attempt + 1` (attempts count from 1): doubling from 30 s, at
+    most SQS's 15 minutes."""
+    # A shift, not `2 ** n`: an int power is typed Any (a negative exponent gives a float).
+    return min(MAX_RETRY_DELAY, FIRST_RETRY_DELAY << (attempt - 1))
 
 
 ClientFactory = Callable[[AccountEntry, str], Callable[[str], Any]]
@@ -294,7 +299,7 @@ def _emit(name: str, value: float, **dimensions: str) -> None:
     not report the message failed (SQS would deliver it again)."""
     try:
         with _metrics_lock:  # the collector is shared by the batch's threads
-            emit(name, value, **dimensions)
+            emit(name, value, now=False, **dimensions)
     except Exception:
         logger.exception("metric not emitted", extra={"metric": name})
 
@@ -378,7 +383,7 @@ def _ids(body: str) -> dict[str, str]:
 
 
 def handle_batch(event: dict[str, Any], context: Any = None,
-                 worker: Worker | None = None) -> dict[str, Any]:
+                 worker: Worker | None = None) -> PartialItemFailureResponse:
     """The worker Lambda's entry point: a partial batch response (failed items come back).
 
     The records run at once (`Worker.concurrency` threads); each is bounded by its runner
