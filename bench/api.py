@@ -71,7 +71,8 @@ def api_get_vs_get_item(pairs: int) -> ApiTimes:
             raise RuntimeError("the bench job is not in the table")
 
     for _ in range(5):  # warm up: the client, its connections, the handler's lazy parts
-        handler(), get_item()
+        handler()
+        get_item()
     times: dict[Any, list[tuple[float, float]]] = {handler: [], get_item: []}
     for pair in range(pairs):
         for side in ((handler, get_item) if pair % 2 == 0 else (get_item, handler)):

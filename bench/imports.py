@@ -19,7 +19,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import dataclass, field
 
 from .backend import ROOT
@@ -78,12 +77,14 @@ def added_over_boto3(env: dict[str, str]) -> list[tuple[str, float]]:
                             cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     lines = result.stderr.splitlines()
     start = next(i for i, line in enumerate(lines) if line.rstrip().endswith("| boto3"))
-    added: Counter[str] = Counter()
+    added: dict[str, float] = {}
     for line in lines[start + 1:]:
         parts = line.split("|")
         if len(parts) == 3 and parts[0].split(":")[-1].strip().isdigit():
-            added[parts[2].strip().split(".")[0]] += int(parts[0].split(":")[-1]) / 1e6
-    return added.most_common(5)
+            package = parts[2].strip().split(".")[0]
+            added[package] = added.get(package, 0.0) + int(parts[0].split(":")[-1]) / 1e6
+    # The five largest; sorted() is stable, so ties keep their first-seen order (as most_common).
+    return sorted(added.items(), key=lambda item: item[1], reverse=True)[:5]
 
 
 def cold_imports(pairs: int) -> ImportTimes:

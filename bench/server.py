@@ -44,13 +44,16 @@ def handler_for(app: Callable[..., Any]) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""  # drained: the next request
             url = urlsplit(self.path)
             host, _, port = (self.headers.get("Host") or "127.0.0.1").partition(":")
+            # A TCP server's address is (host, port); the type also allows a Unix socket's path.
+            address = self.server.server_address
+            own_port = str(address[1]) if isinstance(address, tuple) else ""
             environ: dict[str, Any] = {
                 "REQUEST_METHOD": self.command, "SCRIPT_NAME": "",
                 "PATH_INFO": unquote(url.path), "QUERY_STRING": url.query,
                 "RAW_URI": self.path, "REQUEST_URI": self.path,
                 "CONTENT_TYPE": self.headers.get("Content-Type", ""),
                 "CONTENT_LENGTH": str(length), "SERVER_NAME": host,
-                "SERVER_PORT": port or str(self.server.server_address[1]),
+                "SERVER_PORT": port or own_port,
                 "SERVER_PROTOCOL": self.request_version, "REMOTE_ADDR": self.client_address[0],
                 "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
                 "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,

@@ -94,7 +94,7 @@ class TickTimes:
 
     @property
     def ratio(self) -> float:
-        return median([t / f for t, f in zip(self.tick, self.floor)])
+        return median([t / f for t, f in zip(self.tick, self.floor, strict=True)])
 
 
 def tick_vs_floor(due: int, rounds: int) -> TickTimes:
@@ -106,7 +106,7 @@ def tick_vs_floor(due: int, rounds: int) -> TickTimes:
                          run_id=scheduled_run_id(MINUTE), trigger="schedule",
                          scheduled_for=MINUTE.strftime("%Y-%m-%dT%H:%M:%SZ")).to_body()
               for j in jobs]
-    work = list(batches(list(zip(jobs, bodies)), 25))
+    work = list(batches(list(zip(jobs, bodies, strict=True)), 25))
     dynamodb, sqs = backend.dynamodb, backend.sqs
 
     def send_and_advance(chunk: list[Any]) -> None:

@@ -70,16 +70,19 @@ def index_units(before: Mapping[str, Any] | None, after: Mapping[str, Any] | Non
         was = before is not None and all(k in before for k in keys)
         now = after is not None and all(k in after for k in keys)
         projected = keys + INDEX_PROJECTION + ("pk", "sk")
-
-        def view(item: Mapping[str, Any] | None) -> dict[str, Any]:
-            return {k: v for k, v in (item or {}).items() if k in projected}
-        if was and now and any(before[k] != after[k] for k in keys):  # type: ignore[index]
-            total += units(view(before), None) + units(None, view(after))
+        old, new = _view(before, projected), _view(after, projected)
+        if was and now and any(old[k] != new[k] for k in keys):  # the item moved in the index
+            total += units(old, None) + units(None, new)
         elif was and now:
-            total += units(view(before), view(after)) if view(before) != view(after) else 0
+            total += units(old, new) if old != new else 0
         elif was or now:
-            total += units(view(before), view(after))
+            total += units(old, new)
     return total
+
+
+def _view(item: Mapping[str, Any] | None, projected: tuple[str, ...]) -> dict[str, Any]:
+    """The attributes of `item` an index projects (none for no item)."""
+    return {k: v for k, v in (item or {}).items() if k in projected}
 
 
 @dataclass

@@ -39,7 +39,7 @@ class WorkerTimes:
     @property
     def ratio(self) -> float:
         """The worker's seconds per run over the floor's (the floor's rate over the worker's)."""
-        return median([w / f for w, f in zip(self.worker, self.floor)])
+        return median([w / f for w, f in zip(self.worker, self.floor, strict=True)])
 
     @property
     def worker_rate(self) -> float:
@@ -128,7 +128,7 @@ def worker_vs_floor(batch_count: int, rounds: int) -> WorkerTimes:
 
     def check(run_ids: list[str]) -> None:
         store = deps.store()
-        for job, run_id in list(zip(jobs, run_ids))[:: max(1, len(jobs) // 10)]:
+        for job, run_id in list(zip(jobs, run_ids, strict=True))[:: max(1, len(jobs) // 10)]:
             run = store.get_run(job.id, run_id)
             if run is None or run.status != "succeeded":
                 raise RuntimeError(f"run {run_id} of job {job.id}: {run}")
@@ -183,6 +183,7 @@ class WaitingRunner:
     """dummyRunner after `wait` seconds: a runner whose time goes to waiting on an AWS API."""
 
     name = "dummyRunner"
+    iam_actions: tuple[str, ...] = ()  # dummyRunner's: it calls no AWS API
 
     def __init__(self, wait: float) -> None:
         from chalicelib.runners.dummy import DummyRunner
@@ -222,8 +223,7 @@ def batch_speedup(runs: int = 10, wait: float = 0.2, rounds: int = 3) -> BatchSp
         for round_ in range(rounds + 1):  # the first round warms up (connections, threads)
             for threads in ((1, 0, -1) if round_ % 2 == 0 else (-1, 0, 1)):
                 # -1: at once, runners that do not wait (what the emulator's calls take)
-                runners.RUNNERS["dummyRunner"] = (  # type: ignore[assignment]
-                    instant if threads < 0 else waiting)
+                runners.RUNNERS["dummyRunner"] = instant if threads < 0 else waiting
                 occurrence = next(occurrences)
                 messages = [RunMessage(account=j.account, group=j.group, job_id=j.id,
                                        run_id=scheduled_run_id(occurrence), trigger="schedule",
@@ -240,7 +240,7 @@ def batch_speedup(runs: int = 10, wait: float = 0.2, rounds: int = 3) -> BatchSp
                 if round_:
                     times[threads].append(time.perf_counter() - started)
                 store = deps.store()
-                for job, message in zip(jobs, messages):
+                for job, message in zip(jobs, messages, strict=True):
                     run = store.get_run(job.id, message.run_id)
                     if run is None or run.status != "succeeded":
                         raise RuntimeError(f"run {message.run_id} of job {job.id}: {run}")

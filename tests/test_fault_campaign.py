@@ -416,7 +416,7 @@ class Campaign:
         rng = self.rng("jobs")
         counts = [max(1, round(share * self.plan.jobs)) for _, _, share in MIX[:-1]]
         counts.append(max(1, self.plan.jobs - sum(counts)))
-        for (template, tz, _), count in zip(MIX, counts):
+        for (template, tz, _), count in zip(MIX, counts, strict=True):
             for _ in range(count):
                 # People like the top of the hour: bursts of runs at minute 0.
                 minute = 0 if rng.random() < 0.3 else rng.randrange(60)

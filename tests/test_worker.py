@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -495,7 +496,7 @@ def test_a_retryable_runner_error_is_retried_with_growing_delays_up_to_max_attem
     # attempt number, then failed with the error and code of the last attempt
     delays = [kwargs["DelaySeconds"] for kwargs, _ in resent]
     assert len(delays) == max_attempts - 1
-    assert all(0 < a < b for a, b in zip(delays, delays[1:]))
+    assert all(0 < a < b for a, b in pairwise(delays))
     assert all(d > 0 for d in delays)
     assert [json.loads(kwargs["MessageBody"])["attempt"] for kwargs, _ in resent] == list(
         range(2, max_attempts + 1))
@@ -510,7 +511,7 @@ def test_retry_delays_double_up_to_the_sqs_maximum() -> None:
     # Given successive attempts / When their delays are computed / Then they grow, capped at 900
     delays = [retry_delay(n) for n in range(1, 10)]
     assert delays[:4] == [30, 60, 120, 240]
-    assert all(a <= b for a, b in zip(delays, delays[1:])) and max(delays) == 900
+    assert all(a <= b for a, b in pairwise(delays)) and max(delays) == 900
 
 
 def test_an_assume_role_refusal_fails_the_run_permanently_with_the_reason(
