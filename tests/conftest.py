@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from moto import mock_aws
 
 from chalicelib import deps
@@ -133,6 +134,17 @@ def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
         "eventSource": "aws:sqs",
         "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{QUEUE}",
         "awsRegion": "us-east-1"} for m in messages]}
+
+
+def failed_ids(response: PartialItemFailureResponse) -> list[str]:
+    """The message ids a partial batch response reports failed, sorted."""
+    ids = []
+    for failure in response["batchItemFailures"]:
+        # Powertools types the identifier for Kafka too; an SQS batch's is its message id.
+        identifier = failure["itemIdentifier"]
+        assert isinstance(identifier, str), f"not an SQS message id: {identifier!r}"
+        ids.append(identifier)
+    return sorted(ids)
 
 
 def drain(sqs: Any, queue_url: str, max_messages: int = 1000) -> list[dict[str, Any]]:

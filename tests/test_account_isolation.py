@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 from chalicelib import deps, runners
 from chalicelib.accounts import AccountEntry, Registry, RegistryError
@@ -188,7 +189,7 @@ def stored_job(store: Store, registry: Registry, account: str) -> Job:
 
 
 def deliver(aws: dict[str, Any], queue: RunQueue, job: Job, worker: Worker,
-            account: str | None = None) -> dict[str, Any]:
+            account: str | None = None) -> PartialItemFailureResponse:
     """Send the job's 10:18 run message (for `account`'s key) and hand it to the worker."""
     queue.send(RunMessage(account=account or job.account, group=job.group, job_id=job.id,
                           run_id=scheduled_run_id(OCCURRENCE), trigger="schedule",

@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from botocore.stub import Stubber
 
 from chalicelib import runners
@@ -122,7 +123,7 @@ def message(job: Job, attempt: int = 1) -> RunMessage:
                       scheduled_for=iso(occurrence) or "", attempt=attempt)
 
 
-def run_batch(aws: dict[str, Any], worker: Worker, *jobs: Job) -> dict[str, Any]:
+def run_batch(aws: dict[str, Any], worker: Worker, *jobs: Job) -> PartialItemFailureResponse:
     """Queue one run of each job, and hand them to the worker in one SQS event."""
     for job in jobs:
         aws["sqs"].send_message(QueueUrl=aws["queue_url"], MessageBody=message(job).to_body())

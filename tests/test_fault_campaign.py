@@ -65,7 +65,7 @@ from chalicelib.store import Store, shard_of
 from chalicelib.sweep import GRACE_SECONDS, Sweeper, SweepReport
 from chalicelib.tick import Ticker, TickIncomplete, plan_parts, run_tick
 from chalicelib.worker import TIME_TO_RECORD, Worker, handle_batch, retry_delay
-from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event
+from conftest import ACCOUNTS, QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event
 
 SEED_VARIABLE = "MINION_CAMPAIGN_SEED"
 ROOT = Path(__file__).resolve().parents[1]
@@ -335,7 +335,8 @@ class Campaign:
         self.violations: list[str] = []
         self.stats: Counter[str] = Counter()
         self.attempts: list[TickAttempt] = []
-        self.pending_ticks: list[tuple[datetime, int, datetime, int]] = []  # at, seq, minute, n
+        # at, seq, minute, attempt, shards
+        self.pending_ticks: list[tuple[datetime, int, datetime, int, tuple[int, ...]]] = []
         self.copies: list[Copy] = []
         self.dead_letters: list[Copy] = []
         self.delays: dict[str, int] = {}
@@ -704,7 +705,7 @@ class Campaign:
         failed: set[str]
         try:
             response = handle_batch(event, worker=worker)
-            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+            failed = set(failed_ids(response))
         except WorkerKilled:
             self.stats[f"workers killed {invocation.kill_point or 'doomed'}"] += 1
             self.kills += invocation.kill_point is not None

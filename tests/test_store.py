@@ -272,7 +272,7 @@ def fast_moto_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
         try:
             return original(self, transact_items)
         finally:
-            models.copy = copy  # type: ignore[assignment]
+            models.copy = copy
 
     monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", transact_write_items)
 

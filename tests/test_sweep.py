@@ -96,7 +96,8 @@ def test_a_message_dead_lettered_by_the_queue_ends_its_run_failed_as_lost(
     assert "dead-lettered" in (run.error or "") and run.finished_at
     assert (report.dead_letters, report.lost) == (1, 1)
     assert store.counters()["RUNS"] == {"failed": 1}
-    assert store.get_job(job.account, job.group, job.id).last_run["status"] == "failed"
+    last_run = store.get_job(job.account, job.group, job.id).last_run
+    assert last_run is not None and last_run["status"] == "failed"
     assert left_in(dlq) == 0
     assert runner.calls == Counter()
 
@@ -171,8 +172,8 @@ def test_a_dead_lettered_run_now_is_recorded_lost_and_a_never_queued_one_is_not_
     # When the sweep reads them
     sweeper(store, queue, dlq, STARTED).sweep()
     # Then the first run-now failed as lost; no record was made up for the other
-    assert (store.get_run(job.id, queued.run_id).status,
-            store.get_run(job.id, queued.run_id).error_code) == ("failed", "RunLost")
+    lost = store.get_run(job.id, queued.run_id)
+    assert lost is not None and (lost.status, lost.error_code) == ("failed", "RunLost")
     assert store.get_run(job.id, stray.run_id) is None
     assert left_in(dlq) == 0
 

@@ -16,6 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch.types import (
+    PartialItemFailureResponse,
+    PartialItemFailures,
+)
 
 from chalicelib import deps, runners
 from chalicelib.accounts import Registry
@@ -37,7 +41,7 @@ from chalicelib.tick import (
     tick_minute,
 )
 from chalicelib.worker import Worker, handle_batch
-from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event, utc
+from conftest import ACCOUNTS, QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
 
 SHARDS = 4
 REGISTRY = Registry.from_document(ACCOUNTS)
@@ -154,7 +158,8 @@ def runs_of(store: Store, job: Job) -> list[Any]:
     return store.list_runs(job.id, 100)[0]
 
 
-def run_worker(aws: dict[str, Any], store: Store, queue: RunQueue) -> tuple[list[dict], dict]:
+def run_worker(aws: dict[str, Any], store: Store, queue: RunQueue
+               ) -> tuple[list[dict[str, Any]], PartialItemFailureResponse]:
     """Drain the runs queue and feed what it held to the real worker; (messages, response)."""
     messages = drain(aws["sqs"], aws["queue_url"])
     worker = Worker(store=store, queue=queue, registry=lambda: REGISTRY,
@@ -413,11 +418,12 @@ def test_a_tick_whose_batch_send_partly_fails_raises_and_its_retry_sends_only_th
 
 
 def run_worker_with(aws: dict[str, Any], store: Store, queue: RunQueue,
-                    messages: list[dict[str, Any]]) -> tuple[list[dict], dict]:
+                    messages: list[dict[str, Any]]
+                    ) -> tuple[list[dict[str, Any]], PartialItemFailureResponse]:
     """Feed already-received messages to the worker, ten at a time like the event source."""
     worker = Worker(store=store, queue=queue, registry=lambda: REGISTRY,
                     clients=lambda entry, run_id: (lambda service: None))
-    failures: list[dict[str, str]] = []
+    failures: list[PartialItemFailures] = []
     for start in range(0, len(messages), 10):
         failures += handle_batch(sqs_event(messages[start:start + 10]),
                                  worker=worker)["batchItemFailures"]
@@ -667,6 +673,7 @@ def test_decide_after_a_gap_longer_than_the_window_records_the_lost_occurrence_m
         job: Job, minute: str, next_at: str | None) -> None:
     # Given a job whose only occurrence in days fell before a gap longer than the window
     # When the first tick after the gap decides
+    assert job.next is not None
     decision = decide(job, job.schedule(), utc(minute))
     # Then that occurrence is recorded missed, not dropped silently, and next is the one after
     assert decision == Decision(run_at=None, missed=(job.next,),
@@ -694,7 +701,9 @@ def test_a_job_whose_decision_fails_unexpectedly_stays_due_and_the_others_still_
     messages, _ = run_worker(aws, store, queue)
     assert [b["job_id"] for b in bodies(messages)] == [good.id]
     assert report.unschedulable == 1
-    assert stored_next(store, unlucky) == stored_next(store, good) - timedelta(minutes=1)
+    good_next = stored_next(store, good)
+    assert good_next is not None
+    assert stored_next(store, unlucky) == good_next - timedelta(minutes=1)
 
 
 # --- the split tick ----------------------------------------------------------------------------
@@ -756,7 +765,7 @@ def test_a_part_that_is_not_a_tick_part_is_reported_failed_and_the_others_proces
     answer = handle_tick_parts(sqs_event([good, *bad]),
                                ticker=Ticker(store, queue, shards=SHARDS, parallelism=2))
     # Then only the malformed ones come back, and the job's run is queued
-    assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == [
+    assert failed_ids(answer) == [
         "bad-0", "bad-1", "bad-2"]
     assert [b["job_id"] for b in bodies(drain(aws["sqs"], aws["queue_url"]))] == [job.id]
 

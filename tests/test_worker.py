@@ -16,6 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from botocore.exceptions import ClientError
 
 from chalicelib import runners
@@ -29,7 +30,7 @@ from chalicelib.runs import Run, manual_run_id, scheduled_run_id
 from chalicelib.store import Store
 from chalicelib.tick import Ticker, run_tick
 from chalicelib.worker import LEASE_MARGIN, Worker, handle_batch, retry_delay
-from conftest import ACCOUNTS, QUEUE, TABLE, drain, scheduled_event, sqs_event, utc
+from conftest import ACCOUNTS, QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
 
 SHARDS = 4
 REGISTRY = Registry.from_document(ACCOUNTS)
@@ -170,15 +171,12 @@ def send(aws: dict[str, Any], *bodies: str) -> None:
         aws["sqs"].send_message(QueueUrl=aws["queue_url"], MessageBody=body)
 
 
-def deliver(aws: dict[str, Any], worker: Worker) -> tuple[list[dict], dict[str, Any]]:
+def deliver(aws: dict[str, Any], worker: Worker
+            ) -> tuple[list[dict[str, Any]], PartialItemFailureResponse]:
     """Drain the runs queue and hand what it held to the worker in one SQS event."""
     messages = drain(aws["sqs"], aws["queue_url"])
     assert messages, "nothing to deliver"
     return messages, handle_batch(sqs_event(messages), worker=worker)
-
-
-def failed_ids(response: dict[str, Any]) -> list[str]:
-    return sorted(f["itemIdentifier"] for f in response["batchItemFailures"])
 
 
 def the_run(store: Store, job: Job, minute: str = "2026-01-30T10:18") -> Any:
@@ -227,7 +225,7 @@ def test_two_workers_racing_for_one_run_one_runs_it_and_the_other_keeps_its_mess
         return RunResult(output="done")
     runner.behaviour = hold
     barrier = threading.Barrier(2)
-    responses: dict[str, dict[str, Any]] = {}
+    responses: dict[str, PartialItemFailureResponse] = {}
 
     def work(copy: dict[str, Any]) -> None:
         worker = make_worker(store, queue, Clock())
@@ -370,7 +368,7 @@ def test_a_poison_message_lands_in_the_dlq_after_the_maximum_receives(
 
     # When the event source delivers what it receives, deletes what succeeded, and lets the
     # failed items come back (their visibility timeout ends), until nothing is left
-    deliveries = []
+    deliveries: list[list[str]] = []
     while True:
         received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
                                        AttributeNames=["All"]).get("Messages", [])
@@ -459,7 +457,8 @@ def test_a_permanent_runner_error_fails_the_run_at_once_with_its_reason_and_code
     assert "no such instance" in (run.error or "") and run.finished_at
     assert sum(runner.calls.values()) == 1
     assert drain(aws["sqs"], aws["queue_url"]) == []
-    assert store.get_job(job.account, job.group, job.id).last_run["status"] == "failed"
+    last_run = store.get_job(job.account, job.group, job.id).last_run
+    assert last_run is not None and last_run["status"] == "failed"
     assert store.counters()["RUNS"] == {"failed": 1}
 
 
@@ -574,7 +573,8 @@ def test_a_runner_that_crashes_fails_its_run_without_failing_the_batch(
 
     def buggy(details: Mapping[str, str], ctx: Any) -> RunResult:
         if ctx.job_id == jobs[0].id:
-            return {}["missing"]  # type: ignore[return-value]
+            results: dict[str, RunResult] = {}
+            return results["missing"]  # a KeyError, as a runner's bug would raise
         return RunResult(output="fine")
     runner.behaviour = buggy
     send(aws, *(scheduled(j).to_body() for j in jobs))
@@ -623,8 +623,10 @@ def test_a_job_disabled_between_tick_and_worker_is_skipped_without_running(
     job = create_job(store)
     messages = tick_and_receive(store, queue, aws)
     previous = store.get_job(job.account, job.group, job.id)
+    entry = REGISTRY.get("spinup")
+    assert entry is not None
     disabled = job_from_request({**job.to_api(), "enabled": False}, account=job.account,
-                                group=job.group, job_id=job.id, entry=REGISTRY.get("spinup"),
+                                group=job.group, job_id=job.id, entry=entry,
                                 now=utc("2026-01-30T10:18:02"), previous=previous)
     store.replace_job(disabled, previous)
 
@@ -636,7 +638,8 @@ def test_a_job_disabled_between_tick_and_worker_is_skipped_without_running(
     assert (the_run(store, job).status, the_run(store, job).error) == (
         "skipped", "job disabled before it ran")
     assert runner.calls == Counter()
-    assert store.get_job(job.account, job.group, job.id).last_run["status"] == "skipped"
+    last_run = store.get_job(job.account, job.group, job.id).last_run
+    assert last_run is not None and last_run["status"] == "skipped"
 
 
 @pytest.mark.parametrize("registry, reason", [
@@ -754,7 +757,8 @@ def test_a_run_now_goes_through_the_same_worker_and_updates_last_run_and_counter
     job = create_job(store, enabled=False)
     api = MinionApi(store, queue, lambda: REGISTRY, clock=lambda: STARTED)
     queued = api.run_now(job.account, job.group, job.id)
-    assert store.get_run(job.id, queued.run_id).status == "queued"
+    before = store.get_run(job.id, queued.run_id)
+    assert before is not None and before.status == "queued"
 
     # When the worker handles its message
     messages, response = deliver(aws, worker)
@@ -764,11 +768,13 @@ def test_a_run_now_goes_through_the_same_worker_and_updates_last_run_and_counter
     assert [json.loads(m["Body"])["run_id"] for m in messages] == [queued.run_id]
     assert runner.calls == Counter({(job.id, queued.run_id): 1})
     run = store.get_run(job.id, queued.run_id)
+    assert run is not None
     assert (run.status, run.trigger, run.attempts, run.queued_at) == (
         "succeeded", "manual", 1, iso(STARTED))
     assert run.output == "Hello, spinup!" and run.started_at and run.finished_at
     # And the job's last_run shows it, and the counters behind /metrics count it
     last_run = store.get_job(job.account, job.group, job.id).last_run
+    assert last_run is not None
     assert (last_run["run_id"], last_run["status"]) == (queued.run_id, "succeeded")
     assert store.counters()["RUNS"] == {"succeeded": 1}
     assert 'minion_runs_total{status="succeeded"} 1' in api.metrics_text().splitlines()
