@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt $(wildcard pyproject.toml)
 run: $(STAMP)  ## the service on loopback: API, AWS emulator, tick and worker loops
 	$(PY) -m local.stack
 
-test: $(STAMP)  ## the whole suite, slow tests included
+test: lint  ## lint, then the whole suite, slow tests included
 	$(PY) -m pytest -n 2 -q
 
 test-fast: $(STAMP)  ## everything but the tests marked slow
@@ -37,8 +37,8 @@ deploy: $(STAMP)  ## package, then deploy with your AWS credentials (docs/deploy
 	infra/deploy.sh
 
 lint: $(STAMP)  ## ruff and mypy (strict on chalicelib/), as configured in pyproject.toml
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 clean:  ## remove build output and test caches
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
