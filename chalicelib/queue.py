@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .jobs import SEGMENT, is_job_id
-from .runs import is_run_id, scheduled_run_id
+from .runs import Trigger, is_run_id, scheduled_run_id
 
 BATCH_SIZE = 10
 SEND_ROUNDS = 3
@@ -23,7 +23,7 @@ class RunMessage:
     group: str
     job_id: str
     run_id: str
-    trigger: str
+    trigger: Trigger  # from_body refuses a body naming any other
     scheduled_for: str
     attempt: int = 1
 

@@ -381,7 +381,7 @@ class Store:
                                     ConsistentRead=True).get("Item")
         if item is None:
             raise NotFound(f"job not found: {group}/{job_id}")
-        return item  # type: ignore[no-any-return]
+        return cast(dict[str, Any], item)
 
     def _newest_runs(self, job_id: str) -> list[Run]:
         page = self.client.query(

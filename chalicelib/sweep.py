@@ -104,7 +104,7 @@ class Sweeper:
             return False
         now = self.clock()
         run = Run(run_id=message.run_id, job_id=message.job_id, account=message.account,
-                  group=message.group, trigger=message.trigger,  # type: ignore[arg-type]
+                  group=message.group, trigger=message.trigger,
                   scheduled_for=message.scheduled_for, status="failed", finished_at=iso(now),
                   error_code=LOST,
                   error=f"run lost: its message (attempt {message.attempt}) failed every "

@@ -20,7 +20,7 @@ from .jobs import Job, iso
 from .observability import emit, flush, logger
 from .queue import RunMessage, RunQueue
 from .runners import PermanentError, RunContext, RunnerError, RunResult, get_runner
-from .runs import Run, truncate
+from .runs import Run, Status, truncate
 from .store import Store
 
 if TYPE_CHECKING:  # the batch utility is imported where used, as in the handlers below
@@ -96,7 +96,7 @@ class Worker:
         registry = self._registry(message)
         lease_seconds = math.ceil(limit) + LEASE_MARGIN
         run = Run(run_id=message.run_id, job_id=message.job_id, account=message.account,
-                  group=message.group, trigger=message.trigger,  # type: ignore[arg-type]
+                  group=message.group, trigger=message.trigger,
                   scheduled_for=message.scheduled_for, status="running")
         # The run id is the lock: whoever writes the claim runs it; a duplicate delivery
         # (a re-sent tick, SQS at-least-once) finds it taken or finished and stops here.
@@ -215,10 +215,10 @@ class Worker:
         _emit("RunRetries", 1)
         return "queued"
 
-    def _finish(self, run: Run, status: str, *, output: str | None = None,
+    def _finish(self, run: Run, status: Status, *, output: str | None = None,
                 error: str | None = None, error_code: str | None = None,
                 data: Mapping[str, Any] | None = None, job: Job | None = None) -> str:
-        finished = run.with_status(status, finished_at=iso(self.clock()),  # type: ignore[arg-type]
+        finished = run.with_status(status, finished_at=iso(self.clock()),
                                    output=truncate(output), error=truncate(error),
                                    error_code=error_code, data=dict(data or {}))
         if not self.store.finish_run(finished, run.attempts, count=False):
