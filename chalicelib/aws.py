@@ -3,6 +3,7 @@ standard retries."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -56,6 +57,24 @@ class LazyClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(client(self.service), name)
+
+
+def new_client(service: str, *, from_session: boto3.session.Session | None = None,
+               **options: Any) -> Any:
+    """A new, uncached client from `session` (default: the process's), made under the lock
+    that client creation needs (a session is not thread-safe; clients are)."""
+    shared = from_session or session()
+    with _lock:
+        return shared.client(service, **options)
+
+
+def error_code(error: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError, or None for any other exception."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, Mapping):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return str(code) if code else None
 
 
 def region() -> str:

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import aws
 from .accounts import AccountEntry, names_an_account
 from .runners import get_runner
 from .runners.base import DetailsError, PermanentError, check_scope, classify, session_policy
@@ -24,18 +23,6 @@ SESSION_SECONDS = 900
 SESSION_NAME_PREFIX = "minion-"
 _NOT_IN_SESSION_NAME = re.compile(r"[^\w+=,.@-]", re.ASCII)
 _ROLE_ACCOUNT = re.compile(r"arn:aws[a-z-]*:iam::(\d{12}):role/.+")
-
-
-@lru_cache(maxsize=1)
-def _shared_session() -> boto3.session.Session:
-    """One session per process: it loads each service's model once (about 0.3 s for EC2) and
-    resolves the worker's own credentials. Assumed credentials never go into it: they are
-    passed to each client explicitly."""
-    return boto3.session.Session()
-
-
-# boto3 sessions are not thread-safe for client creation.
-_CLIENT_LOCK = threading.Lock()
 
 
 def role_session_name(run_id: str) -> str:
@@ -55,7 +42,10 @@ class AccountClients:
         self.entry = entry
         self.run_id = run_id
         self.region = region
-        self._session = session or _shared_session()
+        # Default: the process's one session (aws.session), which loads each service's model
+        # once (about 0.3 s for EC2) and holds the worker's own credentials. Assumed
+        # credentials never go into it: they are passed to each client explicitly.
+        self._session = session
         self._clients: dict[str, Any] = {}
         self._credentials: dict[str, str] | None = None
 
@@ -69,9 +59,8 @@ class AccountClients:
         return self._clients[service]
 
     def _client(self, service: str, **credentials: str) -> Any:
-        with _CLIENT_LOCK:
-            return self._session.client(service, region_name=self.region, config=CLIENT_CONFIG,
-                                        **credentials)
+        return aws.new_client(service, from_session=self._session, region_name=self.region,
+                              config=CLIENT_CONFIG, **credentials)
 
     def _check_scope(self) -> None:
         """Before the first client: the job's details must name resources of the entry's

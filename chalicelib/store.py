@@ -37,6 +37,7 @@ from typing import Any, TypeVar, cast
 
 from botocore.exceptions import ClientError
 
+from .aws import error_code
 from .dynamo import from_attr, from_item, to_attr, to_item
 from .errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from .jobs import Job
@@ -144,11 +145,6 @@ def due_entry_from_item(item: Mapping[str, Any]) -> DueEntry:
                     due_at=datetime.fromtimestamp(int(v["sk"].split("#", 1)[0]), tz=UTC),
                     account=v["account"], group=v["group"], job_id=v["id"],
                     version=int(v["version"]))
-
-
-def error_code(error: ClientError) -> str:
-    """The AWS error code of a ClientError."""
-    return cast(str, error.response.get("Error", {}).get("Code", ""))
 
 
 def is_condition_failure(error: ClientError) -> bool:
@@ -313,6 +309,38 @@ def _counts(item: Mapping[str, Any]) -> dict[str, int]:
     """The `enabled`/`disabled` numbers of an account's counter item."""
     return {state: int(item[state]["N"]) if state in item else 0
             for state in ("enabled", "disabled")}
+
+
+# When a claim may take a run (claim_run): any one of these, joined with OR. The run id is the
+# lock, so these are the only states in which a worker may start it.
+CLAIM_CLAUSES = {
+    # Never recorded: the first delivery of a scheduled run (a run-now is recorded `queued`
+    # before its message is sent, so claim_run(must_exist=True) leaves this clause out).
+    "never_recorded": "attribute_not_exists(pk)",
+    # Queued for exactly this attempt: a run-now, or the retry an earlier attempt queued (a
+    # copy of an older attempt's message finds a higher count and is refused).
+    "queued_for_this_attempt": "(#status = :queued AND attempts = :previous)",
+    # Running under a lease that ended: its worker died, the run is taken over.
+    "lease_expired": "(#status = :running AND lease_until < :epoch)",
+}
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A claim refused, with the run's status and lease expiry as the refusing write found
+    them (None: no such run). Falsy, like the None a refused claim used to be."""
+
+    lease: tuple[str, int] | None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def _lease_of(item: Mapping[str, Any] | None) -> tuple[str, int] | None:
+    """A run item's status and lease expiry (epoch seconds, 0 when none); None without one."""
+    if not item:
+        return None
+    return from_attr(item["status"]), int(from_attr(item.get("lease_until", {"N": "0"})))
 
 
 class Store:
@@ -673,13 +701,14 @@ class Store:
 
     @translated
     def claim_run(self, run: Run, attempt: int, lease_seconds: int, now: datetime,
-                  must_exist: bool = False, watch: bool = False) -> Run | None:
+                  must_exist: bool = False, watch: bool = False) -> Run | Refused:
         """Take the run for attempt `attempt`: the run id is the lock.
 
         Succeeds when the run is absent (unless `must_exist`: a run-now is always recorded
         `queued` before its message is sent), or queued for exactly this attempt, or running
-        under a lease that expired (its worker died). Returns the claimed run, or None when
-        someone else holds it, it is finished, or it must exist and does not.
+        under a lease that expired (its worker died). Returns the claimed run, or Refused
+        (falsy, with the status and lease it found) when someone else holds it, it is
+        finished, or it must exist and does not.
 
         With `watch`, the run goes on the watch index until it is recorded (`lease_watch`,
         in the same write): the sweep finds it there if its lease ends first.
@@ -699,10 +728,9 @@ class Store:
                     "queued_at = if_not_exists(queued_at, :now), expires_at = :expires, "
                     + ("lease_watch = :watch, " if watch else "")
                     + "#type = :type ADD attempts :one"),
-                ConditionExpression=(
-                    ("" if must_exist else "attribute_not_exists(pk) OR ")
-                    + "(#status = :queued AND attempts = :previous)"
-                    " OR (#status = :running AND lease_until < :epoch)"),
+                ConditionExpression=" OR ".join(
+                    clause for name, clause in CLAIM_CLAUSES.items()
+                    if not (must_exist and name == "never_recorded")),
                 ExpressionAttributeNames={"#status": "status", "#group": "group",
                                           "#trigger": "trigger", "#type": "type"},
                 ExpressionAttributeValues={
@@ -715,10 +743,14 @@ class Store:
                     ":scheduled_for": {"S": run.scheduled_for},
                     ":expires": {"N": str(self._expires_at())}, ":type": {"S": "run"},
                     **watched},
-                ReturnValues="ALL_NEW")
+                ReturnValues="ALL_NEW",
+                # A refused claim answers with what refused it: the worker needs no second
+                # read to tell a live holder from a finished run (Powertools' idempotency
+                # layer does the same).
+                ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as error:
             if is_condition_failure(error):
-                return None
+                return Refused(_lease_of(error.response.get("Item")))
             raise
         return run_from_item(result["Attributes"])
 
@@ -753,9 +785,7 @@ class Store:
                                     ConsistentRead=True,
                                     ProjectionExpression="#status, lease_until",
                                     ExpressionAttributeNames={"#status": "status"}).get("Item")
-        if not item:
-            return None
-        return from_attr(item["status"]), int(from_attr(item.get("lease_until", {"N": "0"})))
+        return _lease_of(item)
 
     @translated
     def get_run(self, job_id: str, run_id: str) -> Run | None:

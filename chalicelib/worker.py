@@ -21,7 +21,7 @@ from .observability import emit, flush, logger
 from .queue import RunMessage, RunQueue
 from .runners import PermanentError, RunContext, RunnerError, RunResult, get_runner
 from .runs import Run, Status, truncate
-from .store import Store
+from .store import Refused, Store
 
 if TYPE_CHECKING:  # the batch utility is imported where used, as in the handlers below
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -105,8 +105,8 @@ class Worker:
         claimed = self.store.claim_run(run, message.attempt, lease_seconds, now,
                                        must_exist=message.trigger == "manual",
                                        watch=receives > 1 or message.attempt > 1)
-        if claimed is None:
-            return self._not_claimed(run, now)
+        if isinstance(claimed, Refused):
+            return self._not_claimed(run, claimed, now)
         try:
             job = self.store.get_job(message.account, message.group, message.job_id,
                                      progress=False)
@@ -131,8 +131,8 @@ class Worker:
         return self._finish(claimed, "succeeded", output=result.output, data=result.data,
                             job=job)
 
-    def _not_claimed(self, run: Run, now: datetime) -> str:
-        state = self.store.run_lease(run.job_id, run.run_id)
+    def _not_claimed(self, run: Run, refused: Refused, now: datetime) -> str:
+        state = refused.lease  # what the refused claim found: no second read
         if state is None:
             raise UnknownRun(f"run {run.run_id} of job {run.job_id} was never queued")
         status, lease_until = state

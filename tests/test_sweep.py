@@ -17,6 +17,7 @@ import pytest
 
 from chalicelib.queue import RunMessage, RunQueue
 from chalicelib.runners import RunResult
+from chalicelib.runs import Run
 from chalicelib.store import LEASE_INDEX, LEASE_SHARDS, Store
 from chalicelib.sweep import DEAD_LETTER_VISIBILITY, GRACE_SECONDS, Sweeper, SweepReport
 from chalicelib.worker import handle_batch
@@ -116,7 +117,7 @@ def test_a_dead_letter_ends_its_run_only_when_nothing_else_will(
     now = STARTED + timedelta(seconds=LEASE // 2)
     if state != "never claimed":
         claimed = store.claim_run(the_run_to_claim(job), 1, LEASE, STARTED)
-        assert claimed is not None
+        assert isinstance(claimed, Run)
         if state == "running, lease expired":
             now = STARTED + timedelta(seconds=LEASE + 1)
         elif state == "succeeded":

@@ -27,7 +27,7 @@ from chalicelib.queue import RunMessage, RunQueue
 from chalicelib.runners import PermanentError, RetryableError, RunResult
 from chalicelib.runners.dummy import DummyRunner
 from chalicelib.runs import Run, manual_run_id, scheduled_run_id
-from chalicelib.store import Store
+from chalicelib.store import Refused, Store
 from chalicelib.tick import Ticker, run_tick
 from chalicelib.worker import LEASE_MARGIN, Worker, handle_batch, retry_delay
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
@@ -266,9 +266,35 @@ def test_a_claim_is_taken_by_one_caller_only(store: Store, clock: Clock) -> None
     # When two workers claim it
     first = store.claim_run(run, 1, LEASE, clock())
     second = store.claim_run(run, 1, LEASE, clock())
-    # Then the first holds it (running, attempt 1) and the second gets nothing
-    assert first is not None and (first.status, first.attempts) == ("running", 1)
-    assert second is None
+    # Then the first holds it (running, attempt 1); the second is refused, and told by the
+    # refusing write who holds it until when
+    assert isinstance(first, Run) and (first.status, first.attempts) == ("running", 1)
+    assert isinstance(second, Refused) and not second
+    assert second.lease == ("running", int(clock().timestamp()) + LEASE)
+
+
+def test_a_refused_claim_reads_the_holder_from_the_refusing_write_not_a_second_read(
+        store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner) -> None:
+    # Given a run held by a live worker, and a copy of its message delivered meanwhile
+    job = create_job(store)
+    assert store.claim_run(the_run_to_claim(job), 1, LEASE, STARTED)
+    send(aws, scheduled(job).to_body())
+    worker = make_worker(store, queue, Clock(STARTED + timedelta(seconds=30)))
+    # When the copy is handled
+    messages, response = deliver(aws, worker)
+    # Then it is kept for later (the holder is live), decided with no GetItem at all
+    assert failed_ids(response) == [messages[0]["MessageId"]]
+    operations = [name for name, _, _ in worker.store.client.calls]
+    assert "get_item" not in operations and runner.calls == Counter()
+
+    # When the run has finished and another copy arrives, it is acknowledged, again unread
+    store.finish_run(the_run(store, job).with_status("succeeded"), 1)
+    send(aws, scheduled(job).to_body())
+    worker = make_worker(store, queue, Clock(STARTED + timedelta(seconds=40)))
+    _, response = deliver(aws, worker)
+    assert response == {"batchItemFailures": []}
+    assert "get_item" not in [name for name, _, _ in worker.store.client.calls]
+    assert runner.calls == Counter() and the_run(store, job).status == "succeeded"
 
 
 def the_run_to_claim(job: Job) -> Run:
@@ -283,7 +309,7 @@ def test_a_run_whose_worker_died_is_taken_over_after_its_lease_and_not_before(
     # message back on the queue
     job = create_job(store)
     dead = store.claim_run(the_run_to_claim(job), 1, LEASE, STARTED)
-    assert dead is not None
+    assert isinstance(dead, Run)
     send(aws, scheduled(job).to_body())
     [message] = drain(aws["sqs"], aws["queue_url"])
 
@@ -1004,7 +1030,7 @@ def test_a_forbid_hold_that_outlived_its_run_does_not_block_the_next_one(
     # release throttled, or the worker died right after recording)
     job = create_job(store, concurrency_policy="Forbid")
     first = store.claim_run(the_run_to_claim(job), 1, LEASE, STARTED)
-    assert first is not None
+    assert isinstance(first, Run)
     assert store.hold_forbid(job, first.run_id, int(STARTED.timestamp()) + LEASE, STARTED)
     assert store.finish_run(first.with_status("succeeded"), 1)
     # When the 10:19 run arrives within the old hold's lease

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from ..aws import error_code
+
 INTEGER = re.compile(r"^[+-]?\d+$")
 
 
@@ -241,15 +243,6 @@ STATE_CODES = frozenset({
     "IncorrectInstanceState", "IncorrectState", "InvalidDBInstanceState",
     "InvalidDBInstanceStateFault", "InvalidDBClusterStateFault",
 })
-
-
-def error_code(error: BaseException) -> str | None:
-    """The AWS error code of a botocore ClientError, or None for any other exception."""
-    response = getattr(error, "response", None)
-    if not isinstance(response, Mapping):
-        return None
-    code = response.get("Error", {}).get("Code")
-    return str(code) if code else None
 
 
 # ARNs and account ids in AWS's error text name the hub account, the worker's role, the runner

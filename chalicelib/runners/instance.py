@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..aws import error_code
 from .base import (
     PermanentError,
     RetryableError,
@@ -18,7 +19,6 @@ from .base import (
     check_keys,
     check_pattern,
     classify,
-    error_code,
     revalidate,
     statement,
 )
