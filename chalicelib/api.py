@@ -396,10 +396,10 @@ class MinionApi:
                   f"minion_metrics_accounts_truncated {int(truncated)}"]
         lines += ["# HELP minion_runs_total Runs by final status.",
                   "# TYPE minion_runs_total counter"]
-        runs = counters.get("RUNS", {})
         for status in ("succeeded", "failed", "missed", "skipped"):
-            lines.append(f'minion_runs_total{{status="{status}"}} {int(runs.get(status, 0))}')
+            lines.append(f'minion_runs_total{{status="{status}"}} '
+                         f'{counters.runs.get(status, 0)}')
         lines += ["# HELP minion_last_tick_timestamp_seconds Minute of the newest finished tick.",
                   "# TYPE minion_last_tick_timestamp_seconds gauge",
-                  f"minion_last_tick_timestamp_seconds {int(counters.get('TICK', {}).get('last_tick', 0))}"]
+                  f"minion_last_tick_timestamp_seconds {counters.last_tick}"]
         return "\n".join(lines) + "\n"

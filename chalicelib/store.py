@@ -311,6 +311,14 @@ def _counts(item: Mapping[str, Any]) -> dict[str, int]:
             for state in ("enabled", "disabled")}
 
 
+@dataclass(frozen=True)
+class ServiceCounters:
+    """The service-wide counters: runs by final status, and the newest finished tick."""
+
+    runs: Mapping[str, int]
+    last_tick: int  # epoch seconds of the newest finished tick's minute; 0: none yet
+
+
 # When a claim may take a run (claim_run): any one of these, joined with OR. The run id is the
 # lock, so these are the only states in which a worker may start it.
 CLAIM_CLAUSES = {
@@ -1033,9 +1041,9 @@ class Store:
         return found, len(items) > limit
 
     @translated
-    def service_counters(self) -> dict[str, dict[str, Any]]:
-        """Every counter item but the per-account ones (runs, ticks), by sort key: two Queries
-        around the `JOBS#` range, whatever the number of accounts."""
+    def service_counters(self) -> ServiceCounters:
+        """The service-wide counters (runs, ticks): two Queries around the `JOBS#` range,
+        whatever the number of accounts."""
         found: dict[str, dict[str, Any]] = {}
         for condition, bound in (("sk < :bound", "JOBS#"), ("sk > :bound", "JOBS$")):
             for item in self._query(KeyConditionExpression=f"pk = :pk AND {condition}",
@@ -1043,7 +1051,9 @@ class Store:
                                                                ":bound": {"S": bound}}):
                 found[item["sk"]["S"]] = {k: from_attr(v) for k, v in item.items()
                                           if k not in ("pk", "sk")}
-        return found
+        return ServiceCounters(
+            runs={status: int(n) for status, n in found.get("RUNS", {}).items()},
+            last_tick=int(found.get("TICK", {}).get("last_tick", 0)))
 
     def _query(self, **query: Any) -> Iterator[dict[str, Any]]:
         query["TableName"] = self.table
