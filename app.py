@@ -12,7 +12,7 @@ from chalice import Chalice, CORSConfig, Cron, Rate, Response
 from chalice.app import Request
 
 from chalicelib import deps
-from chalicelib.api import JobListing, MinionApi, RequestBody, job_body
+from chalicelib.api import JobListing, RequestBody, job_body
 from chalicelib.auth import Grant
 from chalicelib.errors import Forbidden, MethodNotAllowed, MinionError, Unauthorized
 from chalicelib.jobs import Job
@@ -39,9 +39,8 @@ RUNS = JOB + "/runs"
 RUN = RUNS + "/{run_id}"
 
 
-@functools.lru_cache(maxsize=1)
-def _api() -> MinionApi:
-    return MinionApi(deps.store(), deps.run_queue(), deps.registry, page_key=deps.page_key)
+# The routes' one MinionApi, built in the composition root (deps.api; tests reset its cache).
+_api = deps.api
 
 
 def _error(error: MinionError, request_id: str | None = None) -> Response:
@@ -286,7 +285,8 @@ def tick(event: Any) -> dict[str, Any]:
     """The minute's tick: only fans the minute out to the tick parts queue."""
     from chalicelib.tick import handle_tick
 
-    return handle_tick(event.to_dict(), event.context)
+    parts_queue, shards, parts = deps.tick_fan_out()
+    return handle_tick(event.to_dict(), event.context, parts_queue, shards, parts)
 
 
 # One part per invocation: parts run side by side, each in its own Lambda process.
@@ -295,14 +295,14 @@ def tick_part(event: Any) -> PartialItemFailureResponse:
     """One part of a minute's tick: its shards' due jobs queued and advanced."""
     from chalicelib.tick import handle_tick_parts
 
-    return handle_tick_parts(event.to_dict(), event.context)
+    return handle_tick_parts(event.to_dict(), event.context, ticker=deps.ticker())
 
 
 @app.on_sqs_message(queue=QUEUE_NAME, batch_size=10, name="worker")
 def worker(event: Any) -> PartialItemFailureResponse:
     from chalicelib.worker import handle_batch
 
-    return handle_batch(event.to_dict(), event.context)
+    return handle_batch(event.to_dict(), event.context, worker=deps.worker())
 
 
 # Only deployed with a webhook (infra/minion.yaml, condition HasWebhook): a run event posted
@@ -319,4 +319,4 @@ def reporter(event: Any) -> dict[str, Any]:
 def sweep(event: Any) -> dict[str, int]:
     from chalicelib.sweep import handle_sweep
 
-    return handle_sweep(event.to_dict(), event.context)
+    return handle_sweep(event.to_dict(), event.context, sweeper=deps.sweeper())

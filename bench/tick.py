@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from chalicelib import deps
 from chalicelib.queue import RunMessage, batches
 from chalicelib.runs import scheduled_run_id
 from chalicelib.store import DueEntry, job_key, shard_of
-from chalicelib.tick import TickReport, default_ticker, run_part
+from chalicelib.tick import TickReport, run_part
 
 from .backend import SHARDS, TICK_PARALLELISM, Backend, CallLog
 from .seed import MINUTE, bench_job, due_items, later_items, median, timed_with_cpu
@@ -28,7 +29,7 @@ NEXT_DAY = MINUTE + timedelta(days=1)
 
 def tick_all() -> TickReport:
     """Every part of MINUTE's tick, in this process."""
-    return run_part(default_ticker(), MINUTE)
+    return run_part(deps.ticker(), MINUTE)
 
 
 @dataclass

@@ -208,8 +208,7 @@ def batch_speedup(runs: int = 10, wait: float = 0.2, rounds: int = 3) -> BatchSp
 
     from chalice.local import LambdaContext
 
-    from chalicelib import runners
-    from chalicelib.worker import default_worker
+    from chalicelib import deps, runners
 
     backend = Backend("bench-speedup", "bench-speedup-runs")
     jobs = [bench_job(i, next_at=MINUTE + timedelta(days=1)) for i in range(runs)]
@@ -231,7 +230,7 @@ def batch_speedup(runs: int = 10, wait: float = 0.2, rounds: int = 3) -> BatchSp
                 if deps.run_queue().send_batch(messages):
                     raise RuntimeError("the bench's runs could not be queued")
                 event = backend.sqs_event(backend.receive_all(runs))
-                worker = default_worker()
+                worker = deps.worker()
                 if threads > 0:
                     worker.concurrency = threads
                 started = time.perf_counter()

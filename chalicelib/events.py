@@ -148,20 +148,3 @@ def _run_ids(entries: Iterable[Mapping[str, Any]]) -> list[str]:
         except (KeyError, ValueError):
             continue
     return ids
-
-
-def default_publisher() -> EventPublisher:
-    """The publisher wired from the settings (its client is created on the first PutEvents)."""
-    from . import aws
-    from .settings import get_settings
-
-    settings = get_settings()
-    try:
-        default_notify = parse_notify_default(settings.notify_default)
-    except NotifyConfigError as error:
-        # Events are best effort: a misspelt default must not stop runs from being recorded.
-        logger.error("notify default refused; publishing the built-in default",
-                     extra={"reason": str(error), "default": list(DEFAULT_NOTIFY)})
-        default_notify = DEFAULT_NOTIFY
-    return EventPublisher(aws.LazyClient("events"), bus=settings.event_bus,
-                          default_notify=default_notify, api_url=settings.api_url)

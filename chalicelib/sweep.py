@@ -218,7 +218,10 @@ def _emit(name: str, value: float) -> None:
 def handle_sweep(event: dict[str, Any], context: Any = None,
                  sweeper: Sweeper | None = None) -> dict[str, int]:
     """The sweep Lambda's entry point (every minute)."""
-    sweeper = sweeper or default_sweeper()
+    if sweeper is None:  # the deployed handler (app.py) passes deps.sweeper()
+        from . import deps
+
+        sweeper = deps.sweeper()
     try:
         report = sweeper.sweep()
     finally:
@@ -230,14 +233,3 @@ def handle_sweep(event: dict[str, Any], context: Any = None,
                                 "requeued": report.requeued, "kept": report.kept})
     return {"dead_letters": report.dead_letters, "lost": report.lost,
             "requeued": report.requeued, "kept": report.kept}
-
-
-def default_sweeper() -> Sweeper:
-    """The sweeper wired from the settings."""
-    from . import aws, deps
-    from .settings import get_settings
-
-    settings = get_settings()
-    dead_letters = RunQueue(aws.LazyClient("sqs"), settings.dead_letter_queue_name,
-                            settings.dead_letter_queue_url)
-    return Sweeper(store=deps.store(), queue=deps.run_queue(), dead_letters=dead_letters)

@@ -338,18 +338,20 @@ def fan_out(queue: TickPartQueue, minute: datetime, shards: int, parts: int) -> 
     return len(messages)
 
 
-def handle_tick(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+def handle_tick(event: dict[str, Any], context: Any = None,
+                parts_queue: TickPartQueue | None = None, shards: int | None = None,
+                parts: int | None = None) -> dict[str, Any]:
     """The scheduled tick's entry point: fan the minute out in parts, nothing else.
 
     With nothing due this costs one SendMessageBatch per 10 parts, and each part one Query
     per shard (plus one of the legacy index): no table scan, no job read.
     """
-    from . import deps
-    from .settings import get_settings
+    if parts_queue is None or shards is None or parts is None:
+        from . import deps  # the deployed handler (app.py) passes them from deps
 
-    settings = get_settings()
+        parts_queue, shards, parts = deps.tick_fan_out()
     minute = tick_minute(event)
-    parts = fan_out(deps.tick_part_queue(), minute, settings.shards, settings.tick_parts)
+    parts = fan_out(parts_queue, minute, shards, parts)
     logger.info("tick fanned out", extra={"minute": iso(minute), "parts": parts})
     return {"minute": iso(minute), "parts": parts}
 
@@ -364,7 +366,10 @@ def handle_tick_parts(event: dict[str, Any], context: Any = None,
         process_partial_response,
     )
 
-    ticker = ticker or default_ticker()
+    if ticker is None:  # the deployed handler (app.py) passes deps.ticker()
+        from . import deps
+
+        ticker = deps.ticker()
 
     def record_handler(record: Any) -> dict[str, Any]:
         try:
@@ -380,14 +385,3 @@ def handle_tick_parts(event: dict[str, Any], context: Any = None,
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=record_handler,
                                     processor=processor, context=context)
-
-
-def default_ticker() -> Ticker:
-    """The ticker wired from the settings."""
-    from . import deps
-    from .events import default_publisher
-    from .settings import get_settings
-
-    settings = get_settings()
-    return Ticker(deps.store(), deps.run_queue(), settings.shards, settings.tick_parallelism,
-                  events=default_publisher())

@@ -19,7 +19,7 @@ from .events import EventPublisher
 from .jobs import Job, iso
 from .observability import emit, flush, logger
 from .queue import RunMessage, RunQueue
-from .runners import PermanentError, RunContext, RunnerError, RunResult, get_runner
+from .runners import PermanentError, RunContext, Runner, RunnerError, RunResult, get_runner
 from .runs import Run, Status, truncate
 from .store import Refused, Store
 
@@ -72,13 +72,15 @@ class Worker:
     invocation_timeout: int = 120
     dummy_template: str = "Hello, {{.Account}}!"
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    # Records of a batch handled at once (default_worker: the settings' worker_concurrency).
+    # Records of a batch handled at once (deps.worker: the settings' worker_concurrency).
     concurrency: int = 1
     # Final statuses recorded since the last flush_counts(): the counters are one item, so
     # one write per batch rather than per run (per run, that item is the hottest key).
     recorded: Counter[str] = field(default_factory=Counter)
     # Run events, collected per run and published once per batch (flush_events); None: none.
     events: EventPublisher | None = None
+    # The runner registry: a runner by name (deps.worker() hands in runners.get_runner).
+    runners: Callable[[str], Runner | None] = get_runner
     _recorded_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def handle(self, message: RunMessage, time_limit: float | None = None,
@@ -176,7 +178,7 @@ class Worker:
         return None
 
     def _run_runner(self, job: Job, run: Run, entry: AccountEntry, limit: float) -> RunResult:
-        runner = get_runner(job.runner)
+        runner = self.runners(job.runner)
         if runner is None:
             raise PermanentError(f"details.runner: unknown runner {job.runner!r}")
         context = RunContext(account=job.account, run_id=run.run_id, job_id=job.id,
@@ -391,7 +393,10 @@ def handle_batch(event: dict[str, Any], context: Any = None,
     """
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
-    worker = worker or default_worker()
+    if worker is None:  # the deployed handler (app.py) passes deps.worker()
+        from . import deps
+
+        worker = deps.worker()
     # The function's own timeout (the settings carry it: Chalice's local and test contexts
     # do not), counted from now.
     deadline = time.monotonic() + worker.invocation_timeout
@@ -448,24 +453,3 @@ def handle_batch(event: dict[str, Any], context: Any = None,
             flush()
         except Exception:
             logger.exception("metrics not flushed")
-
-
-def default_worker() -> Worker:
-    """The worker wired from the settings."""
-    from . import deps
-    from .aws import region as own_region
-    from .credentials import client_factory
-    from .events import default_publisher
-    from .settings import get_settings
-
-    settings = get_settings()
-    region = own_region()
-
-    def clients(entry: AccountEntry, run_id: str) -> Callable[[str], Any]:
-        return client_factory(entry, run_id, default_region=entry.region or region)
-
-    return Worker(store=deps.store(), queue=deps.run_queue(), registry=deps.registry,
-                  clients=clients, runner_timeout=settings.runner_timeout_seconds,
-                  invocation_timeout=settings.worker_timeout_seconds,
-                  dummy_template=settings.dummy_template, events=default_publisher(),
-                  concurrency=settings.worker_concurrency)

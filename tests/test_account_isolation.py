@@ -309,7 +309,7 @@ def test_a_broken_registry_leaves_the_message_for_retry_logged_at_error(
 def test_the_deployed_worker_reads_the_registry_through_deps_and_leaves_the_message(
         aws: dict[str, Any], store: Store, queue: RunQueue, counting: Counting,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given the worker as deployed (default_worker), with a registry file holding a typo
+    # Given the worker as deployed (deps.worker), with a registry file holding a typo
     job = stored_job(store, Registry.from_document(
         {"accounts": {"team": {"runners": ["dummyRunner"]}}}), "team")
     use_registry(monkeypatch, '{"accounts": {"team": {"runners": ["dummyRunner"]},}}')

@@ -428,7 +428,6 @@ def test_a_misspelt_notify_default_is_refused_naming_the_setting() -> None:
 def test_the_worker_wired_from_the_settings_publishes_to_the_named_bus(
         aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib import deps
-    from chalicelib.worker import default_worker
 
     # Given a deployment naming its own bus, a default, and the API's URL
     monkeypatch.setenv("MINION_EVENT_BUS", "ops")
@@ -436,7 +435,7 @@ def test_the_worker_wired_from_the_settings_publishes_to_the_named_bus(
     monkeypatch.setenv("MINION_API_URL", API_URL + "/")
     deps.reset()
     # When the worker is built from them
-    events = default_worker().events
+    events = deps.worker().events
     # Then its publisher uses them
     assert events is not None
     assert (events.bus, events.default_notify, events.api_url) == ("ops", ("failed",), API_URL)
