@@ -36,8 +36,9 @@ package: $(STAMP)  ## build/sam.json (checked by cfn-lint) and build/deployment.
 deploy: $(STAMP)  ## package, then deploy with your AWS credentials (docs/deploying.md)
 	infra/deploy.sh
 
-lint: $(STAMP)  ## ruff and mypy (strict on chalicelib/), as configured in pyproject.toml
+lint: $(STAMP)  ## ruff (lint and format) and mypy (strict on chalicelib/), as configured in pyproject.toml
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 clean:  ## remove build output and test caches

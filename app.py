@@ -1,4 +1,5 @@
 """minion's Lambda functions: the HTTP API, the minute tick and the runs worker."""
+
 from __future__ import annotations
 
 import functools
@@ -26,11 +27,15 @@ app = Chalice(app_name="minion")
 
 # Chalice's decorators need these names at import time; everything else is read lazily.
 QUEUE_NAME = os.environ.get("MINION_QUEUE_NAME", DEFAULT_QUEUE_NAME)
-TICK_PARTS_QUEUE_NAME = os.environ.get("MINION_TICK_PARTS_QUEUE_NAME",
-                                       DEFAULT_TICK_PARTS_QUEUE_NAME)
-CORS = CORSConfig(allow_origin=os.environ.get("MINION_CORS_ORIGIN", "*"),
-                  allow_headers=["X-Auth-Token", "Content-Type", "If-Match"],
-                  expose_headers=["ETag", "Location", "Link"], max_age=600)
+TICK_PARTS_QUEUE_NAME = os.environ.get(
+    "MINION_TICK_PARTS_QUEUE_NAME", DEFAULT_TICK_PARTS_QUEUE_NAME
+)
+CORS = CORSConfig(
+    allow_origin=os.environ.get("MINION_CORS_ORIGIN", "*"),
+    allow_headers=["X-Auth-Token", "Content-Type", "If-Match"],
+    expose_headers=["ETag", "Location", "Link"],
+    max_age=600,
+)
 BASE = "/v1/minion"
 JOBS = BASE + "/{account}/jobs"
 GROUP = JOBS + "/{group}"
@@ -71,20 +76,24 @@ def authorize(grant: Grant | None, method: str, account: str | None) -> None:
         raise Forbidden(f"X-Auth-Token: this token may only read; {method} writes")
 
 
-def route(path: str, methods: list[str], *, public: bool = False,
-          scoped: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def route(
+    path: str, methods: list[str], *, public: bool = False, scoped: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a handler: token check (and its scope unless `scoped` is False), and the one
     error mapping."""
+
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def handler(**params: str) -> Any:
             try:
                 if not public:
                     request = _request()
-                    grant = deps.authenticator().authenticate(
-                        request.headers.get("x-auth-token"))
-                    authorize(grant, request.method if scoped else "GET",
-                              params.get("account") if scoped else None)
+                    grant = deps.authenticator().authenticate(request.headers.get("x-auth-token"))
+                    authorize(
+                        grant,
+                        request.method if scoped else "GET",
+                        params.get("account") if scoped else None,
+                    )
                 return view(**params)
             except MinionError as error:
                 if error.status >= 500:
@@ -101,6 +110,7 @@ def route(path: str, methods: list[str], *, public: bool = False,
         # token check, and to a GET with a stray Content-Type. Bodies are checked when read.
         app.route(path, methods=methods, cors=CORS, content_types=["*/*"])(handler)
         return view
+
     return register
 
 
@@ -115,12 +125,13 @@ def _not_allowed(path: str, methods: list[str], public: bool = False) -> None:
     allowed = ", ".join(sorted(app.routes[path]))
 
     def method_not_allowed(**_: str) -> Any:
-        response = _error(MethodNotAllowed(
-            f"{_request().method} is not allowed on this path"))
+        response = _error(MethodNotAllowed(f"{_request().method} is not allowed on this path"))
         response.headers["Allow"] = allowed
         return response
+
     method_not_allowed.__name__ = "not_allowed_" + "_".join(
-        p.strip("{}") for p in path.strip("/").split("/"))
+        p.strip("{}") for p in path.strip("/").split("/")
+    )
     # A 405 changes nothing and names nothing: any valid token may learn it.
     route(path, methods, public=public, scoped=False)(method_not_allowed)
 
@@ -138,8 +149,9 @@ def _job_response(job: Job, status: int, location: bool = False) -> Response:
     headers: dict[str, str | list[str]] = {"ETag": f'"{job.version}"'}
     if location:
         headers["Location"] = f"{BASE}/{job.account}/jobs/{job.group}/{job.id}"
-    return Response(body=job_body(job, get_settings().response_shape), status_code=status,
-                    headers=headers)
+    return Response(
+        body=job_body(job, get_settings().response_shape), status_code=status, headers=headers
+    )
 
 
 def _listing_response(listing: JobListing) -> Any:
@@ -166,6 +178,7 @@ def _request_path() -> str:
 
 # --- public -------------------------------------------------------------------------------
 
+
 @route(BASE + "/ping", ["GET"], public=True)
 def ping() -> Response:
     return Response(body="pong", status_code=200, headers={"Content-Type": "text/plain"})
@@ -174,8 +187,11 @@ def ping() -> Response:
 @route(BASE + "/version", ["GET"], public=True)
 def version() -> dict[str, str]:
     settings = get_settings()
-    return {"version": settings.version, "githash": settings.githash,
-            "buildstamp": settings.buildstamp}
+    return {
+        "version": settings.version,
+        "githash": settings.githash,
+        "buildstamp": settings.buildstamp,
+    }
 
 
 @route(BASE + "/metrics", ["GET"], public=True)
@@ -185,14 +201,18 @@ def metrics() -> Response:
     if header is not None:  # with a token, per-account figures; a wrong one is a 401
         grant = deps.authenticator().authenticate(header)
         authorize(grant, "GET", None)
-    return Response(body=_api().metrics_text(grant), status_code=200,
-                    headers={"Content-Type": "text/plain; version=0.0.4"})
+    return Response(
+        body=_api().metrics_text(grant),
+        status_code=200,
+        headers={"Content-Type": "text/plain; version=0.0.4"},
+    )
 
 
 @route(BASE + "/openapi.json", ["GET"], public=True)
 def openapi() -> Response:
-    return Response(body=_openapi_document(), status_code=200,
-                    headers={"Content-Type": "application/json"})
+    return Response(
+        body=_openapi_document(), status_code=200, headers={"Content-Type": "application/json"}
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -204,6 +224,7 @@ def _openapi_document() -> str:
 
 # --- with a token -------------------------------------------------------------------------
 
+
 @route(BASE + "/schedule", ["GET"])
 def preview_schedule() -> dict[str, Any]:
     return _api().preview_schedule(_request().query_params or {})
@@ -211,14 +232,12 @@ def preview_schedule() -> dict[str, Any]:
 
 @route(JOBS, ["GET"])
 def list_account_jobs(account: str) -> Any:
-    return _listing_response(_api().list_jobs_page(
-        account, None, _request().query_params or {}))
+    return _listing_response(_api().list_jobs_page(account, None, _request().query_params or {}))
 
 
 @route(GROUP, ["GET"])
 def list_group_jobs(account: str, group: str) -> Any:
-    return _listing_response(_api().list_jobs_page(
-        account, group, _request().query_params or {}))
+    return _listing_response(_api().list_jobs_page(account, group, _request().query_params or {}))
 
 
 @route(GROUP, ["POST"])
@@ -252,8 +271,11 @@ def delete_job(account: str, group: str, id: str) -> Response:
 @route(JOB, ["PATCH"])
 def run_job(account: str, group: str, id: str) -> Response:
     run = _api().run_now(account, group, id)
-    return Response(body=run.to_api(), status_code=202,
-                    headers={"Location": f"{BASE}/{account}/jobs/{group}/{id}/runs/{run.run_id}"})
+    return Response(
+        body=run.to_api(),
+        status_code=202,
+        headers={"Location": f"{BASE}/{account}/jobs/{group}/{id}/runs/{run.run_id}"},
+    )
 
 
 @route(RUNS, ["GET"])
@@ -269,16 +291,18 @@ def get_run(account: str, group: str, id: str, run_id: str) -> dict[str, Any]:
 for _path in (BASE + "/ping", BASE + "/version", BASE + "/metrics", BASE + "/openapi.json"):
     _not_allowed(_path, ["POST", "PUT", "DELETE", "PATCH"], public=True)
 for _path, _methods in (
-        (BASE + "/schedule", ["POST", "PUT", "DELETE", "PATCH"]),
-        (JOBS, ["POST", "PUT", "DELETE", "PATCH"]),
-        (GROUP, ["PUT", "PATCH"]),
-        (JOB, ["POST"]),
-        (RUNS, ["POST", "PUT", "DELETE", "PATCH"]),
-        (RUN, ["POST", "PUT", "DELETE", "PATCH"])):
+    (BASE + "/schedule", ["POST", "PUT", "DELETE", "PATCH"]),
+    (JOBS, ["POST", "PUT", "DELETE", "PATCH"]),
+    (GROUP, ["PUT", "PATCH"]),
+    (JOB, ["POST"]),
+    (RUNS, ["POST", "PUT", "DELETE", "PATCH"]),
+    (RUN, ["POST", "PUT", "DELETE", "PATCH"]),
+):
     _not_allowed(_path, _methods)
 
 
 # --- the scheduler ------------------------------------------------------------------------
+
 
 @app.schedule(Cron("*", "*", "*", "*", "?", "*"), name="tick")
 def tick(event: Any) -> dict[str, Any]:
@@ -307,8 +331,9 @@ def worker(event: Any) -> PartialItemFailureResponse:
 
 # Only deployed with a webhook (infra/minion.yaml, condition HasWebhook): a run event posted
 # to chat by a function of its own, so that a slow webhook never delays a run.
-@app.on_cw_event({"source": ["minion"], "detail-type": ["Minion Run State Change"]},
-                 name="reporter")
+@app.on_cw_event(
+    {"source": ["minion"], "detail-type": ["Minion Run State Change"]}, name="reporter"
+)
 def reporter(event: Any) -> dict[str, Any]:
     from chalicelib.reporter import handle_event
 

@@ -1,4 +1,5 @@
 """`python -m bench [--quick] [--only NAME,...]`: the table, then one `name: value` per figure."""
+
 from __future__ import annotations
 
 import argparse
@@ -40,11 +41,29 @@ class Scale:
     worker_speedup_rounds: int = 5
 
 
-FULL = Scale(jobs=20_000, due=200, tick_due=1_000, tick_rounds=7, api_pairs=300,
-             import_pairs=11, worker_batches=2, worker_rounds=25, unit_runs=200)
-QUICK = Scale(jobs=400, due=4, tick_due=20, tick_rounds=1, api_pairs=5, import_pairs=1,
-              worker_batches=1, worker_rounds=1, unit_runs=20,
-              worker_speedup_rounds=1)
+FULL = Scale(
+    jobs=20_000,
+    due=200,
+    tick_due=1_000,
+    tick_rounds=7,
+    api_pairs=300,
+    import_pairs=11,
+    worker_batches=2,
+    worker_rounds=25,
+    unit_runs=200,
+)
+QUICK = Scale(
+    jobs=400,
+    due=4,
+    tick_due=20,
+    tick_rounds=1,
+    api_pairs=5,
+    import_pairs=1,
+    worker_batches=1,
+    worker_rounds=1,
+    unit_runs=20,
+    worker_speedup_rounds=1,
+)
 MEASUREMENTS = ("items", "tick", "api", "imports", "worker", "units")
 
 
@@ -53,13 +72,16 @@ def machine() -> str:
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                         if line.startswith("model name"))
+            model = next(
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{os.cpu_count()} × {model}, Python {platform.python_version()}, "
-            f"load average {load:.1f} at start")
+    return (
+        f"{os.cpu_count()} × {model}, Python {platform.python_version()}, "
+        f"load average {load:.1f} at start"
+    )
 
 
 class Report:
@@ -90,21 +112,29 @@ class Report:
 
 
 def _calls(calls: dict[str, int], per: int, unit: str) -> str:
-    return ", ".join(f"{name} {count / per:.2f}" for name, count in sorted(calls.items())) + \
-        f" per {unit}"
+    return (
+        ", ".join(f"{name} {count / per:.2f}" for name, count in sorted(calls.items()))
+        + f" per {unit}"
+    )
 
 
 def run_items(report: Report, scale: Scale) -> None:
     from .tick import items_read
 
     result = items_read(scale.jobs, scale.due)
-    report.figure("tick_items_read_per_due_job", result.per_due_job,
-                  f"{result.tick_items} items read to find {result.due} due of {result.jobs} "
-                  f"jobs ({result.tick_calls.get('Query', 0)} Queries: one per shard and one "
-                  f"of the legacy index; one due item and the job item per due job)")
-    report.figure("full_scan_items_read_per_due_job", result.scan_per_due_job,
-                  f"{result.scan_items} items read by a full scan ({result.scan_calls} Scan "
-                  f"pages): what looking at every job costs")
+    report.figure(
+        "tick_items_read_per_due_job",
+        result.per_due_job,
+        f"{result.tick_items} items read to find {result.due} due of {result.jobs} "
+        f"jobs ({result.tick_calls.get('Query', 0)} Queries: one per shard and one "
+        f"of the legacy index; one due item and the job item per due job)",
+    )
+    report.figure(
+        "full_scan_items_read_per_due_job",
+        result.scan_per_due_job,
+        f"{result.scan_items} items read by a full scan ({result.scan_calls} Scan "
+        f"pages): what looking at every job costs",
+    )
 
 
 def run_tick(report: Report, scale: Scale) -> None:
@@ -114,14 +144,16 @@ def run_tick(report: Report, scale: Scale) -> None:
 
     result = tick_vs_floor(scale.tick_due, scale.tick_rounds)
     calls = sum(result.calls.values())
-    floor_calls = (-(-result.due // 10) + 2 * -(-result.due // 25) + -(-result.due // 100)
-                   + SHARDS)
-    report.figure("tick_vs_floor_ratio", result.ratio,
-                  f"{result.due} due: tick {median(result.tick):.2f} s, floor "
-                  f"{median(result.floor):.2f} s (medians of {len(result.tick)} rounds); "
-                  + _calls(result.calls, result.due, "due job")
-                  + f"; client CPU per call: tick {median(result.tick_cpu) / calls * 1000:.2f} "
-                  f"ms, floor {median(result.floor_cpu) / floor_calls * 1000:.2f} ms")
+    floor_calls = -(-result.due // 10) + 2 * -(-result.due // 25) + -(-result.due // 100) + SHARDS
+    report.figure(
+        "tick_vs_floor_ratio",
+        result.ratio,
+        f"{result.due} due: tick {median(result.tick):.2f} s, floor "
+        f"{median(result.floor):.2f} s (medians of {len(result.tick)} rounds); "
+        + _calls(result.calls, result.due, "due job")
+        + f"; client CPU per call: tick {median(result.tick_cpu) / calls * 1000:.2f} "
+        f"ms, floor {median(result.floor_cpu) / floor_calls * 1000:.2f} ms",
+    )
 
 
 def run_api(report: Report, scale: Scale) -> None:
@@ -129,12 +161,15 @@ def run_api(report: Report, scale: Scale) -> None:
     from .seed import median
 
     result = api_get_vs_get_item(scale.api_pairs)
-    report.figure("api_get_vs_getitem_ratio", result.ratio,
-                  f"GET through the handler {median(result.handler) * 1000:.2f} ms, bare "
-                  f"GetItem {median(result.get_item) * 1000:.2f} ms (medians of "
-                  f"{len(result.handler)} pairs); client CPU per request: handler "
-                  f"{median(result.handler_cpu) * 1000:.2f} ms, GetItem "
-                  f"{median(result.get_item_cpu) * 1000:.2f} ms")
+    report.figure(
+        "api_get_vs_getitem_ratio",
+        result.ratio,
+        f"GET through the handler {median(result.handler) * 1000:.2f} ms, bare "
+        f"GetItem {median(result.get_item) * 1000:.2f} ms (medians of "
+        f"{len(result.handler)} pairs); client CPU per request: handler "
+        f"{median(result.handler_cpu) * 1000:.2f} ms, GetItem "
+        f"{median(result.get_item_cpu) * 1000:.2f} ms",
+    )
 
 
 def run_imports(report: Report, scale: Scale) -> None:
@@ -143,15 +178,21 @@ def run_imports(report: Report, scale: Scale) -> None:
     result = cold_imports(scale.import_pairs)
     added = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in result.added_by)
     pairs = len(result.cpu["compiled", "app"])
-    report.figure("cold_import_ratio", result.ratio,
-                  f"bytecode compiled: import app {result.cpu_of('compiled', 'app') * 1000:.0f} "
-                  f"ms CPU, import boto3 {result.cpu_of('compiled', 'boto3') * 1000:.0f} ms "
-                  f"(medians of {pairs}; wall-time ratio {result.wall_ratio:.2f}); "
-                  f"added over boto3: {added}")
-    report.figure("cold_import_from_source_ratio", result.ratio_of("source"),
-                  f"nothing compiled (today's package): import app "
-                  f"{result.cpu_of('source', 'app') * 1000:.0f} ms CPU, import boto3 "
-                  f"{result.cpu_of('source', 'boto3') * 1000:.0f} ms")
+    report.figure(
+        "cold_import_ratio",
+        result.ratio,
+        f"bytecode compiled: import app {result.cpu_of('compiled', 'app') * 1000:.0f} "
+        f"ms CPU, import boto3 {result.cpu_of('compiled', 'boto3') * 1000:.0f} ms "
+        f"(medians of {pairs}; wall-time ratio {result.wall_ratio:.2f}); "
+        f"added over boto3: {added}",
+    )
+    report.figure(
+        "cold_import_from_source_ratio",
+        result.ratio_of("source"),
+        f"nothing compiled (today's package): import app "
+        f"{result.cpu_of('source', 'app') * 1000:.0f} ms CPU, import boto3 "
+        f"{result.cpu_of('source', 'boto3') * 1000:.0f} ms",
+    )
 
 
 def run_worker(report: Report, scale: Scale) -> None:
@@ -159,20 +200,26 @@ def run_worker(report: Report, scale: Scale) -> None:
     from .worker import batch_speedup, worker_vs_floor
 
     result = worker_vs_floor(scale.worker_batches, scale.worker_rounds)
-    report.figure("worker_vs_floor_ratio", result.ratio,
-                  f"worker {result.worker_rate:.1f} runs/s, floor {result.floor_rate:.1f} "
-                  f"runs/s ({result.runs} runs a round, {len(result.worker)} rounds); "
-                  + _calls(result.calls, result.runs, "run")
-                  + f"; client CPU per run: worker "
-                  f"{median(result.worker_cpu) / result.runs * 1000:.1f} ms, floor "
-                  f"{median(result.floor_cpu) / result.runs * 1000:.1f} ms")
+    report.figure(
+        "worker_vs_floor_ratio",
+        result.ratio,
+        f"worker {result.worker_rate:.1f} runs/s, floor {result.floor_rate:.1f} "
+        f"runs/s ({result.runs} runs a round, {len(result.worker)} rounds); "
+        + _calls(result.calls, result.runs, "run")
+        + f"; client CPU per run: worker "
+        f"{median(result.worker_cpu) / result.runs * 1000:.1f} ms, floor "
+        f"{median(result.floor_cpu) / result.runs * 1000:.1f} ms",
+    )
     speedup = batch_speedup(rounds=scale.worker_speedup_rounds)
-    report.figure("worker_batch_speedup", speedup.ratio,
-                  f"a batch of {speedup.runs} runs whose runner waits {speedup.wait * 1000:.0f} "
-                  f"ms: one by one {median(speedup.one_by_one):.2f} s, at once "
-                  f"{median(speedup.at_once):.2f} s, of which the emulator's calls "
-                  f"{median(speedup.emulator):.2f} s (it answers one at a time, AWS side by "
-                  f"side); medians of {len(speedup.at_once)} rounds")
+    report.figure(
+        "worker_batch_speedup",
+        speedup.ratio,
+        f"a batch of {speedup.runs} runs whose runner waits {speedup.wait * 1000:.0f} "
+        f"ms: one by one {median(speedup.one_by_one):.2f} s, at once "
+        f"{median(speedup.at_once):.2f} s, of which the emulator's calls "
+        f"{median(speedup.emulator):.2f} s (it answers one at a time, AWS side by "
+        f"side); medians of {len(speedup.at_once)} rounds",
+    )
 
 
 def run_units(report: Report, scale: Scale) -> None:
@@ -182,29 +229,46 @@ def run_units(report: Report, scale: Scale) -> None:
     by_write = Counter[str]()
     for (function, _, kind), count in result.units.items():
         by_write[f"{function} {kind}"] += count
-    report.figure("write_units_per_run", result.per_run,
-                  f"{result.runs} scheduled dummy runs, tick to record: "
-                  + ", ".join(f"{name} {count / result.runs:.2f}"
-                              for name, count in sorted(by_write.items())))
+    report.figure(
+        "write_units_per_run",
+        result.per_run,
+        f"{result.runs} scheduled dummy runs, tick to record: "
+        + ", ".join(
+            f"{name} {count / result.runs:.2f}" for name, count in sorted(by_write.items())
+        ),
+    )
     by_call = Counter[str]()
     for (function, call), count in result.requests.items():
         by_call[f"{function} {call}"] += count
-    report.figure("aws_requests_per_run", result.requests_per_run,
-                  ", ".join(f"{name} {count / result.runs:.3f}"
-                            for name, count in sorted(by_call.items())))
+    report.figure(
+        "aws_requests_per_run",
+        result.requests_per_run,
+        ", ".join(f"{name} {count / result.runs:.3f}" for name, count in sorted(by_call.items())),
+    )
 
 
 RUNNERS: dict[str, Callable[[Report, Scale], None]] = {
-    "items": run_items, "tick": run_tick, "api": run_api, "imports": run_imports,
-    "worker": run_worker, "units": run_units}
+    "items": run_items,
+    "tick": run_tick,
+    "api": run_api,
+    "imports": run_imports,
+    "worker": run_worker,
+    "units": run_units,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="a tiny scale: checks that every figure is produced, not its value")
-    parser.add_argument("--only", default=",".join(MEASUREMENTS),
-                        help=f"comma-separated subset of {', '.join(MEASUREMENTS)}")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny scale: checks that every figure is produced, not its value",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(MEASUREMENTS),
+        help=f"comma-separated subset of {', '.join(MEASUREMENTS)}",
+    )
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(MEASUREMENTS))
@@ -223,8 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     from .backend import moto_server, service_environment
 
     started = time.monotonic()
-    report.line(f"minion bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-                f"{'quick' if args.quick else 'full'} scale")
+    report.line(
+        f"minion bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{'quick' if args.quick else 'full'} scale"
+    )
     report.line(f"machine: {machine()}")
     with moto_server() as endpoint:
         from moto import __version__ as moto_version

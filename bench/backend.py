@@ -1,6 +1,7 @@
 """The backend of every measurement: moto's server over HTTP, the service's environment, and
 the service's own wiring (`chalicelib.deps`) pointed at it; plus what the bench observes on
 the service's real clients (calls and items read) and how it seeds data fast."""
+
 from __future__ import annotations
 
 import json
@@ -28,20 +29,30 @@ BATCH_WRITE_SIZE = 25
 def service_environment(endpoint: str) -> dict[str, str]:
     """What the three functions find in their environment, pointed at the emulator."""
     return {
-        "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
         "MINION_TOKENS": TOKEN,
         "MINION_ACCOUNTS": json.dumps({"accounts": {ACCOUNT: {"runners": ["dummyRunner"]}}}),
-        "MINION_SHARDS": str(SHARDS), "MINION_TICK_PARALLELISM": str(TICK_PARALLELISM),
-        "POWERTOOLS_SERVICE_NAME": "minion", "POWERTOOLS_METRICS_NAMESPACE": "Minion",
+        "MINION_SHARDS": str(SHARDS),
+        "MINION_TICK_PARALLELISM": str(TICK_PARALLELISM),
+        "POWERTOOLS_SERVICE_NAME": "minion",
+        "POWERTOOLS_METRICS_NAMESPACE": "Minion",
     }
 
 
 @contextmanager
 def moto_server() -> Iterator[str]:
     """moto's server in a child process (see bench/server.py); yields its endpoint URL."""
-    process = subprocess.Popen([sys.executable, "-m", "bench.server"], cwd=ROOT, text=True,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.server"],
+        cwd=ROOT,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert process.stdout is not None
         port = process.stdout.readline().strip()
@@ -97,13 +108,16 @@ class Backend:
 
     def put_items(self, items: Sequence[dict[str, Any]], parallelism: int = 4) -> None:
         """Write items with BatchWriteItem (25 a call, unprocessed ones again), in parallel."""
+
         def write(chunk: Sequence[dict[str, Any]]) -> None:
             requests = {self.table: [{"PutRequest": {"Item": item}} for item in chunk]}
             while requests:
-                requests = self.dynamodb.batch_write_item(
-                    RequestItems=requests).get("UnprocessedItems") or {}
+                requests = (
+                    self.dynamodb.batch_write_item(RequestItems=requests).get("UnprocessedItems")
+                    or {}
+                )
 
-        chunks = [items[i:i + BATCH_WRITE_SIZE] for i in range(0, len(items), BATCH_WRITE_SIZE)]
+        chunks = [items[i : i + BATCH_WRITE_SIZE] for i in range(0, len(items), BATCH_WRITE_SIZE)]
         with ThreadPoolExecutor(max_workers=parallelism) as pool:
             list(pool.map(write, chunks))
 
@@ -111,14 +125,21 @@ class Backend:
         """Delete the due items a tick (or the floor) put at `next_at` for `jobs`."""
         from chalicelib.store import DueEntry, shard_of
 
-        keys = [DueEntry(shard_of(j.id, SHARDS), next_at, j.account, j.group, j.id,
-                         j.version).key() for j in jobs]
+        keys = [
+            DueEntry(shard_of(j.id, SHARDS), next_at, j.account, j.group, j.id, j.version).key()
+            for j in jobs
+        ]
         for start in range(0, len(keys), BATCH_WRITE_SIZE):
-            requests = {self.table: [{"DeleteRequest": {"Key": k}}
-                                     for k in keys[start:start + BATCH_WRITE_SIZE]]}
+            requests = {
+                self.table: [
+                    {"DeleteRequest": {"Key": k}} for k in keys[start : start + BATCH_WRITE_SIZE]
+                ]
+            }
             while requests:
-                requests = self.dynamodb.batch_write_item(
-                    RequestItems=requests).get("UnprocessedItems") or {}
+                requests = (
+                    self.dynamodb.batch_write_item(RequestItems=requests).get("UnprocessedItems")
+                    or {}
+                )
 
     def purge(self) -> None:
         """Empty the queue: moto's SQS slows down as a queue fills."""
@@ -130,36 +151,57 @@ class Backend:
         for _ in range(expected + 20):
             if len(received) >= expected:
                 break
-            page = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                            AttributeNames=["All"]).get("Messages", [])
+            page = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+            ).get("Messages", [])
             if page:
-                self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(page)])
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(page)
+                    ],
+                )
             received.extend(page)
         if len(received) != expected:
-            raise RuntimeError(f"expected {expected} messages on {self.queue}, "
-                               f"received {len(received)}")
+            raise RuntimeError(
+                f"expected {expected} messages on {self.queue}, received {len(received)}"
+            )
         return received
 
     def sqs_event(self, messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """The SQS event Lambda's event source hands the worker for received messages."""
         arn = f"arn:aws:sqs:us-east-1:123456789012:{self.queue}"
-        return {"Records": [{
-            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-            "attributes": m.get("Attributes", {}), "messageAttributes": {},
-            "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": arn,
-            "awsRegion": "us-east-1"} for m in messages]}
+        return {
+            "Records": [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": "us-east-1",
+                }
+                for m in messages
+            ]
+        }
 
 
 def scheduled_event(minute: datetime) -> dict[str, Any]:
     """The EventBridge scheduled event the tick Lambda receives for `minute`."""
     return {
-        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
-        "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012",
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
         "time": minute.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/minion-dev-tick"], "detail": {},
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/minion-dev-tick"],
+        "detail": {},
     }
 
 
@@ -176,8 +218,7 @@ class CallLog:
         self.items_read = 0
         self._lock = threading.Lock()
 
-    def _after_call(self, http_response: Any, parsed: dict[str, Any], model: Any,
-                    **_: Any) -> None:
+    def _after_call(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
         read = 0
         if model.name in ("Query", "Scan"):
             read = parsed.get("ScannedCount", parsed.get("Count", 0))
@@ -193,8 +234,9 @@ class CallLog:
 
     def __enter__(self) -> CallLog:
         for client in self.clients:
-            client.meta.events.register("after-call", self._after_call,
-                                        unique_id=f"bench-call-log-{id(self)}")
+            client.meta.events.register(
+                "after-call", self._after_call, unique_id=f"bench-call-log-{id(self)}"
+            )
         return self
 
     def __exit__(self, *_: Any) -> None:

@@ -12,6 +12,7 @@ Two conditions, each interpreter with a private bytecode cache directory:
   `infra/package.sh` builds today (no `__pycache__`, and Lambda's code directory is
   read-only, so nothing is cached between cold starts either).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,11 @@ class ImportTimes:
 
 
 def _environment(condition: str, cache: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    }
     env["PYTHONPYCACHEPREFIX"] = cache
     if condition == "source":
         env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -63,8 +67,9 @@ def _environment(condition: str, cache: str) -> dict[str, str]:
 def _run(code: str, env: dict[str, str]) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = os.times().elapsed
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
+    )
     wall = os.times().elapsed - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -73,12 +78,18 @@ def _run(code: str, env: dict[str, str]) -> tuple[float, float]:
 
 def added_over_boto3(env: dict[str, str]) -> list[tuple[str, float]]:
     """Import seconds of each top-level package `import app` adds once boto3 is imported."""
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import boto3; import app"],
-                            cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import boto3; import app"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     lines = result.stderr.splitlines()
     start = next(i for i, line in enumerate(lines) if line.rstrip().endswith("| boto3"))
     added: dict[str, float] = {}
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         parts = line.split("|")
         if len(parts) == 3 and parts[0].split(":")[-1].strip().isdigit():
             package = parts[2].strip().split(".")[0]
@@ -90,15 +101,19 @@ def added_over_boto3(env: dict[str, str]) -> list[tuple[str, float]]:
 def cold_imports(pairs: int) -> ImportTimes:
     """`pairs` interleaved rounds of fresh interpreters of each kind and condition."""
     times = ImportTimes()
-    with tempfile.TemporaryDirectory(prefix="bench-pyc-") as compiled, \
-            tempfile.TemporaryDirectory(prefix="bench-nopyc-") as empty:
-        envs = {"compiled": _environment("compiled", compiled),
-                "source": _environment("source", empty)}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-pyc-") as compiled,
+        tempfile.TemporaryDirectory(prefix="bench-nopyc-") as empty,
+    ):
+        envs = {
+            "compiled": _environment("compiled", compiled),
+            "source": _environment("source", empty),
+        }
         for code in COMMANDS.values():  # compiles the bytecode of `compiled`; warms the page cache
             _run(code, envs["compiled"])
         kinds = [(condition, name) for condition in CONDITIONS for name in COMMANDS]
         for pair in range(pairs):
-            for condition, name in (kinds if pair % 2 == 0 else kinds[::-1]):
+            for condition, name in kinds if pair % 2 == 0 else kinds[::-1]:
                 cpu, wall = _run(COMMANDS[name], envs[condition])
                 times.cpu.setdefault((condition, name), []).append(cpu)
                 times.wall.setdefault((condition, name), []).append(wall)

@@ -1,4 +1,5 @@
 """Jobs for the bench, built as the service stores them (`chalicelib.store.job_to_item`)."""
+
 from __future__ import annotations
 
 import statistics
@@ -23,14 +24,24 @@ def job_id(index: int) -> str:
     return str(uuid.UUID(int=index, version=4))
 
 
-def bench_job(index: int, *, next_at: datetime, schedule: str = DUE_SCHEDULE,
-              group: str = "bench") -> Job:
+def bench_job(
+    index: int, *, next_at: datetime, schedule: str = DUE_SCHEDULE, group: str = "bench"
+) -> Job:
     """An enabled dummyRunner job whose next occurrence is `next_at`."""
-    return Job(account=ACCOUNT, group=group, id=job_id(index), name=f"bench-{index}",
-               schedule_expression=schedule, details={"runner": "dummyRunner"},
-               description="a job of the bench", enabled=True,
-               modified_at=MINUTE - timedelta(days=1), modified_by="bench",
-               anchor=MINUTE - timedelta(days=1), next=next_at)
+    return Job(
+        account=ACCOUNT,
+        group=group,
+        id=job_id(index),
+        name=f"bench-{index}",
+        schedule_expression=schedule,
+        details={"runner": "dummyRunner"},
+        description="a job of the bench",
+        enabled=True,
+        modified_at=MINUTE - timedelta(days=1),
+        modified_by="bench",
+        anchor=MINUTE - timedelta(days=1),
+        next=next_at,
+    )
 
 
 def stored_items(job: Job) -> list[dict[str, Any]]:
@@ -41,15 +52,22 @@ def stored_items(job: Job) -> list[dict[str, Any]]:
 
 def due_items(count: int, first: int = 0) -> list[dict[str, Any]]:
     """The items of `count` jobs due at MINUTE."""
-    return [item for i in range(count)
-            for item in stored_items(bench_job(first + i, next_at=MINUTE))]
+    return [
+        item for i in range(count) for item in stored_items(bench_job(first + i, next_at=MINUTE))
+    ]
 
 
 def later_items(count: int, first: int) -> list[dict[str, Any]]:
     """The items of `count` jobs due after MINUTE (spread over the following week)."""
-    return [item for i in range(count) for item in stored_items(
-        bench_job(first + i, next_at=MINUTE + timedelta(minutes=1 + i % 10080),
-                  schedule="*/5 * * * *"))]
+    return [
+        item
+        for i in range(count)
+        for item in stored_items(
+            bench_job(
+                first + i, next_at=MINUTE + timedelta(minutes=1 + i % 10080), schedule="*/5 * * * *"
+            )
+        )
+    ]
 
 
 def timed(action: Callable[[], Any]) -> float:

@@ -8,6 +8,7 @@ its APIs. `ThreadedMotoServer` (werkzeug's development server) closes the connec
 every response: each call would pay a TCP connection and a server thread, an emulator cost
 that no AWS call has and that would dilute every ratio towards 1.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,8 @@ def _patch_moto() -> None:
     # all its attributes, the approximate counts among them (a pass over every message in
     # the queue): a send would cost more the fuller the queue. The bench never reads them.
     sqs_models.Queue.BASE_ATTRIBUTES = [
-        name for name in sqs_models.Queue.BASE_ATTRIBUTES if not name.startswith("Approximate")]
+        name for name in sqs_models.Queue.BASE_ATTRIBUTES if not name.startswith("Approximate")
+    ]
 
 
 def handler_for(app: Callable[..., Any]) -> type[BaseHTTPRequestHandler]:
@@ -48,16 +50,25 @@ def handler_for(app: Callable[..., Any]) -> type[BaseHTTPRequestHandler]:
             address = self.server.server_address
             own_port = str(address[1]) if isinstance(address, tuple) else ""
             environ: dict[str, Any] = {
-                "REQUEST_METHOD": self.command, "SCRIPT_NAME": "",
-                "PATH_INFO": unquote(url.path), "QUERY_STRING": url.query,
-                "RAW_URI": self.path, "REQUEST_URI": self.path,
+                "REQUEST_METHOD": self.command,
+                "SCRIPT_NAME": "",
+                "PATH_INFO": unquote(url.path),
+                "QUERY_STRING": url.query,
+                "RAW_URI": self.path,
+                "REQUEST_URI": self.path,
                 "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                "CONTENT_LENGTH": str(length), "SERVER_NAME": host,
+                "CONTENT_LENGTH": str(length),
+                "SERVER_NAME": host,
                 "SERVER_PORT": port or own_port,
-                "SERVER_PROTOCOL": self.request_version, "REMOTE_ADDR": self.client_address[0],
-                "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
-                "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
-                "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+                "SERVER_PROTOCOL": self.request_version,
+                "REMOTE_ADDR": self.client_address[0],
+                "wsgi.version": (1, 0),
+                "wsgi.url_scheme": "http",
+                "wsgi.input": io.BytesIO(body),
+                "wsgi.errors": sys.stderr,
+                "wsgi.multithread": True,
+                "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
             }
             for name, value in self.headers.items():
                 key = "HTTP_" + name.upper().replace("-", "_")
@@ -65,8 +76,9 @@ def handler_for(app: Callable[..., Any]) -> type[BaseHTTPRequestHandler]:
                     environ[key] = value if key not in environ else environ[key] + "," + value
             status: list[Any] = []
 
-            def start_response(line: str, headers: list[tuple[str, str]],
-                               exc_info: Any = None) -> Callable[[bytes], None]:
+            def start_response(
+                line: str, headers: list[tuple[str, str]], exc_info: Any = None
+            ) -> Callable[[bytes], None]:
                 status[:] = [line, headers]
                 return lambda data: None
 
@@ -114,8 +126,9 @@ def main() -> None:
 
     _patch_moto()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = QuietServer(("127.0.0.1", 0),
-                         handler_for(DomainDispatcherApplication(create_backend_app)))
+    server = QuietServer(
+        ("127.0.0.1", 0), handler_for(DomainDispatcherApplication(create_backend_app))
+    )
     print(server.server_address[1], flush=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     sys.stdin.read()

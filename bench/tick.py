@@ -8,6 +8,7 @@ BatchWriteItem putting their next due items and one deleting the ones read, with
 parallelism: what is left is the tick's own work (deciding, building messages). The timed table holds only the due jobs (what the tick reads is counted
 apart, over a table of 20,000 jobs).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -60,8 +61,10 @@ def items_read(jobs: int, due: int) -> ItemsRead:
     # read the whole table each interval and keep the due ones.
     scanned = calls = found = 0
     request: dict[str, Any] = {
-        "TableName": backend.table, "FilterExpression": "due_at <= :minute",
-        "ExpressionAttributeValues": {":minute": {"N": str(int(MINUTE.timestamp()))}}}
+        "TableName": backend.table,
+        "FilterExpression": "due_at <= :minute",
+        "ExpressionAttributeValues": {":minute": {"N": str(int(MINUTE.timestamp()))}},
+    }
     while True:
         page = backend.dynamodb.scan(**request)
         calls += 1
@@ -75,11 +78,18 @@ def items_read(jobs: int, due: int) -> ItemsRead:
     with CallLog(backend.dynamodb, backend.sqs) as log:
         report = tick_all()
     if report.due != due or report.queued != due:
-        raise RuntimeError(f"the tick found {report.due} due jobs and queued "
-                           f"{report.queued}; {due} were seeded")
+        raise RuntimeError(
+            f"the tick found {report.due} due jobs and queued {report.queued}; {due} were seeded"
+        )
     backend.purge()
-    return ItemsRead(jobs=jobs, due=due, tick_items=log.items_read, tick_calls=dict(log.calls),
-                     scan_items=scanned, scan_calls=calls)
+    return ItemsRead(
+        jobs=jobs,
+        due=due,
+        tick_items=log.items_read,
+        tick_calls=dict(log.calls),
+        scan_items=scanned,
+        scan_calls=calls,
+    )
 
 
 @dataclass
@@ -103,32 +113,48 @@ def tick_vs_floor(due: int, rounds: int) -> TickTimes:
     backend = Backend("bench-tick", "bench-tick-runs")
     items = due_items(due)
     jobs = [bench_job(i, next_at=MINUTE) for i in range(due)]
-    bodies = [RunMessage(account=j.account, group=j.group, job_id=j.id,
-                         run_id=scheduled_run_id(MINUTE), trigger="schedule",
-                         scheduled_for=MINUTE.strftime("%Y-%m-%dT%H:%M:%SZ")).to_body()
-              for j in jobs]
+    bodies = [
+        RunMessage(
+            account=j.account,
+            group=j.group,
+            job_id=j.id,
+            run_id=scheduled_run_id(MINUTE),
+            trigger="schedule",
+            scheduled_for=MINUTE.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ).to_body()
+        for j in jobs
+    ]
     work = list(batches(list(zip(jobs, bodies, strict=True)), 25))
     dynamodb, sqs = backend.dynamodb, backend.sqs
 
     def send_and_advance(chunk: list[Any]) -> None:
         for batch in batches(chunk):
-            result = sqs.send_message_batch(QueueUrl=backend.queue_url, Entries=[
-                {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(batch)])
+            result = sqs.send_message_batch(
+                QueueUrl=backend.queue_url,
+                Entries=[{"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(batch)],
+            )
             assert not result.get("Failed")
-        read = [DueEntry(shard_of(job.id, SHARDS), MINUTE, job.account, job.group, job.id,
-                         job.version) for job, _ in chunk]
-        for requests in ([{"PutRequest": {"Item": e.moved_to(NEXT_DAY).to_item()}}
-                          for e in read],
-                         [{"DeleteRequest": {"Key": e.key()}} for e in read]):
+        read = [
+            DueEntry(shard_of(job.id, SHARDS), MINUTE, job.account, job.group, job.id, job.version)
+            for job, _ in chunk
+        ]
+        for requests in (
+            [{"PutRequest": {"Item": e.moved_to(NEXT_DAY).to_item()}} for e in read],
+            [{"DeleteRequest": {"Key": e.key()}} for e in read],
+        ):
             answer = dynamodb.batch_write_item(RequestItems={backend.table: requests})
             assert not answer.get("UnprocessedItems")
 
     def query(shard: int) -> int:
         found = 0
         request: dict[str, Any] = {
-            "TableName": backend.table, "KeyConditionExpression": "pk = :pk AND sk < :bound",
-            "ExpressionAttributeValues": {":pk": {"S": f"DUE#{shard}"},
-                                          ":bound": {"S": f"{int(MINUTE.timestamp()) + 1:011d}"}}}
+            "TableName": backend.table,
+            "KeyConditionExpression": "pk = :pk AND sk < :bound",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"DUE#{shard}"},
+                ":bound": {"S": f"{int(MINUTE.timestamp()) + 1:011d}"},
+            },
+        }
         while True:
             page = dynamodb.query(**request)
             found += len(page["Items"])
@@ -137,8 +163,11 @@ def tick_vs_floor(due: int, rounds: int) -> TickTimes:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def read_jobs(chunk: list[Any]) -> None:
-        answer = dynamodb.batch_get_item(RequestItems={backend.table: {
-            "Keys": [job_key(j.account, j.group, j.id) for j in chunk]}})
+        answer = dynamodb.batch_get_item(
+            RequestItems={
+                backend.table: {"Keys": [job_key(j.account, j.group, j.id) for j in chunk]}
+            }
+        )
         assert not answer.get("UnprocessedKeys")
 
     def floor() -> None:
@@ -166,9 +195,14 @@ def tick_vs_floor(due: int, rounds: int) -> TickTimes:
     measure(tick, log)
     times: dict[Any, list[tuple[float, float]]] = {tick: [], floor: []}
     for round_ in range(rounds):
-        for side in ((tick, floor) if round_ % 2 == 0 else (floor, tick)):
+        for side in (tick, floor) if round_ % 2 == 0 else (floor, tick):
             times[side].append(measure(side))
     backend.purge()
-    return TickTimes(due=due, tick=[w for w, _ in times[tick]], floor=[w for w, _ in times[floor]],
-                     tick_cpu=[c for _, c in times[tick]], floor_cpu=[c for _, c in times[floor]],
-                     calls=dict(log.calls))
+    return TickTimes(
+        due=due,
+        tick=[w for w, _ in times[tick]],
+        floor=[w for w, _ in times[floor]],
+        tick_cpu=[c for _, c in times[tick]],
+        floor_cpu=[c for _, c in times[floor]],
+        calls=dict(log.calls),
+    )

@@ -10,6 +10,7 @@ a refused conditional write too), twice that inside a transaction, and each writ
 secondary index counted the same way (an index key change is a delete plus a put).
 The items before and after a call are read with a separate client, outside the counts.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,13 +27,21 @@ from .seed import MINUTE, bench_job, stored_items
 
 KB = 1024
 INDEX_KEYS = {"due": ("due_shard", "due_at")}  # the legacy index (chalicelib/store.py)
-INDEX_PROJECTION = ("account", "group", "id", "schedule_expression", "schedule_timezone",
-                    "anchor", "starting_deadline_seconds", "enabled")
+INDEX_PROJECTION = (
+    "account",
+    "group",
+    "id",
+    "schedule_expression",
+    "schedule_timezone",
+    "anchor",
+    "starting_deadline_seconds",
+    "enabled",
+)
 
 
 def attribute_size(value: Mapping[str, Any]) -> int:
     """Bytes of one attribute value, as DynamoDB sizes items."""
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "S":
         return len(inner.encode())
     if kind == "N":
@@ -125,11 +134,13 @@ class WriteMeter:
         self._lock = threading.Lock()
 
     def _get(self, key: Mapping[str, Any]) -> dict[str, Any] | None:
-        return self.reader.get_item(TableName=self.table, Key=dict(key),
-                                    ConsistentRead=True).get("Item")
+        return self.reader.get_item(TableName=self.table, Key=dict(key), ConsistentRead=True).get(
+            "Item"
+        )
 
-    def _writes(self, operation: str, params: Mapping[str, Any]
-                ) -> list[tuple[str, dict[str, Any], dict[str, Any] | None, int]]:
+    def _writes(
+        self, operation: str, params: Mapping[str, Any]
+    ) -> list[tuple[str, dict[str, Any], dict[str, Any] | None, int]]:
         """(operation, key, new item or None, multiplier) of each item a call writes."""
         if operation in ("PutItem",):
             item = params["Item"]
@@ -141,28 +152,29 @@ class WriteMeter:
             for request in params["RequestItems"].get(self.table, []):
                 if "PutRequest" in request:
                     item = request["PutRequest"]["Item"]
-                    found.append(("BatchWriteItem", {"pk": item["pk"], "sk": item["sk"]},
-                                  item, 1))
+                    found.append(("BatchWriteItem", {"pk": item["pk"], "sk": item["sk"]}, item, 1))
                 else:
                     found.append(("BatchWriteItem", request["DeleteRequest"]["Key"], None, 1))
             return found
         if operation == "TransactWriteItems":
             found = []
             for action in params["TransactItems"]:
-                (kind, body), = action.items()
+                ((kind, body),) = action.items()
                 key = body.get("Key") or {"pk": body["Item"]["pk"], "sk": body["Item"]["sk"]}
                 found.append(("TransactWriteItems", key, body.get("Item"), 2))
             return found
         return []
 
-    def before(self, model: Any, params: Mapping[str, Any], context: dict[str, Any],
-               **_: Any) -> None:
+    def before(
+        self, model: Any, params: Mapping[str, Any], context: dict[str, Any], **_: Any
+    ) -> None:
         writes = self._writes(model.name, params)
         with self._lock:
             self.requests[(self.function, model.name)] += 1
         if writes:  # the request's context travels from before-call to after-call
-            context["bench_units"] = [(op, key, self._get(key), times)
-                                      for op, key, _, times in writes]
+            context["bench_units"] = [
+                (op, key, self._get(key), times) for op, key, _, times in writes
+            ]
 
     def after(self, model: Any, context: dict[str, Any], **_: Any) -> None:
         for op, key, old, times in context.pop("bench_units", []):
@@ -190,19 +202,20 @@ def write_units_per_run(runs: int) -> WriteCount:
     deps.reset()
     jobs = [bench_job(i, next_at=MINUTE) for i in range(runs)]
     backend.put_items([item for job in jobs for item in stored_items(job)])
-    reader = boto3.session.Session().client(
-        "dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    reader = boto3.session.Session().client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     meter = WriteMeter(backend.table, reader)
     clients = (backend.dynamodb, backend.sqs)
     for client in clients:
-        client.meta.events.register("before-parameter-build", meter.before,
-                                    unique_id="bench-units-b")
+        client.meta.events.register(
+            "before-parameter-build", meter.before, unique_id="bench-units-b"
+        )
         client.meta.events.register("after-call", meter.after, unique_id="bench-units-a")
     try:
         meter.function = "tick"
         handle_tick(scheduled_event(MINUTE))
-        parts = backend.sqs.receive_message(QueueUrl=parts_url, MaxNumberOfMessages=10,
-                                            AttributeNames=["All"]).get("Messages", [])
+        parts = backend.sqs.receive_message(
+            QueueUrl=parts_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
         meter.function = "tick_part"
         for part in parts:
             event = backend.sqs_event([part])
@@ -211,7 +224,7 @@ def write_units_per_run(runs: int) -> WriteCount:
         meter.function = "worker"
         received = backend.receive_all(runs)
         for start in range(0, len(received), 10):
-            if handle_batch(backend.sqs_event(received[start:start + 10]))["batchItemFailures"]:
+            if handle_batch(backend.sqs_event(received[start : start + 10]))["batchItemFailures"]:
                 raise RuntimeError("the worker reported failed runs")
     finally:
         for client in clients:
@@ -222,10 +235,11 @@ def write_units_per_run(runs: int) -> WriteCount:
         deps.reset()
     store = deps.store()
     sample = jobs[:: max(1, runs // 10)]
-    if any(getattr(store.get_run(job.id, "20260130T101700Z-s"), "status", None) != "succeeded"
-           for job in sample):
+    if any(
+        getattr(store.get_run(job.id, "20260130T101700Z-s"), "status", None) != "succeeded"
+        for job in sample
+    ):
         raise RuntimeError("not every sampled run succeeded")
     if len(parts) < 1:
         raise RuntimeError("the tick sent no part")
     return WriteCount(runs=runs, units=meter.units, requests=meter.requests)
-

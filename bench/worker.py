@@ -6,6 +6,7 @@ three calls, done bare, one run after the other as the worker processes a batch.
 The worker gets real SQS events: the runs are sent with the service's own queue, received,
 and handed over in batches of 10 as Lambda's event source does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,36 +56,71 @@ def _floor_requests(job: Job, occurrence: Any, table: str) -> list[tuple[str, di
     run_id, stamp = scheduled_run_id(occurrence), occurrence.strftime(STAMP)
     epoch = int(occurrence.timestamp())
     claim = {
-        "TableName": table, "Key": run_key(job.id, run_id),
-        "UpdateExpression": ("SET #status = :running, started_at = :now, lease_until = :lease, "
-                             "run_id = :run_id, job_id = :job_id, account = :account, "
-                             "#group = :group, #trigger = :trigger, "
-                             "scheduled_for = :scheduled_for, "
-                             "queued_at = if_not_exists(queued_at, :now), expires_at = :expires, "
-                             "#type = :type ADD attempts :one"),
-        "ConditionExpression": ("attribute_not_exists(pk) OR (#status = :queued AND attempts = "
-                                ":previous) OR (#status = :running AND lease_until < :epoch)"),
-        "ExpressionAttributeNames": {"#status": "status", "#group": "group",
-                                     "#trigger": "trigger", "#type": "type"},
+        "TableName": table,
+        "Key": run_key(job.id, run_id),
+        "UpdateExpression": (
+            "SET #status = :running, started_at = :now, lease_until = :lease, "
+            "run_id = :run_id, job_id = :job_id, account = :account, "
+            "#group = :group, #trigger = :trigger, "
+            "scheduled_for = :scheduled_for, "
+            "queued_at = if_not_exists(queued_at, :now), expires_at = :expires, "
+            "#type = :type ADD attempts :one"
+        ),
+        "ConditionExpression": (
+            "attribute_not_exists(pk) OR (#status = :queued AND attempts = "
+            ":previous) OR (#status = :running AND lease_until < :epoch)"
+        ),
+        "ExpressionAttributeNames": {
+            "#status": "status",
+            "#group": "group",
+            "#trigger": "trigger",
+            "#type": "type",
+        },
         "ExpressionAttributeValues": {
-            ":running": {"S": "running"}, ":queued": {"S": "queued"}, ":now": {"S": stamp},
-            ":previous": {"N": "0"}, ":epoch": {"N": str(epoch)},
-            ":lease": {"N": str(epoch + 120)}, ":one": {"N": "1"}, ":run_id": {"S": run_id},
-            ":job_id": {"S": job.id}, ":account": {"S": job.account},
-            ":group": {"S": job.group}, ":trigger": {"S": "schedule"},
-            ":scheduled_for": {"S": stamp}, ":expires": {"N": str(epoch + 30 * 86400)},
-            ":type": {"S": "run"}},
-        "ReturnValues": "ALL_NEW"}
-    read = {"TableName": table, "Key": job_key(job.account, job.group, job.id),
-            "ConsistentRead": True}
-    final = Run(run_id=run_id, job_id=job.id, account=job.account, group=job.group,
-                trigger="schedule", scheduled_for=stamp, status="succeeded", queued_at=stamp,
-                started_at=stamp, finished_at=stamp, attempts=1, output="Hello, spinup!")
-    record = {"TableName": table, "Item": run_to_item(final, epoch + 30 * 86400),
-              "ConditionExpression": "#status = :running AND attempts = :attempts",
-              "ExpressionAttributeNames": {"#status": "status"},
-              "ExpressionAttributeValues": {":running": {"S": "running"},
-                                            ":attempts": {"N": "1"}}}
+            ":running": {"S": "running"},
+            ":queued": {"S": "queued"},
+            ":now": {"S": stamp},
+            ":previous": {"N": "0"},
+            ":epoch": {"N": str(epoch)},
+            ":lease": {"N": str(epoch + 120)},
+            ":one": {"N": "1"},
+            ":run_id": {"S": run_id},
+            ":job_id": {"S": job.id},
+            ":account": {"S": job.account},
+            ":group": {"S": job.group},
+            ":trigger": {"S": "schedule"},
+            ":scheduled_for": {"S": stamp},
+            ":expires": {"N": str(epoch + 30 * 86400)},
+            ":type": {"S": "run"},
+        },
+        "ReturnValues": "ALL_NEW",
+    }
+    read = {
+        "TableName": table,
+        "Key": job_key(job.account, job.group, job.id),
+        "ConsistentRead": True,
+    }
+    final = Run(
+        run_id=run_id,
+        job_id=job.id,
+        account=job.account,
+        group=job.group,
+        trigger="schedule",
+        scheduled_for=stamp,
+        status="succeeded",
+        queued_at=stamp,
+        started_at=stamp,
+        finished_at=stamp,
+        attempts=1,
+        output="Hello, spinup!",
+    )
+    record = {
+        "TableName": table,
+        "Item": run_to_item(final, epoch + 30 * 86400),
+        "ConditionExpression": "#status = :running AND attempts = :attempts",
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": {":running": {"S": "running"}, ":attempts": {"N": "1"}},
+    }
     return [("update_item", claim), ("get_item", read), ("put_item", record)]
 
 
@@ -101,29 +137,42 @@ def worker_vs_floor(batch_count: int, rounds: int) -> WorkerTimes:
 
     def worker_side() -> tuple[Any, list[str]]:
         occurrence = next(occurrences)
-        messages = [RunMessage(account=j.account, group=j.group, job_id=j.id,
-                               run_id=scheduled_run_id(occurrence), trigger="schedule",
-                               scheduled_for=occurrence.strftime(STAMP)) for j in jobs]
+        messages = [
+            RunMessage(
+                account=j.account,
+                group=j.group,
+                job_id=j.id,
+                run_id=scheduled_run_id(occurrence),
+                trigger="schedule",
+                scheduled_for=occurrence.strftime(STAMP),
+            )
+            for j in jobs
+        ]
         for batch in batches(messages):
             if deps.run_queue().send_batch(batch):
                 raise RuntimeError("the bench's runs could not be queued")
         received = backend.receive_all(len(messages))
-        events = [backend.sqs_event(received[i:i + 10]) for i in range(0, len(received), 10)]
+        events = [backend.sqs_event(received[i : i + 10]) for i in range(0, len(received), 10)]
 
         def run() -> None:
             for event in events:
                 if handle_batch(event, context)["batchItemFailures"]:
                     raise RuntimeError("the worker reported failed runs")
+
         return run, [m.run_id for m in messages]
 
     def floor_side() -> tuple[Any, list[str]]:
         occurrence = next(occurrences)
-        calls = [(getattr(dynamodb, name), request) for job in jobs
-                 for name, request in _floor_requests(job, occurrence, backend.table)]
+        calls = [
+            (getattr(dynamodb, name), request)
+            for job in jobs
+            for name, request in _floor_requests(job, occurrence, backend.table)
+        ]
 
         def run() -> None:
             for call, request in calls:
                 call(**request)
+
         return run, [scheduled_run_id(occurrence)] * len(jobs)
 
     def check(run_ids: list[str]) -> None:
@@ -148,12 +197,16 @@ def worker_vs_floor(batch_count: int, rounds: int) -> WorkerTimes:
     measure(worker_side, log)
     times: dict[Any, list[tuple[float, float]]] = {worker_side: [], floor_side: []}
     for round_ in range(rounds):
-        for side in ((worker_side, floor_side) if round_ % 2 == 0 else (floor_side, worker_side)):
+        for side in (worker_side, floor_side) if round_ % 2 == 0 else (floor_side, worker_side):
             times[side].append(measure(side))
-    return WorkerTimes(runs=len(jobs), worker=[w for w, _ in times[worker_side]],
-                       floor=[w for w, _ in times[floor_side]],
-                       worker_cpu=[c for _, c in times[worker_side]],
-                       floor_cpu=[c for _, c in times[floor_side]], calls=dict(log.calls))
+    return WorkerTimes(
+        runs=len(jobs),
+        worker=[w for w, _ in times[worker_side]],
+        floor=[w for w, _ in times[floor_side]],
+        worker_cpu=[c for _, c in times[worker_side]],
+        floor_cpu=[c for _, c in times[floor_side]],
+        calls=dict(log.calls),
+    )
 
 
 @dataclass
@@ -220,13 +273,21 @@ def batch_speedup(runs: int = 10, wait: float = 0.2, rounds: int = 3) -> BatchSp
     waiting, instant = WaitingRunner(wait), WaitingRunner(0)
     try:
         for round_ in range(rounds + 1):  # the first round warms up (connections, threads)
-            for threads in ((1, 0, -1) if round_ % 2 == 0 else (-1, 0, 1)):
+            for threads in (1, 0, -1) if round_ % 2 == 0 else (-1, 0, 1):
                 # -1: at once, runners that do not wait (what the emulator's calls take)
                 runners.RUNNERS["dummyRunner"] = instant if threads < 0 else waiting
                 occurrence = next(occurrences)
-                messages = [RunMessage(account=j.account, group=j.group, job_id=j.id,
-                                       run_id=scheduled_run_id(occurrence), trigger="schedule",
-                                       scheduled_for=occurrence.strftime(STAMP)) for j in jobs]
+                messages = [
+                    RunMessage(
+                        account=j.account,
+                        group=j.group,
+                        job_id=j.id,
+                        run_id=scheduled_run_id(occurrence),
+                        trigger="schedule",
+                        scheduled_for=occurrence.strftime(STAMP),
+                    )
+                    for j in jobs
+                ]
                 if deps.run_queue().send_batch(messages):
                     raise RuntimeError("the bench's runs could not be queued")
                 event = backend.sqs_event(backend.receive_all(runs))
@@ -245,5 +306,6 @@ def batch_speedup(runs: int = 10, wait: float = 0.2, rounds: int = 3) -> BatchSp
                         raise RuntimeError(f"run {message.run_id} of job {job.id}: {run}")
     finally:
         runners.RUNNERS["dummyRunner"] = saved
-    return BatchSpeedup(runs=runs, wait=wait, one_by_one=times[1], at_once=times[0],
-                        emulator=times[-1])
+    return BatchSpeedup(
+        runs=runs, wait=wait, one_by_one=times[1], at_once=times[0], emulator=times[-1]
+    )

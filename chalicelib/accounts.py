@@ -6,6 +6,7 @@ assume is refused with a message naming the source (file or parameter) and the k
 registry is a RegistryError: the API answers 503 with its message, the worker leaves its
 messages for retry.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,8 +23,9 @@ WILDCARD = "*"
 ENTRY_KEYS = ("runners", "account_id", "role_arn", "external_id", "region")
 ACCOUNT_ID = re.compile(r"\d{12}")
 # IAM's role ARN: partition, 12-digit account, optional path, name of 1-64 characters.
-ROLE_ARN = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}",
-                      re.ASCII)
+ROLE_ARN = re.compile(
+    r"arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}", re.ASCII
+)
 REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
 # STS's ExternalId alphabet. Generated ids (`secrets.token_urlsafe(24)`: 32 characters, or a
 # uuid4: 36) pass; a word or a short phrase an operator types does not.
@@ -66,10 +68,12 @@ class AccountEntry:
         """Where this entry's runners act: its role's partition, its account (else
         `own_account`, the stack's, when known) and its region (else `default_region`)."""
         match = ROLE_ARN.fullmatch(self.role_arn or "")
-        return Scope(partition=match.group(1) if match else "aws",
-                     account_id=self.account_id or own_account,
-                     region=self.region or default_region,
-                     own_account=self.account_id is None and own_account is not None)
+        return Scope(
+            partition=match.group(1) if match else "aws",
+            account_id=self.account_id or own_account,
+            region=self.region or default_region,
+            own_account=self.account_id is None and own_account is not None,
+        )
 
     def allows(self, runner: str) -> bool:
         """Whether this account may use `runner` (`*` in the list allows every runner)."""
@@ -83,9 +87,13 @@ class Registry:
     entries: Mapping[str, Mapping[str, Any]]
 
     @classmethod
-    def from_document(cls, document: str | Mapping[str, Any], *,
-                      source: str = "account registry",
-                      allowed_roles: Iterable[str] | None = None) -> Registry:
+    def from_document(
+        cls,
+        document: str | Mapping[str, Any],
+        *,
+        source: str = "account registry",
+        allowed_roles: Iterable[str] | None = None,
+    ) -> Registry:
         """Parse and validate `{"accounts": {name: entry}}` (JSON text or a parsed mapping).
 
         `source` names where it came from in every message. `allowed_roles` are the role ARNs
@@ -124,6 +132,7 @@ class Registry:
 def _parse(text: str, source: str) -> Any:
     """The JSON document; RegistryError with the line and column of a syntax error, or the
     name of a key given twice (JSON would keep the last one silently)."""
+
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key, value in pairs:
@@ -131,17 +140,20 @@ def _parse(text: str, source: str) -> Any:
                 raise RegistryError(f"{source}: {key}: given twice")
             result[key] = value
         return result
+
     try:
         return json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as error:
-        raise RegistryError(f"{source}: malformed JSON: {error.msg} at line {error.lineno} "
-                            f"column {error.colno}") from None
+        raise RegistryError(
+            f"{source}: malformed JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
     except RecursionError:
         raise RegistryError(f"{source}: malformed JSON: nested too deeply") from None
 
 
-def _check_entry(source: str, name: str, entry: Any, roles: frozenset[str] | None,
-                 external_ids: dict[str, str]) -> None:
+def _check_entry(
+    source: str, name: str, entry: Any, roles: frozenset[str] | None, external_ids: dict[str, str]
+) -> None:
     """Raise RegistryError for the first broken rule of one entry; the message never holds the
     external id itself (it is a shared secret of sorts)."""
     where = f"{source}: accounts.{name}"
@@ -153,8 +165,9 @@ def _check_entry(source: str, name: str, entry: Any, roles: frozenset[str] | Non
         if key not in ENTRY_KEYS:
             close = difflib.get_close_matches(str(key), ENTRY_KEYS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise RegistryError(f"{where}.{key}: unknown key{hint}; expected "
-                                f"{', '.join(ENTRY_KEYS)}")
+            raise RegistryError(
+                f"{where}.{key}: unknown key{hint}; expected {', '.join(ENTRY_KEYS)}"
+            )
     for key in ENTRY_KEYS[1:]:
         if key in entry and not isinstance(entry[key], str):
             raise RegistryError(f"{where}.{key}: expected a string")
@@ -170,8 +183,10 @@ def _check_entry(source: str, name: str, entry: Any, roles: frozenset[str] | Non
         # account whose own entry was removed.
         for key in ("role_arn", "external_id", "account_id"):
             if key in entry:
-                raise RegistryError(f"{where}.{key}: the * entry cannot name an account or "
-                                    "role; give the account an entry of its own")
+                raise RegistryError(
+                    f"{where}.{key}: the * entry cannot name an account or "
+                    "role; give the account an entry of its own"
+                )
         return
     if role_arn is None:
         if external_id is not None:
@@ -179,22 +194,28 @@ def _check_entry(source: str, name: str, entry: Any, roles: frozenset[str] | Non
         return
     match = ROLE_ARN.fullmatch(role_arn)
     if not match:
-        raise RegistryError(f"{where}.role_arn: not an IAM role ARN "
-                            "(arn:aws:iam::<12 digits>:role/<name>)")
+        raise RegistryError(
+            f"{where}.role_arn: not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>)"
+        )
     if account_id is None:
         raise RegistryError(f"{where}.account_id: required with role_arn")
     if match.group(2) != account_id:
-        raise RegistryError(f"{where}.role_arn: the role is in account {match.group(2)}, "
-                            f"not in account_id {account_id}")
+        raise RegistryError(
+            f"{where}.role_arn: the role is in account {match.group(2)}, "
+            f"not in account_id {account_id}"
+        )
     _check_external_id(where, external_id)
     assert external_id is not None
     other = external_ids.setdefault(external_id, account_id)
     if other != account_id:
-        raise RegistryError(f"{where}.external_id: also used for account {other}; generate "
-                            "one per account")
+        raise RegistryError(
+            f"{where}.external_id: also used for account {other}; generate one per account"
+        )
     if roles is not None and role_arn not in roles:
-        raise RegistryError(f"{where}.role_arn: not among the runner roles the worker may "
-                            "assume (MINION_RUNNER_ROLE_ARNS, the stack's RunnerRoleArns)")
+        raise RegistryError(
+            f"{where}.role_arn: not among the runner roles the worker may "
+            "assume (MINION_RUNNER_ROLE_ARNS, the stack's RunnerRoleArns)"
+        )
 
 
 def _check_runners(where: str, runners: Any) -> None:
@@ -204,17 +225,20 @@ def _check_runners(where: str, runners: Any) -> None:
         raise RegistryError(f"{where}.runners: expected a list of runner names")
     for index, runner in enumerate(runners):
         if runner != WILDCARD and runner not in RUNNERS:
-            raise RegistryError(f"{where}.runners[{index}]: unknown runner {runner!r} "
-                                f"(expected * or one of {', '.join(sorted(RUNNERS))})")
+            raise RegistryError(
+                f"{where}.runners[{index}]: unknown runner {runner!r} "
+                f"(expected * or one of {', '.join(sorted(RUNNERS))})"
+            )
 
 
 def _check_external_id(where: str, external_id: str | None) -> None:
-    rule = (f"at least {MIN_EXTERNAL_ID} characters of A-Z a-z 0-9 _ + = , . @ : / -, "
-            "generated (python3 -c 'import secrets; print(secrets.token_urlsafe(24))')")
+    rule = (
+        f"at least {MIN_EXTERNAL_ID} characters of A-Z a-z 0-9 _ + = , . @ : / -, "
+        "generated (python3 -c 'import secrets; print(secrets.token_urlsafe(24))')"
+    )
     if external_id is None:
         raise RegistryError(f"{where}.external_id: required with role_arn: {rule}")
-    if not EXTERNAL_ID.fullmatch(external_id) or \
-            len(set(external_id)) < MIN_EXTERNAL_ID_SYMBOLS:
+    if not EXTERNAL_ID.fullmatch(external_id) or len(set(external_id)) < MIN_EXTERNAL_ID_SYMBOLS:
         raise RegistryError(f"{where}.external_id: expected {rule}")
 
 
@@ -224,13 +248,18 @@ def names_an_account(details: Mapping[str, str]) -> bool:
     return any(re.search(r"(?<!\d)\d{12}(?!\d)", value) for value in details.values())
 
 
-def load_registry_document(document: str | None, path: str | None, parameter: str | None,
-                           allowed_roles: Iterable[str] | None = ()) -> Registry:
+def load_registry_document(
+    document: str | None,
+    path: str | None,
+    parameter: str | None,
+    allowed_roles: Iterable[str] | None = (),
+) -> Registry:
     """The registry from inline JSON, a file, or an SSM parameter (cached 5 minutes);
     RegistryError naming the source when it cannot be read or is invalid."""
     if document:
-        return Registry.from_document(document, source="MINION_ACCOUNTS",
-                                      allowed_roles=allowed_roles)
+        return Registry.from_document(
+            document, source="MINION_ACCOUNTS", allowed_roles=allowed_roles
+        )
     if path:
         source = f"MINION_ACCOUNTS_FILE {path}"
         try:
@@ -241,8 +270,9 @@ def load_registry_document(document: str | None, path: str | None, parameter: st
             raise RegistryError(f"{source}: cannot be read ({reason})") from None
         return Registry.from_document(text, source=source, allowed_roles=allowed_roles)
     if parameter:
-        return Registry.from_document(_parameter(parameter), source=f"SSM parameter {parameter}",
-                                      allowed_roles=allowed_roles)
+        return Registry.from_document(
+            _parameter(parameter), source=f"SSM parameter {parameter}", allowed_roles=allowed_roles
+        )
     return Registry(entries={})
 
 
@@ -259,8 +289,10 @@ def _parameter(name: str) -> str:
         # Powertools keeps only botocore's text: "An error occurred (<code>) when calling ..."
         found = re.search(r"An error occurred \((\w+)\)", str(error))
         code = found.group(1) if found else type(error).__name__
-        logger.error("account registry parameter not read", extra={
-            "parameter": name, "error_code": code, "reason": str(error)})
+        logger.error(
+            "account registry parameter not read",
+            extra={"parameter": name, "error_code": code, "reason": str(error)},
+        )
         hint = " (create it: docs/deploying.md)" if code == "ParameterNotFound" else ""
         raise RegistryError(f"SSM parameter {name}: cannot be read: {code}{hint}") from None
     return str(value)

@@ -1,4 +1,5 @@
 """What each API route does, free of HTTP: validated inputs in, domain objects out."""
+
 from __future__ import annotations
 
 import base64
@@ -139,9 +140,11 @@ class PageTokens:
 
     def read(self, scope: str, token: str) -> str:
         """The position a token of this listing names, else 400 naming `next_token`."""
-        refused = BadRequest("next_token: not a token this API returned for this listing "
-                             "(or the deployment's tokens were rotated since); list again "
-                             "without next_token")
+        refused = BadRequest(
+            "next_token: not a token this API returned for this listing "
+            "(or the deployment's tokens were rotated since); list again "
+            "without next_token"
+        )
         if not token or len(token) > MAX_TOKEN or not token.isascii() or token.count(".") != 1:
             raise refused
         encoded, mac = token.split(".")
@@ -179,9 +182,14 @@ def job_body(job: Job, shape: str = "flat") -> dict[str, Any]:
 class MinionApi:
     """The operations behind the routes."""
 
-    def __init__(self, store: Store, queue: RunQueue, registry: Callable[[], Registry],
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 page_key: Callable[[], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queue: RunQueue,
+        registry: Callable[[], Registry],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        page_key: Callable[[], bytes] | None = None,
+    ) -> None:
         self.store = store
         self.queue = queue
         self.registry = registry
@@ -215,8 +223,9 @@ class MinionApi:
             check_segment("group", group)
         return self.store.list_jobs(account, group)
 
-    def list_jobs_page(self, account: str, group: str | None,
-                       params: Mapping[str, str]) -> JobListing:
+    def list_jobs_page(
+        self, account: str, group: str | None, params: Mapping[str, str]
+    ) -> JobListing:
         """Without `limit`, `next_token` or `expand`: every name, as before paging. With any
         of them: one page in key order (group, then id), and the token of the next."""
         self.account(account)
@@ -233,18 +242,25 @@ class MinionApi:
         scope = f"jobs\0{account}\0{group or ''}"
         token = params.get("next_token")
         after = None if token is None else self.page_tokens.read(scope, token)
-        items, position = self.store.jobs_page(account, group, limit, after,
-                                               full=expand is not None)
+        items, position = self.store.jobs_page(
+            account, group, limit, after, full=expand is not None
+        )
         body = [job.to_api() for job in items] if expand else items
-        return JobListing(body, None if position is None else self.page_tokens.issue(
-            scope, position), paged=True, limit=limit, expand=expand)
+        return JobListing(
+            body,
+            None if position is None else self.page_tokens.issue(scope, position),
+            paged=True,
+            limit=limit,
+            expand=expand,
+        )
 
     def create_job(self, account: str, group: str, body: RequestBody) -> Job:
         """Validate and store a new job."""
         entry = self.account(account)
         check_segment("group", group)
-        job = job_from_request(body.json(), account=account, group=group, job_id=None,
-                               entry=entry, now=self.clock())
+        job = job_from_request(
+            body.json(), account=account, group=group, job_id=None, entry=entry, now=self.clock()
+        )
         self.store.create_job(job)
         return job
 
@@ -253,17 +269,26 @@ class MinionApi:
         self._job_path(account, group, job_id)
         return self.store.get_job(account, group, job_id)
 
-    def replace_job(self, account: str, group: str, job_id: str, body: RequestBody,
-                    if_match: str | None) -> Job:
+    def replace_job(
+        self, account: str, group: str, job_id: str, body: RequestBody, if_match: str | None
+    ) -> Job:
         """Replace a job's client fields; 412 when `If-Match` names a stale version."""
         entry = self._job_path(account, group, job_id)
         expected = parse_if_match(if_match)
         previous = self.store.get_job(account, group, job_id)
         if expected is not None and expected != previous.version:
             raise PreconditionFailed(
-                f"If-Match: version {expected} is stale; the job is at version {previous.version}")
-        job = job_from_request(body.json(), account=account, group=group, job_id=job_id,
-                               entry=entry, now=self.clock(), previous=previous)
+                f"If-Match: version {expected} is stale; the job is at version {previous.version}"
+            )
+        job = job_from_request(
+            body.json(),
+            account=account,
+            group=group,
+            job_id=job_id,
+            entry=entry,
+            now=self.clock(),
+            previous=previous,
+        )
         self.store.replace_job(job, previous)
         return job
 
@@ -286,21 +311,40 @@ class MinionApi:
             raise BadRequest(f"details.runner: {job.runner} is not allowed for account {account}")
         now = self.clock()
         stamp = iso(now)
-        run = Run(run_id=manual_run_id(now), job_id=job.id, account=account, group=group,
-                  trigger="manual", scheduled_for=stamp, status="queued", queued_at=stamp)
+        run = Run(
+            run_id=manual_run_id(now),
+            job_id=job.id,
+            account=account,
+            group=group,
+            trigger="manual",
+            scheduled_for=stamp,
+            status="queued",
+            queued_at=stamp,
+        )
         self.store.put_run(run)
         try:
-            self.queue.send(RunMessage(account=account, group=group, job_id=job.id,
-                                       run_id=run.run_id, trigger="manual",
-                                       scheduled_for=stamp))
+            self.queue.send(
+                RunMessage(
+                    account=account,
+                    group=group,
+                    job_id=job.id,
+                    run_id=run.run_id,
+                    trigger="manual",
+                    scheduled_for=stamp,
+                )
+            )
         except Exception as error:
-            self.store.finish_run(run.with_status("failed", finished_at=iso(self.clock()),
-                                                  error="could not queue the run"))
+            self.store.finish_run(
+                run.with_status(
+                    "failed", finished_at=iso(self.clock()), error="could not queue the run"
+                )
+            )
             raise ServiceUnavailable("the runs queue is unavailable; retry shortly") from error
         return run
 
-    def list_runs(self, account: str, group: str, job_id: str,
-                  params: Mapping[str, str]) -> dict[str, Any]:
+    def list_runs(
+        self, account: str, group: str, job_id: str, params: Mapping[str, str]
+    ) -> dict[str, Any]:
         """A page of a job's runs, newest first; a deleted job's too, until they expire."""
         self._job_path(account, group, job_id)
         unknown = sorted(set(params) - {"limit", "next_token"})
@@ -320,8 +364,10 @@ class MinionApi:
             if not newest or (newest[0].account, newest[0].group) != (account, group):
                 raise
         runs, after = self.store.list_runs(job_id, limit, token)
-        return {"runs": [r.to_api() for r in runs if (r.account, r.group) == (account, group)],
-                "next_token": after}
+        return {
+            "runs": [r.to_api() for r in runs if (r.account, r.group) == (account, group)],
+            "next_token": after,
+        }
 
     def get_run(self, account: str, group: str, job_id: str, run_id: str) -> Run:
         """One run record of a job."""
@@ -347,8 +393,9 @@ class MinionApi:
             raise BadRequest(f"count: expected an integer 1-{MAX_PREVIEW}")
         answer: dict[str, Any] = {"expression": expression, "timezone": tz}
         try:
-            _, _, schedule = job_schedule({"schedule_expression": expression,
-                                           "schedule_timezone": tz})
+            _, _, schedule = job_schedule(
+                {"schedule_expression": expression, "schedule_timezone": tz}
+            )
         except BadRequest as error:
             return {**answer, "valid": False, "message": str(error), "occurrences": []}
         minute = utc_minute(self.clock())
@@ -356,8 +403,12 @@ class MinionApi:
         # Set now, an interval schedule would count from this minute; others ignore the anchor.
         found = schedule.occurrences(minute, count, anchor=minute)
         if not found:  # what a POST of an enabled job would answer
-            return {**answer, "valid": False, "message": never_runs_message(minute),
-                    "occurrences": []}
+            return {
+                **answer,
+                "valid": False,
+                "message": never_runs_message(minute),
+                "occurrences": [],
+            }
         occurrences = [{"utc": iso(t), "local": t.astimezone(zone).isoformat()} for t in found]
         return {**answer, "valid": True, "message": None, "occurrences": occurrences}
 
@@ -376,30 +427,41 @@ class MinionApi:
         counters = self.store.service_counters()
         lines = []
         if grant is None:
-            lines += ["# HELP minion_jobs Jobs stored, by enabled state (by account too when "
-                      "scraped with a token).",
-                      "# TYPE minion_jobs gauge"]
+            lines += [
+                "# HELP minion_jobs Jobs stored, by enabled state (by account too when "
+                "scraped with a token).",
+                "# TYPE minion_jobs gauge",
+            ]
             for state in ("enabled", "disabled"):
                 total = sum(c[state] for c in by_account.values())
                 lines.append(f'minion_jobs{{enabled="{str(state == "enabled").lower()}"}} {total}')
         else:
-            lines += ["# HELP minion_jobs Jobs stored, by account and enabled state.",
-                      "# TYPE minion_jobs gauge"]
+            lines += [
+                "# HELP minion_jobs Jobs stored, by account and enabled state.",
+                "# TYPE minion_jobs gauge",
+            ]
             for account in sorted(by_account):
                 for state in ("enabled", "disabled"):
-                    lines.append(f'minion_jobs{{account="{account}",enabled="'
-                                 f'{str(state == "enabled").lower()}"}} '
-                                 f'{by_account[account][state]}')
-        lines += ["# HELP minion_metrics_accounts_truncated 1 when accounts beyond the first "
-                  f"{MAX_METRICS_ACCOUNTS} were left out of minion_jobs.",
-                  "# TYPE minion_metrics_accounts_truncated gauge",
-                  f"minion_metrics_accounts_truncated {int(truncated)}"]
-        lines += ["# HELP minion_runs_total Runs by final status.",
-                  "# TYPE minion_runs_total counter"]
+                    lines.append(
+                        f'minion_jobs{{account="{account}",enabled="'
+                        f'{str(state == "enabled").lower()}"}} '
+                        f"{by_account[account][state]}"
+                    )
+        lines += [
+            "# HELP minion_metrics_accounts_truncated 1 when accounts beyond the first "
+            f"{MAX_METRICS_ACCOUNTS} were left out of minion_jobs.",
+            "# TYPE minion_metrics_accounts_truncated gauge",
+            f"minion_metrics_accounts_truncated {int(truncated)}",
+        ]
+        lines += [
+            "# HELP minion_runs_total Runs by final status.",
+            "# TYPE minion_runs_total counter",
+        ]
         for status in ("succeeded", "failed", "missed", "skipped"):
-            lines.append(f'minion_runs_total{{status="{status}"}} '
-                         f'{counters.runs.get(status, 0)}')
-        lines += ["# HELP minion_last_tick_timestamp_seconds Minute of the newest finished tick.",
-                  "# TYPE minion_last_tick_timestamp_seconds gauge",
-                  f"minion_last_tick_timestamp_seconds {counters.last_tick}"]
+            lines.append(f'minion_runs_total{{status="{status}"}} {counters.runs.get(status, 0)}')
+        lines += [
+            "# HELP minion_last_tick_timestamp_seconds Minute of the newest finished tick.",
+            "# TYPE minion_last_tick_timestamp_seconds gauge",
+            f"minion_last_tick_timestamp_seconds {counters.last_tick}",
+        ]
         return "\n".join(lines) + "\n"

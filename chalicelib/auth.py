@@ -11,6 +11,7 @@ of the documented shapes (docs/operations.md, "API tokens"):
 Anything else grants nothing (fail closed): a mistake in the secret must lock every client out
 loudly, never let in every one-character header as a string iterated letter by letter did.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,8 +62,10 @@ class Grant:
     read_only: bool = False
 
     def __repr__(self) -> str:  # never print the token, even by accident
-        return f"Grant(accounts={sorted(self.accounts) if self.accounts else None}, " \
-               f"read_only={self.read_only})"
+        return (
+            f"Grant(accounts={sorted(self.accounts) if self.accounts else None}, "
+            f"read_only={self.read_only})"
+        )
 
     def may_use(self, account: str) -> bool:
         """Whether the token may act on `account` at all."""
@@ -77,11 +80,15 @@ def _check_token(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise TokenConfigError(f"{where}: a token must be a string, got {type(value).__name__}")
     if not MIN_TOKEN_LENGTH <= len(value) <= MAX_TOKEN_LENGTH:
-        raise TokenConfigError(f"{where}: a token must be {MIN_TOKEN_LENGTH}-{MAX_TOKEN_LENGTH} "
-                               f"characters, got {len(value)}")
+        raise TokenConfigError(
+            f"{where}: a token must be {MIN_TOKEN_LENGTH}-{MAX_TOKEN_LENGTH} "
+            f"characters, got {len(value)}"
+        )
     if not TOKEN_TEXT.fullmatch(value):
-        raise TokenConfigError(f"{where}: a token may hold only visible ASCII characters, "
-                               "no space, comma, quote, bracket, brace or backslash")
+        raise TokenConfigError(
+            f"{where}: a token may hold only visible ASCII characters, "
+            "no space, comma, quote, bracket, brace or backslash"
+        )
     return value
 
 
@@ -89,14 +96,16 @@ def _grant(entry: Any, where: str) -> Grant:
     if isinstance(entry, str):
         return Grant(_check_token(entry, where))
     if not isinstance(entry, dict):
-        raise TokenConfigError(f"{where}: expected a token or an object, "
-                               f"got {type(entry).__name__}")
+        raise TokenConfigError(
+            f"{where}: expected a token or an object, got {type(entry).__name__}"
+        )
     if set(entry) - ENTRY_KEYS:  # a misspelt "accounts" must not grant every account
         # The key is not quoted: it may be a token written as a key.
-        raise TokenConfigError(f"{where}: an unknown key (expected only "
-                               f"{', '.join(sorted(ENTRY_KEYS))})")
+        raise TokenConfigError(
+            f"{where}: an unknown key (expected only {', '.join(sorted(ENTRY_KEYS))})"
+        )
     if "token" not in entry:
-        raise TokenConfigError(f"{where}: \"token\" is required")
+        raise TokenConfigError(f'{where}: "token" is required')
     token = _check_token(entry["token"], f"{where}.token")
     read_only = entry.get("read_only", False)
     if not isinstance(read_only, bool):
@@ -107,8 +116,9 @@ def _grant(entry: Any, where: str) -> Grant:
     if "accounts" in entry:
         names = entry["accounts"]
         if not isinstance(names, list) or not names or len(names) > MAX_ACCOUNTS_PER_TOKEN:
-            raise TokenConfigError(f"{where}.accounts: expected a list of 1-"
-                                   f"{MAX_ACCOUNTS_PER_TOKEN} account names")
+            raise TokenConfigError(
+                f"{where}.accounts: expected a list of 1-{MAX_ACCOUNTS_PER_TOKEN} account names"
+            )
         for index, name in enumerate(names):
             if not isinstance(name, str) or not ACCOUNT_NAME.fullmatch(name):
                 raise TokenConfigError(f"{where}.accounts[{index}]: not an account name")
@@ -132,9 +142,11 @@ def parse_tokens(text: str) -> tuple[Grant, ...]:
             document = document["tokens"]
             if not isinstance(document, list):
                 # What the Secrets Manager console's key/value editor saves.
-                raise TokenConfigError('"tokens" must be a JSON list, got '
-                                       f"{type(document).__name__} (store the secret as "
-                                       "plaintext, not as key/value pairs)")
+                raise TokenConfigError(
+                    '"tokens" must be a JSON list, got '
+                    f"{type(document).__name__} (store the secret as "
+                    "plaintext, not as key/value pairs)"
+                )
         entries = document
         where = "tokens[{}]"
     else:
@@ -155,8 +167,13 @@ def _digest(value: bytes) -> bytes:
 class TokenAuthenticator:
     """Checks a header against the currently configured tokens in constant time."""
 
-    def __init__(self, tokens: Callable[[], str], *, bcrypt_enabled: bool = True,
-                 on_invalid: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        tokens: Callable[[], str],
+        *,
+        bcrypt_enabled: bool = True,
+        on_invalid: Callable[[str], None] | None = None,
+    ) -> None:
         self._tokens_text = tokens
         self._bcrypt_enabled = bcrypt_enabled
         self._on_invalid = on_invalid
@@ -191,8 +208,9 @@ class TokenAuthenticator:
     def _report(self, problem: str, *, force: bool) -> None:
         """Tell the operator (log + metric), at most once a minute while it lasts."""
         now = time.monotonic()
-        if self._on_invalid is None or (not force and now - self._last_report
-                                        < INVALID_REPORT_INTERVAL):
+        if self._on_invalid is None or (
+            not force and now - self._last_report < INVALID_REPORT_INTERVAL
+        ):
             return
         self._last_report = now
         self._on_invalid(problem)

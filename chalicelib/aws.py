@@ -1,5 +1,6 @@
 """boto3 clients of the service's own account: created lazily from one session, cached, with
 standard retries."""
+
 from __future__ import annotations
 
 import threading
@@ -14,9 +15,13 @@ from botocore.config import Config
 # The requests are built by the store and the queue, never from raw input, and DynamoDB and
 # SQS validate them again: botocore's client-side check of every request (about a third of
 # the client's CPU per call, measured by `make bench`) is not repeated here.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4},
-                       connect_timeout=3, read_timeout=10, max_pool_connections=32,
-                       parameter_validation=False)
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=3,
+    read_timeout=10,
+    max_pool_connections=32,
+    parameter_validation=False,
+)
 
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
@@ -59,8 +64,9 @@ class LazyClient:
         return getattr(client(self.service), name)
 
 
-def new_client(service: str, *, from_session: boto3.session.Session | None = None,
-               **options: Any) -> Any:
+def new_client(
+    service: str, *, from_session: boto3.session.Session | None = None, **options: Any
+) -> Any:
     """A new, uncached client from `session` (default: the process's), made under the lock
     that client creation needs (a session is not thread-safe; clients are)."""
     shared = from_session or session()

@@ -1,4 +1,5 @@
 """Credentials a run acts with: the worker's own, or a role assumed in the job's account."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,14 @@ class AccountClients:
     client of this object; they are never shared with another entry or run.
     """
 
-    def __init__(self, entry: AccountEntry, run_id: str, *, region: str,
-                 session: boto3.session.Session | None = None) -> None:
+    def __init__(
+        self,
+        entry: AccountEntry,
+        run_id: str,
+        *,
+        region: str,
+        session: boto3.session.Session | None = None,
+    ) -> None:
         self.entry = entry
         self.run_id = run_id
         self.region = region
@@ -59,8 +66,13 @@ class AccountClients:
         return self._clients[service]
 
     def _client(self, service: str, **credentials: str) -> Any:
-        return aws.new_client(service, from_session=self._session, region_name=self.region,
-                              config=CLIENT_CONFIG, **credentials)
+        return aws.new_client(
+            service,
+            from_session=self._session,
+            region_name=self.region,
+            config=CLIENT_CONFIG,
+            **credentials,
+        )
 
     def _check_scope(self) -> None:
         """Before the first client: the job's details must name resources of the entry's
@@ -105,10 +117,14 @@ class AccountClients:
             role_arn = str(self.entry.role_arn)
             match = _ROLE_ACCOUNT.fullmatch(role_arn)
             if match and self.entry.account_id and match.group(1) != self.entry.account_id:
-                raise PermanentError(f"account {self.entry.name}: its role is not in account "
-                                     f"{self.entry.account_id}")
-            request: dict[str, Any] = {"RoleArn": role_arn, "DurationSeconds": SESSION_SECONDS,
-                                       "RoleSessionName": role_session_name(self.run_id)}
+                raise PermanentError(
+                    f"account {self.entry.name}: its role is not in account {self.entry.account_id}"
+                )
+            request: dict[str, Any] = {
+                "RoleArn": role_arn,
+                "DurationSeconds": SESSION_SECONDS,
+                "RoleSessionName": role_session_name(self.run_id),
+            }
             if self.entry.external_id:
                 request["ExternalId"] = self.entry.external_id
             policy = self.session_policy()
@@ -119,9 +135,11 @@ class AccountClients:
             except (ClientError, BotoCoreError) as error:
                 raise classify(error, f"account {self.entry.name}: sts AssumeRole") from error
             issued = answer["Credentials"]
-            self._credentials = {"aws_access_key_id": issued["AccessKeyId"],
-                                 "aws_secret_access_key": issued["SecretAccessKey"],
-                                 "aws_session_token": issued["SessionToken"]}
+            self._credentials = {
+                "aws_access_key_id": issued["AccessKeyId"],
+                "aws_secret_access_key": issued["SecretAccessKey"],
+                "aws_session_token": issued["SessionToken"],
+            }
         return self._credentials
 
     def _own(self) -> dict[str, str]:
@@ -137,7 +155,8 @@ class AccountClients:
                     raise PermanentError(
                         f"account {self.entry.name}: registry names account "
                         f"{self.entry.account_id} but no role_arn, and the worker acts in "
-                        "another account")
+                        "another account"
+                    )
             self._credentials = {}
         return self._credentials
 
@@ -146,8 +165,13 @@ class AccountClients:
         return self._client("sts")
 
 
-def client_factory(entry: AccountEntry, run_id: str, *, default_region: str,
-                   session: boto3.session.Session | None = None) -> Callable[[str], Any]:
+def client_factory(
+    entry: AccountEntry,
+    run_id: str,
+    *,
+    default_region: str,
+    session: boto3.session.Session | None = None,
+) -> Callable[[str], Any]:
     """The `client(service)` for a RunContext: acting in `entry`'s account and region
     (`entry.region`, else `default_region`), with the role assumed lazily for this run."""
     return AccountClients(entry, run_id, region=entry.region or default_region, session=session)

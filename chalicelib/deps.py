@@ -4,6 +4,7 @@ Every handler's objects are built here (the API's MinionApi, the Ticker, the Wor
 runner registry and clock, the Sweeper, the event publisher); the use-case modules take them
 as arguments and never read the settings themselves.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,9 @@ _registry_cache: tuple[float, Registry] | None = None
 def store() -> Store:
     """The job store."""
     settings = get_settings()
-    return Store(aws.client("dynamodb"), settings.table_name, settings.shards,
-                 settings.run_retention_days)
+    return Store(
+        aws.client("dynamodb"), settings.table_name, settings.shards, settings.run_retention_days
+    )
 
 
 @lru_cache(maxsize=1)
@@ -53,8 +55,9 @@ def run_queue() -> RunQueue:
 def tick_part_queue() -> TickPartQueue:
     """The tick parts queue (the scheduled tick's only output)."""
     settings = get_settings()
-    return TickPartQueue(aws.client("sqs"), settings.tick_parts_queue_name,
-                         settings.tick_parts_queue_url)
+    return TickPartQueue(
+        aws.client("sqs"), settings.tick_parts_queue_name, settings.tick_parts_queue_url
+    )
 
 
 def registry() -> Registry:
@@ -69,8 +72,11 @@ def registry() -> Registry:
         settings = get_settings()
         try:
             loaded = load_registry_document(
-                settings.accounts_document, settings.accounts_file,
-                settings.accounts_parameter, settings.runner_role_arns)
+                settings.accounts_document,
+                settings.accounts_file,
+                settings.accounts_parameter,
+                settings.runner_role_arns,
+            )
         except RegistryError as error:
             logger.error("account registry refused", extra={"reason": str(error)})
             try:
@@ -98,16 +104,19 @@ def _tokens_invalid(problem: str) -> None:
     """The configured tokens are misshapen: every request is refused until they are fixed."""
     from .observability import emit_now, logger
 
-    logger.error("API tokens refused: no token is valid until they are fixed",
-                 extra={"reason": problem, "error_code": "TokensConfigInvalid"})
+    logger.error(
+        "API tokens refused: no token is valid until they are fixed",
+        extra={"reason": problem, "error_code": "TokensConfigInvalid"},
+    )
     emit_now("TokensConfigInvalid", 1)  # the alarm "API tokens invalid" watches it
 
 
 @lru_cache(maxsize=1)
 def authenticator() -> TokenAuthenticator:
     """The token checker."""
-    return TokenAuthenticator(_tokens_text, bcrypt_enabled=get_settings().bcrypt_tokens,
-                              on_invalid=_tokens_invalid)
+    return TokenAuthenticator(
+        _tokens_text, bcrypt_enabled=get_settings().bcrypt_tokens, on_invalid=_tokens_invalid
+    )
 
 
 def page_key() -> bytes:
@@ -134,11 +143,17 @@ def events() -> EventPublisher:
         default_notify = parse_notify_default(settings.notify_default)
     except NotifyConfigError as error:
         # Events are best effort: a misspelt default must not stop runs from being recorded.
-        logger.error("notify default refused; publishing the built-in default",
-                     extra={"reason": str(error), "default": list(DEFAULT_NOTIFY)})
+        logger.error(
+            "notify default refused; publishing the built-in default",
+            extra={"reason": str(error), "default": list(DEFAULT_NOTIFY)},
+        )
         default_notify = DEFAULT_NOTIFY
-    return EventPublisher(aws.LazyClient("events"), bus=settings.event_bus,
-                          default_notify=default_notify, api_url=settings.api_url)
+    return EventPublisher(
+        aws.LazyClient("events"),
+        bus=settings.event_bus,
+        default_notify=default_notify,
+        api_url=settings.api_url,
+    )
 
 
 def tick_fan_out() -> tuple[TickPartQueue, int, int]:
@@ -152,8 +167,7 @@ def ticker() -> Ticker:
     from .tick import Ticker
 
     settings = get_settings()
-    return Ticker(store(), run_queue(), settings.shards, settings.tick_parallelism,
-                  events=events())
+    return Ticker(store(), run_queue(), settings.shards, settings.tick_parallelism, events=events())
 
 
 def worker() -> Worker:
@@ -168,12 +182,19 @@ def worker() -> Worker:
     def clients(entry: AccountEntry, run_id: str) -> Callable[[str], Any]:
         return client_factory(entry, run_id, default_region=entry.region or region)
 
-    return Worker(store=store(), queue=run_queue(), registry=registry, clients=clients,
-                  runner_timeout=settings.runner_timeout_seconds,
-                  invocation_timeout=settings.worker_timeout_seconds,
-                  dummy_template=settings.dummy_template, events=events(),
-                  concurrency=settings.worker_concurrency, runners=get_runner,
-                  clock=lambda: datetime.now(UTC))
+    return Worker(
+        store=store(),
+        queue=run_queue(),
+        registry=registry,
+        clients=clients,
+        runner_timeout=settings.runner_timeout_seconds,
+        invocation_timeout=settings.worker_timeout_seconds,
+        dummy_template=settings.dummy_template,
+        events=events(),
+        concurrency=settings.worker_concurrency,
+        runners=get_runner,
+        clock=lambda: datetime.now(UTC),
+    )
 
 
 def sweeper() -> Sweeper:
@@ -181,8 +202,9 @@ def sweeper() -> Sweeper:
     from .sweep import Sweeper
 
     settings = get_settings()
-    dead_letters = RunQueue(aws.LazyClient("sqs"), settings.dead_letter_queue_name,
-                            settings.dead_letter_queue_url)
+    dead_letters = RunQueue(
+        aws.LazyClient("sqs"), settings.dead_letter_queue_name, settings.dead_letter_queue_url
+    )
     return Sweeper(store=store(), queue=run_queue(), dead_letters=dead_letters)
 
 

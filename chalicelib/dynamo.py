@@ -1,4 +1,5 @@
 """DynamoDB's attribute-value format, for the few types minion stores."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ def to_attr(value: Any) -> dict[str, Any]:
 
 def from_attr(attr: Mapping[str, Any]) -> Any:
     """A DynamoDB attribute value as a Python value."""
-    (kind, value), = attr.items()
+    ((kind, value),) = attr.items()
     if kind == "S":
         return value
     if kind == "N":

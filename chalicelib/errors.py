@@ -1,4 +1,5 @@
 """Domain errors. The API maps each to one HTTP status in one place (`http_status`)."""
+
 from __future__ import annotations
 
 

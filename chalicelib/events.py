@@ -6,6 +6,7 @@ outcome is recorded before its event is collected, and an event that EventBridge
 PutEvents that fails) is logged and counted (metric EventsNotPublished), never retried by
 failing the run or its message.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,29 +40,38 @@ def parse_notify_default(text: str | None) -> tuple[str, ...]:
     outcomes = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [o for o in outcomes if o not in NOTIFY_OUTCOMES]
     if unknown:
-        raise NotifyConfigError(f"MINION_NOTIFY_DEFAULT: unknown outcome {unknown[0]!r}; "
-                                f"expected {', '.join(NOTIFY_OUTCOMES)} or none")
+        raise NotifyConfigError(
+            f"MINION_NOTIFY_DEFAULT: unknown outcome {unknown[0]!r}; "
+            f"expected {', '.join(NOTIFY_OUTCOMES)} or none"
+        )
     return outcomes
 
 
 def run_path(account: str, group: str, job_id: str, run_id: str) -> str:
     """The API path of a run."""
     return "/v1/minion/{}/jobs/{}/{}/runs/{}".format(
-        *(quote(part, safe="") for part in (account, group, job_id, run_id)))
+        *(quote(part, safe="") for part in (account, group, job_id, run_id))
+    )
 
 
-def run_detail(run: Run, status: str, job: Job | None, api_url: str = "",
-               retry_in_seconds: int | None = None) -> dict[str, Any]:
+def run_detail(
+    run: Run, status: str, job: Job | None, api_url: str = "", retry_in_seconds: int | None = None
+) -> dict[str, Any]:
     """The documented detail of a run's event (`status` may be `retrying`, which no record has)."""
     detail: dict[str, Any] = {
-        "account": run.account, "group": run.group, "job_id": run.job_id,
-        "job_name": job.name if job is not None else None, "run_id": run.run_id,
-        "trigger": run.trigger, "scheduled_for": run.scheduled_for, "status": status,
-        "attempts": run.attempts, "finished_at": run.finished_at,
+        "account": run.account,
+        "group": run.group,
+        "job_id": run.job_id,
+        "job_name": job.name if job is not None else None,
+        "run_id": run.run_id,
+        "trigger": run.trigger,
+        "scheduled_for": run.scheduled_for,
+        "status": status,
+        "attempts": run.attempts,
+        "finished_at": run.finished_at,
         "error_code": run.error_code,
         "error": run.error[:MAX_TEXT] if run.error is not None else None,
-        "run_url": api_url.rstrip("/") + run_path(run.account, run.group, run.job_id,
-                                                  run.run_id),
+        "run_url": api_url.rstrip("/") + run_path(run.account, run.group, run.job_id, run.run_id),
     }
     if retry_in_seconds is not None:
         detail["retry_in_seconds"] = retry_in_seconds
@@ -84,15 +94,24 @@ class EventPublisher:
         chosen = job.notify if job is not None and job.notify is not None else self.default_notify
         return status in chosen
 
-    def collect(self, run: Run, job: Job | None, status: str | None = None,
-                retry_in_seconds: int | None = None) -> bool:
+    def collect(
+        self,
+        run: Run,
+        job: Job | None,
+        status: str | None = None,
+        retry_in_seconds: int | None = None,
+    ) -> bool:
         """Keep the event of `run` (as `status`, default its own) if it is wanted; whether kept."""
         status = status or run.status
         if not self.wanted(status, job):
             return False
         detail = run_detail(run, status, job, self.api_url, retry_in_seconds)
-        entry = {"Source": SOURCE, "DetailType": DETAIL_TYPE, "EventBusName": self.bus,
-                 "Detail": json.dumps(detail, separators=(",", ":"))}
+        entry = {
+            "Source": SOURCE,
+            "DetailType": DETAIL_TYPE,
+            "EventBusName": self.bus,
+            "Detail": json.dumps(detail, separators=(",", ":")),
+        }
         with self._lock:
             self._pending.append(entry)
         return True
@@ -111,7 +130,7 @@ class EventPublisher:
             entries, self._pending = self._pending, []
         failed = 0
         for start in range(0, len(entries), MAX_ENTRIES):
-            failed += self._put(entries[start:start + MAX_ENTRIES])
+            failed += self._put(entries[start : start + MAX_ENTRIES])
         try:  # best effort too: a metrics failure must not fail the batch either
             if failed:
                 emit("EventsNotPublished", failed)
@@ -125,18 +144,33 @@ class EventPublisher:
         try:
             response = self.client.put_events(Entries=chunk)
         except Exception as error:
-            logger.error("run events not published", extra={
-                "events": len(chunk), "error_type": type(error).__name__,
-                "run_ids": _run_ids(chunk)})
+            logger.error(
+                "run events not published",
+                extra={
+                    "events": len(chunk),
+                    "error_type": type(error).__name__,
+                    "run_ids": _run_ids(chunk),
+                },
+            )
             return len(chunk)
         failed = int(response.get("FailedEntryCount") or 0)
         if failed:
-            codes = sorted({r.get("ErrorCode", "") for r in response.get("Entries", [])
-                            if r.get("ErrorCode")})
-            logger.error("run events refused by EventBridge", extra={
-                "events": len(chunk), "failed": failed, "error_codes": codes,
-                "run_ids": _run_ids(c for c, r in zip(chunk, response.get("Entries", []), strict=False)
-                                    if r.get("ErrorCode"))})
+            codes = sorted(
+                {r.get("ErrorCode", "") for r in response.get("Entries", []) if r.get("ErrorCode")}
+            )
+            logger.error(
+                "run events refused by EventBridge",
+                extra={
+                    "events": len(chunk),
+                    "failed": failed,
+                    "error_codes": codes,
+                    "run_ids": _run_ids(
+                        c
+                        for c, r in zip(chunk, response.get("Entries", []), strict=False)
+                        if r.get("ErrorCode")
+                    ),
+                },
+            )
         return failed
 
 

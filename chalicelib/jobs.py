@@ -1,4 +1,5 @@
 """The job: its validation from a request body, and its API representation."""
+
 from __future__ import annotations
 
 import re
@@ -27,17 +28,34 @@ NOTIFY_OUTCOMES = ("succeeded", "failed", "missed", "skipped", "retrying")
 
 # Fields a client sets (a PUT replaces all of them); path fields that may be repeated in the
 # body; read-only fields a client may echo back from a GET and that are ignored.
-CLIENT_FIELDS = frozenset({
-    "name", "description", "details", "schedule_expression", "schedule_timezone", "enabled",
-    "modified_by", "starting_deadline_seconds", "concurrency_policy", "max_attempts", "tags",
-    "notify"})
+CLIENT_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "details",
+        "schedule_expression",
+        "schedule_timezone",
+        "enabled",
+        "modified_by",
+        "starting_deadline_seconds",
+        "concurrency_policy",
+        "max_attempts",
+        "tags",
+        "notify",
+    }
+)
 PATH_FIELDS = ("account", "group", "id")
 READ_ONLY_FIELDS = frozenset({"modified_at", "next", "last_run", "version"})
 
 # The body's limits: chalicelib/openapi.json states the same numbers, and
 # tests/test_one_source.py holds it to this table.
-LIMITS = {"name": 256, "description": 4096, "modified_by": 256, "schedule_expression": 256,
-          "schedule_timezone": 64}
+LIMITS = {
+    "name": 256,
+    "description": 4096,
+    "modified_by": 256,
+    "schedule_expression": 256,
+    "schedule_timezone": 64,
+}
 MAX_DETAILS = 50
 MAX_DETAIL_KEY = 128
 MAX_DETAIL_VALUE = 4096
@@ -66,8 +84,9 @@ def iso_or_none(moment: datetime | None) -> str | None:
 def check_segment(kind: str, value: str) -> str:
     """A path segment (`account`, `group`) of the allowed form, else BadRequest."""
     if not SEGMENT.fullmatch(value or ""):
-        raise BadRequest(f"{kind}: must be 1-64 characters of A-Z a-z 0-9 . _ -, "
-                         f"starting with a letter or digit")
+        raise BadRequest(
+            f"{kind}: must be 1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+        )
     return value
 
 
@@ -175,8 +194,9 @@ def _unwrap(body: Any) -> dict[str, Any]:
     return dict(body)
 
 
-def _string(fields: Mapping[str, Any], name: str, *, required: bool = False,
-            default: str = "") -> str:
+def _string(
+    fields: Mapping[str, Any], name: str, *, required: bool = False, default: str = ""
+) -> str:
     value = fields.get(name)
     if value is None:
         if required:
@@ -244,9 +264,11 @@ def _own_account(entry: AccountEntry, details: Mapping[str, str]) -> str | None:
     try:
         return aws.own_account_id()
     except (ClientError, BotoCoreError) as error:
-        raise ServiceUnavailable("could not determine the stack's own AWS account "
-                                 f"(sts GetCallerIdentity: {type(error).__name__}); retry "
-                                 "shortly") from error
+        raise ServiceUnavailable(
+            "could not determine the stack's own AWS account "
+            f"(sts GetCallerIdentity: {type(error).__name__}); retry "
+            "shortly"
+        ) from error
 
 
 def _tags(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
@@ -257,13 +279,18 @@ def _tags(fields: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
         raise BadRequest(f"tags: expected a list of at most {MAX_TAGS} {{key, value}} objects")
     result = []
     for index, tag in enumerate(tags):
-        if (not isinstance(tag, dict) or set(tag) - {"key", "value"}
-                or not isinstance(tag.get("key"), str)
-                or not 1 <= len(tag["key"]) <= MAX_TAG_KEY
-                or not isinstance(tag.get("value", ""), str)
-                or len(tag.get("value", "")) > MAX_TAG_VALUE):
-            raise BadRequest(f"tags[{index}]: expected {{\"key\": 1-{MAX_TAG_KEY} chars, "
-                             f"\"value\": at most {MAX_TAG_VALUE} chars}}")
+        if (
+            not isinstance(tag, dict)
+            or set(tag) - {"key", "value"}
+            or not isinstance(tag.get("key"), str)
+            or not 1 <= len(tag["key"]) <= MAX_TAG_KEY
+            or not isinstance(tag.get("value", ""), str)
+            or len(tag.get("value", "")) > MAX_TAG_VALUE
+        ):
+            raise BadRequest(
+                f'tags[{index}]: expected {{"key": 1-{MAX_TAG_KEY} chars, '
+                f'"value": at most {MAX_TAG_VALUE} chars}}'
+            )
         result.append((tag["key"], tag.get("value", "")))
     return tuple(result)
 
@@ -303,8 +330,16 @@ def _registry_entry(entry: AccountEntry, previous: Job | None) -> str | None:
     return entry.key or None
 
 
-def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
-                     entry: AccountEntry, now: datetime, previous: Job | None = None) -> Job:
+def job_from_request(
+    body: Any,
+    *,
+    account: str,
+    group: str,
+    job_id: str | None,
+    entry: AccountEntry,
+    now: datetime,
+    previous: Job | None = None,
+) -> Job:
     """Validate a POST/PUT body entirely (raising BadRequest) and build the job to store.
 
     `previous` is the stored job for a PUT: it keeps its id, and its schedule anchor unless the
@@ -339,18 +374,35 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
 
     minute = utc_minute(now)
     anchor = minute
-    if previous is not None and previous.anchor is not None and (
+    if (
+        previous is not None
+        and previous.anchor is not None
+        and (
             previous.schedule_expression == expression
             and previous.schedule_timezone == tz
-            and (previous.enabled or not enabled)):
+            and (previous.enabled or not enabled)
+        )
+    ):
         anchor = previous.anchor
     job = Job(
-        account=account, group=group, id=job_id or new_job_id(), name=name,
-        schedule_expression=expression, details=details, description=description,
-        schedule_timezone=tz, enabled=enabled, modified_at=now.replace(microsecond=0),
-        modified_by=modified_by, starting_deadline_seconds=deadline,
-        concurrency_policy=policy, max_attempts=max_attempts, tags=tags, notify=notify,
-        version=(previous.version + 1) if previous else 1, anchor=anchor,
+        account=account,
+        group=group,
+        id=job_id or new_job_id(),
+        name=name,
+        schedule_expression=expression,
+        details=details,
+        description=description,
+        schedule_timezone=tz,
+        enabled=enabled,
+        modified_at=now.replace(microsecond=0),
+        modified_by=modified_by,
+        starting_deadline_seconds=deadline,
+        concurrency_policy=policy,
+        max_attempts=max_attempts,
+        tags=tags,
+        notify=notify,
+        version=(previous.version + 1) if previous else 1,
+        anchor=anchor,
         last_run=previous.last_run if previous else None,
         registry_entry=_registry_entry(entry, previous),
     )
@@ -358,7 +410,8 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
     if enabled:
         next_at = schedule.next_after(minute, anchor)
         schedule_set_anew = previous is None or (
-            previous.schedule_expression != expression or previous.schedule_timezone != tz)
+            previous.schedule_expression != expression or previous.schedule_timezone != tz
+        )
         # An enabled job that could never run is refused like `0 0 30 2 *`; a stored one
         # whose one time has passed stays editable, and a disabled job may keep it.
         if next_at is None and schedule_set_anew:
@@ -368,6 +421,7 @@ def job_from_request(body: Any, *, account: str, group: str, job_id: str | None,
 
 def never_runs_message(minute: datetime) -> str:
     """Why an enabled job's schedule is refused when it has no occurrence after `minute`."""
-    return (f"schedule_expression: no occurrence after {iso(minute)}: "
-            f"an enabled job with this schedule would never run")
-
+    return (
+        f"schedule_expression: no occurrence after {iso(minute)}: "
+        f"an enabled job with this schedule would never run"
+    )

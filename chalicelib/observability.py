@@ -1,4 +1,5 @@
 """Structured logs (Powertools Logger) and CloudWatch EMF metrics (Powertools Metrics)."""
+
 from __future__ import annotations
 
 import logging
@@ -17,10 +18,22 @@ logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "minion"))
 # credentials it returns, and (botocore.auth) the session token it signs with. These loggers
 # stay at INFO whatever the root level (AWS_LAMBDA_LOG_LEVEL, basicConfig): their level is
 # pinned, and a filter drops their DEBUG records even if a level is lowered later.
-PINNED_LOGGERS = ("boto3", "botocore", "botocore.auth", "botocore.credentials",
-                  "botocore.endpoint", "botocore.hooks", "botocore.httpsession",
-                  "botocore.parsers", "botocore.retryhandler", "botocore.utils", "s3transfer",
-                  "urllib3", "urllib3.connection", "urllib3.connectionpool")
+PINNED_LOGGERS = (
+    "boto3",
+    "botocore",
+    "botocore.auth",
+    "botocore.credentials",
+    "botocore.endpoint",
+    "botocore.hooks",
+    "botocore.httpsession",
+    "botocore.parsers",
+    "botocore.retryhandler",
+    "botocore.utils",
+    "s3transfer",
+    "urllib3",
+    "urllib3.connection",
+    "urllib3.connectionpool",
+)
 
 
 class _InfoOrAbove(logging.Filter):
@@ -36,8 +49,9 @@ _INFO_OR_ABOVE = _InfoOrAbove()
 def pin_aws_loggers() -> None:
     """Keep the AWS SDK's and urllib3's loggers (and their children so far) at INFO or above."""
     prefixes = tuple(name + "." for name in PINNED_LOGGERS)
-    names = set(PINNED_LOGGERS) | {name for name in list(logging.root.manager.loggerDict)
-                                   if name.startswith(prefixes)}
+    names = set(PINNED_LOGGERS) | {
+        name for name in list(logging.root.manager.loggerDict) if name.startswith(prefixes)
+    }
     for name in names:
         pinned = logging.getLogger(name)
         if pinned.level < logging.INFO:
@@ -53,8 +67,9 @@ pin_aws_loggers()
 def _metrics() -> Any:
     from aws_lambda_powertools import Metrics
 
-    return Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
-                   service="minion")
+    return Metrics(
+        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE), service="minion"
+    )
 
 
 def metrics() -> Any:
@@ -62,16 +77,18 @@ def metrics() -> Any:
     return _metrics()
 
 
-def emit(name: str, value: float, unit: str = "Count", *, now: bool = False,
-         **dimensions: str) -> None:
+def emit(
+    name: str, value: float, unit: str = "Count", *, now: bool = False, **dimensions: str
+) -> None:
     """Emit one metric: with dimensions or `now`, at once in its own EMF document (for a
     function that never flushes, like the API); else collected until `flush()`."""
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
     collector = metrics()
     if dimensions or now:
-        with single_metric(name=name, unit=getattr(MetricUnit, unit), value=value,
-                           namespace=collector.namespace) as metric:
+        with single_metric(
+            name=name, unit=getattr(MetricUnit, unit), value=value, namespace=collector.namespace
+        ) as metric:
             for key, dimension in dimensions.items():
                 metric.add_dimension(name=key, value=dimension)
     else:
@@ -85,9 +102,13 @@ def emit_now(name: str, value: float, unit: str = "Count") -> None:
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
     collector = metrics()
-    with single_metric(name=name, unit=getattr(MetricUnit, unit), value=value,
-                       namespace=collector.namespace,
-                       default_dimensions={"service": collector.service or "minion"}):
+    with single_metric(
+        name=name,
+        unit=getattr(MetricUnit, unit),
+        value=value,
+        namespace=collector.namespace,
+        default_dimensions={"service": collector.service or "minion"},
+    ):
         pass
 
 

@@ -1,5 +1,6 @@
 """The runs queue (one SQS message per run attempt) and the tick parts queue (one message per
 part of a minute's tick), both sent in checked batches."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,11 @@ class RunMessage:
         for name in ("account", "group", "job_id", "run_id", "trigger", "scheduled_for"):
             if not isinstance(getattr(message, name), str):
                 raise ValueError(f"run message: {name} must be a string")
-        if isinstance(message.attempt, bool) or not isinstance(message.attempt, int) \
-                or not 1 <= message.attempt <= 10:
+        if (
+            isinstance(message.attempt, bool)
+            or not isinstance(message.attempt, int)
+            or not 1 <= message.attempt <= 10
+        ):
             raise ValueError("run message: attempt must be 1-10")
         message._check_names()
         return message
@@ -59,8 +63,7 @@ class RunMessage:
             raise ValueError("run message: job_id is not a job id")
         if self.trigger not in ("schedule", "manual"):
             raise ValueError("run message: trigger must be schedule or manual")
-        if not is_run_id(self.run_id) or self.run_id.endswith("-s") != (
-                self.trigger == "schedule"):
+        if not is_run_id(self.run_id) or self.run_id.endswith("-s") != (self.trigger == "schedule"):
             raise ValueError(f"run message: run_id is not a {self.trigger} run id")
         if self.trigger == "schedule":
             try:
@@ -88,16 +91,23 @@ class RunQueue:
 
     def send(self, message: RunMessage, delay_seconds: int = 0) -> None:
         """Send one message (after `delay_seconds`, at most 900)."""
-        self.client.send_message(QueueUrl=self.url, MessageBody=message.to_body(),
-                                 DelaySeconds=min(max(delay_seconds, 0), 900))
+        self.client.send_message(
+            QueueUrl=self.url,
+            MessageBody=message.to_body(),
+            DelaySeconds=min(max(delay_seconds, 0), 900),
+        )
 
     def release(self, receipt_handles: Sequence[str]) -> None:
         """Make received messages visible again at once (best effort: else they come back
         after the queue's visibility timeout)."""
         for batch in batches(receipt_handles):
-            self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=[
-                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-                for i, handle in enumerate(batch)])
+            self.client.change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                    for i, handle in enumerate(batch)
+                ],
+            )
 
     def send_batch(self, messages: Sequence[RunMessage]) -> list[RunMessage]:
         """Send up to 10 messages; the ones still failing after retries are returned.
@@ -109,10 +119,13 @@ class RunQueue:
         for _ in range(SEND_ROUNDS):
             if not pending:
                 break
-            result = self.client.send_message_batch(QueueUrl=self.url, Entries=[
-                {"Id": i, "MessageBody": m.to_body()} for i, m in pending.items()])
-            pending = {f["Id"]: pending[f["Id"]] for f in result.get("Failed", [])
-                       if f["Id"] in pending}
+            result = self.client.send_message_batch(
+                QueueUrl=self.url,
+                Entries=[{"Id": i, "MessageBody": m.to_body()} for i, m in pending.items()],
+            )
+            pending = {
+                f["Id"]: pending[f["Id"]] for f in result.get("Failed", []) if f["Id"] in pending
+            }
         return list(pending.values())
 
 
@@ -128,8 +141,9 @@ class TickPart:
 
     def to_body(self) -> str:
         """The message body (JSON)."""
-        return json.dumps({"minute": self.minute, "shards": list(self.shards)},
-                          separators=(",", ":"))
+        return json.dumps(
+            {"minute": self.minute, "shards": list(self.shards)}, separators=(",", ":")
+        )
 
     def moment(self) -> datetime:
         """The minute as a UTC datetime."""
@@ -150,9 +164,14 @@ class TickPart:
             raise ValueError("tick part: minute is not a UTC time") from None
         if moment.second:
             raise ValueError("tick part: minute has seconds")
-        if not isinstance(shards, list) or not shards or not all(
+        if (
+            not isinstance(shards, list)
+            or not shards
+            or not all(
                 isinstance(n, int) and not isinstance(n, bool) and 0 <= n < MAX_SHARD
-                for n in shards):
+                for n in shards
+            )
+        ):
             raise ValueError(f"tick part: shards must be a non-empty list of 0-{MAX_SHARD - 1}")
         return cls(minute=minute, shards=tuple(shards))
 
@@ -180,10 +199,15 @@ class TickPartQueue:
             for _ in range(SEND_ROUNDS):
                 if not pending:
                     break
-                result = self.client.send_message_batch(QueueUrl=self.url, Entries=[
-                    {"Id": i, "MessageBody": p.to_body()} for i, p in pending.items()])
-                pending = {f["Id"]: pending[f["Id"]] for f in result.get("Failed", [])
-                           if f["Id"] in pending}
+                result = self.client.send_message_batch(
+                    QueueUrl=self.url,
+                    Entries=[{"Id": i, "MessageBody": p.to_body()} for i, p in pending.items()],
+                )
+                pending = {
+                    f["Id"]: pending[f["Id"]]
+                    for f in result.get("Failed", [])
+                    if f["Id"] in pending
+                }
             left.extend(pending.values())
         return left
 

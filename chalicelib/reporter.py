@@ -10,6 +10,7 @@ endpoint URL is a credential: it is never logged):
 
 (or the endpoint URL alone, as the secret's whole text).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,20 @@ from .observability import emit_now, logger
 TIMEOUT_SECONDS = 5.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-VERBS = {"succeeded": "succeeded", "failed": "failed", "missed": "was missed",
-         "skipped": "was skipped", "retrying": "failed and will be retried"}
-MARKS = {"succeeded": ":white_check_mark:", "failed": ":x:", "missed": ":warning:",
-         "skipped": ":fast_forward:", "retrying": ":repeat:"}
+VERBS = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "missed": "was missed",
+    "skipped": "was skipped",
+    "retrying": "failed and will be retried",
+}
+MARKS = {
+    "succeeded": ":white_check_mark:",
+    "failed": ":x:",
+    "missed": ":warning:",
+    "skipped": ":fast_forward:",
+    "retrying": ":repeat:",
+}
 
 
 class ReporterConfigError(ValueError):
@@ -65,14 +76,17 @@ class WebhookConfig:
             raise ReporterConfigError("webhook secret: endpoint: required")
         parts = urlsplit(endpoint)
         # https only, but for a server on this machine (the local stack, the tests).
-        if not (parts.scheme == "https" or (parts.scheme == "http"
-                                             and parts.hostname in LOOPBACK)):
+        if not (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK)):
             raise ReporterConfigError("webhook secret: endpoint: expected an https:// URL")
         for name in ("channel", "username", "icon"):
             if fields.get(name) is not None and not isinstance(fields[name], str):
                 raise ReporterConfigError(f"webhook secret: {name}: expected a string")
-        return cls(endpoint=endpoint, channel=fields.get("channel") or None,
-                   username=fields.get("username") or None, icon=fields.get("icon") or None)
+        return cls(
+            endpoint=endpoint,
+            channel=fields.get("channel") or None,
+            username=fields.get("username") or None,
+            icon=fields.get("icon") or None,
+        )
 
 
 def message_text(detail: Mapping[str, Any]) -> str:
@@ -80,9 +94,11 @@ def message_text(detail: Mapping[str, Any]) -> str:
     status = str(detail.get("status", ""))
     name = detail.get("job_name") or detail.get("job_id")
     where = f"{detail.get('account')}/{detail.get('group')}"
-    text = (f"{MARKS.get(status, ':grey_question:')} minion: job *{name}* ({where}) "
-            f"{VERBS.get(status, status)}: run {detail.get('run_id')} scheduled for "
-            f"{detail.get('scheduled_for')}, attempt {detail.get('attempts')}")
+    text = (
+        f"{MARKS.get(status, ':grey_question:')} minion: job *{name}* ({where}) "
+        f"{VERBS.get(status, status)}: run {detail.get('run_id')} scheduled for "
+        f"{detail.get('scheduled_for')}, attempt {detail.get('attempts')}"
+    )
     if detail.get("error"):
         code = f"{detail['error_code']}: " if detail.get("error_code") else ""
         text += f"\n> {code}{detail['error']}"
@@ -99,17 +115,20 @@ def webhook_body(detail: Mapping[str, Any], config: WebhookConfig) -> dict[str, 
     if config.username:
         body["username"] = config.username
     if config.icon:
-        body["icon_url" if config.icon.startswith(("http://", "https://")) else "icon_emoji"] = \
+        body["icon_url" if config.icon.startswith(("http://", "https://")) else "icon_emoji"] = (
             config.icon
+        )
     return body
 
 
-def post(config: WebhookConfig, body: Mapping[str, Any],
-         timeout: float = TIMEOUT_SECONDS) -> None:
+def post(config: WebhookConfig, body: Mapping[str, Any], timeout: float = TIMEOUT_SECONDS) -> None:
     """POST the body as JSON; WebhookFailed (naming the status, never the URL) otherwise."""
     request = urllib.request.Request(
-        config.endpoint, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "minion-reporter"})
+        config.endpoint,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "minion-reporter"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read(1024)
@@ -131,24 +150,34 @@ class Reporter:
         """Post one EventBridge event; the body posted (None for an event that is not a run's)."""
         detail = event.get("detail")
         if not isinstance(detail, Mapping) or "run_id" not in detail:
-            logger.warning("not a run event; ignored", extra={
-                "detail_type": event.get("detail-type"), "source": event.get("source")})
+            logger.warning(
+                "not a run event; ignored",
+                extra={"detail_type": event.get("detail-type"), "source": event.get("source")},
+            )
             return None
         config = self.config()
         body = webhook_body(detail, config)
         try:
             post(config, body, self.timeout)
         except WebhookFailed as error:
-            logger.error("run event not reported", extra={
-                "reason": str(error), "run_id": detail.get("run_id"),
-                "job_id": detail.get("job_id"), "status": detail.get("status")})
+            logger.error(
+                "run event not reported",
+                extra={
+                    "reason": str(error),
+                    "run_id": detail.get("run_id"),
+                    "job_id": detail.get("job_id"),
+                    "status": detail.get("status"),
+                },
+            )
             try:
                 emit_now("WebhookFailures", 1)
             except Exception:
                 logger.exception("metric not emitted", extra={"metric": "WebhookFailures"})
             raise
-        logger.info("run event reported", extra={"run_id": detail.get("run_id"),
-                                                  "status": detail.get("status")})
+        logger.info(
+            "run event reported",
+            extra={"run_id": detail.get("run_id"), "status": detail.get("status")},
+        )
         return body
 
 
@@ -167,8 +196,9 @@ def _secret_config() -> WebhookConfig:
     return WebhookConfig.parse(value)
 
 
-def handle_event(event: dict[str, Any], context: Any = None,
-                 reporter: Reporter | None = None) -> dict[str, Any]:
+def handle_event(
+    event: dict[str, Any], context: Any = None, reporter: Reporter | None = None
+) -> dict[str, Any]:
     """The reporter Lambda's entry point: raises when the webhook failed (Lambda retries)."""
     reporter = reporter or Reporter(_secret_config)
     body = reporter.report(event)

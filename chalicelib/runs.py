@@ -1,4 +1,5 @@
 """Runs: one execution of a job for one occurrence (or one run-now), and its record."""
+
 from __future__ import annotations
 
 import re
@@ -44,8 +45,7 @@ def manual_run_id(now: datetime) -> str:
     global _last_manual
     with _manual_lock:
         # The random start leaves half the counter's range free for increments.
-        value = (utc.microsecond // 1000) << _SEQUENCE_BITS | secrets.randbits(
-            _SEQUENCE_BITS - 1)
+        value = (utc.microsecond // 1000) << _SEQUENCE_BITS | secrets.randbits(_SEQUENCE_BITS - 1)
         last_second, last_value = _last_manual
         if last_second == second and value <= last_value:
             value = last_value + 1
@@ -94,10 +94,17 @@ class Run:
     def to_api(self) -> dict[str, Any]:
         """The run record of the API."""
         body: dict[str, Any] = {
-            "run_id": self.run_id, "job_id": self.job_id, "account": self.account,
-            "group": self.group, "trigger": self.trigger, "scheduled_for": self.scheduled_for,
-            "queued_at": self.queued_at, "started_at": self.started_at,
-            "finished_at": self.finished_at, "status": self.status, "attempts": self.attempts,
+            "run_id": self.run_id,
+            "job_id": self.job_id,
+            "account": self.account,
+            "group": self.group,
+            "trigger": self.trigger,
+            "scheduled_for": self.scheduled_for,
+            "queued_at": self.queued_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "status": self.status,
+            "attempts": self.attempts,
         }
         if self.output is not None:
             body["output"] = self.output
@@ -111,8 +118,12 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         """The `last_run` summary copied onto the job."""
-        summary: dict[str, Any] = {"run_id": self.run_id, "status": self.status,
-                   "scheduled_for": self.scheduled_for, "finished_at": self.finished_at}
+        summary: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "scheduled_for": self.scheduled_for,
+            "finished_at": self.finished_at,
+        }
         if self.output is not None:
             summary["output"] = truncate(self.output, 256)
         if self.error is not None:

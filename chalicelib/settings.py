@@ -1,4 +1,5 @@
 """The service's configuration: one frozen object built once from the environment."""
+
 from __future__ import annotations
 
 import json
@@ -126,8 +127,9 @@ class Settings:
             shards=_int(env, "MINION_SHARDS", 16, 1, 1000),
             tick_parallelism=_int(env, "MINION_TICK_PARALLELISM", 8, 1, 64),
             tick_parts=_int(env, "MINION_TICK_PARTS", 4, 1, 1000),
-            tick_parts_queue_name=env.get("MINION_TICK_PARTS_QUEUE_NAME",
-                                          DEFAULT_TICK_PARTS_QUEUE_NAME),
+            tick_parts_queue_name=env.get(
+                "MINION_TICK_PARTS_QUEUE_NAME", DEFAULT_TICK_PARTS_QUEUE_NAME
+            ),
             tick_parts_queue_url=env.get("MINION_TICK_PARTS_QUEUE_URL") or None,
             tokens_text=env.get("MINION_TOKENS", "").strip(),
             tokens_secret_id=env.get("MINION_TOKENS_SECRET_ID") or None,

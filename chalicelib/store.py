@@ -23,6 +23,7 @@ Watch index `leases` (sparse, sharded): partition `lease_watch` = `LEASE#<n>`, s
 `lease_until`. Only runs claimed from a message delivered again or a later attempt carry
 `lease_watch` (the sweep finishes them if their worker dies); a first delivery never does.
 """
+
 from __future__ import annotations
 
 import functools
@@ -54,15 +55,32 @@ BATCH_WRITE_LIMIT = 25
 BATCH_ROUNDS = 6
 HISTORY_PAGE = 10  # newest runs read to derive a job's `next` and `last_run`
 WORKER_STATUSES = ("succeeded", "failed", "skipped")  # the outcomes `last_run` shows
-THROTTLING_CODES = frozenset({
-    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "InternalServerError", "ServiceUnavailable", "LimitExceededException"})
-TRANSIENT_CANCELLATIONS = frozenset({"ThrottlingError", "TransactionConflict",
-                                     "ProvisionedThroughputExceeded"})
+THROTTLING_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "LimitExceededException",
+    }
+)
+TRANSIENT_CANCELLATIONS = frozenset(
+    {"ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"}
+)
 # The tick reads only these from the index: enough to decide the occurrence and build the
 # message; the worker re-reads the whole job.
-DUE_PROJECTION = ["account", "group", "id", "schedule_expression", "schedule_timezone",
-                  "anchor", "starting_deadline_seconds", "due_at", "enabled"]
+DUE_PROJECTION = [
+    "account",
+    "group",
+    "id",
+    "schedule_expression",
+    "schedule_timezone",
+    "anchor",
+    "starting_deadline_seconds",
+    "due_at",
+    "enabled",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -113,38 +131,45 @@ class DueEntry:
 
     def to_item(self) -> dict[str, Any]:
         """The item (about 120 bytes: one write unit to put, one to delete)."""
-        item = to_item({"account": self.account, "group": self.group, "id": self.job_id,
-                        "version": self.version})
+        item = to_item(
+            {
+                "account": self.account,
+                "group": self.group,
+                "id": self.job_id,
+                "version": self.version,
+            }
+        )
         item.update(self.key())
         return item
 
     def moved_to(self, next_at: datetime) -> DueEntry:
         """The same job and version at its next occurrence."""
-        return DueEntry(self.shard, next_at, self.account, self.group, self.job_id,
-                        self.version)
+        return DueEntry(self.shard, next_at, self.account, self.group, self.job_id, self.version)
 
 
 def due_key(shard: int, due_at: datetime, job_id: str, version: int) -> dict[str, Any]:
     """The primary key of a due item: the shard's partition, sorted by time."""
-    return {"pk": {"S": f"DUE#{shard}"},
-            "sk": {"S": f"{_epoch(due_at):011d}#{job_id}#{version}"}}
+    return {"pk": {"S": f"DUE#{shard}"}, "sk": {"S": f"{_epoch(due_at):011d}#{job_id}#{version}"}}
 
 
 def due_entry_of(job: Job, shards: int) -> DueEntry | None:
     """The due item a job written through the API needs (None: disabled or never again)."""
     if not job.enabled or job.next is None:
         return None
-    return DueEntry(shard_of(job.id, shards), job.next, job.account, job.group, job.id,
-                    job.version)
+    return DueEntry(shard_of(job.id, shards), job.next, job.account, job.group, job.id, job.version)
 
 
 def due_entry_from_item(item: Mapping[str, Any]) -> DueEntry:
     """A due item as a DueEntry."""
     v = from_item(item)
-    return DueEntry(shard=int(v["pk"][len("DUE#"):]),
-                    due_at=datetime.fromtimestamp(int(v["sk"].split("#", 1)[0]), tz=UTC),
-                    account=v["account"], group=v["group"], job_id=v["id"],
-                    version=int(v["version"]))
+    return DueEntry(
+        shard=int(v["pk"][len("DUE#") :]),
+        due_at=datetime.fromtimestamp(int(v["sk"].split("#", 1)[0]), tz=UTC),
+        account=v["account"],
+        group=v["group"],
+        job_id=v["id"],
+        version=int(v["version"]),
+    )
 
 
 def is_condition_failure(error: ClientError) -> bool:
@@ -164,8 +189,10 @@ def _unavailable(error: ClientError) -> bool:
         # condition: worth a retry, not a 409/412.
         reasons = {r.get("Code") for r in error.response.get("CancellationReasons") or []}
         return bool(reasons & TRANSIENT_CANCELLATIONS)
-    return error_code(error) in THROTTLING_CODES or error.response.get(
-        "ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+    return (
+        error_code(error) in THROTTLING_CODES
+        or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+    )
 
 
 def conditional(call: Callable[..., Any], **request: Any) -> bool:
@@ -191,6 +218,7 @@ def translated(method: F) -> F:
                 if _unavailable(error):
                     raise ServiceUnavailable("the job store is busy; retry shortly") from error
                 raise
+
         return generator  # type: ignore[return-value]
 
     @functools.wraps(method)
@@ -201,6 +229,7 @@ def translated(method: F) -> F:
             if _unavailable(error):
                 raise ServiceUnavailable("the job store is busy; retry shortly") from error
             raise
+
     return wrapper  # type: ignore[return-value]
 
 
@@ -208,15 +237,23 @@ def job_to_item(job: Job, shards: int) -> dict[str, Any]:
     """A job as a DynamoDB item; `due_at` is its next occurrence as of this write (the due
     item is what the tick reads)."""
     values: dict[str, Any] = {
-        "type": "job", "account": job.account, "group": job.group, "id": job.id,
-        "name": job.name, "description": job.description, "details": dict(job.details),
+        "type": "job",
+        "account": job.account,
+        "group": job.group,
+        "id": job.id,
+        "name": job.name,
+        "description": job.description,
+        "details": dict(job.details),
         "schedule_expression": job.schedule_expression,
-        "schedule_timezone": job.schedule_timezone, "enabled": job.enabled,
+        "schedule_timezone": job.schedule_timezone,
+        "enabled": job.enabled,
         "modified_at": job.modified_at.strftime("%Y-%m-%dT%H:%M:%SZ") if job.modified_at else None,
-        "modified_by": job.modified_by, "version": job.version,
+        "modified_by": job.modified_by,
+        "version": job.version,
         "anchor": _epoch(job.anchor) if job.anchor else None,
         "starting_deadline_seconds": job.starting_deadline_seconds,
-        "concurrency_policy": job.concurrency_policy, "max_attempts": job.max_attempts,
+        "concurrency_policy": job.concurrency_policy,
+        "max_attempts": job.max_attempts,
         "tags": [{"key": k, "value": v} for k, v in job.tags] if job.tags is not None else None,
         "notify": list(job.notify) if job.notify is not None else None,
         "last_run": dict(job.last_run) if job.last_run else None,
@@ -235,31 +272,53 @@ def job_from_item(item: Mapping[str, Any]) -> Job:
     v = from_item(item)
     tags = v.get("tags")
     return Job(
-        account=v["account"], group=v["group"], id=v["id"], name=v.get("name", ""),
-        schedule_expression=v.get("schedule_expression", ""), details=v.get("details", {}),
-        description=v.get("description", ""), schedule_timezone=v.get("schedule_timezone", "UTC"),
-        enabled=v.get("enabled", False), modified_at=_parse_iso(v.get("modified_at")),
+        account=v["account"],
+        group=v["group"],
+        id=v["id"],
+        name=v.get("name", ""),
+        schedule_expression=v.get("schedule_expression", ""),
+        details=v.get("details", {}),
+        description=v.get("description", ""),
+        schedule_timezone=v.get("schedule_timezone", "UTC"),
+        enabled=v.get("enabled", False),
+        modified_at=_parse_iso(v.get("modified_at")),
         modified_by=v.get("modified_by", ""),
         starting_deadline_seconds=v.get("starting_deadline_seconds"),
-        concurrency_policy=v.get("concurrency_policy"), max_attempts=v.get("max_attempts"),
+        concurrency_policy=v.get("concurrency_policy"),
+        max_attempts=v.get("max_attempts"),
         tags=tuple((t["key"], t["value"]) for t in tags) if tags is not None else None,
         notify=tuple(v["notify"]) if v.get("notify") is not None else None,
-        version=v.get("version", 1), anchor=_from_epoch(v.get("anchor")),
-        next=_from_epoch(v.get("due_at")), last_run=v.get("last_run"),
+        version=v.get("version", 1),
+        anchor=_from_epoch(v.get("anchor")),
+        next=_from_epoch(v.get("due_at")),
+        last_run=v.get("last_run"),
         registry_entry=v.get("registry_entry"),
     )
 
 
 def run_to_item(run: Run, expires_at: int) -> dict[str, Any]:
     """A run as a DynamoDB item, expiring (TTL) at `expires_at`."""
-    item = to_item({
-        "type": "run", "run_id": run.run_id, "job_id": run.job_id, "account": run.account,
-        "group": run.group, "trigger": run.trigger, "scheduled_for": run.scheduled_for,
-        "status": run.status, "queued_at": run.queued_at, "started_at": run.started_at,
-        "finished_at": run.finished_at, "attempts": run.attempts, "output": run.output,
-        "error": run.error, "error_code": run.error_code, "data": dict(run.data) or None,
-        "expires_at": expires_at,
-    })
+    item = to_item(
+        {
+            "type": "run",
+            "run_id": run.run_id,
+            "job_id": run.job_id,
+            "account": run.account,
+            "group": run.group,
+            "trigger": run.trigger,
+            "scheduled_for": run.scheduled_for,
+            "status": run.status,
+            "queued_at": run.queued_at,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "attempts": run.attempts,
+            "output": run.output,
+            "error": run.error,
+            "error_code": run.error_code,
+            "data": dict(run.data) or None,
+            "expires_at": expires_at,
+        }
+    )
     item.update(run_key(run.job_id, run.run_id))
     return item
 
@@ -268,11 +327,20 @@ def run_from_item(item: Mapping[str, Any]) -> Run:
     """A run item as a Run."""
     v = from_item(item)
     return Run(
-        run_id=v["run_id"], job_id=v["job_id"], account=v["account"], group=v["group"],
-        trigger=v["trigger"], scheduled_for=v["scheduled_for"], status=v["status"],
-        queued_at=v.get("queued_at"), started_at=v.get("started_at"),
-        finished_at=v.get("finished_at"), attempts=v.get("attempts", 0),
-        output=v.get("output"), error=v.get("error"), error_code=v.get("error_code"),
+        run_id=v["run_id"],
+        job_id=v["job_id"],
+        account=v["account"],
+        group=v["group"],
+        trigger=v["trigger"],
+        scheduled_for=v["scheduled_for"],
+        status=v["status"],
+        queued_at=v.get("queued_at"),
+        started_at=v.get("started_at"),
+        finished_at=v.get("finished_at"),
+        attempts=v.get("attempts", 0),
+        output=v.get("output"),
+        error=v.get("error"),
+        error_code=v.get("error_code"),
         data=v.get("data") or {},
     )
 
@@ -307,8 +375,9 @@ def _enabled_delta(before: bool | None, after: bool | None) -> dict[str, int]:
 
 def _counts(item: Mapping[str, Any]) -> dict[str, int]:
     """The `enabled`/`disabled` numbers of an account's counter item."""
-    return {state: int(item[state]["N"]) if state in item else 0
-            for state in ("enabled", "disabled")}
+    return {
+        state: int(item[state]["N"]) if state in item else 0 for state in ("enabled", "disabled")
+    }
 
 
 @dataclass(frozen=True)
@@ -354,8 +423,14 @@ def _lease_of(item: Mapping[str, Any] | None) -> tuple[str, int] | None:
 class Store:
     """Jobs, runs and counters in one DynamoDB table, through a low-level client."""
 
-    def __init__(self, client: Any, table_name: str, shards: int,
-                 run_retention_days: int = 30, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        shards: int,
+        run_retention_days: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.table = table_name
         self.shards = shards
@@ -365,13 +440,17 @@ class Store:
     # --- jobs -------------------------------------------------------------------------------
 
     def _counter_update(self, account: str, delta: Mapping[str, int]) -> dict[str, Any]:
-        return {"Update": {
-            "TableName": self.table,
-            "Key": {"pk": {"S": METRICS_PK}, "sk": {"S": f"JOBS#{account}"}},
-            "UpdateExpression": "ADD enabled :e, disabled :d",
-            "ExpressionAttributeValues": {":e": {"N": str(delta["enabled"])},
-                                          ":d": {"N": str(delta["disabled"])}},
-        }}
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": METRICS_PK}, "sk": {"S": f"JOBS#{account}"}},
+                "UpdateExpression": "ADD enabled :e, disabled :d",
+                "ExpressionAttributeValues": {
+                    ":e": {"N": str(delta["enabled"])},
+                    ":d": {"N": str(delta["disabled"])},
+                },
+            }
+        }
 
     def _due_put(self, job: Job) -> list[dict[str, Any]]:
         """The transaction action that writes the due item of a job's new version, if any."""
@@ -384,12 +463,19 @@ class Store:
     def create_job(self, job: Job) -> None:
         """Store a new job; Conflict if its id is already taken."""
         try:
-            self.client.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self.table, "Item": job_to_item(job, self.shards),
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
-                self._counter_update(job.account, _enabled_delta(None, job.enabled)),
-                *self._due_put(job),
-            ])
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": job_to_item(job, self.shards),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    self._counter_update(job.account, _enabled_delta(None, job.enabled)),
+                    *self._due_put(job),
+                ]
+            )
         except ClientError as error:
             if is_condition_failure(error):
                 raise Conflict(f"job {job.id} already exists") from None
@@ -413,17 +499,22 @@ class Store:
         return self._with_history(job_from_item(item), shard, newest)
 
     def _get_job_item(self, account: str, group: str, job_id: str) -> dict[str, Any]:
-        item = self.client.get_item(TableName=self.table, Key=job_key(account, group, job_id),
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table, Key=job_key(account, group, job_id), ConsistentRead=True
+        ).get("Item")
         if item is None:
             raise NotFound(f"job not found: {group}/{job_id}")
         return cast(dict[str, Any], item)
 
     def _newest_runs(self, job_id: str) -> list[Run]:
         page = self.client.query(
-            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
             ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":r": {"S": "RUN#"}},
-            ScanIndexForward=False, Limit=HISTORY_PAGE, ConsistentRead=True)
+            ScanIndexForward=False,
+            Limit=HISTORY_PAGE,
+            ConsistentRead=True,
+        )
         return [run_from_item(i) for i in page.get("Items", [])]
 
     def _with_history(self, job: Job, shard: int | None, runs: list[Run]) -> Job:
@@ -435,8 +526,7 @@ class Store:
         after the stored one once the tick has taken its due item), and `last_run` the newest
         run the worker finished (else what an older version stored).
         """
-        last_run = next((r.summary() for r in runs if r.status in WORKER_STATUSES),
-                        job.last_run)
+        last_run = next((r.summary() for r in runs if r.status in WORKER_STATUSES), job.last_run)
         next_at = job.next
         newest = next((r for r in runs if r.trigger == "schedule"), None)
         occurrence = _parse_iso(newest.scheduled_for) if newest else None
@@ -449,8 +539,9 @@ class Store:
             # Its time has come: if the tick took the due item (its run not yet claimed),
             # the job has moved on.
             key = due_key(shard, next_at, job.id, job.version)
-            if "Item" not in self.client.get_item(TableName=self.table, Key=key,
-                                                  ConsistentRead=True, ProjectionExpression="pk"):
+            if "Item" not in self.client.get_item(
+                TableName=self.table, Key=key, ConsistentRead=True, ProjectionExpression="pk"
+            ):
                 try:
                     next_at = job.next_after(next_at)
                 except ScheduleError:
@@ -463,17 +554,27 @@ class Store:
         prefix = "JOB#" if group is None else f"JOB#{group}#"
         names = []
         for item in self._query(
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={":pk": {"S": f"ACCOUNT#{account}"},
-                                           ":prefix": {"S": prefix}},
-                ProjectionExpression="sk"):
-            rest = item["sk"]["S"][len(prefix):]
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"ACCOUNT#{account}"},
+                ":prefix": {"S": prefix},
+            },
+            ProjectionExpression="sk",
+        ):
+            rest = item["sk"]["S"][len(prefix) :]
             names.append(rest.replace("#", "/", 1) if group is None else rest)
         return sorted(names)
 
     @translated
-    def jobs_page(self, account: str, group: str | None, limit: int, after: str | None = None,
-                  *, full: bool = False) -> tuple[list[Any], str | None]:
+    def jobs_page(
+        self,
+        account: str,
+        group: str | None,
+        limit: int,
+        after: str | None = None,
+        *,
+        full: bool = False,
+    ) -> tuple[list[Any], str | None]:
         """One page of an account's (or a group's) jobs in key order (group, then id): names
         as `list_jobs` gives them, or Jobs when `full`; and the position to continue after
         (None on the last page). One Query of at most `limit` + 1 items (and DynamoDB's 1 MB),
@@ -482,14 +583,19 @@ class Store:
         query: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": {"S": f"ACCOUNT#{account}"},
-                                          ":prefix": {"S": prefix}},
-            "Limit": limit + 1}
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"ACCOUNT#{account}"},
+                ":prefix": {"S": prefix},
+            },
+            "Limit": limit + 1,
+        }
         if not full:
             query["ProjectionExpression"] = "sk"
         if after is not None:
-            query["ExclusiveStartKey"] = {"pk": {"S": f"ACCOUNT#{account}"},
-                                          "sk": {"S": prefix + after}}
+            query["ExclusiveStartKey"] = {
+                "pk": {"S": f"ACCOUNT#{account}"},
+                "sk": {"S": prefix + after},
+            }
         page = self.client.query(**query)
         items = page.get("Items", [])
         if len(items) > limit:
@@ -499,9 +605,9 @@ class Store:
         if full:
             found: list[Any] = [job_from_item(item) for item in items]
         else:
-            rests = [item["sk"]["S"][len(prefix):] for item in items]
+            rests = [item["sk"]["S"][len(prefix) :] for item in items]
             found = [r.replace("#", "/", 1) if group is None else r for r in rests]
-        return found, None if last is None else last[len(prefix):]
+        return found, None if last is None else last[len(prefix) :]
 
     @translated
     def replace_job(self, job: Job, previous: Job) -> None:
@@ -514,10 +620,26 @@ class Store:
         names: dict[str, str] = {}
         values: dict[str, Any] = {":expected": {"N": str(previous.version)}}
         sets, removes = [], []
-        managed = ("name", "description", "details", "schedule_expression", "schedule_timezone",
-                   "enabled", "modified_at", "modified_by", "version", "anchor",
-                   "starting_deadline_seconds", "concurrency_policy", "max_attempts", "tags",
-                   "notify", "due_shard", "due_at", "due_part")
+        managed = (
+            "name",
+            "description",
+            "details",
+            "schedule_expression",
+            "schedule_timezone",
+            "enabled",
+            "modified_at",
+            "modified_by",
+            "version",
+            "anchor",
+            "starting_deadline_seconds",
+            "concurrency_policy",
+            "max_attempts",
+            "tags",
+            "notify",
+            "due_shard",
+            "due_at",
+            "due_part",
+        )
         for index, attribute in enumerate(managed):
             names[f"#a{index}"] = attribute
             if attribute in item:
@@ -527,33 +649,47 @@ class Store:
                 removes.append(f"#a{index}")
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         names["#version"] = "version"
-        update = {"Update": {
-            "TableName": self.table, "Key": job_key(job.account, job.group, job.id),
-            "UpdateExpression": expression, "ConditionExpression": "#version = :expected",
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+        update = {
+            "Update": {
+                "TableName": self.table,
+                "Key": job_key(job.account, job.group, job.id),
+                "UpdateExpression": expression,
+                "ConditionExpression": "#version = :expected",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
         actions = [update, *self._due_put(job)]
         if job.enabled != previous.enabled:
-            actions.append(self._counter_update(
-                job.account, _enabled_delta(previous.enabled, job.enabled)))
+            actions.append(
+                self._counter_update(job.account, _enabled_delta(previous.enabled, job.enabled))
+            )
         try:
             self.client.transact_write_items(TransactItems=actions)
         except ClientError as error:
             if is_condition_failure(error):
                 raise PreconditionFailed(
-                    f"job {job.id} was changed by another request; read it again") from None
+                    f"job {job.id} was changed by another request; read it again"
+                ) from None
             raise
 
     @translated
     def delete_job(self, job: Job) -> None:
         """Delete the job as it was read; PreconditionFailed if it changed meanwhile."""
         try:
-            self.client.transact_write_items(TransactItems=[
-                {"Delete": {"TableName": self.table,
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self.table,
                             "Key": job_key(job.account, job.group, job.id),
                             "ConditionExpression": "version = :v",
-                            "ExpressionAttributeValues": {":v": {"N": str(job.version)}}}},
-                self._counter_update(job.account, _enabled_delta(job.enabled, None)),
-            ])
+                            "ExpressionAttributeValues": {":v": {"N": str(job.version)}},
+                        }
+                    },
+                    self._counter_update(job.account, _enabled_delta(job.enabled, None)),
+                ]
+            )
         except ClientError as error:
             if is_condition_failure(error):
                 raise PreconditionFailed(f"job {job.id} was changed by another request") from None
@@ -565,24 +701,36 @@ class Store:
         """Delete every job of a group, however many; the number deleted."""
         deleted = 0
         for _ in range(100):  # each round deletes what it read; a racing write costs a round
-            items = list(self._query(
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues={":pk": {"S": f"ACCOUNT#{account}"},
-                                           ":prefix": {"S": f"JOB#{group}#"}},
-                ProjectionExpression="pk, sk, version, enabled"))
+            items = list(
+                self._query(
+                    KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                    ExpressionAttributeValues={
+                        ":pk": {"S": f"ACCOUNT#{account}"},
+                        ":prefix": {"S": f"JOB#{group}#"},
+                    },
+                    ProjectionExpression="pk, sk, version, enabled",
+                )
+            )
             if not items:
                 if deleted:
                     self._drop_empty_counter(account)
                 return deleted
             chunk_size = TRANSACT_LIMIT - 1
             for start in range(0, len(items), chunk_size):
-                chunk = items[start:start + chunk_size]
+                chunk = items[start : start + chunk_size]
                 flags = [from_attr(i["enabled"]) if "enabled" in i else False for i in chunk]
                 delta = {"enabled": -sum(flags), "disabled": -(len(flags) - sum(flags))}
-                actions = [{"Delete": {
-                    "TableName": self.table, "Key": {"pk": i["pk"], "sk": i["sk"]},
-                    "ConditionExpression": "version = :v",
-                    "ExpressionAttributeValues": {":v": i["version"]}}} for i in chunk]
+                actions = [
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": {"pk": i["pk"], "sk": i["sk"]},
+                            "ConditionExpression": "version = :v",
+                            "ExpressionAttributeValues": {":v": i["version"]},
+                        }
+                    }
+                    for i in chunk
+                ]
                 actions.append(self._counter_update(account, delta))
                 try:
                     self.client.transact_write_items(TransactItems=actions)
@@ -598,9 +746,12 @@ class Store:
     def due_entries(self, shard: int, up_to: datetime) -> Iterator[DueEntry]:
         """Due items of one shard at or before `up_to` (all pages), oldest first."""
         for item in self._query(
-                KeyConditionExpression="pk = :pk AND sk < :bound",
-                ExpressionAttributeValues={":pk": {"S": f"DUE#{shard}"},
-                                           ":bound": {"S": f"{_epoch(up_to) + 1:011d}"}}):
+            KeyConditionExpression="pk = :pk AND sk < :bound",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"DUE#{shard}"},
+                ":bound": {"S": f"{_epoch(up_to) + 1:011d}"},
+            },
+        ):
             yield due_entry_from_item(item)
 
     @translated
@@ -614,8 +765,9 @@ class Store:
         keys = list(dict.fromkeys(names))
         found: dict[tuple[str, str, str], Job] = {}
         for start in range(0, len(keys), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {self.table: {
-                "Keys": [job_key(*k) for k in keys[start:start + BATCH_GET_LIMIT]]}}
+            request: dict[str, Any] = {
+                self.table: {"Keys": [job_key(*k) for k in keys[start : start + BATCH_GET_LIMIT]]}
+            }
             for round_ in range(BATCH_ROUNDS):
                 answer = self.client.batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self.table, []):
@@ -624,7 +776,7 @@ class Store:
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                time.sleep(0.05 * 2 ** round_)
+                time.sleep(0.05 * 2**round_)
             else:
                 raise ServiceUnavailable("the job store is busy; retry shortly")
         return found
@@ -634,17 +786,18 @@ class Store:
         """Write due items, 25 a call; the ones still unwritten after retries."""
         unique = {e.key()["sk"]["S"] + e.key()["pk"]["S"]: e for e in entries}
         return self._batch_write(
-            [(e, {"PutRequest": {"Item": e.to_item()}}) for e in unique.values()])
+            [(e, {"PutRequest": {"Item": e.to_item()}}) for e in unique.values()]
+        )
 
     @translated
     def delete_due(self, entries: Sequence[DueEntry]) -> list[DueEntry]:
         """Delete due items, 25 a call; the ones still not deleted after retries."""
         unique = {e.key()["sk"]["S"] + e.key()["pk"]["S"]: e for e in entries}
         return self._batch_write(
-            [(e, {"DeleteRequest": {"Key": e.key()}}) for e in unique.values()])
+            [(e, {"DeleteRequest": {"Key": e.key()}}) for e in unique.values()]
+        )
 
-    def _batch_write(self, requests: Sequence[tuple[DueEntry, dict[str, Any]]]
-                     ) -> list[DueEntry]:
+    def _batch_write(self, requests: Sequence[tuple[DueEntry, dict[str, Any]]]) -> list[DueEntry]:
         """BatchWriteItem with its unprocessed items retried; the entries left unwritten.
 
         Unconditional writes are safe here: the keys are deterministic (a repeated put or
@@ -652,7 +805,7 @@ class Store:
         """
         left: list[DueEntry] = []
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):
-            chunk = requests[start:start + BATCH_WRITE_LIMIT]
+            chunk = requests[start : start + BATCH_WRITE_LIMIT]
             by_key = {_request_key(r): e for e, r in chunk}
             pending = [r for _, r in chunk]
             for round_ in range(BATCH_ROUNDS):
@@ -660,7 +813,7 @@ class Store:
                 pending = (answer.get("UnprocessedItems") or {}).get(self.table, [])
                 if not pending:
                     break
-                time.sleep(0.05 * 2 ** round_)
+                time.sleep(0.05 * 2**round_)
             left.extend(by_key[_request_key(r)] for r in pending)
         return left
 
@@ -673,21 +826,30 @@ class Store:
         Returns how many moved; after the first run, one empty Query a shard.
         """
         moved = 0
-        items = list(self._query(
-            IndexName=DUE_INDEX, KeyConditionExpression="due_shard = :shard",
-            ExpressionAttributeValues={":shard": {"S": f"DUE#{shard}"}}))
+        items = list(
+            self._query(
+                IndexName=DUE_INDEX,
+                KeyConditionExpression="due_shard = :shard",
+                ExpressionAttributeValues={":shard": {"S": f"DUE#{shard}"}},
+            )
+        )
         if not items:
             return 0
-        names = [(from_attr(i["account"]), from_attr(i["group"]), from_attr(i["id"]))
-                 for i in items]
+        names = [
+            (from_attr(i["account"]), from_attr(i["group"]), from_attr(i["id"])) for i in items
+        ]
         for key, job in self.jobs_of(names).items():
             entry = due_entry_of(job, self.shards) if job.enabled else None
             if entry is not None and self.put_due([entry]):
                 continue  # not written: the job stays in the index for the next tick
-            if conditional(self.client.update_item, TableName=self.table,
-                           Key=job_key(*key), UpdateExpression="REMOVE due_shard",
-                           ConditionExpression="version = :v",
-                           ExpressionAttributeValues={":v": {"N": str(job.version)}}):
+            if conditional(
+                self.client.update_item,
+                TableName=self.table,
+                Key=job_key(*key),
+                UpdateExpression="REMOVE due_shard",
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues={":v": {"N": str(job.version)}},
+            ):
                 moved += 1
         return moved
 
@@ -699,17 +861,27 @@ class Store:
     @translated
     def put_run(self, run: Run) -> bool:
         """Record a run unless one with its id exists; False when it does."""
-        if not conditional(self.client.put_item, TableName=self.table,
-                           Item=run_to_item(run, self._expires_at()),
-                           ConditionExpression="attribute_not_exists(pk)"):
+        if not conditional(
+            self.client.put_item,
+            TableName=self.table,
+            Item=run_to_item(run, self._expires_at()),
+            ConditionExpression="attribute_not_exists(pk)",
+        ):
             return False
         if run.status in FINAL_STATUSES:
             self.count_runs({run.status: 1})
         return True
 
     @translated
-    def claim_run(self, run: Run, attempt: int, lease_seconds: int, now: datetime,
-                  must_exist: bool = False, watch: bool = False) -> Run | Refused:
+    def claim_run(
+        self,
+        run: Run,
+        attempt: int,
+        lease_seconds: int,
+        now: datetime,
+        must_exist: bool = False,
+        watch: bool = False,
+    ) -> Run | Refused:
         """Take the run for attempt `attempt`: the run id is the lock.
 
         Succeeds when the run is absent (unless `must_exist`: a run-now is always recorded
@@ -728,34 +900,51 @@ class Store:
             watched[":watch"] = {"S": f"LEASE#{shard_of(run.job_id, LEASE_SHARDS)}"}
         try:
             result = self.client.update_item(
-                TableName=self.table, Key=run_key(run.job_id, run.run_id),
+                TableName=self.table,
+                Key=run_key(run.job_id, run.run_id),
                 UpdateExpression=(
                     "SET #status = :running, started_at = :now, lease_until = :lease, "
                     "run_id = :run_id, job_id = :job_id, account = :account, #group = :group, "
                     "#trigger = :trigger, scheduled_for = :scheduled_for, "
                     "queued_at = if_not_exists(queued_at, :now), expires_at = :expires, "
                     + ("lease_watch = :watch, " if watch else "")
-                    + "#type = :type ADD attempts :one"),
+                    + "#type = :type ADD attempts :one"
+                ),
                 ConditionExpression=" OR ".join(
-                    clause for name, clause in CLAIM_CLAUSES.items()
-                    if not (must_exist and name == "never_recorded")),
-                ExpressionAttributeNames={"#status": "status", "#group": "group",
-                                          "#trigger": "trigger", "#type": "type"},
+                    clause
+                    for name, clause in CLAIM_CLAUSES.items()
+                    if not (must_exist and name == "never_recorded")
+                ),
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#group": "group",
+                    "#trigger": "trigger",
+                    "#type": "type",
+                },
                 ExpressionAttributeValues={
-                    ":running": {"S": "running"}, ":queued": {"S": "queued"},
-                    ":now": {"S": stamp}, ":lease": {"N": str(epoch + lease_seconds)},
-                    ":epoch": {"N": str(epoch)}, ":previous": {"N": str(attempt - 1)},
-                    ":one": {"N": "1"}, ":run_id": {"S": run.run_id},
-                    ":job_id": {"S": run.job_id}, ":account": {"S": run.account},
-                    ":group": {"S": run.group}, ":trigger": {"S": run.trigger},
+                    ":running": {"S": "running"},
+                    ":queued": {"S": "queued"},
+                    ":now": {"S": stamp},
+                    ":lease": {"N": str(epoch + lease_seconds)},
+                    ":epoch": {"N": str(epoch)},
+                    ":previous": {"N": str(attempt - 1)},
+                    ":one": {"N": "1"},
+                    ":run_id": {"S": run.run_id},
+                    ":job_id": {"S": run.job_id},
+                    ":account": {"S": run.account},
+                    ":group": {"S": run.group},
+                    ":trigger": {"S": run.trigger},
                     ":scheduled_for": {"S": run.scheduled_for},
-                    ":expires": {"N": str(self._expires_at())}, ":type": {"S": "run"},
-                    **watched},
+                    ":expires": {"N": str(self._expires_at())},
+                    ":type": {"S": "run"},
+                    **watched,
+                },
                 ReturnValues="ALL_NEW",
                 # A refused claim answers with what refused it: the worker needs no second
                 # read to tell a live holder from a finished run (Powertools' idempotency
                 # layer does the same).
-                ReturnValuesOnConditionCheckFailure="ALL_OLD")
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
         except ClientError as error:
             if is_condition_failure(error):
                 return Refused(_lease_of(error.response.get("Item")))
@@ -763,20 +952,27 @@ class Store:
         return run_from_item(result["Attributes"])
 
     @translated
-    def finish_run(self, run: Run, claimed_attempts: int | None = None, *,
-                   count: bool = True) -> bool:
+    def finish_run(
+        self, run: Run, claimed_attempts: int | None = None, *, count: bool = True
+    ) -> bool:
         """Record a run's outcome (final, or queued again for a retry) and update `last_run`.
 
         With `claimed_attempts`, only while this worker still holds the claim it made (a
         worker whose lease expired must not overwrite the one that took over); False then.
         """
-        put: dict[str, Any] = {"TableName": self.table,
-                               "Item": run_to_item(run, self._expires_at())}
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": run_to_item(run, self._expires_at()),
+        }
         if claimed_attempts is not None:
-            put.update(ConditionExpression="#status = :running AND attempts = :attempts",
-                       ExpressionAttributeNames={"#status": "status"},
-                       ExpressionAttributeValues={":running": {"S": "running"},
-                                                  ":attempts": {"N": str(claimed_attempts)}})
+            put.update(
+                ConditionExpression="#status = :running AND attempts = :attempts",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":running": {"S": "running"},
+                    ":attempts": {"N": str(claimed_attempts)},
+                },
+            )
         if not conditional(self.client.put_item, **put):
             return False
         # The job's `last_run` is read from the run records (get_job): no write to the job
@@ -789,52 +985,67 @@ class Store:
     @translated
     def run_lease(self, job_id: str, run_id: str) -> tuple[str, int] | None:
         """A run's status and lease expiry (epoch seconds, 0 when none), or None when absent."""
-        item = self.client.get_item(TableName=self.table, Key=run_key(job_id, run_id),
-                                    ConsistentRead=True,
-                                    ProjectionExpression="#status, lease_until",
-                                    ExpressionAttributeNames={"#status": "status"}).get("Item")
+        item = self.client.get_item(
+            TableName=self.table,
+            Key=run_key(job_id, run_id),
+            ConsistentRead=True,
+            ProjectionExpression="#status, lease_until",
+            ExpressionAttributeNames={"#status": "status"},
+        ).get("Item")
         return _lease_of(item)
 
     @translated
     def get_run(self, job_id: str, run_id: str) -> Run | None:
         """A run record, or None."""
-        item = self.client.get_item(TableName=self.table, Key=run_key(job_id, run_id),
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table, Key=run_key(job_id, run_id), ConsistentRead=True
+        ).get("Item")
         return run_from_item(item) if item else None
 
     @translated
-    def list_runs(self, job_id: str, limit: int,
-                  after: str | None = None) -> tuple[list[Run], str | None]:
+    def list_runs(
+        self, job_id: str, limit: int, after: str | None = None
+    ) -> tuple[list[Run], str | None]:
         """Runs of a job, newest first: a page of `limit` and the run id to continue after."""
         query: dict[str, Any] = {
-            "TableName": self.table, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :r)",
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :r)",
             "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":r": {"S": "RUN#"}},
-            "ScanIndexForward": False, "Limit": limit}
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
         if after:
             query["ExclusiveStartKey"] = run_key(job_id, after)
         page = self.client.query(**query)
         runs = [run_from_item(i) for i in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
-        return runs, (last["sk"]["S"][len("RUN#"):] if last else None)
+        return runs, (last["sk"]["S"][len("RUN#") :] if last else None)
 
     @translated
     def running_runs(self, job_id: str, now: datetime, newest: int = 20) -> list[Run]:
         """Runs of a job that are running under a live lease (among its newest runs)."""
         page = self.client.query(
-            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
             FilterExpression="#status = :running AND lease_until >= :now",
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":r": {"S": "RUN#"},
-                                       ":running": {"S": "running"},
-                                       ":now": {"N": str(int(now.timestamp()))}},
-            ScanIndexForward=False, Limit=newest)
+            ExpressionAttributeValues={
+                ":pk": {"S": f"JOB#{job_id}"},
+                ":r": {"S": "RUN#"},
+                ":running": {"S": "running"},
+                ":now": {"N": str(int(now.timestamp()))},
+            },
+            ScanIndexForward=False,
+            Limit=newest,
+        )
         return [run_from_item(i) for i in page.get("Items", [])]
 
     # --- Forbid holds and runs whose message or worker is gone (chalicelib/sweep.py) ----------
 
     @translated
-    def hold_forbid(self, job: Job, run_id: str, lease_until: int, now: datetime,
-                    replacing: str | None = None) -> bool:
+    def hold_forbid(
+        self, job: Job, run_id: str, lease_until: int, now: datetime, replacing: str | None = None
+    ) -> bool:
         """Mark a Forbid job as running `run_id` until `lease_until`; False when another run
         holds it under a live lease (or the job is gone). With `replacing`, only if that run
         still holds it (its hold outlived it: see forbid_holder).
@@ -844,25 +1055,35 @@ class Store:
         """
         values = {":run_id": {"S": run_id}, ":until": {"N": str(lease_until)}}
         if replacing is None:
-            condition = ("attribute_exists(pk) AND (attribute_not_exists(forbid_run)"
-                         " OR forbid_until < :now OR forbid_run = :run_id)")
+            condition = (
+                "attribute_exists(pk) AND (attribute_not_exists(forbid_run)"
+                " OR forbid_until < :now OR forbid_run = :run_id)"
+            )
             values[":now"] = {"N": str(int(now.timestamp()))}
         else:
             condition = "forbid_run = :holder"
             values[":holder"] = {"S": replacing}
         return conditional(
             self.client.update_item,
-            TableName=self.table, Key=job_key(job.account, job.group, job.id),
+            TableName=self.table,
+            Key=job_key(job.account, job.group, job.id),
             UpdateExpression="SET forbid_run = :run_id, forbid_until = :until",
-            ConditionExpression=condition, ExpressionAttributeValues=values)
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
 
     @translated
     def forbid_holder(self, job: Job) -> str | None:
         """The run holding a Forbid job, if any."""
-        item = self.client.get_item(TableName=self.table,
-                                    Key=job_key(job.account, job.group, job.id),
-                                    ConsistentRead=True,
-                                    ProjectionExpression="forbid_run").get("Item") or {}
+        item = (
+            self.client.get_item(
+                TableName=self.table,
+                Key=job_key(job.account, job.group, job.id),
+                ConsistentRead=True,
+                ProjectionExpression="forbid_run",
+            ).get("Item")
+            or {}
+        )
         return item["forbid_run"]["S"] if "forbid_run" in item else None
 
     @translated
@@ -870,30 +1091,39 @@ class Store:
         """End the Forbid hold of `run_id` (not another run's); False when it held none."""
         return conditional(
             self.client.update_item,
-            TableName=self.table, Key=job_key(account, group, job_id),
+            TableName=self.table,
+            Key=job_key(account, group, job_id),
             UpdateExpression="REMOVE forbid_run, forbid_until",
             ConditionExpression="forbid_run = :run_id",
-            ExpressionAttributeValues={":run_id": {"S": run_id}})
+            ExpressionAttributeValues={":run_id": {"S": run_id}},
+        )
 
     @translated
     def watched_runs(self, shard: int, up_to: int) -> Iterator[tuple[str, str]]:
         """(job id, run id) of the watched runs of one shard whose lease ended before `up_to`
         (epoch seconds)."""
         for item in self._query(
-                IndexName=LEASE_INDEX,
-                KeyConditionExpression="lease_watch = :shard AND lease_until < :up_to",
-                ExpressionAttributeValues={":shard": {"S": f"LEASE#{shard}"},
-                                           ":up_to": {"N": str(up_to)}}):
-            yield item["pk"]["S"][len("JOB#"):], item["sk"]["S"][len("RUN#"):]
+            IndexName=LEASE_INDEX,
+            KeyConditionExpression="lease_watch = :shard AND lease_until < :up_to",
+            ExpressionAttributeValues={
+                ":shard": {"S": f"LEASE#{shard}"},
+                ":up_to": {"N": str(up_to)},
+            },
+        ):
+            yield item["pk"]["S"][len("JOB#") :], item["sk"]["S"][len("RUN#") :]
 
     @translated
     def unwatch(self, job_id: str, run_id: str) -> None:
         """Take a run that is no longer running off the watch index."""
-        conditional(self.client.update_item, TableName=self.table,
-                    Key=run_key(job_id, run_id), UpdateExpression="REMOVE lease_watch",
-                    ConditionExpression="attribute_exists(pk) AND #status <> :running",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={":running": {"S": "running"}})
+        conditional(
+            self.client.update_item,
+            TableName=self.table,
+            Key=run_key(job_id, run_id),
+            UpdateExpression="REMOVE lease_watch",
+            ConditionExpression="attribute_exists(pk) AND #status <> :running",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":running": {"S": "running"}},
+        )
 
     @translated
     def requeue_lost(self, run: Run, claimed_attempts: int, now: datetime, error: str) -> bool:
@@ -901,21 +1131,34 @@ class Store:
         it is still that claim under an expired lease; False otherwise."""
         return conditional(
             self.client.update_item,
-            TableName=self.table, Key=run_key(run.job_id, run.run_id),
-            UpdateExpression=("SET #status = :queued, #error = :error, error_code = :code "
-                              "REMOVE lease_watch"),
-            ConditionExpression=("#status = :running AND attempts = :attempts"
-                                 " AND lease_until < :now"),
+            TableName=self.table,
+            Key=run_key(run.job_id, run.run_id),
+            UpdateExpression=(
+                "SET #status = :queued, #error = :error, error_code = :code REMOVE lease_watch"
+            ),
+            ConditionExpression=(
+                "#status = :running AND attempts = :attempts AND lease_until < :now"
+            ),
             ExpressionAttributeNames={"#status": "status", "#error": "error"},
             ExpressionAttributeValues={
-                ":queued": {"S": "queued"}, ":running": {"S": "running"},
-                ":error": {"S": error}, ":code": {"S": "RunLost"},
+                ":queued": {"S": "queued"},
+                ":running": {"S": "running"},
+                ":error": {"S": error},
+                ":code": {"S": "RunLost"},
                 ":attempts": {"N": str(claimed_attempts)},
-                ":now": {"N": str(int(now.timestamp()))}})
+                ":now": {"N": str(int(now.timestamp()))},
+            },
+        )
 
     @translated
-    def lose_run(self, run: Run, now: datetime, *, claimed_attempts: int | None = None,
-                 message_attempt: int | None = None) -> Run | None:
+    def lose_run(
+        self,
+        run: Run,
+        now: datetime,
+        *,
+        claimed_attempts: int | None = None,
+        message_attempt: int | None = None,
+    ) -> Run | None:
         """Record `run` (status `failed`, its error and code set) as lost; the stored run, or
         None when it is not lost: finished, held under a live lease, or queued for a later
         attempt than the lost message's.
@@ -926,40 +1169,57 @@ class Store:
         """
         epoch = {"N": str(int(now.timestamp()))}
         values: dict[str, Any] = {
-            ":failed": {"S": "failed"}, ":running": {"S": "running"}, ":now": epoch,
+            ":failed": {"S": "failed"},
+            ":running": {"S": "running"},
+            ":now": epoch,
             ":finished": {"S": run.finished_at or now.strftime("%Y-%m-%dT%H:%M:%SZ")},
-            ":error": to_attr(run.error or "run lost"), ":code": to_attr(run.error_code),
-            ":run_id": {"S": run.run_id}, ":job_id": {"S": run.job_id},
-            ":account": {"S": run.account}, ":group": {"S": run.group},
-            ":trigger": {"S": run.trigger}, ":scheduled_for": {"S": run.scheduled_for},
-            ":type": {"S": "run"}, ":expires": {"N": str(self._expires_at())},
-            ":zero": {"N": "0"}}
+            ":error": to_attr(run.error or "run lost"),
+            ":code": to_attr(run.error_code),
+            ":run_id": {"S": run.run_id},
+            ":job_id": {"S": run.job_id},
+            ":account": {"S": run.account},
+            ":group": {"S": run.group},
+            ":trigger": {"S": run.trigger},
+            ":scheduled_for": {"S": run.scheduled_for},
+            ":type": {"S": "run"},
+            ":expires": {"N": str(self._expires_at())},
+            ":zero": {"N": "0"},
+        }
         if claimed_attempts is not None:
             condition = "#status = :running AND attempts = :attempts AND lease_until < :now"
             values[":attempts"] = {"N": str(claimed_attempts)}
         else:
             assert message_attempt is not None
-            condition = ("(#status = :queued AND attempts < :attempt)"
-                         " OR (#status = :running AND lease_until < :now)")
+            condition = (
+                "(#status = :queued AND attempts < :attempt)"
+                " OR (#status = :running AND lease_until < :now)"
+            )
             if run.trigger != "manual":  # a run-now is recorded before its message is sent
                 condition = "attribute_not_exists(pk) OR " + condition
-            values.update({":queued": {"S": "queued"},
-                           ":attempt": {"N": str(message_attempt)}})
+            values.update({":queued": {"S": "queued"}, ":attempt": {"N": str(message_attempt)}})
         try:
             result = self.client.update_item(
-                TableName=self.table, Key=run_key(run.job_id, run.run_id),
+                TableName=self.table,
+                Key=run_key(run.job_id, run.run_id),
                 UpdateExpression=(
                     "SET #status = :failed, finished_at = :finished, #error = :error, "
                     "error_code = :code, run_id = :run_id, job_id = :job_id, "
                     "account = :account, #group = :group, #trigger = :trigger, "
                     "scheduled_for = :scheduled_for, #type = :type, "
                     "expires_at = if_not_exists(expires_at, :expires), "
-                    "attempts = if_not_exists(attempts, :zero) REMOVE lease_watch"),
+                    "attempts = if_not_exists(attempts, :zero) REMOVE lease_watch"
+                ),
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#status": "status", "#error": "error",
-                                          "#group": "group", "#trigger": "trigger",
-                                          "#type": "type"},
-                ExpressionAttributeValues=values, ReturnValues="ALL_NEW")
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#error": "error",
+                    "#group": "group",
+                    "#trigger": "trigger",
+                    "#type": "type",
+                },
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
         except ClientError as error:
             if is_condition_failure(error):
                 return None
@@ -976,26 +1236,35 @@ class Store:
         names = {f"#s{i}": s for i, s in enumerate(by_status)}
         values = {f":v{i}": {"N": str(n)} for i, n in enumerate(by_status.values())}
         self.client.update_item(
-            TableName=self.table, Key={"pk": {"S": METRICS_PK}, "sk": {"S": "RUNS"}},
+            TableName=self.table,
+            Key={"pk": {"S": METRICS_PK}, "sk": {"S": "RUNS"}},
             UpdateExpression="ADD " + ", ".join(f"#s{i} :v{i}" for i in range(len(names))),
-            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     @translated
     def record_tick(self, minute: datetime) -> None:
         """Remember the newest tick that finished (for /metrics)."""
         conditional(
             self.client.update_item,
-            TableName=self.table, Key={"pk": {"S": METRICS_PK}, "sk": {"S": "TICK"}},
+            TableName=self.table,
+            Key={"pk": {"S": METRICS_PK}, "sk": {"S": "TICK"}},
             UpdateExpression="SET last_tick = :m",
             ConditionExpression="attribute_not_exists(last_tick) OR last_tick < :m",
-            ExpressionAttributeValues={":m": {"N": str(_epoch(minute))}})
+            ExpressionAttributeValues={":m": {"N": str(_epoch(minute))}},
+        )
 
     @translated
     def counters(self) -> dict[str, dict[str, Any]]:
         """Every aggregate counter item, by sort key (one Query, never a scan)."""
-        return {item["sk"]["S"]: {k: from_attr(v) for k, v in item.items() if k not in ("pk", "sk")}
-                for item in self._query(KeyConditionExpression="pk = :pk",
-                                        ExpressionAttributeValues={":pk": {"S": METRICS_PK}})}
+        return {
+            item["sk"]["S"]: {k: from_attr(v) for k, v in item.items() if k not in ("pk", "sk")}
+            for item in self._query(
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": METRICS_PK}},
+            )
+        }
 
     def _drop_empty_counter(self, account: str) -> None:
         """Delete an account's job counter once it reads zero, so /metrics forgets accounts
@@ -1007,14 +1276,16 @@ class Store:
                 TableName=self.table,
                 Key={"pk": {"S": METRICS_PK}, "sk": {"S": f"JOBS#{account}"}},
                 ConditionExpression="(attribute_not_exists(enabled) OR enabled = :zero) AND "
-                                    "(attribute_not_exists(disabled) OR disabled = :zero)",
-                ExpressionAttributeValues={":zero": {"N": "0"}})
+                "(attribute_not_exists(disabled) OR disabled = :zero)",
+                ExpressionAttributeValues={":zero": {"N": "0"}},
+            )
         except ClientError:
             pass
 
     @translated
-    def account_counters(self, accounts: list[str] | None,
-                         limit: int) -> tuple[dict[str, dict[str, int]], bool]:
+    def account_counters(
+        self, accounts: list[str] | None, limit: int
+    ) -> tuple[dict[str, dict[str, int]], bool]:
         """Job counters by account (`enabled`, `disabled`) of the named accounts, or of the
         first `limit` accounts when None; and whether more accounts were left out. Bounded:
         one BatchGetItem per 100 names, or one Query of at most `limit` + 1 items."""
@@ -1022,22 +1293,26 @@ class Store:
         if accounts is not None:
             names = sorted(set(accounts))[:limit]
             for start in range(0, len(names), 100):
-                keys = [{"pk": {"S": METRICS_PK}, "sk": {"S": f"JOBS#{a}"}}
-                        for a in names[start:start + 100]]
+                keys = [
+                    {"pk": {"S": METRICS_PK}, "sk": {"S": f"JOBS#{a}"}}
+                    for a in names[start : start + 100]
+                ]
                 request = {self.table: {"Keys": keys}}
                 while request:
                     answer = self.client.batch_get_item(RequestItems=request)
                     for item in answer.get("Responses", {}).get(self.table, []):
-                        found[item["sk"]["S"][len("JOBS#"):]] = _counts(item)
+                        found[item["sk"]["S"][len("JOBS#") :]] = _counts(item)
                     request = answer.get("UnprocessedKeys") or {}
             return found, len(set(accounts)) > limit
         page = self.client.query(
-            TableName=self.table, Limit=limit + 1,
+            TableName=self.table,
+            Limit=limit + 1,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": METRICS_PK}, ":prefix": {"S": "JOBS#"}})
+            ExpressionAttributeValues={":pk": {"S": METRICS_PK}, ":prefix": {"S": "JOBS#"}},
+        )
         items = page.get("Items", [])
         for item in items[:limit]:
-            found[item["sk"]["S"][len("JOBS#"):]] = _counts(item)
+            found[item["sk"]["S"][len("JOBS#") :]] = _counts(item)
         return found, len(items) > limit
 
     @translated
@@ -1046,14 +1321,17 @@ class Store:
         whatever the number of accounts."""
         found: dict[str, dict[str, Any]] = {}
         for condition, bound in (("sk < :bound", "JOBS#"), ("sk > :bound", "JOBS$")):
-            for item in self._query(KeyConditionExpression=f"pk = :pk AND {condition}",
-                                    ExpressionAttributeValues={":pk": {"S": METRICS_PK},
-                                                               ":bound": {"S": bound}}):
-                found[item["sk"]["S"]] = {k: from_attr(v) for k, v in item.items()
-                                          if k not in ("pk", "sk")}
+            for item in self._query(
+                KeyConditionExpression=f"pk = :pk AND {condition}",
+                ExpressionAttributeValues={":pk": {"S": METRICS_PK}, ":bound": {"S": bound}},
+            ):
+                found[item["sk"]["S"]] = {
+                    k: from_attr(v) for k, v in item.items() if k not in ("pk", "sk")
+                }
         return ServiceCounters(
             runs={status: int(n) for status, n in found.get("RUNS", {}).items()},
-            last_tick=int(found.get("TICK", {}).get("last_tick", 0)))
+            last_tick=int(found.get("TICK", {}).get("last_tick", 0)),
+        )
 
     def _query(self, **query: Any) -> Iterator[dict[str, Any]]:
         query["TableName"] = self.table
@@ -1078,18 +1356,29 @@ def table_definition(table_name: str) -> dict[str, Any]:
             {"AttributeName": "lease_watch", "AttributeType": "S"},
             {"AttributeName": "lease_until", "AttributeType": "N"},
         ],
-        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
-                      {"AttributeName": "sk", "KeyType": "RANGE"}],
-        "GlobalSecondaryIndexes": [{
-            "IndexName": DUE_INDEX,
-            "KeySchema": [{"AttributeName": "due_shard", "KeyType": "HASH"},
-                          {"AttributeName": "due_at", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "INCLUDE",
-                           "NonKeyAttributes": [a for a in DUE_PROJECTION if a != "due_at"]},
-        }, {
-            "IndexName": LEASE_INDEX,
-            "KeySchema": [{"AttributeName": "lease_watch", "KeyType": "HASH"},
-                          {"AttributeName": "lease_until", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-        }],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": DUE_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "due_shard", "KeyType": "HASH"},
+                    {"AttributeName": "due_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": [a for a in DUE_PROJECTION if a != "due_at"],
+                },
+            },
+            {
+                "IndexName": LEASE_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "lease_watch", "KeyType": "HASH"},
+                    {"AttributeName": "lease_until", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+        ],
     }

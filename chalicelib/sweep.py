@@ -20,6 +20,7 @@ worker's retry does): a sweep killed half-way, or two sweeps at once, neither lo
 record it twice; a message sent by a sweep that then lost its write is deduplicated by the
 claim, like any duplicate delivery.
 """
+
 from __future__ import annotations
 
 import time
@@ -78,8 +79,11 @@ class Sweeper:
         client, url = self.dead_letters.client, self.dead_letters.url
         while time.monotonic() < stop_at:
             messages = client.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=DEAD_LETTER_VISIBILITY,
-                AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=DEAD_LETTER_VISIBILITY,
+                AttributeNames=["ApproximateReceiveCount"],
+            ).get("Messages", [])
             if not messages:
                 return
             done = []
@@ -88,9 +92,13 @@ class Sweeper:
                 if self.settle_dead_letter(message["Body"], message["MessageId"], report):
                     done.append(message)
             for batch in batches(done):
-                client.delete_message_batch(QueueUrl=url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(batch)])
+                client.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(batch)
+                    ],
+                )
 
     def settle_dead_letter(self, body: str, message_id: str, report: SweepReport) -> bool:
         """Record the run of a dead-lettered message lost; whether the message is done with
@@ -98,17 +106,26 @@ class Sweeper:
         try:
             message = RunMessage.from_body(body)
         except ValueError as error:
-            logger.error("dead letter that is not a run message left in the dead-letter queue",
-                         extra={"message_id": message_id, "reason": str(error)})
+            logger.error(
+                "dead letter that is not a run message left in the dead-letter queue",
+                extra={"message_id": message_id, "reason": str(error)},
+            )
             report.kept += 1
             return False
         now = self.clock()
-        run = Run(run_id=message.run_id, job_id=message.job_id, account=message.account,
-                  group=message.group, trigger=message.trigger,
-                  scheduled_for=message.scheduled_for, status="failed", finished_at=iso(now),
-                  error_code=LOST,
-                  error=f"run lost: its message (attempt {message.attempt}) failed every "
-                        f"delivery and was dead-lettered; the worker's log has why")
+        run = Run(
+            run_id=message.run_id,
+            job_id=message.job_id,
+            account=message.account,
+            group=message.group,
+            trigger=message.trigger,
+            scheduled_for=message.scheduled_for,
+            status="failed",
+            finished_at=iso(now),
+            error_code=LOST,
+            error=f"run lost: its message (attempt {message.attempt}) failed every "
+            f"delivery and was dead-lettered; the worker's log has why",
+        )
         lost = self.store.lose_run(run, now, message_attempt=message.attempt)
         if lost is not None:
             self._lost(lost, report, "dead-lettered")
@@ -118,9 +135,14 @@ class Sweeper:
             # Its holder records it; if it dies, the message is read again after that.
             report.kept += 1
             return False
-        logger.info("dead letter of a run recorded meanwhile, or of an older attempt; deleted",
-                    extra={"job_id": message.job_id, "run_id": message.run_id,
-                           "status": state[0] if state else None})
+        logger.info(
+            "dead letter of a run recorded meanwhile, or of an older attempt; deleted",
+            extra={
+                "job_id": message.job_id,
+                "run_id": message.run_id,
+                "status": state[0] if state else None,
+            },
+        )
         return True
 
     # --- expired leases ----------------------------------------------------------------------
@@ -153,28 +175,48 @@ class Sweeper:
         if job is not None and run.attempts < job.attempts_allowed:
             # Send first, then record: a sweep that dies in between leaves the run `running`
             # under an expired lease, which the message just sent claims.
-            self.queue.send(RunMessage(
-                account=run.account, group=run.group, job_id=run.job_id, run_id=run.run_id,
-                trigger=run.trigger, scheduled_for=run.scheduled_for,
-                attempt=run.attempts + 1))
-            if self.store.requeue_lost(run, run.attempts, now,
-                                       f"its worker stopped (lease expired {expired}); "
-                                       f"attempt {run.attempts + 1} queued"):
+            self.queue.send(
+                RunMessage(
+                    account=run.account,
+                    group=run.group,
+                    job_id=run.job_id,
+                    run_id=run.run_id,
+                    trigger=run.trigger,
+                    scheduled_for=run.scheduled_for,
+                    attempt=run.attempts + 1,
+                )
+            )
+            if self.store.requeue_lost(
+                run,
+                run.attempts,
+                now,
+                f"its worker stopped (lease expired {expired}); attempt {run.attempts + 1} queued",
+            ):
                 report.requeued += 1
                 report.outcomes.append((job_id, run_id, "requeued"))
-                logger.warning("run lost by its worker; queued again", extra={
-                    "job_id": job_id, "run_id": run_id, "attempt": run.attempts + 1})
+                logger.warning(
+                    "run lost by its worker; queued again",
+                    extra={"job_id": job_id, "run_id": run_id, "attempt": run.attempts + 1},
+                )
                 self._release(job, run)
                 _emit("RunsRequeued", 1)
                 return "requeued"
             return "changed"
-        why = "its job is gone" if job is None else f"{run.attempts} of " \
-              f"{job.attempts_allowed} attempts used"
+        why = (
+            "its job is gone"
+            if job is None
+            else f"{run.attempts} of {job.attempts_allowed} attempts used"
+        )
         lost = self.store.lose_run(
-            run.with_status("failed", finished_at=iso(now), error_code=LOST,
-                            error=f"run lost: its worker stopped (lease expired {expired}) "
-                                  f"and {why}"),
-            now, claimed_attempts=run.attempts)
+            run.with_status(
+                "failed",
+                finished_at=iso(now),
+                error_code=LOST,
+                error=f"run lost: its worker stopped (lease expired {expired}) and {why}",
+            ),
+            now,
+            claimed_attempts=run.attempts,
+        )
         if lost is None:
             return "changed"
         self._lost(lost, report, "lease expired")
@@ -197,9 +239,16 @@ class Sweeper:
     def _lost(self, run: Run, report: SweepReport, how: str) -> None:
         report.lost += 1
         report.outcomes.append((run.job_id, run.run_id, "lost"))
-        logger.error("run lost; recorded failed", extra={
-            "job_id": run.job_id, "run_id": run.run_id, "how": how, "attempts": run.attempts,
-            "error_code": LOST})
+        logger.error(
+            "run lost; recorded failed",
+            extra={
+                "job_id": run.job_id,
+                "run_id": run.run_id,
+                "how": how,
+                "attempts": run.attempts,
+                "error_code": LOST,
+            },
+        )
         if how == "dead-lettered":  # a run whose dead letter is read needs no Forbid hold
             try:
                 self.store.release_forbid(run.account, run.group, run.job_id, run.run_id)
@@ -215,8 +264,9 @@ def _emit(name: str, value: float) -> None:
         logger.exception("metric not emitted", extra={"metric": name})
 
 
-def handle_sweep(event: dict[str, Any], context: Any = None,
-                 sweeper: Sweeper | None = None) -> dict[str, int]:
+def handle_sweep(
+    event: dict[str, Any], context: Any = None, sweeper: Sweeper | None = None
+) -> dict[str, int]:
     """The sweep Lambda's entry point (every minute)."""
     if sweeper is None:  # the deployed handler (app.py) passes deps.sweeper()
         from . import deps
@@ -229,7 +279,18 @@ def handle_sweep(event: dict[str, Any], context: Any = None,
             flush()
         except Exception:
             logger.exception("metrics not flushed")
-    logger.info("sweep", extra={"dead_letters": report.dead_letters, "lost": report.lost,
-                                "requeued": report.requeued, "kept": report.kept})
-    return {"dead_letters": report.dead_letters, "lost": report.lost,
-            "requeued": report.requeued, "kept": report.kept}
+    logger.info(
+        "sweep",
+        extra={
+            "dead_letters": report.dead_letters,
+            "lost": report.lost,
+            "requeued": report.requeued,
+            "kept": report.kept,
+        },
+    )
+    return {
+        "dead_letters": report.dead_letters,
+        "lost": report.lost,
+        "requeued": report.requeued,
+        "kept": report.kept,
+    }

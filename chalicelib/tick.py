@@ -8,6 +8,7 @@ single tick's guarantees: run ids derived from the occurrence, send first and ad
 and a retried, duplicated, late or overlapping part re-reads what is still due and re-sends
 under the same ids.
 """
+
 from __future__ import annotations
 
 import time
@@ -116,8 +117,14 @@ class Ticker:
     """Runs one tick (or one part: some shards) against a store and a queue, with bounded
     parallelism."""
 
-    def __init__(self, store: Store, queue: RunQueue, shards: int, parallelism: int,
-                 events: EventPublisher | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queue: RunQueue,
+        shards: int,
+        parallelism: int,
+        events: EventPublisher | None = None,
+    ) -> None:
         self.store = store
         self.queue = queue
         self.shards = shards
@@ -130,9 +137,13 @@ class Ticker:
         report = TickReport(minute=minute)
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
             report.migrated = sum(pool.map(self.store.migrate_legacy_due, shard_list))
-            entries = [entry for found in pool.map(
-                lambda shard: list(self.store.due_entries(shard, minute)), shard_list)
-                for entry in found]
+            entries = [
+                entry
+                for found in pool.map(
+                    lambda shard: list(self.store.due_entries(shard, minute)), shard_list
+                )
+                for entry in found
+            ]
             if not entries:
                 return report
             names = list(dict.fromkeys((e.account, e.group, e.job_id) for e in entries))
@@ -155,15 +166,18 @@ class Ticker:
                     to_advance.append(item)
             # Missed occurrences are recorded before the job moves on (a retried part finds
             # them recorded); then runs are sent and their jobs advanced, a chunk at a time.
-            report.missed += sum(pool.map(self._record_missed,
-                                          [i for i in due if i.decision and i.decision.missed]))
+            report.missed += sum(
+                pool.map(self._record_missed, [i for i in due if i.decision and i.decision.missed])
+            )
             for sent, not_sent, not_advanced in pool.map(
-                    self._send_and_advance, batches(to_send, BATCH_WRITE_LIMIT)):
+                self._send_and_advance, batches(to_send, BATCH_WRITE_LIMIT)
+            ):
                 report.queued += sent
                 report.not_sent.extend(not_sent)
                 report.not_advanced += not_advanced
             for _, _, not_advanced in pool.map(
-                    self._send_and_advance, batches(to_advance, BATCH_WRITE_LIMIT)):
+                self._send_and_advance, batches(to_advance, BATCH_WRITE_LIMIT)
+            ):
                 report.not_advanced += not_advanced
             if stale:
                 # Items of jobs deleted, disabled or changed since: the API wrote the current
@@ -171,8 +185,9 @@ class Ticker:
                 list(pool.map(self.store.delete_due, batches(stale, BATCH_WRITE_LIMIT)))
         return report
 
-    def _decide(self, item: _Due, minute: datetime, report: TickReport,
-                stale: list[DueEntry]) -> Decision | None:
+    def _decide(
+        self, item: _Due, minute: datetime, report: TickReport, stale: list[DueEntry]
+    ) -> Decision | None:
         job = item.job
         try:
             schedule = job.schedule()
@@ -180,16 +195,20 @@ class Ticker:
             # A stored expression this version cannot parse: take it off the schedule so it
             # is not re-read every minute; the other jobs go on.
             report.unschedulable += 1
-            logger.error("job schedule no longer parses; taken off the schedule",
-                         extra={"job_id": job.id, "account": job.account, "reason": str(error)})
+            logger.error(
+                "job schedule no longer parses; taken off the schedule",
+                extra={"job_id": job.id, "account": job.account, "reason": str(error)},
+            )
             stale.extend(item.entries)
             return None
         try:
             return decide(job, schedule, minute)
         except Exception:  # one job's bug must not stop every other job's runs
             report.unschedulable += 1
-            logger.exception("could not decide a due job's occurrence; left due",
-                             extra={"job_id": job.id, "account": job.account})
+            logger.exception(
+                "could not decide a due job's occurrence; left due",
+                extra={"job_id": job.id, "account": job.account},
+            )
             return None
 
     def _record_missed(self, item: _Due) -> int:
@@ -200,20 +219,34 @@ class Ticker:
         for occurrence in decision.missed:
             stamp = iso(occurrence)
             run = Run(
-                run_id=scheduled_run_id(occurrence), job_id=job.id, account=job.account,
-                group=job.group, trigger="schedule", scheduled_for=stamp, status="missed",
+                run_id=scheduled_run_id(occurrence),
+                job_id=job.id,
+                account=job.account,
+                group=job.group,
+                trigger="schedule",
+                scheduled_for=stamp,
+                status="missed",
                 finished_at=iso(datetime.now(UTC)),
-                error=(f"not started within its starting deadline "
-                       f"({job.deadline_seconds} s)" if decision.run_at is None else
-                       f"superseded by the later occurrence {iso(decision.run_at)}"))
+                error=(
+                    f"not started within its starting deadline ({job.deadline_seconds} s)"
+                    if decision.run_at is None
+                    else f"superseded by the later occurrence {iso(decision.run_at)}"
+                ),
+            )
             if self.store.put_run(run):
                 recorded.append(run)
         if recorded:
             self._announce_missed(job, recorded)
         if decision.missed:
-            logger.warning("occurrences missed", extra={
-                "job_id": job.id, "missed": len(decision.missed),
-                "oldest": iso(decision.missed[0]), "newest": iso(decision.missed[-1])})
+            logger.warning(
+                "occurrences missed",
+                extra={
+                    "job_id": job.id,
+                    "missed": len(decision.missed),
+                    "oldest": iso(decision.missed[0]),
+                    "newest": iso(decision.missed[-1]),
+                },
+            )
         return len(recorded)
 
     def _announce_missed(self, job: Job, runs: list[Run]) -> None:
@@ -232,33 +265,49 @@ class Ticker:
         were sent, the run ids not sent and how many jobs were not advanced."""
         failed: set[str] = set()
         for batch in batches([i for i in chunk if i.message is not None]):
-            failed |= {m.job_id + m.run_id for m in self.queue.send_batch(
-                [i.message for i in batch if i.message is not None])}
-        not_sent = [i.message.run_id for i in chunk
-                    if i.message is not None and i.message.job_id + i.message.run_id in failed]
+            failed |= {
+                m.job_id + m.run_id
+                for m in self.queue.send_batch([i.message for i in batch if i.message is not None])
+            }
+        not_sent = [
+            i.message.run_id
+            for i in chunk
+            if i.message is not None and i.message.job_id + i.message.run_id in failed
+        ]
         for item in chunk:
             if item.message is not None and item.message.job_id + item.message.run_id in failed:
-                logger.error("run not queued", extra={"job_id": item.job.id,
-                                                      "run_id": item.message.run_id})
-        ready = [i for i in chunk if i.message is None
-                 or i.message.job_id + i.message.run_id not in failed]
-        moved = {id(i): i.entries[-1].moved_to(i.decision.next_at) for i in ready
-                 if i.decision is not None and i.decision.next_at is not None}
+                logger.error(
+                    "run not queued", extra={"job_id": item.job.id, "run_id": item.message.run_id}
+                )
+        ready = [
+            i
+            for i in chunk
+            if i.message is None or i.message.job_id + i.message.run_id not in failed
+        ]
+        moved = {
+            id(i): i.entries[-1].moved_to(i.decision.next_at)
+            for i in ready
+            if i.decision is not None and i.decision.next_at is not None
+        }
         unwritten = {e.key()["sk"]["S"] for e in self.store.put_due(list(moved.values()))}
-        advanced = [i for i in ready if id(i) not in moved
-                    or moved[id(i)].key()["sk"]["S"] not in unwritten]
+        advanced = [
+            i for i in ready if id(i) not in moved or moved[id(i)].key()["sk"]["S"] not in unwritten
+        ]
         # Deleting what was read is what keeps a job from being read again: left behind (a
         # failed delete), the next tick re-sends under the same run ids and deletes it then.
         self.store.delete_due([e for i in advanced for e in i.entries])
         not_advanced = len(ready) - len(advanced)
         if not_advanced:
-            logger.error("jobs not advanced; the next tick re-sends their runs under the same "
-                         "ids", extra={"jobs": not_advanced})
+            logger.error(
+                "jobs not advanced; the next tick re-sends their runs under the same ids",
+                extra={"jobs": not_advanced},
+            )
         return len(ready) - sum(1 for i in ready if i.message is None), not_sent, not_advanced
 
 
-def _current(entries: list[DueEntry], jobs: dict[tuple[str, str, str], Job]
-             ) -> tuple[list[_Due], list[DueEntry]]:
+def _current(
+    entries: list[DueEntry], jobs: dict[tuple[str, str, str], Job]
+) -> tuple[list[_Due], list[DueEntry]]:
     """The due entries grouped by job, each job with its stored fields and its newest due item
     as `next`; and the entries of jobs gone, disabled or of another version."""
     current: dict[tuple[str, str, str], _Due] = {}
@@ -280,33 +329,53 @@ def _current(entries: list[DueEntry], jobs: dict[tuple[str, str, str], Job]
 
 
 def _message(job: Job, occurrence: datetime) -> RunMessage:
-    return RunMessage(account=job.account, group=job.group, job_id=job.id,
-                      run_id=scheduled_run_id(occurrence), trigger="schedule",
-                      scheduled_for=iso(occurrence) or "")
+    return RunMessage(
+        account=job.account,
+        group=job.group,
+        job_id=job.id,
+        run_id=scheduled_run_id(occurrence),
+        trigger="schedule",
+        scheduled_for=iso(occurrence) or "",
+    )
 
 
-def run_tick(ticker: Ticker, event: dict[str, Any], now: float | None = None,
-             shards: Sequence[int] | None = None) -> TickReport:
+def run_tick(
+    ticker: Ticker,
+    event: dict[str, Any],
+    now: float | None = None,
+    shards: Sequence[int] | None = None,
+) -> TickReport:
     """One tick (or the part of it for `shards`) for a scheduled event: process, log, emit
     metrics; raise if incomplete."""
     return run_part(ticker, tick_minute(event), shards, now)
 
 
-def run_part(ticker: Ticker, minute: datetime, shards: Sequence[int] | None = None,
-             now: float | None = None) -> TickReport:
+def run_part(
+    ticker: Ticker, minute: datetime, shards: Sequence[int] | None = None, now: float | None = None
+) -> TickReport:
     """Process the due jobs of `shards` (default: all) for `minute`; raise if incomplete."""
     started = time.time()
     report = ticker.run(minute, shards)
     if ticker.events is not None and ticker.events.pending():
         ticker.events.flush()  # best effort, never raises
     lag = max(0.0, (started if now is None else now) - minute.timestamp())
-    logger.info("tick", extra={
-        "minute": iso(minute), "shards": len(shards) if shards is not None else ticker.shards,
-        "due": report.due, "queued": report.queued, "missed": report.missed,
-        "unschedulable": report.unschedulable, "dropped": report.dropped,
-        "migrated": report.migrated, "not_sent": len(report.not_sent),
-        "not_advanced": report.not_advanced,
-        "duration_ms": round((time.time() - started) * 1000), "lag_seconds": round(lag, 1)})
+    logger.info(
+        "tick",
+        extra={
+            "minute": iso(minute),
+            "shards": len(shards) if shards is not None else ticker.shards,
+            "due": report.due,
+            "queued": report.queued,
+            "missed": report.missed,
+            "unschedulable": report.unschedulable,
+            "dropped": report.dropped,
+            "migrated": report.migrated,
+            "not_sent": len(report.not_sent),
+            "not_advanced": report.not_advanced,
+            "duration_ms": round((time.time() - started) * 1000),
+            "lag_seconds": round(lag, 1),
+        },
+    )
     emit("JobsDue", report.due)
     emit("RunsQueued", report.queued)
     emit("RunsMissed", report.missed)
@@ -314,9 +383,11 @@ def run_part(ticker: Ticker, minute: datetime, shards: Sequence[int] | None = No
     emit("TickDuration", (time.time() - started) * 1000, unit="Milliseconds")
     flush()
     if report.not_sent or report.not_advanced:
-        raise TickIncomplete(f"{len(report.not_sent)} runs not queued and "
-                             f"{report.not_advanced} jobs not advanced at {iso(minute)}; the "
-                             f"retried part re-sends them under the same run ids")
+        raise TickIncomplete(
+            f"{len(report.not_sent)} runs not queued and "
+            f"{report.not_advanced} jobs not advanced at {iso(minute)}; the "
+            f"retried part re-sends them under the same run ids"
+        )
     ticker.store.record_tick(minute)
     return report
 
@@ -329,18 +400,26 @@ def plan_parts(shards: int, parts: int) -> list[list[int]]:
 
 def fan_out(queue: TickPartQueue, minute: datetime, shards: int, parts: int) -> int:
     """Send the minute's parts to the tick parts queue; how many. Raises if any is not sent."""
-    messages = [TickPart(minute=iso(minute) or "", shards=tuple(group))
-                for group in plan_parts(shards, parts)]
+    messages = [
+        TickPart(minute=iso(minute) or "", shards=tuple(group))
+        for group in plan_parts(shards, parts)
+    ]
     failed = queue.send_parts(messages)
     if failed:
-        raise TickIncomplete(f"{len(failed)} of {len(messages)} tick parts not sent for "
-                             f"{iso(minute)}; the retried tick sends them again")
+        raise TickIncomplete(
+            f"{len(failed)} of {len(messages)} tick parts not sent for "
+            f"{iso(minute)}; the retried tick sends them again"
+        )
     return len(messages)
 
 
-def handle_tick(event: dict[str, Any], context: Any = None,
-                parts_queue: TickPartQueue | None = None, shards: int | None = None,
-                parts: int | None = None) -> dict[str, Any]:
+def handle_tick(
+    event: dict[str, Any],
+    context: Any = None,
+    parts_queue: TickPartQueue | None = None,
+    shards: int | None = None,
+    parts: int | None = None,
+) -> dict[str, Any]:
     """The scheduled tick's entry point: fan the minute out in parts, nothing else.
 
     With nothing due this costs one SendMessageBatch per 10 parts, and each part one Query
@@ -356,8 +435,9 @@ def handle_tick(event: dict[str, Any], context: Any = None,
     return {"minute": iso(minute), "parts": parts}
 
 
-def handle_tick_parts(event: dict[str, Any], context: Any = None,
-                      ticker: Ticker | None = None) -> PartialItemFailureResponse:
+def handle_tick_parts(
+    event: dict[str, Any], context: Any = None, ticker: Ticker | None = None
+) -> PartialItemFailureResponse:
     """The part-tick function's entry point (an SQS event of tick parts): a partial batch
     response, so a part that did not finish comes back and is processed again."""
     from aws_lambda_powertools.utilities.batch import (
@@ -375,13 +455,19 @@ def handle_tick_parts(event: dict[str, Any], context: Any = None,
         try:
             part = TickPart.from_body(record.body)
         except ValueError as error:  # poison: reported failed until SQS moves it to the DLQ
-            logger.error("not a tick part", extra={"message_id": record.message_id,
-                                                   "reason": str(error)})
+            logger.error(
+                "not a tick part", extra={"message_id": record.message_id, "reason": str(error)}
+            )
             raise
         report = run_part(ticker, part.moment(), [s for s in part.shards if s < ticker.shards])
-        return {"minute": iso(report.minute), "due": report.due, "queued": report.queued,
-                "missed": report.missed}
+        return {
+            "minute": iso(report.minute),
+            "due": report.due,
+            "queued": report.queued,
+            "missed": report.missed,
+        }
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=record_handler,
-                                    processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,4 +1,5 @@
 """The runs worker: claim each run, re-read its job, run its runner, record the outcome."""
+
 from __future__ import annotations
 
 import json
@@ -83,42 +84,55 @@ class Worker:
     runners: Callable[[str], Runner | None] = get_runner
     _recorded_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def handle(self, message: RunMessage, time_limit: float | None = None,
-               receives: int = 1) -> str:
+    def handle(
+        self, message: RunMessage, time_limit: float | None = None, receives: int = 1
+    ) -> str:
         """Process one run message; the run's resulting status (or `duplicate`).
 
         `time_limit` (seconds) shortens the runner's timeout when the invocation has less
         time left than that. `receives` is the message's receive count: a message delivered
         again, or a later attempt, is watched by the sweep (chalicelib/sweep.py) while it runs.
         """
-        limit = self.runner_timeout if time_limit is None else min(self.runner_timeout,
-                                                                   time_limit)
+        limit = self.runner_timeout if time_limit is None else min(self.runner_timeout, time_limit)
         now = self.clock()
         # Before the claim: an unusable registry leaves the message for retry, nothing written.
         registry = self._registry(message)
         lease_seconds = math.ceil(limit) + LEASE_MARGIN
-        run = Run(run_id=message.run_id, job_id=message.job_id, account=message.account,
-                  group=message.group, trigger=message.trigger,
-                  scheduled_for=message.scheduled_for, status="running")
+        run = Run(
+            run_id=message.run_id,
+            job_id=message.job_id,
+            account=message.account,
+            group=message.group,
+            trigger=message.trigger,
+            scheduled_for=message.scheduled_for,
+            status="running",
+        )
         # The run id is the lock: whoever writes the claim runs it; a duplicate delivery
         # (a re-sent tick, SQS at-least-once) finds it taken or finished and stops here.
         # A first delivery of a first attempt is the happy path: SQS keeps its message until
         # it is acknowledged or dead-lettered, so it needs no watch (no extra index write).
-        claimed = self.store.claim_run(run, message.attempt, lease_seconds, now,
-                                       must_exist=message.trigger == "manual",
-                                       watch=receives > 1 or message.attempt > 1)
+        claimed = self.store.claim_run(
+            run,
+            message.attempt,
+            lease_seconds,
+            now,
+            must_exist=message.trigger == "manual",
+            watch=receives > 1 or message.attempt > 1,
+        )
         if isinstance(claimed, Refused):
             return self._not_claimed(run, claimed, now)
         try:
-            job = self.store.get_job(message.account, message.group, message.job_id,
-                                     progress=False)
+            job = self.store.get_job(message.account, message.group, message.job_id, progress=False)
         except NotFound:
             return self._finish(claimed, "skipped", error="job deleted before it ran")
         # The entry of the key the job was read under, never of the item's own `account`.
         entry = registry.get(message.account)
         reason = self._skip_reason(job, claimed, entry, now)
-        if reason is None and job.concurrency_policy == "Forbid" and not self._hold(
-                job, claimed.run_id, int(now.timestamp()) + lease_seconds, now):
+        if (
+            reason is None
+            and job.concurrency_policy == "Forbid"
+            and not self._hold(job, claimed.run_id, int(now.timestamp()) + lease_seconds, now)
+        ):
             reason = FORBID_SKIP
         if reason:
             return self._finish(claimed, "skipped", error=reason, job=job)
@@ -128,10 +142,8 @@ class Worker:
         except RunnerError as error:
             if error.retryable and claimed.attempts < job.attempts_allowed:
                 return self._retry(claimed, message, error, job)
-            return self._finish(claimed, "failed", error=str(error), error_code=error.code,
-                                job=job)
-        return self._finish(claimed, "succeeded", output=result.output, data=result.data,
-                            job=job)
+            return self._finish(claimed, "failed", error=str(error), error_code=error.code, job=job)
+        return self._finish(claimed, "succeeded", output=result.output, data=result.data, job=job)
 
     def _not_claimed(self, run: Run, refused: Refused, now: datetime) -> str:
         state = refused.lease  # what the refused claim found: no second read
@@ -141,11 +153,14 @@ class Worker:
         if status == "running" and lease_until >= int(now.timestamp()):
             # Deleting this copy could lose the run: if the holder dies, SQS may have no
             # other copy to deliver again.
-            raise RunInProgress(f"run {run.run_id} is held by another worker until "
-                                f"{iso(datetime.fromtimestamp(lease_until, UTC))}")
-        logger.info("run already finished or queued for another attempt; duplicate delivery "
-                    "acknowledged", extra={"job_id": run.job_id, "run_id": run.run_id,
-                                           "status": status})
+            raise RunInProgress(
+                f"run {run.run_id} is held by another worker until "
+                f"{iso(datetime.fromtimestamp(lease_until, UTC))}"
+            )
+        logger.info(
+            "run already finished or queued for another attempt; duplicate delivery acknowledged",
+            extra={"job_id": run.job_id, "run_id": run.run_id, "status": status},
+        )
         return "duplicate"
 
     def _registry(self, message: RunMessage) -> Registry:
@@ -153,15 +168,20 @@ class Worker:
         try:
             return self.registry()
         except RegistryError as error:
-            logger.error("account registry unusable; message left for retry", extra={
-                "job_id": message.job_id, "run_id": message.run_id, "reason": str(error)})
+            logger.error(
+                "account registry unusable; message left for retry",
+                extra={"job_id": message.job_id, "run_id": message.run_id, "reason": str(error)},
+            )
             raise
 
-    def _skip_reason(self, job: Job, run: Run, entry: AccountEntry | None,
-                     now: datetime) -> str | None:
+    def _skip_reason(
+        self, job: Job, run: Run, entry: AccountEntry | None, now: datetime
+    ) -> str | None:
         if (job.account, job.group, job.id) != (run.account, run.group, run.job_id):
-            return (f"job item names {job.account}/{job.group}/{job.id} but was read under "
-                    f"{run.account}/{run.group}/{run.job_id}")
+            return (
+                f"job item names {job.account}/{job.group}/{job.id} but was read under "
+                f"{run.account}/{run.group}/{run.job_id}"
+            )
         if run.trigger == "schedule" and not job.enabled:
             return "job disabled before it ran"
         if entry is None:
@@ -169,8 +189,10 @@ class Worker:
         if entry.is_default and job.registry_entry not in (None, WILDCARD):
             # The job was written under the account's own entry, since removed: the default
             # entry must not take it over (it could act with another role or in another way).
-            return (f"account {run.account} is no longer in the account registry (its job was "
-                    f"created under its own entry; the * entry does not take it over)")
+            return (
+                f"account {run.account} is no longer in the account registry (its job was "
+                f"created under its own entry; the * entry does not take it over)"
+            )
         if not entry.allows(job.runner):
             return f"runner {job.runner} is not allowed for account {run.account}"
         # Forbid is decided by the job's hold (Store.hold_forbid), taken after every other
@@ -181,10 +203,13 @@ class Worker:
         runner = self.runners(job.runner)
         if runner is None:
             raise PermanentError(f"details.runner: unknown runner {job.runner!r}")
-        context = RunContext(account=job.account, run_id=run.run_id, job_id=job.id,
-                             client=self.clients(replace(entry, job_details=job.details),
-                                                 run.run_id),
-                             dummy_template=self.dummy_template)
+        context = RunContext(
+            account=job.account,
+            run_id=run.run_id,
+            job_id=job.id,
+            client=self.clients(replace(entry, job_details=job.details), run.run_id),
+            dummy_template=self.dummy_template,
+        )
         pool = _runner_pool(self.concurrency)
         try:
             return pool.submit(runner.run, job.details, context).result(timeout=limit)
@@ -193,16 +218,16 @@ class Worker:
 
             # Its thread is still in the runner: later runs need a pool with free threads.
             _abandon_runner_pool(pool)
-            raise RetryableError(f"runner timed out after {limit:.0f} s",
-                                 code="Timeout") from None
+            raise RetryableError(f"runner timed out after {limit:.0f} s", code="Timeout") from None
         except RunnerError:
             raise
         except Exception as error:  # a runner bug must fail the run, not the batch
             logger.exception("runner raised", extra={"job_id": job.id, "run_id": run.run_id})
             raise PermanentError(f"runner error: {type(error).__name__}") from None
 
-    def _retry(self, run: Run, message: RunMessage, error: RunnerError,
-               job: Job | None = None) -> str:
+    def _retry(
+        self, run: Run, message: RunMessage, error: RunnerError, job: Job | None = None
+    ) -> str:
         delay = retry_delay(run.attempts)
         # Send before recording: if the send fails the claim stays `running` and the original
         # message comes back after its lease, so the run is retried rather than lost.
@@ -211,36 +236,67 @@ class Worker:
         self.store.finish_run(queued, run.attempts)
         self._announce(queued, job, "retrying", retry_in_seconds=delay)
         self._release(job, run)
-        logger.warning("run failed, retrying", extra={
-            "job_id": run.job_id, "run_id": run.run_id, "attempt": run.attempts,
-            "delay_seconds": delay, "error_code": error.code})
+        logger.warning(
+            "run failed, retrying",
+            extra={
+                "job_id": run.job_id,
+                "run_id": run.run_id,
+                "attempt": run.attempts,
+                "delay_seconds": delay,
+                "error_code": error.code,
+            },
+        )
         _emit("RunRetries", 1)
         return "queued"
 
-    def _finish(self, run: Run, status: Status, *, output: str | None = None,
-                error: str | None = None, error_code: str | None = None,
-                data: Mapping[str, Any] | None = None, job: Job | None = None) -> str:
-        finished = run.with_status(status, finished_at=iso(self.clock()),
-                                   output=truncate(output), error=truncate(error),
-                                   error_code=error_code, data=dict(data or {}))
+    def _finish(
+        self,
+        run: Run,
+        status: Status,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+        error_code: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        job: Job | None = None,
+    ) -> str:
+        finished = run.with_status(
+            status,
+            finished_at=iso(self.clock()),
+            output=truncate(output),
+            error=truncate(error),
+            error_code=error_code,
+            data=dict(data or {}),
+        )
         if not self.store.finish_run(finished, run.attempts, count=False):
-            logger.warning("lost the claim before recording; the newer claim records it",
-                           extra={"job_id": run.job_id, "run_id": run.run_id})
+            logger.warning(
+                "lost the claim before recording; the newer claim records it",
+                extra={"job_id": run.job_id, "run_id": run.run_id},
+            )
             return "duplicate"
         if status != "skipped":  # a skipped run never took the hold (it is taken last)
             self._release(job, run)
         log = logger.info if status == "succeeded" else logger.warning
-        log("run finished", extra={"job_id": run.job_id, "run_id": run.run_id, "status": status,
-                                   "trigger": run.trigger, "attempts": run.attempts,
-                                   "error_code": error_code})
+        log(
+            "run finished",
+            extra={
+                "job_id": run.job_id,
+                "run_id": run.run_id,
+                "status": status,
+                "trigger": run.trigger,
+                "attempts": run.attempts,
+                "error_code": error_code,
+            },
+        )
         _emit("Runs", 1, Outcome=status)
         with self._recorded_lock:
             self.recorded[status] += 1
         self._announce(finished, job, status)
         return status
 
-    def _announce(self, run: Run, job: Job | None, status: str,
-                  retry_in_seconds: int | None = None) -> None:
+    def _announce(
+        self, run: Run, job: Job | None, status: str, retry_in_seconds: int | None = None
+    ) -> None:
         """Collect the run's event (after its outcome is recorded: never instead of it)."""
         if self.events is None:
             return
@@ -276,8 +332,10 @@ class Worker:
         try:
             self.store.release_forbid(job.account, job.group, job.id, run.run_id)
         except Exception:
-            logger.exception("Forbid hold not released; it ends with the run's lease",
-                             extra={"job_id": run.job_id, "run_id": run.run_id})
+            logger.exception(
+                "Forbid hold not released; it ends with the run's lease",
+                extra={"job_id": run.job_id, "run_id": run.run_id},
+            )
 
     def flush_counts(self) -> None:
         """Add the statuses recorded since the last flush to the runs counters: one write."""
@@ -362,15 +420,15 @@ def _batch_processor(concurrency: int) -> Any:
                 for index in indices:
                     results[index] = self._process_record(records[index])
 
-            with ThreadPoolExecutor(max_workers=min(concurrency, len(by_run)),
-                                    thread_name_prefix="record") as records_pool:
+            with ThreadPoolExecutor(
+                max_workers=min(concurrency, len(by_run)), thread_name_prefix="record"
+            ) as records_pool:
                 # An exception that is not an Exception (the process dying) is re-raised
                 # here, as it would be from the loop.
                 list(records_pool.map(process_run, by_run.values()))
             return results
 
-    return ConcurrentBatchProcessor(event_type=EventType.SQS,
-                                    raise_on_entire_batch_failure=False)
+    return ConcurrentBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def _ids(body: str) -> dict[str, str]:
@@ -384,8 +442,9 @@ def _ids(body: str) -> dict[str, str]:
     return {name: str(data[name])[:80] for name in ("job_id", "run_id") if name in data}
 
 
-def handle_batch(event: dict[str, Any], context: Any = None,
-                 worker: Worker | None = None) -> PartialItemFailureResponse:
+def handle_batch(
+    event: dict[str, Any], context: Any = None, worker: Worker | None = None
+) -> PartialItemFailureResponse:
     """The worker Lambda's entry point: a partial batch response (failed items come back).
 
     The records run at once (`Worker.concurrency` threads); each is bounded by its runner
@@ -408,11 +467,14 @@ def handle_batch(event: dict[str, Any], context: Any = None,
         except Exception as error:
             # Powertools logs a failed record at DEBUG only: every item reported failed is
             # logged here, at ERROR, with what identifies its run.
-            extra = {"message_id": record.message_id, "reason": str(error)[:500],
-                     "error_type": type(error).__name__, **_ids(record.body)}
+            extra = {
+                "message_id": record.message_id,
+                "reason": str(error)[:500],
+                "error_type": type(error).__name__,
+                **_ids(record.body),
+            }
             expected = isinstance(error, (NotEnoughTime, RunInProgress, UnknownRun, ValueError))
-            logger.error("run message failed; it comes back", extra=extra,
-                         exc_info=not expected)
+            logger.error("run message failed; it comes back", extra=extra, exc_info=not expected)
             raise
 
     def handle_record(record: Any) -> str:
@@ -424,21 +486,25 @@ def handle_batch(event: dict[str, Any], context: Any = None,
             postponed.append(record.receipt_handle)
             raise NotEnoughTime(f"{record.message_id} postponed to another invocation")
         receives = str(record.attributes.get("ApproximateReceiveCount") or "1")
-        return worker.handle(message, time_limit=budget,
-                             receives=int(receives) if receives.isdigit() else 1)
+        return worker.handle(
+            message, time_limit=budget, receives=int(receives) if receives.isdigit() else 1
+        )
 
     processor = _batch_processor(worker.concurrency)
     try:
-        response = process_partial_response(event=event, record_handler=record_handler,
-                                            processor=processor, context=context)
+        response = process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
         if postponed:
             try:
                 worker.queue.release(postponed)
             except Exception:
                 # Best effort: raising would fail the invocation, and SQS would send the whole
                 # batch back, its recorded runs included.
-                logger.exception("postponed messages not released; they come back after the "
-                                 "visibility timeout", extra={"postponed": len(postponed)})
+                logger.exception(
+                    "postponed messages not released; they come back after the visibility timeout",
+                    extra={"postponed": len(postponed)},
+                )
         return response
     finally:
         try:

@@ -17,6 +17,7 @@ between versions), as "unchecked-hash" pycs: Lambda unpacks the zip with its own
 its code directory is read-only, so a timestamp-checked .pyc would be ignored and every module
 compiled again at every cold start.
 """
+
 from __future__ import annotations
 
 import glob
@@ -42,18 +43,25 @@ def configured(config_path: Path = CONFIG) -> dict[str, str]:
     runtime = config.get("lambda_python_version")
     architecture = config.get("lambda_architecture", "x86_64")
     if not isinstance(runtime, str) or not RUNTIME_PATTERN.fullmatch(runtime):
-        raise SystemExit(f"{config_path}: lambda_python_version must name a Lambda Python "
-                         f"runtime such as python3.13, not {runtime!r}")
+        raise SystemExit(
+            f"{config_path}: lambda_python_version must name a Lambda Python "
+            f"runtime such as python3.13, not {runtime!r}"
+        )
     if architecture not in ("x86_64", "arm64"):
-        raise SystemExit(f"{config_path}: lambda_architecture must be x86_64 or arm64, "
-                         f"not {architecture!r}")
+        raise SystemExit(
+            f"{config_path}: lambda_architecture must be x86_64 or arm64, not {architecture!r}"
+        )
     return {"runtime": runtime, "architecture": architecture}
 
 
 def _reports_version(candidate: str, version: str) -> bool:
     try:
-        answer = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                capture_output=True, text=True, timeout=60)
+        answer = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except OSError:
         return False
     return answer.returncode == 0 and answer.stdout.strip() == version
@@ -65,8 +73,10 @@ def interpreter(runtime: str) -> str | None:
     version = runtime.removeprefix("python")
     candidates = [os.environ.get("MINION_RUNTIME_PYTHON", ""), shutil.which(runtime) or ""]
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    candidates += sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin",
-                                                runtime)), reverse=True)
+    candidates += sorted(
+        glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin", runtime)),
+        reverse=True,
+    )
     return next((c for c in candidates if c and _reports_version(c, version)), None)
 
 
@@ -100,7 +110,8 @@ def required_interpreter() -> str:
         raise SystemExit(
             f"package: no {runtime} on this machine to compile the package's bytecode with "
             f"(install it, e.g. `pyenv install {runtime.removeprefix('python')}`, or set "
-            f"MINION_RUNTIME_PYTHON to its path)")
+            f"MINION_RUNTIME_PYTHON to its path)"
+        )
     return python
 
 
@@ -116,16 +127,32 @@ def add_bytecode(zip_path: Path) -> int:
             members = [m for m in archive.infolist() if not m.filename.endswith(".pyc")]
             archive.extractall(tree, members)
         # -s/-p: tracebacks name /var/task, where Lambda unpacks the code.
-        subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
-                        "unchecked-hash", "-s", str(tree), "-p", "/var/task", str(tree)],
-                       check=True)
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "0",
+                "--invalidation-mode",
+                "unchecked-hash",
+                "-s",
+                str(tree),
+                "-p",
+                "/var/task",
+                str(tree),
+            ],
+            check=True,
+        )
         tag = f"cpython-{runtime.removeprefix('python').replace('.', '')}"
         compiled = sorted(tree.rglob(f"*.{tag}.pyc"))
         rebuilt = zip_path.with_suffix(".tmp")
         with zipfile.ZipFile(rebuilt, "w", zipfile.ZIP_DEFLATED) as out:
             for member in members:
-                out.writestr(member, (tree / member.filename).read_bytes()
-                             if not member.is_dir() else b"")
+                out.writestr(
+                    member, (tree / member.filename).read_bytes() if not member.is_dir() else b""
+                )
             for pyc in compiled:
                 name = pyc.relative_to(tree).as_posix()
                 info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))

@@ -11,6 +11,7 @@ Two moto behaviours made `make run` grow by hundreds of megabytes per few hundre
 `install_fixes()` turns off the tracking and rolls transactions back from copies of the items
 they touch only. Both are patches of moto's classes, made here and never in `chalicelib/`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,7 +66,8 @@ def _transactions_copy_only_their_items() -> None:
         return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
     models.copy = types.SimpleNamespace(  # type: ignore[assignment]
-        deepcopy=deepcopy_but_tables, copy=copy.copy)
+        deepcopy=deepcopy_but_tables, copy=copy.copy
+    )
     original = models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -93,8 +95,9 @@ def _item_backups(backend: Any, transact_items: list[dict[str, Any]]) -> list[tu
             table = backend.get_table(op["TableName"])
             key = op["Item"] if op_type == "Put" else op["Key"]
             hash_value = DynamoType(key[table.hash_key_attr])
-            range_value = (DynamoType(key[table.range_key_attr])
-                           if table.range_key_attr is not None else None)
+            range_value = (
+                DynamoType(key[table.range_key_attr]) if table.range_key_attr is not None else None
+            )
             current = table.get_item(hash_value, range_value)
         except Exception:
             continue
@@ -140,8 +143,10 @@ class EmbeddedMotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:
         # ThreadedMotoServer's own, with the app wrapped.
         app = one_dynamodb_request_at_a_time(
-            self._wrap(DomainDispatcherApplication(create_backend_app)))
-        self._server = make_server(self._ip_address, self._port, app, True,
-                                   request_handler=MotoRequestHandler)
+            self._wrap(DomainDispatcherApplication(create_backend_app))
+        )
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
         self._server_ready_event.set()
         self._server.serve_forever()

@@ -1,4 +1,5 @@
 """The API on loopback: Chalice's own local server, answering unknown paths as the spec says."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ def start_api(app: Any, port: int, host: str = "127.0.0.1") -> LocalDevServer:
     """Serve `app` on host:port in a background thread; the server (call .shutdown())."""
     from chalice.local import CustomLocalChalice, LocalChalice, create_local_server
 
-    config = Config.create(chalice_stage="dev", app_name="minion", lambda_timeout=30,
-                           lambda_memory_size=512)
+    config = Config.create(
+        chalice_stage="dev", app_name="minion", lambda_timeout=30, lambda_memory_size=512
+    )
     if not isinstance(app, LocalChalice):  # done once: it changes the app's class in place
         create_local_server(app, config, host, port).server.server_close()
     assert isinstance(app, CustomLocalChalice)

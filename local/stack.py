@@ -7,6 +7,7 @@ queues to the state directory before it answers (local/state.py), and restores t
 what the stack answered 2xx for survives a restart, kill -9 included. A lock file gives the
 state directory one stack at a time.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,9 @@ class LocalConfig:
         MINION_STATE_DIR and MINION_WORKER."""
         state_dir = Path(os.environ.get("MINION_STATE_DIR") or ROOT / ".minion")
         state_dir.mkdir(parents=True, exist_ok=True)
-        tokens = tuple(t.strip() for t in os.environ.get("MINION_TOKENS", "").split(",")
-                       if t.strip())
+        tokens = tuple(
+            t.strip() for t in os.environ.get("MINION_TOKENS", "").split(",") if t.strip()
+        )
         generated = False
         if not tokens:
             token_file = state_dir / "dev-token"
@@ -63,11 +65,16 @@ class LocalConfig:
                 token_file.chmod(0o600)
             tokens = (token_file.read_text().strip(),)
             generated = True
-        return cls(port=_port("MINION_PORT", 8000), aws_port=_port("MINION_AWS_PORT", 5000),
-                   state_dir=state_dir, tokens=tokens, token_generated=generated,
-                   accounts_file=os.environ.get("MINION_ACCOUNTS_FILE") or None,
-                   endpoint=os.environ.get("AWS_ENDPOINT_URL") or None,
-                   worker=_switch("MINION_WORKER"))
+        return cls(
+            port=_port("MINION_PORT", 8000),
+            aws_port=_port("MINION_AWS_PORT", 5000),
+            state_dir=state_dir,
+            tokens=tokens,
+            token_generated=generated,
+            accounts_file=os.environ.get("MINION_ACCOUNTS_FILE") or None,
+            endpoint=os.environ.get("AWS_ENDPOINT_URL") or None,
+            worker=_switch("MINION_WORKER"),
+        )
 
 
 def _switch(name: str) -> bool:
@@ -90,14 +97,24 @@ def _check_free(port: int, what: str) -> None:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
-            sys.exit(f"port {port} ({what}) is in use: stop what holds it, or set "
-                     f"{'MINION_PORT' if what == 'API' else 'MINION_AWS_PORT'}")
+            sys.exit(
+                f"port {port} ({what}) is in use: stop what holds it, or set "
+                f"{'MINION_PORT' if what == 'API' else 'MINION_AWS_PORT'}"
+            )
 
 
 def _git_hash() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=5).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -107,15 +124,18 @@ def configure_environment(config: LocalConfig) -> dict[str, str]:
     from chalicelib.runners import RUNNERS
 
     env = {
-        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         "AWS_ENDPOINT_URL": config.endpoint or f"http://127.0.0.1:{config.aws_port}",
-        "MINION_TABLE": "minion", "MINION_QUEUE_NAME": "minion-runs",
+        "MINION_TABLE": "minion",
+        "MINION_QUEUE_NAME": "minion-runs",
         "MINION_TICK_PARTS_QUEUE_NAME": "minion-tick-parts",
         "MINION_TOKENS": ",".join(config.tokens),
         "MINION_GITHASH": _git_hash(),
         "MINION_BUILDSTAMP": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "POWERTOOLS_METRICS_NAMESPACE": "Minion", "POWERTOOLS_SERVICE_NAME": "minion",
+        "POWERTOOLS_METRICS_NAMESPACE": "Minion",
+        "POWERTOOLS_SERVICE_NAME": "minion",
         # Run events link to the run in this API (local/events.py prints them).
         "MINION_API_URL": f"http://127.0.0.1:{config.port}",
     }
@@ -136,7 +156,8 @@ class LocalContext:
         self.memory_limit_in_mb = 512
         self.aws_request_id = str(uuid.uuid4())
         self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:123456789012:function:minion-local-{function_name}")
+            f"arn:aws:lambda:us-east-1:123456789012:function:minion-local-{function_name}"
+        )
         self.log_group_name = f"/aws/lambda/minion-local-{function_name}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + timeout_seconds
@@ -159,16 +180,26 @@ def create_resources() -> str:
         dynamodb.create_table(**table_definition(settings.table_name))
     ttl = dynamodb.describe_time_to_live(TableName=settings.table_name)["TimeToLiveDescription"]
     if ttl.get("TimeToLiveStatus") != "ENABLED":  # as infra/minion.yaml's table: runs expire
-        dynamodb.update_time_to_live(TableName=settings.table_name, TimeToLiveSpecification={
-            "AttributeName": TTL_ATTRIBUTE, "Enabled": True})
+        dynamodb.update_time_to_live(
+            TableName=settings.table_name,
+            TimeToLiveSpecification={"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+        )
     sqs = boto3.client("sqs")
     dlq_url = sqs.create_queue(QueueName=settings.queue_name + "-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    return str(sqs.create_queue(QueueName=settings.queue_name, Attributes={
-        "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
-                                     "maxReceiveCount": str(MAX_RECEIVES)})})["QueueUrl"])
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return str(
+        sqs.create_queue(
+            QueueName=settings.queue_name,
+            Attributes={
+                "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}
+                ),
+            },
+        )["QueueUrl"]
+    )
 
 
 def create_tick_parts_queue() -> str:
@@ -177,9 +208,12 @@ def create_tick_parts_queue() -> str:
 
     from chalicelib.settings import get_settings
 
-    return str(boto3.client("sqs").create_queue(
-        QueueName=get_settings().tick_parts_queue_name,
-        Attributes={"VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT)})["QueueUrl"])
+    return str(
+        boto3.client("sqs").create_queue(
+            QueueName=get_settings().tick_parts_queue_name,
+            Attributes={"VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT)},
+        )["QueueUrl"]
+    )
 
 
 def tick_loop(stop: threading.Event, handler: Any) -> None:
@@ -193,18 +227,24 @@ def tick_loop(stop: threading.Event, handler: Any) -> None:
         if stop.wait(minute - now):
             return
         stamp = datetime.fromtimestamp(minute, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-                 "source": "aws.events", "account": "123456789012", "time": stamp,
-                 "region": os.environ["AWS_DEFAULT_REGION"],
-                 "resources": ["arn:aws:events:us-east-1:123456789012:rule/minion-local-tick"],
-                 "detail": {}}
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": "123456789012",
+            "time": stamp,
+            "region": os.environ["AWS_DEFAULT_REGION"],
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/minion-local-tick"],
+            "detail": {},
+        }
         for attempt in range(3):
             try:
                 handler(event, LocalContext("tick", 120))
                 break
             except Exception as error:  # the platform's retry, as in AWS
                 print(f"tick {stamp} failed (attempt {attempt + 1}): {error}", file=sys.stderr)
-                if stop.wait(2 ** attempt):
+                if stop.wait(2**attempt):
                     return
 
 
@@ -218,13 +258,18 @@ def worker_loop(stop: threading.Event, handler: Any, queue_url: str) -> None:
     import boto3
 
     sqs = boto3.client("sqs")
-    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     while not stop.is_set():
         try:
-            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                           WaitTimeSeconds=1, AttributeNames=["All"],
-                                           MessageAttributeNames=["All"]).get("Messages", [])
+            messages = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
         except Exception as error:
             if stop.is_set():
                 return
@@ -233,11 +278,22 @@ def worker_loop(stop: threading.Event, handler: Any, queue_url: str) -> None:
             continue
         if not messages:
             continue
-        event = {"Records": [{
-            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-            "attributes": m.get("Attributes", {}), "messageAttributes": {},
-            "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": arn,
-            "awsRegion": os.environ["AWS_DEFAULT_REGION"]} for m in messages]}
+        event = {
+            "Records": [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": {},
+                    "md5OfBody": m["MD5OfBody"],
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": os.environ["AWS_DEFAULT_REGION"],
+                }
+                for m in messages
+            ]
+        }
         try:
             result = handler(event, LocalContext("worker", 120)) or {}
             failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
@@ -246,8 +302,12 @@ def worker_loop(stop: threading.Event, handler: Any, queue_url: str) -> None:
             continue
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
-            sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+            sqs.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                ],
+            )
 
 
 def main() -> None:
@@ -293,42 +353,60 @@ def main() -> None:
     from local.server import start_api
 
     api = start_api(app_module.app, config.port)
-    threads = [threading.Thread(target=tick_loop, args=(stop, app_module.tick), daemon=True,
-                                name="tick"),
-               threading.Thread(target=local_events.display_loop, args=(stop, events_url),
-                                daemon=True, name="events"),
-
-               # The tick's parts, driven like Lambda's event source drives the part-tick.
-               threading.Thread(target=worker_loop,
-                                args=(stop, app_module.tick_part, tick_parts_url),
-                                daemon=True, name="tick-parts")]
+    threads = [
+        threading.Thread(target=tick_loop, args=(stop, app_module.tick), daemon=True, name="tick"),
+        threading.Thread(
+            target=local_events.display_loop, args=(stop, events_url), daemon=True, name="events"
+        ),
+        # The tick's parts, driven like Lambda's event source drives the part-tick.
+        threading.Thread(
+            target=worker_loop,
+            args=(stop, app_module.tick_part, tick_parts_url),
+            daemon=True,
+            name="tick-parts",
+        ),
+    ]
     if config.worker:
-        threads.append(threading.Thread(target=worker_loop,
-                                        args=(stop, app_module.worker, queue_url),
-                                        daemon=True, name="worker"))
-        threads.append(threading.Thread(target=tick_loop, args=(stop, app_module.sweep),
-                                        daemon=True, name="sweep"))
+        threads.append(
+            threading.Thread(
+                target=worker_loop,
+                args=(stop, app_module.worker, queue_url),
+                daemon=True,
+                name="worker",
+            )
+        )
+        threads.append(
+            threading.Thread(
+                target=tick_loop, args=(stop, app_module.sweep), daemon=True, name="sweep"
+            )
+        )
     for thread in threads:
         thread.start()
 
     base = f"http://127.0.0.1:{config.port}/v1/minion"
     if state is not None:
-        print(f"minion is running (restored {items} items and {messages} queued messages "
-              f"from {config.state_dir})")
+        print(
+            f"minion is running (restored {items} items and {messages} queued messages "
+            f"from {config.state_dir})"
+        )
     else:
         print(f"minion is running (state kept by {config.endpoint})")
     print(f"  API:          {base}   (try: curl {base}/ping)")
     print(f"  AWS emulator: {os.environ['AWS_ENDPOINT_URL']}")
     if config.token_generated:
-        print(f"  token:        {config.tokens[0]}   (development token, also in "
-              f"{config.state_dir}/dev-token; set MINION_TOKENS to choose your own)")
+        print(
+            f"  token:        {config.tokens[0]}   (development token, also in "
+            f"{config.state_dir}/dev-token; set MINION_TOKENS to choose your own)"
+        )
     else:
         print("  token:        one of MINION_TOKENS")
     print(f"  authenticate: curl -H 'X-Auth-Token: <token>' {base}/<account>/jobs")
     if not config.worker:
         print("  worker:       off (MINION_WORKER=off): runs stay queued")
-    print("  run events:   one `event ...` line each, as EventBridge would receive them "
-          "(outcomes: a job's notify, else MINION_NOTIFY_DEFAULT)")
+    print(
+        "  run events:   one `event ...` line each, as EventBridge would receive them "
+        "(outcomes: a job's notify, else MINION_NOTIFY_DEFAULT)"
+    )
     print("Press Ctrl-C to stop.", flush=True)
 
     while not stop.wait(MAINTENANCE_SECONDS):

@@ -12,6 +12,7 @@ Flushed but not fsynced per write: the journal survives the death of the process
 crash), not a power cut of the machine, which may lose the last seconds of writes. An fsync
 per write costs about 3 ms here, more than the write itself.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -35,11 +36,21 @@ COMPACT_AFTER_RECORDS = 50_000
 # forgotten past this many, so the set does not grow with every run the stack ever ran.
 DELETED_HANDLES_KEPT = 10_000
 # Requests that may change an item. PartiQL writes are not journaled: the service uses none.
-DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
-                             "TransactWriteItems"})
-SQS_CHANGES = frozenset({"SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage",
-                         "DeleteMessageBatch", "ChangeMessageVisibility",
-                         "ChangeMessageVisibilityBatch", "PurgeQueue"})
+DYNAMODB_WRITES = frozenset(
+    {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+)
+SQS_CHANGES = frozenset(
+    {
+        "SendMessage",
+        "SendMessageBatch",
+        "ReceiveMessage",
+        "DeleteMessage",
+        "DeleteMessageBatch",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+        "PurgeQueue",
+    }
+)
 
 
 class StateDirInUse(Exception):
@@ -58,7 +69,8 @@ def lock_state_dir(state_dir: Path) -> IO[str]:
         raise StateDirInUse(
             f"the state directory {state_dir} is in use by another minion stack"
             f"{f' (pid {holder})' if holder.isdigit() else ''}: stop that one first, or set "
-            "MINION_STATE_DIR to another directory") from None
+            "MINION_STATE_DIR to another directory"
+        ) from None
     handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()
@@ -77,12 +89,19 @@ def _key_text(key: dict[str, Any]) -> str:
 
 
 def _message_state(message: Any) -> dict[str, Any]:
-    return {"id": message.id, "body": message.body, "attributes": message.message_attributes,
-            "system_attributes": message.system_attributes, "sent": message.sent_timestamp,
-            "first_receive": message.approximate_first_receive_timestamp,
-            "receives": message.approximate_receive_count, "visible_at": message.visible_at,
-            "delayed_until": message.delayed_until, "group_id": message.group_id,
-            "deduplication_id": message.deduplication_id}
+    return {
+        "id": message.id,
+        "body": message.body,
+        "attributes": message.message_attributes,
+        "system_attributes": message.system_attributes,
+        "sent": message.sent_timestamp,
+        "first_receive": message.approximate_first_receive_timestamp,
+        "receives": message.approximate_receive_count,
+        "visible_at": message.visible_at,
+        "delayed_until": message.delayed_until,
+        "group_id": message.group_id,
+        "deduplication_id": message.deduplication_id,
+    }
 
 
 def _message_version(message: Any) -> tuple[Any, ...]:
@@ -136,8 +155,9 @@ class LocalState:
                     queues[name] = {m["id"]: m for m in messages}
         elif legacy.exists() and LEGACY_TABLE in tables:
             table = self._table(LEGACY_TABLE)
-            tables[LEGACY_TABLE] = {_key_text(_key_of(table, i)): i
-                                      for i in json.loads(legacy.read_text())}
+            tables[LEGACY_TABLE] = {
+                _key_text(_key_of(table, i)): i for i in json.loads(legacy.read_text())
+            }
         for record in self._journal_records():
             if "item" in record:
                 change = record["item"]
@@ -198,10 +218,13 @@ class LocalState:
     def compact(self) -> None:
         """Write the whole state to the snapshot and empty the journal."""
         with self._items_lock, self._queues_lock, self._file_lock:
-            state = {"version": 1,
-                     "tables": {name: self._items(name) for name in self.tables},
-                     "queues": {name: [_message_state(m) for m in self._messages(name)]
-                                for name in self.queues}}
+            state = {
+                "version": 1,
+                "tables": {name: self._items(name) for name in self.tables},
+                "queues": {
+                    name: [_message_state(m) for m in self._messages(name)] for name in self.queues
+                },
+            }
             temporary = self.directory / (SNAPSHOT + ".tmp")
             with temporary.open("w") as out:
                 json.dump(state, out, separators=(",", ":"))
@@ -274,8 +297,9 @@ class LocalState:
 
     def _items(self, name: str) -> list[dict[str, Any]]:
         table = self._table(name)
-        return [] if table is None else [i.to_json()["Attributes"]
-                                         for i in self._item_objects(table)]
+        return (
+            [] if table is None else [i.to_json()["Attributes"] for i in self._item_objects(table)]
+        )
 
     def _messages(self, name: str) -> list[Any]:
         queue = self.sqs.queues.get(name)
@@ -312,8 +336,9 @@ class LocalState:
             for entry in request["TransactItems"]:
                 for op_type, op in entry.items():
                     if op_type in ("Put", "Update", "Delete"):
-                        touched.append((op["TableName"], op["Item"] if op_type == "Put"
-                                        else op["Key"]))
+                        touched.append(
+                            (op["TableName"], op["Item"] if op_type == "Put" else op["Key"])
+                        )
         from moto.dynamodb.models.dynamo_type import DynamoType
 
         records = []
@@ -322,11 +347,19 @@ class LocalState:
             if table is None or table.name not in self.tables:
                 continue
             key = _key_of(table, attributes)
-            item = table.get_item(DynamoType(key[table.hash_key_attr]),
-                                  DynamoType(key[table.range_key_attr])
-                                  if table.range_key_attr is not None else None)
-            records.append({"item": {"table": table.name, "key": key,
-                                     "image": item.to_json()["Attributes"] if item else None}})
+            item = table.get_item(
+                DynamoType(key[table.hash_key_attr]),
+                DynamoType(key[table.range_key_attr]) if table.range_key_attr is not None else None,
+            )
+            records.append(
+                {
+                    "item": {
+                        "table": table.name,
+                        "key": key,
+                        "image": item.to_json()["Attributes"] if item else None,
+                    }
+                }
+            )
         return records
 
     def _queue_changes(self) -> list[dict[str, Any]]:
@@ -339,10 +372,19 @@ class LocalState:
                 version = _message_version(message)
                 current[message.id] = version
                 if known.get(message.id) != version:
-                    records.append({"message": {"queue": name, "id": message.id,
-                                                "state": _message_state(message)}})
-            records.extend({"message": {"queue": name, "id": gone, "state": None}}
-                           for gone in known.keys() - current.keys())
+                    records.append(
+                        {
+                            "message": {
+                                "queue": name,
+                                "id": message.id,
+                                "state": _message_state(message),
+                            }
+                        }
+                    )
+            records.extend(
+                {"message": {"queue": name, "id": gone, "state": None}}
+                for gone in known.keys() - current.keys()
+            )
             self._known[name] = current
         return records
 
@@ -396,8 +438,9 @@ def _call(app: WsgiApp, environ: dict[str, Any]) -> tuple[str, list[tuple[str, s
     answer: dict[str, Any] = {}
     written: list[bytes] = []
 
-    def start_response(status: str, headers: list[tuple[str, str]],
-                       exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
         answer["status"], answer["headers"] = status, headers
         return written.append
 

@@ -1,4 +1,5 @@
 """A small client of the minion HTTP API (httpx), and the errors it reports."""
+
 from __future__ import annotations
 
 import copy
@@ -10,14 +11,25 @@ import httpx
 
 BASE_PATH = "/v1/minion"
 DEFAULT_TIMEOUT = 30.0
-LIST_PAGE = 1000      # names per page of a job list
-EXPANDED_PAGE = 100   # job objects per page of `expand=job`
+LIST_PAGE = 1000  # names per page of a job list
+EXPANDED_PAGE = 100  # job objects per page of `expand=job`
 WRAPPED_KEYS = {"job", "tags", "log", "next"}
 
 # The fields a PUT replaces; everything else a GET returns is the server's.
-CLIENT_FIELDS = ("name", "description", "details", "schedule_expression", "schedule_timezone",
-                 "enabled", "modified_by", "starting_deadline_seconds", "concurrency_policy",
-                 "max_attempts", "tags", "notify")
+CLIENT_FIELDS = (
+    "name",
+    "description",
+    "details",
+    "schedule_expression",
+    "schedule_timezone",
+    "enabled",
+    "modified_by",
+    "starting_deadline_seconds",
+    "concurrency_policy",
+    "max_attempts",
+    "tags",
+    "notify",
+)
 
 
 class ApiError(Exception):
@@ -41,13 +53,26 @@ class NotMinion(Unreachable):
 class MinionClient:
     """The operations of the minion API; `transport` lets tests route requests elsewhere."""
 
-    def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self.url = url.rstrip("/")
         root = self.url if self.url.endswith(BASE_PATH) else self.url + BASE_PATH
-        self._http = httpx.Client(base_url=root, transport=transport, timeout=timeout,
-                                  headers={"X-Auth-Token": token, "Accept": "application/json",
-                                           "User-Agent": "minion-cli/0.1.0"})
+        self._http = httpx.Client(
+            base_url=root,
+            transport=transport,
+            timeout=timeout,
+            headers={
+                "X-Auth-Token": token,
+                "Accept": "application/json",
+                "User-Agent": "minion-cli/0.1.0",
+            },
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -91,15 +116,27 @@ class MinionClient:
         """Create a job; the stored job object."""
         return self._job(self._call("POST", _path(account, "jobs", group), json=body))
 
-    def replace_job(self, account: str, group: str, job_id: str, body: Mapping[str, Any],
-                    version: int | None = None) -> dict[str, Any]:
+    def replace_job(
+        self,
+        account: str,
+        group: str,
+        job_id: str,
+        body: Mapping[str, Any],
+        version: int | None = None,
+    ) -> dict[str, Any]:
         """Replace a job's client fields; with `version`, only if the job is still at it."""
         headers = {"If-Match": f'"{version}"'} if version is not None else None
-        return self._job(self._call("PUT", _path(account, "jobs", group, job_id), json=body,
-                                    headers=headers))
+        return self._job(
+            self._call("PUT", _path(account, "jobs", group, job_id), json=body, headers=headers)
+        )
 
-    def update_job(self, account: str, group: str, job_id: str,
-                   edit: Callable[[dict[str, Any]], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    def update_job(
+        self,
+        account: str,
+        group: str,
+        job_id: str,
+        edit: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> tuple[dict[str, Any], bool]:
         """Edit a job's client fields; the job, and whether it was written.
 
         Read, edit, write back only if nobody wrote in between (`If-Match`); a lost race
@@ -112,9 +149,13 @@ class MinionClient:
                 raise
         return self._update_once(account, group, job_id, edit)
 
-    def _update_once(self, account: str, group: str, job_id: str,
-                     edit: Callable[[dict[str, Any]], dict[str, Any]]
-                     ) -> tuple[dict[str, Any], bool]:
+    def _update_once(
+        self,
+        account: str,
+        group: str,
+        job_id: str,
+        edit: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> tuple[dict[str, Any], bool]:
         job = self.get_job(account, group, job_id)
         current = client_fields(job)
         body = edit(copy.deepcopy(current))
@@ -136,11 +177,16 @@ class MinionClient:
         """Queue a run now; the queued run record."""
         return self._call("PATCH", _path(account, "jobs", group, job_id))
 
-    def list_runs(self, account: str, group: str, job_id: str, limit: int | None = None,
-                  next_token: str | None = None) -> dict[str, Any]:
+    def list_runs(
+        self,
+        account: str,
+        group: str,
+        job_id: str,
+        limit: int | None = None,
+        next_token: str | None = None,
+    ) -> dict[str, Any]:
         """A page of a job's runs, newest first: `{"runs": [...], "next_token": ...}`."""
-        params = {k: v for k, v in (("limit", limit), ("next_token", next_token))
-                  if v is not None}
+        params = {k: v for k, v in (("limit", limit), ("next_token", next_token)) if v is not None}
         return self._call("GET", _path(account, "jobs", group, job_id, "runs"), params=params)
 
     def get_run(self, account: str, group: str, job_id: str, run_id: str) -> dict[str, Any]:
@@ -149,8 +195,9 @@ class MinionClient:
 
     # --- schedules ----------------------------------------------------------------------
 
-    def preview_schedule(self, expression: str, timezone: str | None = None,
-                         count: int | None = None) -> dict[str, Any]:
+    def preview_schedule(
+        self, expression: str, timezone: str | None = None, count: int | None = None
+    ) -> dict[str, Any]:
         """Whether an expression is valid, and its next occurrences."""
         params: dict[str, Any] = {"expression": expression}
         if timezone:
@@ -164,8 +211,7 @@ class MinionClient:
     def _job(self, body: Any) -> dict[str, Any]:
         # A deployment may answer the original Go service's {"job", "tags", "log", "next"}
         # (MINION_RESPONSE_SHAPE=wrapped): the job is inside, tags included.
-        if isinstance(body, dict) and set(body) == WRAPPED_KEYS and isinstance(
-                body["job"], dict):
+        if isinstance(body, dict) and set(body) == WRAPPED_KEYS and isinstance(body["job"], dict):
             body = body["job"]
         if not isinstance(body, dict) or "id" not in body or "version" not in body:
             raise self._not_minion("an answer that is not a job")
@@ -189,10 +235,14 @@ class MinionClient:
             if not link:
                 return items
             url = response.url.join(link)
-            if (url.scheme, url.host, url.port) != (response.url.scheme, response.url.host,
-                                                    response.url.port) or str(url) in seen:
-                raise self._not_minion(f'a Link rel="next" to {url} (another origin, or a '
-                                       f'page already read)')
+            if (url.scheme, url.host, url.port) != (
+                response.url.scheme,
+                response.url.host,
+                response.url.port,
+            ) or str(url) in seen:
+                raise self._not_minion(
+                    f'a Link rel="next" to {url} (another origin, or a page already read)'
+                )
             seen.add(str(url))
             response, body = self._send("GET", str(url))
 
@@ -203,31 +253,40 @@ class MinionClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as error:
-            raise Unreachable(f"cannot connect to the minion API at {self.url} ({_reason(error)})"
-                              ) from None
+            raise Unreachable(
+                f"cannot connect to the minion API at {self.url} ({_reason(error)})"
+            ) from None
         except httpx.TimeoutException:
             raise Unreachable(f"the minion API at {self.url} did not answer in time") from None
         except httpx.HTTPError as error:
-            raise Unreachable(f"request to the minion API at {self.url} failed "
-                              f"({_reason(error)})") from None
+            raise Unreachable(
+                f"request to the minion API at {self.url} failed ({_reason(error)})"
+            ) from None
         try:
             body = response.json() if response.content else None
         except ValueError:
             body = None
         if response.is_success:
             if body is None and response.content:
-                raise NotMinion(f"{self.url} answered {response.status_code} without JSON: "
-                                f"is it a minion API? (check --url)")
+                raise NotMinion(
+                    f"{self.url} answered {response.status_code} without JSON: "
+                    f"is it a minion API? (check --url)"
+                )
             return response, body
         if isinstance(body, dict) and set(body) == {"Code", "Message"}:
-            raise ApiError(response.status_code, str(body.get("Code") or "Error"),
-                           _one_line(str(body["Message"])))
+            raise ApiError(
+                response.status_code,
+                str(body.get("Code") or "Error"),
+                _one_line(str(body["Message"])),
+            )
         # Not minion's error form: another server, a proxy, or API Gateway itself (its
         # `{"message": "Missing Authentication Token"}` for a path without the stage).
         text = _one_line(response.text[:200]) or "no body"
-        raise NotMinion(f"{self.url} answered {response.status_code} "
-                        f"{response.reason_phrase or ''}, not a minion API answer ({text}): "
-                        f"check --url (e.g. the stage path of API Gateway)".replace("  ", " "))
+        raise NotMinion(
+            f"{self.url} answered {response.status_code} "
+            f"{response.reason_phrase or ''}, not a minion API answer ({text}): "
+            f"check --url (e.g. the stage path of API Gateway)".replace("  ", " ")
+        )
 
 
 def client_fields(job: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """The `minion` command: manage jobs and runs of a minion API from a terminal or a script."""
+
 from __future__ import annotations
 
 import getpass
@@ -22,11 +23,11 @@ FINAL_STATUSES = ("succeeded", "failed", "missed", "skipped")
 
 # Exit codes: what happened, for scripts.
 OK = 0
-API_ERROR = 1          # the API answered with an error (its message is printed)
-USAGE = 2              # bad arguments or no token (click's own code for usage errors)
-UNREACHABLE = 3        # no minion API answered at --url (nothing, or something else)
-UNSUCCESSFUL = 4       # run --wait: the run ended other than succeeded; preview: invalid
-STILL_RUNNING = 5      # run --wait: the run had not ended when --timeout ran out
+API_ERROR = 1  # the API answered with an error (its message is printed)
+USAGE = 2  # bad arguments or no token (click's own code for usage errors)
+UNREACHABLE = 3  # no minion API answered at --url (nothing, or something else)
+UNSUCCESSFUL = 4  # run --wait: the run ended other than succeeded; preview: invalid
+STILL_RUNNING = 5  # run --wait: the run had not ended when --timeout ran out
 
 
 class CliError(click.ClickException):
@@ -81,8 +82,7 @@ def resolve_token(explicit: str | None, source: str = "--token") -> tuple[str, s
     wrote to its state directory."""
     if explicit and explicit.strip():
         return check_token(explicit.strip()), source
-    stack_tokens = [t.strip() for t in os.environ.get("MINION_TOKENS", "").split(",")
-                    if t.strip()]
+    stack_tokens = [t.strip() for t in os.environ.get("MINION_TOKENS", "").split(",") if t.strip()]
     if stack_tokens:
         return check_token(stack_tokens[0]), "MINION_TOKENS (its first token)"
     path = Path(os.environ.get("MINION_STATE_DIR") or ".minion") / "dev-token"
@@ -91,8 +91,10 @@ def resolve_token(explicit: str | None, source: str = "--token") -> tuple[str, s
     except (OSError, UnicodeDecodeError):
         token = ""
     if not token:
-        raise CliError(f"no API token: pass --token or set MINION_TOKEN "
-                       f"(`make run` writes one to {path})", USAGE)
+        raise CliError(
+            f"no API token: pass --token or set MINION_TOKEN (`make run` writes one to {path})",
+            USAGE,
+        )
     return check_token(token), f"the file {path} (written by `make run`)"
 
 
@@ -110,10 +112,17 @@ def check_url(url: str) -> str:
         port_ok = parsed.port is None or 1 <= parsed.port <= 65535
     except (httpx.InvalidURL, ValueError):
         parsed, port_ok = None, False
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host \
-            or not port_ok or parsed.query or parsed.fragment:
-        raise CliError(f"--url: {url!r} is not the http(s) base URL of a minion API, "
-                       f"e.g. {DEFAULT_URL}", USAGE)
+    if (
+        parsed is None
+        or parsed.scheme not in ("http", "https")
+        or not parsed.host
+        or not port_ok
+        or parsed.query
+        or parsed.fragment
+    ):
+        raise CliError(
+            f"--url: {url!r} is not the http(s) base URL of a minion API, e.g. {DEFAULT_URL}", USAGE
+        )
     return url
 
 
@@ -134,21 +143,34 @@ def check_transport(url: str, insecure_http: bool) -> str:
     machine, unless --insecure-http says so."""
     parsed = httpx.URL(url)
     if parsed.scheme == "http" and not is_loopback(parsed.host) and not insecure_http:
-        raise CliError(f"--url: {url!r} is plain http to another host: the token would cross "
-                       f"the network in clear text. Use https, or pass --insecure-http "
-                       f"(env MINION_INSECURE_HTTP=1) if you mean it", USAGE)
+        raise CliError(
+            f"--url: {url!r} is plain http to another host: the token would cross "
+            f"the network in clear text. Use https, or pass --insecure-http "
+            f"(env MINION_INSECURE_HTTP=1) if you mean it",
+            USAGE,
+        )
     return url
 
 
 # The API names a job's fields; the CLI's user typed options. Messages that start with a
 # field are shown with the option (and the field, which a --file names).
 FIELD_OPTIONS = {
-    "name": "--name", "description": "--description", "schedule_expression": "--schedule",
-    "schedule_timezone": "--tz", "enabled": "--enabled/--disabled",
-    "modified_by": "--modified-by", "starting_deadline_seconds": "--starting-deadline",
-    "concurrency_policy": "--concurrency-policy", "max_attempts": "--max-attempts",
-    "details.runner": "--runner", "details": "--detail", "timezone": "--tz",
-    "count": "--count", "limit": "--limit", "next_token": "--next-token", "notify": "--notify",
+    "name": "--name",
+    "description": "--description",
+    "schedule_expression": "--schedule",
+    "schedule_timezone": "--tz",
+    "enabled": "--enabled/--disabled",
+    "modified_by": "--modified-by",
+    "starting_deadline_seconds": "--starting-deadline",
+    "concurrency_policy": "--concurrency-policy",
+    "max_attempts": "--max-attempts",
+    "details.runner": "--runner",
+    "details": "--detail",
+    "timezone": "--tz",
+    "count": "--count",
+    "limit": "--limit",
+    "next_token": "--next-token",
+    "notify": "--notify",
 }
 _FIELD = re.compile(r"^([a-z_]+)(?:\.([A-Za-z0-9_-]+))?: ")
 
@@ -169,7 +191,7 @@ def in_cli_terms(message: str) -> str:
     else:
         return message
     named = option if option.lstrip("-") == whole.replace("_", "-") else f"{option} ({whole})"
-    return f"{named}: {message[match.end():]}"
+    return f"{named}: {message[match.end() :]}"
 
 
 def current_user() -> str | None:
@@ -191,15 +213,18 @@ class MinionGroup(click.Group):
             if error.status == 400:
                 message = f"{in_cli_terms(error.message)} ({error.status} {error.code})"
             if error.status == 412:
-                message += ("; the job changed since it was read: read it again "
-                            "(`minion jobs get ACCOUNT GROUP ID --json`) and retry, or change "
-                            "it with options (`minion jobs update ... --name ...`), which "
-                            "re-reads it by itself")
+                message += (
+                    "; the job changed since it was read: read it again "
+                    "(`minion jobs get ACCOUNT GROUP ID --json`) and retry, or change "
+                    "it with options (`minion jobs update ... --name ...`), which "
+                    "re-reads it by itself"
+                )
             if error.status == 401:
                 session = ctx.find_object(Session)
                 source = session.token_source if session else "--token"
-                message += (f"; the token came from {source}: check it is one the API at "
-                            f"--url accepts")
+                message += (
+                    f"; the token came from {source}: check it is one the API at --url accepts"
+                )
             raise CliError(message, API_ERROR) from None
         except Unreachable as error:
             raise CliError(str(error), UNREACHABLE) from None
@@ -217,12 +242,26 @@ def _override(ctx: click.Context, param: click.Parameter, value: Any) -> None:
 def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """`--json`, `--url`, `--token` after the subcommand too (`minion jobs get ... --json`)."""
     for option in (
-            click.option("--token", expose_value=False, callback=_override,
-                         help="API token (as before the subcommand)."),
-            click.option("--url", expose_value=False, callback=_override,
-                         help="Base URL of the API (as before the subcommand)."),
-            click.option("--json", is_flag=True, expose_value=False, callback=_override,
-                         help="Print the API's JSON answer.")):
+        click.option(
+            "--token",
+            expose_value=False,
+            callback=_override,
+            help="API token (as before the subcommand).",
+        ),
+        click.option(
+            "--url",
+            expose_value=False,
+            callback=_override,
+            help="Base URL of the API (as before the subcommand).",
+        ),
+        click.option(
+            "--json",
+            is_flag=True,
+            expose_value=False,
+            callback=_override,
+            help="Print the API's JSON answer.",
+        ),
+    ):
         command = option(command)
     return command
 
@@ -231,18 +270,32 @@ pass_session = click.make_pass_decorator(Session, ensure=True)
 
 
 @click.group(cls=MinionGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--url", envvar="MINION_URL", default=DEFAULT_URL, show_default=True,
-              help="Base URL of the minion API (env MINION_URL); /v1/minion is appended.")
-@click.option("--token", envvar="MINION_TOKEN", show_envvar=True,
-              help="API token (env MINION_TOKEN; else the first of MINION_TOKENS; else the "
-                   "file .minion/dev-token).")
+@click.option(
+    "--url",
+    envvar="MINION_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="Base URL of the minion API (env MINION_URL); /v1/minion is appended.",
+)
+@click.option(
+    "--token",
+    envvar="MINION_TOKEN",
+    show_envvar=True,
+    help="API token (env MINION_TOKEN; else the first of MINION_TOKENS; else the "
+    "file .minion/dev-token).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
-@click.option("--insecure-http", is_flag=True, envvar="MINION_INSECURE_HTTP",
-              help="Send the token over plain http:// to a host other than this machine.")
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    envvar="MINION_INSECURE_HTTP",
+    help="Send the token over plain http:// to a host other than this machine.",
+)
 @click.version_option(__version__, prog_name="minion")
 @click.pass_context
-def cli(ctx: click.Context, url: str, token: str | None, as_json: bool,
-        insecure_http: bool) -> None:
+def cli(
+    ctx: click.Context, url: str, token: str | None, as_json: bool, insecure_http: bool
+) -> None:
     """Manage the jobs and runs of a minion scheduler API.
 
     Exit codes: 0 success; 1 the API answered with an error; 2 bad usage or no token;
@@ -260,6 +313,7 @@ def cli(ctx: click.Context, url: str, token: str | None, as_json: bool,
 
 # --- jobs ---------------------------------------------------------------------------------
 
+
 @cli.group()
 def jobs() -> None:
     """List, create, change and delete jobs."""
@@ -268,9 +322,12 @@ def jobs() -> None:
 @jobs.command("list")
 @click.argument("account", required=False, envvar="MINION_ACCOUNT")
 @click.argument("group", required=False)
-@click.option("-l", "--long", is_flag=True,
-              help="Show each job's name, schedule, next and last run (read a page of jobs "
-                   "per request).")
+@click.option(
+    "-l",
+    "--long",
+    is_flag=True,
+    help="Show each job's name, schedule, next and last run (read a page of jobs per request).",
+)
 @common_options
 @pass_session
 def jobs_list(session: Session, account: str | None, group: str | None, long: bool) -> None:
@@ -281,13 +338,13 @@ def jobs_list(session: Session, account: str | None, group: str | None, long: bo
     if long:
         # Job objects a page at a time (`expand=job`), not one request per job.
         found = client.list_job_objects(account, group)
-        session.show(found, lambda: output.jobs_table(found) if found
-                     else _nothing(account, group))
+        session.show(found, lambda: output.jobs_table(found) if found else _nothing(account, group))
         return
     names = client.list_jobs(account, group)
     pairs = [(group, name) if group else tuple(name.split("/", 1)) for name in names]
-    session.show(names, lambda: output.table(["GROUP", "ID"], pairs) if pairs
-                 else _nothing(account, group))
+    session.show(
+        names, lambda: output.table(["GROUP", "ID"], pairs) if pairs else _nothing(account, group)
+    )
 
 
 def _nothing(account: str, group: str | None) -> str:
@@ -311,40 +368,76 @@ def jobs_get(session: Session, account: str, group: str, job_id: str) -> None:
 def job_fields(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options that set a job's fields (create and update)."""
     options = [
-        click.option("--file", "-f", "file", type=click.File("r", encoding="utf-8"),
-                     help="A job as JSON (`-` for stdin); the other options override it."),
+        click.option(
+            "--file",
+            "-f",
+            "file",
+            type=click.File("r", encoding="utf-8"),
+            help="A job as JSON (`-` for stdin); the other options override it.",
+        ),
         click.option("--name", help="The job's name."),
         click.option("--description", help="What the job is for."),
-        click.option("--schedule", "schedule_expression",
-                     help="Schedule expression, e.g. '0 7 * * MON-FRI' or 'rate(15 minutes)'."),
-        click.option("--tz", "--timezone", "schedule_timezone",
-                     help="IANA timezone of the schedule (default UTC)."),
+        click.option(
+            "--schedule",
+            "schedule_expression",
+            help="Schedule expression, e.g. '0 7 * * MON-FRI' or 'rate(15 minutes)'.",
+        ),
+        click.option(
+            "--tz",
+            "--timezone",
+            "schedule_timezone",
+            help="IANA timezone of the schedule (default UTC).",
+        ),
         click.option("--runner", help="Runner name, e.g. dummyRunner, instanceRunner."),
-        click.option("--detail", "details", multiple=True, metavar="KEY=VALUE",
-                     help="A runner detail (repeatable), e.g. "
-                          "instance_id=i-0123456789abcdef0."),
-        click.option("--enabled/--disabled", default=None,
-                     help="Whether the schedule runs it (a new job is disabled by default)."),
-        click.option("--modified-by", help="Who makes this change (default: your login "
-                                           "name)."),
-        click.option("--starting-deadline", "starting_deadline_seconds", type=int,
-                     help="Seconds an occurrence may start late before it is missed."),
-        click.option("--concurrency-policy", type=click.Choice(["Allow", "Forbid"]),
-                     help="Whether a run may start while the previous one runs."),
+        click.option(
+            "--detail",
+            "details",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="A runner detail (repeatable), e.g. instance_id=i-0123456789abcdef0.",
+        ),
+        click.option(
+            "--enabled/--disabled",
+            default=None,
+            help="Whether the schedule runs it (a new job is disabled by default).",
+        ),
+        click.option("--modified-by", help="Who makes this change (default: your login name)."),
+        click.option(
+            "--starting-deadline",
+            "starting_deadline_seconds",
+            type=int,
+            help="Seconds an occurrence may start late before it is missed.",
+        ),
+        click.option(
+            "--concurrency-policy",
+            type=click.Choice(["Allow", "Forbid"]),
+            help="Whether a run may start while the previous one runs.",
+        ),
         click.option("--max-attempts", type=int, help="Attempts of a run on retryable errors."),
-        click.option("--notify", metavar="OUTCOMES",
-                     help="Outcomes published as events, comma-separated (succeeded, failed, "
-                          "missed, skipped, retrying); 'none' for none, 'default' for the "
-                          "deployment's default."),
+        click.option(
+            "--notify",
+            metavar="OUTCOMES",
+            help="Outcomes published as events, comma-separated (succeeded, failed, "
+            "missed, skipped, retrying); 'none' for none, 'default' for the "
+            "deployment's default.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-SIMPLE_FIELDS = ("name", "description", "schedule_expression", "schedule_timezone", "enabled",
-                 "modified_by", "starting_deadline_seconds", "concurrency_policy",
-                 "max_attempts")
+SIMPLE_FIELDS = (
+    "name",
+    "description",
+    "schedule_expression",
+    "schedule_timezone",
+    "enabled",
+    "modified_by",
+    "starting_deadline_seconds",
+    "concurrency_policy",
+    "max_attempts",
+)
 
 
 def apply_options(job: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -384,10 +477,11 @@ def _read_job_file(stream: Any) -> dict[str, Any]:
     try:
         document = json.load(stream)
     except ValueError as error:
-        raise click.BadParameter(f"{stream.name}: not JSON ({error})", param_hint="--file") from error
+        raise click.BadParameter(
+            f"{stream.name}: not JSON ({error})", param_hint="--file"
+        ) from error
     if not isinstance(document, dict):
-        raise click.BadParameter(f"{stream.name}: expected a JSON object",
-                                 param_hint="--file")
+        raise click.BadParameter(f"{stream.name}: expected a JSON object", param_hint="--file")
     return document
 
 
@@ -399,8 +493,10 @@ def _with_options(document: dict[str, Any], options: dict[str, Any]) -> dict[str
 
 
 def _has_options(options: dict[str, Any]) -> bool:
-    return any(options.get(name) not in (None, ()) for name in SIMPLE_FIELDS + (
-        "runner", "details", "notify"))
+    return any(
+        options.get(name) not in (None, ())
+        for name in SIMPLE_FIELDS + ("runner", "details", "notify")
+    )
 
 
 @jobs.command("create")
@@ -409,8 +505,7 @@ def _has_options(options: dict[str, Any]) -> bool:
 @job_fields
 @common_options
 @pass_session
-def jobs_create(session: Session, account: str, group: str, file: Any,
-                **options: Any) -> None:
+def jobs_create(session: Session, account: str, group: str, file: Any, **options: Any) -> None:
     """Create a job in GROUP of ACCOUNT, from options or a JSON --file.
 
     \b
@@ -434,8 +529,9 @@ def jobs_create(session: Session, account: str, group: str, file: Any,
 @job_fields
 @common_options
 @pass_session
-def jobs_update(session: Session, account: str, group: str, job_id: str, file: Any,
-                **options: Any) -> None:
+def jobs_update(
+    session: Session, account: str, group: str, job_id: str, file: Any, **options: Any
+) -> None:
     """Change a job: the given options only, or the whole job from a JSON --file.
 
     With options, the job is read, changed and written back unless someone else wrote it
@@ -450,9 +546,11 @@ def jobs_update(session: Session, account: str, group: str, job_id: str, file: A
         fields = body["job"] if isinstance(body.get("job"), dict) else body
         if not fields.get("modified_by") and current_user():
             fields["modified_by"] = current_user()
-        job = client.replace_job(account, group, job_id, body,
-                                 version if isinstance(version, int) else None)
+        job = client.replace_job(
+            account, group, job_id, body, version if isinstance(version, int) else None
+        )
     elif _has_options(options):
+
         def edit(current: dict[str, Any]) -> dict[str, Any]:
             changed = apply_options(current, options)
             # Who changed it: only when something changed (an update that changes nothing
@@ -474,20 +572,26 @@ def _retried(update: Callable[[], tuple[dict[str, Any], bool]]) -> tuple[dict[st
     except ApiError as error:
         if error.status != 412:
             raise
-        raise CliError(f"{error.message} ({error.status} {error.code}); someone else is "
-                       f"changing this job right now: run the same command again", API_ERROR
-                       ) from None
+        raise CliError(
+            f"{error.message} ({error.status} {error.code}); someone else is "
+            f"changing this job right now: run the same command again",
+            API_ERROR,
+        ) from None
 
 
-def _set_enabled(session: Session, account: str, group: str, job_id: str, enabled: bool,
-                 modified_by: str | None) -> None:
+def _set_enabled(
+    session: Session, account: str, group: str, job_id: str, enabled: bool, modified_by: str | None
+) -> None:
     modified_by = modified_by or current_user()
 
     def edit(current: dict[str, Any]) -> dict[str, Any]:
         if current.get("enabled") == enabled:
             return current
-        return {**current, "enabled": enabled,
-                **({"modified_by": modified_by} if modified_by else {})}
+        return {
+            **current,
+            "enabled": enabled,
+            **({"modified_by": modified_by} if modified_by else {}),
+        }
 
     job, written = _retried(lambda: session.client().update_job(account, group, job_id, edit))
     word = "enabled" if enabled else "disabled"
@@ -506,8 +610,9 @@ def _set_enabled(session: Session, account: str, group: str, job_id: str, enable
 @click.option("--modified-by", help="Who makes this change (default: your login name).")
 @common_options
 @pass_session
-def jobs_enable(session: Session, account: str, group: str, job_id: str,
-                modified_by: str | None) -> None:
+def jobs_enable(
+    session: Session, account: str, group: str, job_id: str, modified_by: str | None
+) -> None:
     """Let the schedule run a job."""
     _set_enabled(session, account, group, job_id, True, modified_by)
 
@@ -519,8 +624,9 @@ def jobs_enable(session: Session, account: str, group: str, job_id: str,
 @click.option("--modified-by", help="Who makes this change (default: your login name).")
 @common_options
 @pass_session
-def jobs_disable(session: Session, account: str, group: str, job_id: str,
-                 modified_by: str | None) -> None:
+def jobs_disable(
+    session: Session, account: str, group: str, job_id: str, modified_by: str | None
+) -> None:
     """Stop the schedule from running a job (run-now still works)."""
     _set_enabled(session, account, group, job_id, False, modified_by)
 
@@ -553,19 +659,37 @@ def jobs_delete_group(session: Session, account: str, group: str, yes: bool) -> 
 
 # --- runs ---------------------------------------------------------------------------------
 
+
 @cli.command("run")
 @click.argument("account")
 @click.argument("group")
 @click.argument("job_id", metavar="ID")
 @click.option("--wait", "-w", is_flag=True, help="Follow the run until it ends.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="Seconds --wait follows the run before giving up (exit 5).")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
-              help="Seconds between polls with --wait.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds --wait follows the run before giving up (exit 5).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between polls with --wait.",
+)
 @common_options
 @pass_session
-def run(session: Session, account: str, group: str, job_id: str, wait: bool, timeout: float,
-        interval: float) -> None:
+def run(
+    session: Session,
+    account: str,
+    group: str,
+    job_id: str,
+    wait: bool,
+    timeout: float,
+    interval: float,
+) -> None:
     """Run a job now (even a disabled one); with --wait, until its run ends.
 
     With --wait the exit code says how the run ended: 0 succeeded, 4 failed, skipped or
@@ -590,8 +714,11 @@ def run(session: Session, account: str, group: str, job_id: str, wait: bool, tim
         session.sleep(interval)
     session.show(record, lambda: output.run_text(record))
     if status not in FINAL_STATUSES:
-        raise CliError(f"run {run_id} is still {status} after {timeout:g} s; follow it with "
-                       f"`minion runs get {account} {group} {job_id} {run_id}`", STILL_RUNNING)
+        raise CliError(
+            f"run {run_id} is still {status} after {timeout:g} s; follow it with "
+            f"`minion runs get {account} {group} {job_id} {run_id}`",
+            STILL_RUNNING,
+        )
     if status != "succeeded":
         reason = record.get("error") or "no reason given"
         raise CliError(f"run {run_id} {status}: {' '.join(reason.split())}", UNSUCCESSFUL)
@@ -610,8 +737,14 @@ def runs() -> None:
 @click.option("--next-token", help="Continue after the page that printed this token.")
 @common_options
 @pass_session
-def runs_list(session: Session, account: str, group: str, job_id: str, limit: int | None,
-              next_token: str | None) -> None:
+def runs_list(
+    session: Session,
+    account: str,
+    group: str,
+    job_id: str,
+    limit: int | None,
+    next_token: str | None,
+) -> None:
     """Runs of a job, newest first."""
     page = session.client().list_runs(account, group, job_id, limit, next_token)
 
@@ -641,6 +774,7 @@ def runs_get(session: Session, account: str, group: str, job_id: str, run_id: st
 
 # --- schedules ----------------------------------------------------------------------------
 
+
 @cli.group()
 def schedule() -> None:
     """Check schedule expressions."""
@@ -652,8 +786,9 @@ def schedule() -> None:
 @click.option("--count", type=click.IntRange(1, 100), help="How many occurrences (API default 5).")
 @common_options
 @pass_session
-def schedule_preview(session: Session, expression: str, timezone: str | None,
-                     count: int | None) -> None:
+def schedule_preview(
+    session: Session, expression: str, timezone: str | None, count: int | None
+) -> None:
     """Whether EXPRESSION is valid, and when it would run next (exit 4 when invalid)."""
     preview = session.client().preview_schedule(expression, timezone, count)
     session.show(preview, lambda: output.preview_text(preview))

@@ -1,4 +1,5 @@
 """What the commands print: aligned tables for people, JSON for scripts."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Columns aligned on the widest cell, two spaces apart, under the given headers."""
     lines = [list(headers)] + [[cell(v) for v in row] for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=False)).rstrip()
-                     for line in lines)
+    return "\n".join(
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=False)).rstrip()
+        for line in lines
+    )
 
 
 def fields(pairs: Iterable[tuple[str, Any]]) -> str:
@@ -55,12 +58,27 @@ def last_run(summary: Mapping[str, Any] | None) -> str | None:
 
 def job_text(job: Mapping[str, Any]) -> str:
     """A job object as aligned fields."""
-    pairs: list[tuple[str, Any]] = [(name, job.get(name)) for name in (
-        "id", "account", "group", "name", "description", "details", "schedule_expression",
-        "schedule_timezone", "enabled", "next")]
+    pairs: list[tuple[str, Any]] = [
+        (name, job.get(name))
+        for name in (
+            "id",
+            "account",
+            "group",
+            "name",
+            "description",
+            "details",
+            "schedule_expression",
+            "schedule_timezone",
+            "enabled",
+            "next",
+        )
+    ]
     pairs.append(("last_run", last_run(job.get("last_run"))))
-    pairs += [(name, job[name]) for name in (
-        "starting_deadline_seconds", "concurrency_policy", "max_attempts") if name in job]
+    pairs += [
+        (name, job[name])
+        for name in ("starting_deadline_seconds", "concurrency_policy", "max_attempts")
+        if name in job
+    ]
     if "notify" in job:
         pairs.append(("notify", ", ".join(job["notify"]) or "none"))
     if job.get("tags"):
@@ -71,38 +89,90 @@ def job_text(job: Mapping[str, Any]) -> str:
 
 def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
     """Jobs, one a line, with what they do and when they run next."""
-    return table(["GROUP", "ID", "NAME", "ENABLED", "SCHEDULE", "NEXT", "LAST RUN"], [
-        [j["group"], j["id"], j.get("name"), j.get("enabled"), _schedule(j), j.get("next"),
-         last_run(j.get("last_run"))] for j in jobs])
+    return table(
+        ["GROUP", "ID", "NAME", "ENABLED", "SCHEDULE", "NEXT", "LAST RUN"],
+        [
+            [
+                j["group"],
+                j["id"],
+                j.get("name"),
+                j.get("enabled"),
+                _schedule(j),
+                j.get("next"),
+                last_run(j.get("last_run")),
+            ]
+            for j in jobs
+        ],
+    )
 
 
 def run_text(run: Mapping[str, Any]) -> str:
     """A run record as aligned fields."""
-    names = ["run_id", "job_id", "account", "group", "trigger", "status", "scheduled_for",
-             "queued_at", "started_at", "finished_at", "attempts", "output", "error",
-             "error_code", "data"]
+    names = [
+        "run_id",
+        "job_id",
+        "account",
+        "group",
+        "trigger",
+        "status",
+        "scheduled_for",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "output",
+        "error",
+        "error_code",
+        "data",
+    ]
     return fields((name, run[name]) for name in names if name in run)
 
 
 def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
     """Runs, newest first, one a line."""
-    return table(["RUN ID", "STATUS", "TRIGGER", "SCHEDULED FOR", "FINISHED AT", "ATTEMPTS",
-                  "OUTPUT / ERROR"], [
-        [r["run_id"], r.get("status"), r.get("trigger"), r.get("scheduled_for"),
-         r.get("finished_at"), r.get("attempts"), r.get("error") or r.get("output")]
-        for r in runs])
+    return table(
+        [
+            "RUN ID",
+            "STATUS",
+            "TRIGGER",
+            "SCHEDULED FOR",
+            "FINISHED AT",
+            "ATTEMPTS",
+            "OUTPUT / ERROR",
+        ],
+        [
+            [
+                r["run_id"],
+                r.get("status"),
+                r.get("trigger"),
+                r.get("scheduled_for"),
+                r.get("finished_at"),
+                r.get("attempts"),
+                r.get("error") or r.get("output"),
+            ]
+            for r in runs
+        ],
+    )
 
 
 def preview_text(preview: Mapping[str, Any]) -> str:
     """A schedule preview: the expression, and its next occurrences in UTC and local time."""
     tz = preview.get("timezone") or "UTC"
-    head = fields([("expression", preview.get("expression")), ("timezone", tz),
-                   ("valid", preview.get("valid"))])
+    head = fields(
+        [
+            ("expression", preview.get("expression")),
+            ("timezone", tz),
+            ("valid", preview.get("valid")),
+        ]
+    )
     occurrences = preview.get("occurrences") or []
     if not occurrences:
         return head
-    return head + "\n\n" + table(["UTC", f"LOCAL ({tz})"],
-                                 [[o["utc"], o["local"]] for o in occurrences])
+    return (
+        head
+        + "\n\n"
+        + table(["UTC", f"LOCAL ({tz})"], [[o["utc"], o["local"]] for o in occurrences])
+    )
 
 
 def _schedule(job: Mapping[str, Any]) -> str:

@@ -1,4 +1,5 @@
 """Shared fixtures: moto in-process AWS, the app's settings, Chalice's test client."""
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,12 @@ from runner_support import fake_credentials
 
 TOKEN = "test-token-0123456789"
 OLD_TOKEN = "old-token-9876543210"
-ACCOUNTS = {"accounts": {
-    "spinup": {"runners": ["dummyRunner", "instanceRunner"]},
-    "limited": {"runners": ["dummyRunner"]},
-}}
+ACCOUNTS = {
+    "accounts": {
+        "spinup": {"runners": ["dummyRunner", "instanceRunner"]},
+        "limited": {"runners": ["dummyRunner"]},
+    }
+}
 TABLE = "minion-test"
 QUEUE = "minion-runs-test"
 TICK_PARTS_QUEUE = "minion-tick-parts-test"
@@ -31,9 +34,13 @@ SHARDS = 4
 @pytest.fixture(autouse=True)
 def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test can reach real AWS: fake credentials, a fixed region, no endpoint override."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                        "AWS_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
@@ -42,11 +49,23 @@ def _fake_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def settings_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The service's environment for tests (tokens, registry, table and queue names)."""
-    env = {"MINION_TOKENS": f"{TOKEN},{OLD_TOKEN}", "MINION_ACCOUNTS": json.dumps(ACCOUNTS),
-           "MINION_TABLE": TABLE, "MINION_QUEUE_NAME": QUEUE, "MINION_SHARDS": str(SHARDS),
-           "MINION_TICK_PARALLELISM": "4", "MINION_TICK_PARTS_QUEUE_NAME": TICK_PARTS_QUEUE}
-    for name in ("MINION_ACCOUNTS_FILE", "MINION_ACCOUNTS_PARAMETER", "MINION_TOKENS_SECRET_ID",
-                 "MINION_QUEUE_URL", "MINION_TICK_PARTS_QUEUE_URL", "MINION_TICK_PARTS"):
+    env = {
+        "MINION_TOKENS": f"{TOKEN},{OLD_TOKEN}",
+        "MINION_ACCOUNTS": json.dumps(ACCOUNTS),
+        "MINION_TABLE": TABLE,
+        "MINION_QUEUE_NAME": QUEUE,
+        "MINION_SHARDS": str(SHARDS),
+        "MINION_TICK_PARALLELISM": "4",
+        "MINION_TICK_PARTS_QUEUE_NAME": TICK_PARTS_QUEUE,
+    }
+    for name in (
+        "MINION_ACCOUNTS_FILE",
+        "MINION_ACCOUNTS_PARAMETER",
+        "MINION_TOKENS_SECRET_ID",
+        "MINION_QUEUE_URL",
+        "MINION_TICK_PARTS_QUEUE_URL",
+        "MINION_TICK_PARTS",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -63,8 +82,12 @@ def aws(settings_env: dict[str, str]) -> Iterator[dict[str, Any]]:
         sqs = boto3.client("sqs")
         queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
         parts_url = sqs.create_queue(QueueName=TICK_PARTS_QUEUE)["QueueUrl"]
-        yield {"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url,
-               "tick_parts_url": parts_url}
+        yield {
+            "dynamodb": dynamodb,
+            "sqs": sqs,
+            "queue_url": queue_url,
+            "tick_parts_url": parts_url,
+        }
         deps.reset()
 
 
@@ -115,9 +138,13 @@ def utc(text: str) -> datetime:
 def scheduled_event(minute: str) -> dict[str, Any]:
     """A real EventBridge scheduled-event payload for a given minute (ISO, UTC)."""
     return {
-        "version": "0", "id": "c7d4f8a2-0000-4000-8000-000000000000",
-        "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012",
-        "time": minute if minute.endswith("Z") else minute + "Z", "region": "us-east-1",
+        "version": "0",
+        "id": "c7d4f8a2-0000-4000-8000-000000000000",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": minute if minute.endswith("Z") else minute + "Z",
+        "region": "us-east-1",
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/minion-dev-tick"],
         "detail": {},
     }
@@ -125,15 +152,30 @@ def scheduled_event(minute: str) -> dict[str, Any]:
 
 def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """A real SQS event payload from received messages (each keeps its own message id)."""
-    return {"Records": [{
-        "messageId": m["MessageId"], "receiptHandle": m.get("ReceiptHandle", "rh"),
-        "body": m["Body"], "attributes": m.get("Attributes", {
-            "ApproximateReceiveCount": "1", "SentTimestamp": "0",
-            "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "0"}),
-        "messageAttributes": {}, "md5OfBody": m.get("MD5OfBody", ""),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{QUEUE}",
-        "awsRegion": "us-east-1"} for m in messages]}
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m.get("ReceiptHandle", "rh"),
+                "body": m["Body"],
+                "attributes": m.get(
+                    "Attributes",
+                    {
+                        "ApproximateReceiveCount": "1",
+                        "SentTimestamp": "0",
+                        "SenderId": "AIDAEXAMPLE",
+                        "ApproximateFirstReceiveTimestamp": "0",
+                    },
+                ),
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{QUEUE}",
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
 
 
 def failed_ids(response: PartialItemFailureResponse) -> list[str]:
@@ -151,11 +193,16 @@ def drain(sqs: Any, queue_url: str, max_messages: int = 1000) -> list[dict[str, 
     """Receive and delete every visible message of a queue (keeps moto's SQS fast)."""
     received: list[dict[str, Any]] = []
     while len(received) < max_messages:
-        page = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                   AttributeNames=["All"]).get("Messages", [])
+        page = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
         if not page:
             return received
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(page)])
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(page)
+            ],
+        )
         received.extend(page)
     return received

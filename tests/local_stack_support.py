@@ -1,5 +1,6 @@
 """The local stack of `make run` in a subprocess, for the end-to-end tests; and the app
 served in-process by Chalice's local server (local/server.py), for tests over real HTTP."""
+
 from __future__ import annotations
 
 import functools
@@ -43,10 +44,13 @@ class Stack:
     def __init__(self, state_dir: Path, env: dict[str, str] | None = None) -> None:
         self.port, self.aws_port = free_port(), free_port()
         self.state_dir = state_dir
-        self.env = {**{k: v for k, v in os.environ.items()
-                       if not k.startswith(("AWS_", "MINION_"))},
-                    "MINION_PORT": str(self.port), "MINION_AWS_PORT": str(self.aws_port),
-                    "MINION_STATE_DIR": str(state_dir), **(env or {})}
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MINION_"))},
+            "MINION_PORT": str(self.port),
+            "MINION_AWS_PORT": str(self.aws_port),
+            "MINION_STATE_DIR": str(state_dir),
+            **(env or {}),
+        }
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
 
@@ -61,8 +65,13 @@ class Stack:
         # hundred requests' log lines and blocks the stack.
         self.log = self.state_dir.parent / f"stack-{self.port}.log"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "local.stack"], cwd=ROOT, env=self.env, text=True,
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "local.stack"],
+            cwd=ROOT,
+            env=self.env,
+            text=True,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
@@ -94,22 +103,26 @@ class Stack:
         """The development token the stack wrote to its state directory."""
         return (self.state_dir / "dev-token").read_text().strip()
 
-
     def rss_mb(self) -> float:
         """The stack process's resident memory in MB (Linux)."""
         assert self.process is not None
         status = Path(f"/proc/{self.process.pid}/status").read_text()
-        kilobytes = next(line.split()[1] for line in status.splitlines()
-                         if line.startswith("VmRSS:"))
+        kilobytes = next(
+            line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")
+        )
         return int(kilobytes) / 1024
 
     def aws(self, service: str) -> Any:
         """A boto3 client of the stack's embedded AWS emulator."""
         import boto3
 
-        return boto3.client(service, endpoint_url=f"http://127.0.0.1:{self.aws_port}",
-                            region_name="us-east-1", aws_access_key_id="local",
-                            aws_secret_access_key="local")
+        return boto3.client(
+            service,
+            endpoint_url=f"http://127.0.0.1:{self.aws_port}",
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
 
 
 def headers(token: str) -> dict[str, str]:
@@ -117,7 +130,12 @@ def headers(token: str) -> dict[str, str]:
     return {"X-Auth-Token": token, "Content-Type": "application/json"}
 
 
-DUMMY_JOB = {"description": "Do some dumb thing to my server",
-             "details": {"runner": "dummyRunner"}, "group": "space-xy",
-             "modified_by": "someone", "name": "dummy-spin1234567",
-             "schedule_expression": "* * * ? *", "enabled": True}
+DUMMY_JOB = {
+    "description": "Do some dumb thing to my server",
+    "details": {"runner": "dummyRunner"},
+    "group": "space-xy",
+    "modified_by": "someone",
+    "name": "dummy-spin1234567",
+    "schedule_expression": "* * * ? *",
+    "enabled": True,
+}

@@ -1,5 +1,6 @@
 """Support for the tests of the deployment package: `make package` run at most once per
 change of its inputs, and a small evaluator of the template's intrinsics."""
+
 from __future__ import annotations
 
 import fcntl
@@ -23,24 +24,35 @@ ZIP = BUILD / "deployment.zip"
 RUNTIME_INFO = BUILD / "runtime.json"
 DIGEST = BUILD / "inputs.sha256"
 # What the package is made of (with everything under chalicelib/ and vendor/).
-PACKAGE_INPUTS = ["app.py", "requirements.txt", ".chalice/config.json", "infra/minion.yaml",
-                  "infra/package.sh", "infra/runtime.py", "infra/runner-role.yaml"]
+PACKAGE_INPUTS = [
+    "app.py",
+    "requirements.txt",
+    ".chalice/config.json",
+    "infra/minion.yaml",
+    "infra/package.sh",
+    "infra/runtime.py",
+    "infra/runner-role.yaml",
+]
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 STACK = "minion-test"
 
 
 def _git_head() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def inputs_digest() -> str:
     """A hash of every input of the package, and of the commit its build info names."""
     digest = hashlib.sha256(_git_head().encode())
     files = [ROOT / p for p in PACKAGE_INPUTS] + sorted(
-        p for folder in ("chalicelib", "vendor") for p in (ROOT / folder).rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.name != "build_info.json")
+        p
+        for folder in ("chalicelib", "vendor")
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.name != "build_info.json"
+    )
     for path in files:
         if path.exists():
             digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
@@ -51,7 +63,8 @@ def inputs_digest() -> str:
 def package_lock() -> Iterator[None]:
     """Holds build/ for one test at a time (xdist workers share the work tree)."""
     lock_path = Path(tempfile.gettempdir()) / (
-        "minion-package-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:16] + ".lock")
+        "minion-package-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:16] + ".lock"
+    )
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -62,20 +75,31 @@ def packaged_template() -> dict[str, Any]:
     exactly these inputs."""
     with package_lock():
         wanted = inputs_digest()
-        fresh = all(p.exists() for p in (TEMPLATE, ZIP, RUNTIME_INFO, DIGEST)) and \
-            DIGEST.read_text().strip() == wanted
+        fresh = (
+            all(p.exists() for p in (TEMPLATE, ZIP, RUNTIME_INFO, DIGEST))
+            and DIGEST.read_text().strip() == wanted
+        )
         if not fresh:
             env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
-            result = subprocess.run([str(ROOT / "infra" / "package.sh")], cwd=ROOT, env=env,
-                                    capture_output=True, text=True, timeout=900)
+            result = subprocess.run(
+                [str(ROOT / "infra" / "package.sh")],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             if result.returncode != 0:
-                pytest.fail(f"infra/package.sh failed ({result.returncode}):\n"
-                            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+                pytest.fail(
+                    f"infra/package.sh failed ({result.returncode}):\n"
+                    f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+                )
             DIGEST.write_text(wanted + "\n")
         return json.loads(TEMPLATE.read_text())
 
 
 # --- a small evaluator of the template's intrinsics, with default parameters ------------------
+
 
 class Resolver:
     """Renders intrinsics as they would deploy with the default parameters: each resource's
@@ -90,17 +114,27 @@ class Resolver:
         "AWS::CloudWatch::Alarm": "arn:aws:cloudwatch:{r}:{a}:alarm:{n}",
     }
 
-    def __init__(self, template: dict[str, Any], overrides: dict[str, str] | None = None,
-                 account: str = ACCOUNT_ID) -> None:
+    def __init__(
+        self,
+        template: dict[str, Any],
+        overrides: dict[str, str] | None = None,
+        account: str = ACCOUNT_ID,
+    ) -> None:
         self.template = template
         self.account = account
-        self.parameters = {name: str(p.get("Default", ""))
-                           for name, p in template.get("Parameters", {}).items()}
+        self.parameters = {
+            name: str(p.get("Default", "")) for name, p in template.get("Parameters", {}).items()
+        }
         self.parameters.update(overrides or {})
 
     def ref(self, name: str) -> Any:
-        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": self.account,
-                  "AWS::StackName": STACK, "AWS::URLSuffix": "amazonaws.com"}
+        pseudo = {
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::AccountId": self.account,
+            "AWS::StackName": STACK,
+            "AWS::URLSuffix": "amazonaws.com",
+        }
         if name in pseudo:
             return pseudo[name]
         if name == "AWS::NoValue":
@@ -140,7 +174,7 @@ class Resolver:
             return value
         if len(value) != 1:
             return {k: self.resolve(v) for k, v in value.items()}
-        (function, argument), = value.items()
+        ((function, argument),) = value.items()
         if function == "Ref":
             return self.ref(argument)
         if function == "Fn::GetAtt":
@@ -157,6 +191,7 @@ class Resolver:
                 if "." in key and not key.startswith("AWS::"):
                     return str(self.get_att(*key.split(".", 1)))
                 return str(self.ref(key))
+
             return re.sub(r"\$\{([^}!]+)\}", substitute, text)
         if function == "Fn::If":
             chosen = argument[1] if self.condition(argument[0]) else argument[2]

@@ -2,6 +2,7 @@
 
 Their moto fixture, `moto_aws`, is in conftest.py: a test imports helpers, never fixtures.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,10 +21,19 @@ EXAMPLES: dict[str, dict[str, str]] = {
     "dummyRunner": {},
     "instanceRunner": {"instance_id": "i-0123456789abcdef0", "instance_action": "stop"},
     "databaseRunner": {"instance_id": "reports-db", "database_action": "stop"},
-    "serviceRunner": {"service_action": "scale", "service_cluster": "apps",
-                      "service_name": "web", "desired_count": "2"},
-    "taskRunner": {"task_action": "run", "task_cluster": "apps", "task_name": "nightly:3",
-                   "count": "1", "subnets": "subnet-0123456789abcdef0"},
+    "serviceRunner": {
+        "service_action": "scale",
+        "service_cluster": "apps",
+        "service_name": "web",
+        "desired_count": "2",
+    },
+    "taskRunner": {
+        "task_action": "run",
+        "task_cluster": "apps",
+        "task_name": "nightly:3",
+        "count": "1",
+        "subnets": "subnet-0123456789abcdef0",
+    },
     "autoscalingRunner": {"group_name": "workers", "desired_capacity": "0", "min_size": "0"},
     "lambdaRunner": {"function_name": "cleanup", "payload": '{"dry_run": false}'},
 }
@@ -31,8 +41,14 @@ EXAMPLES: dict[str, dict[str, str]] = {
 
 def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials moto maps to account 123456789012, one region, no profile or endpoint."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE",
-                 "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -48,13 +64,13 @@ def clients() -> Callable[[str], Any]:
         if service not in cache:
             cache[service] = boto3.client(service, region_name=REGION)
         return cache[service]
+
     return client
 
 
 def context(client: Callable[[str], Any] | None = None) -> RunContext:
     """A RunContext for account `team`, run `run-1`, acting through `client`."""
-    return RunContext(account="team", run_id="run-1", job_id="job-1",
-                      client=client or clients())
+    return RunContext(account="team", run_id="run-1", job_id="job-1", client=client or clients())
 
 
 def stubbed(service: str) -> tuple[RunContext, Stubber]:
@@ -66,10 +82,15 @@ def stubbed(service: str) -> tuple[RunContext, Stubber]:
 
     def client(name: str) -> Any:
         return real if name == service else pytest.fail(f"unexpected {name} client")
+
     return context(client), stubber
 
 
 def fail_with(stubber: Stubber, operation: str, code: str, status: int = 400) -> None:
     """Queue the exact AWS error `code` (with HTTP `status`) as the answer to `operation`."""
-    stubber.add_client_error(operation, service_error_code=code, service_message=f"{code} (stub)",
-                             http_status_code=status)
+    stubber.add_client_error(
+        operation,
+        service_error_code=code,
+        service_message=f"{code} (stub)",
+        http_status_code=status,
+    )

@@ -2,6 +2,7 @@
 
 Fixtures stay in conftest.py; these are plain functions and classes a test imports.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,4 +55,5 @@ class Recording:
             answer = method(**kwargs)
             self.answers.append((name, answer))
             return answer
+
         return call

@@ -1,6 +1,7 @@
 """The account registry, validated where it is loaded: every refusal names its source and key,
 role entries carry a generated ExternalId and a role the worker may assume, and `*` carries no
 role (issue 12 points 4 and 6, issue 13 point 2)."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ SOURCE = "SSM parameter /minion/accounts"
 
 
 def role_entry(**fields: Any) -> dict[str, Any]:
-    return {"runners": ["instanceRunner"], "account_id": "111122223333", "role_arn": ROLE,
-            "external_id": EXTERNAL_ID, **fields}
+    return {
+        "runners": ["instanceRunner"],
+        "account_id": "111122223333",
+        "role_arn": ROLE,
+        "external_id": EXTERNAL_ID,
+        **fields,
+    }
 
 
 def refused(document: Any, roles: tuple[str, ...] | None = (ROLE,)) -> str:
@@ -37,49 +43,84 @@ def refused(document: Any, roles: tuple[str, ...] | None = (ROLE,)) -> str:
 
 # --- what is refused, and how the message says it ----------------------------------------------
 
-@pytest.mark.parametrize("document, expected", [
-    # malformed JSON: a trailing comma, the mistake of issue 13
-    ('{"accounts": {"spinup": {"runners": ["dummyRunner"]},}}',
-     f"{SOURCE}: malformed JSON: Expecting property name enclosed in double quotes at line 1 "
-     "column 54"),
-    ("", f"{SOURCE}: malformed JSON: Expecting value at line 1 column 1"),
-    ("[]", f'{SOURCE}: expected {{"accounts": {{...}}}}'),
-    ({"acounts": {}}, f'{SOURCE}: expected {{"accounts": {{...}}}}'),
-    ({"accounts": {}, "version": 2}, f"{SOURCE}: version: unknown key (expected only accounts)"),
-    ('{"accounts": {"a": {"runners": []}, "a": {"runners": ["*"]}}}', f"{SOURCE}: a: given twice"),
-    # a typo in an entry's keys is refused, not ignored until a run says "not allowed"
-    ({"accounts": {"spinup": {"runner": ["dummyRunner"]}}},
-     f"{SOURCE}: accounts.spinup.runner: unknown key (did you mean runners?); expected "
-     "runners, account_id, role_arn, external_id, region"),
-    ({"accounts": {"spinup": {"runners": "dummyRunner"}}},
-     f"{SOURCE}: accounts.spinup.runners: expected a list of runner names"),
-    ({"accounts": {"spinup": {"runners": ["dummyRunner", "instanceRuner"]}}},
-     f"{SOURCE}: accounts.spinup.runners[1]: unknown runner 'instanceRuner' (expected * or one "
-     "of autoscalingRunner, databaseRunner, dummyRunner, instanceRunner, lambdaRunner, "
-     "serviceRunner, taskRunner)"),
-    ({"accounts": {"spinup": []}}, f"{SOURCE}: accounts.spinup: expected an object"),
-    ({"accounts": {"spin/up": {"runners": []}}},
-     f"{SOURCE}: accounts.spin/up: not an account name (1-64 of A-Z a-z 0-9 . _ -)"),
-    ({"accounts": {"spinup": role_entry(account_id="11112222333")}},
-     f"{SOURCE}: accounts.spinup.account_id: expected 12 digits"),
-    ({"accounts": {"spinup": role_entry(account_id=111122223333)}},
-     f"{SOURCE}: accounts.spinup.account_id: expected a string"),
-    ({"accounts": {"spinup": role_entry(region="us-east-1 ")}},
-     f"{SOURCE}: accounts.spinup.region: 'us-east-1 ' is not an AWS region name"),
-    ({"accounts": {"spinup": role_entry(role_arn="arn:aws:iam::111122223333:user/minion")}},
-     f"{SOURCE}: accounts.spinup.role_arn: not an IAM role ARN "
-     "(arn:aws:iam::<12 digits>:role/<name>)"),
-    ({"accounts": {"spinup": role_entry(role_arn="arn:aws:iam::*:role/minion-runner")}},
-     f"{SOURCE}: accounts.spinup.role_arn: not an IAM role ARN "
-     "(arn:aws:iam::<12 digits>:role/<name>)"),
-    ({"accounts": {"spinup": role_entry(account_id="444455556666")}},
-     f"{SOURCE}: accounts.spinup.role_arn: the role is in account 111122223333, not in "
-     "account_id 444455556666"),
-    ({"accounts": {"spinup": {"runners": [], "role_arn": ROLE, "external_id": EXTERNAL_ID}}},
-     f"{SOURCE}: accounts.spinup.account_id: required with role_arn"),
-])
-def test_a_broken_registry_is_refused_naming_the_source_and_the_key(document: Any,
-                                                                    expected: str) -> None:
+
+@pytest.mark.parametrize(
+    "document, expected",
+    [
+        # malformed JSON: a trailing comma, the mistake of issue 13
+        (
+            '{"accounts": {"spinup": {"runners": ["dummyRunner"]},}}',
+            f"{SOURCE}: malformed JSON: Expecting property name enclosed in double quotes at line 1 "
+            "column 54",
+        ),
+        ("", f"{SOURCE}: malformed JSON: Expecting value at line 1 column 1"),
+        ("[]", f'{SOURCE}: expected {{"accounts": {{...}}}}'),
+        ({"acounts": {}}, f'{SOURCE}: expected {{"accounts": {{...}}}}'),
+        (
+            {"accounts": {}, "version": 2},
+            f"{SOURCE}: version: unknown key (expected only accounts)",
+        ),
+        (
+            '{"accounts": {"a": {"runners": []}, "a": {"runners": ["*"]}}}',
+            f"{SOURCE}: a: given twice",
+        ),
+        # a typo in an entry's keys is refused, not ignored until a run says "not allowed"
+        (
+            {"accounts": {"spinup": {"runner": ["dummyRunner"]}}},
+            f"{SOURCE}: accounts.spinup.runner: unknown key (did you mean runners?); expected "
+            "runners, account_id, role_arn, external_id, region",
+        ),
+        (
+            {"accounts": {"spinup": {"runners": "dummyRunner"}}},
+            f"{SOURCE}: accounts.spinup.runners: expected a list of runner names",
+        ),
+        (
+            {"accounts": {"spinup": {"runners": ["dummyRunner", "instanceRuner"]}}},
+            f"{SOURCE}: accounts.spinup.runners[1]: unknown runner 'instanceRuner' (expected * or one "
+            "of autoscalingRunner, databaseRunner, dummyRunner, instanceRunner, lambdaRunner, "
+            "serviceRunner, taskRunner)",
+        ),
+        ({"accounts": {"spinup": []}}, f"{SOURCE}: accounts.spinup: expected an object"),
+        (
+            {"accounts": {"spin/up": {"runners": []}}},
+            f"{SOURCE}: accounts.spin/up: not an account name (1-64 of A-Z a-z 0-9 . _ -)",
+        ),
+        (
+            {"accounts": {"spinup": role_entry(account_id="11112222333")}},
+            f"{SOURCE}: accounts.spinup.account_id: expected 12 digits",
+        ),
+        (
+            {"accounts": {"spinup": role_entry(account_id=111122223333)}},
+            f"{SOURCE}: accounts.spinup.account_id: expected a string",
+        ),
+        (
+            {"accounts": {"spinup": role_entry(region="us-east-1 ")}},
+            f"{SOURCE}: accounts.spinup.region: 'us-east-1 ' is not an AWS region name",
+        ),
+        (
+            {"accounts": {"spinup": role_entry(role_arn="arn:aws:iam::111122223333:user/minion")}},
+            f"{SOURCE}: accounts.spinup.role_arn: not an IAM role ARN "
+            "(arn:aws:iam::<12 digits>:role/<name>)",
+        ),
+        (
+            {"accounts": {"spinup": role_entry(role_arn="arn:aws:iam::*:role/minion-runner")}},
+            f"{SOURCE}: accounts.spinup.role_arn: not an IAM role ARN "
+            "(arn:aws:iam::<12 digits>:role/<name>)",
+        ),
+        (
+            {"accounts": {"spinup": role_entry(account_id="444455556666")}},
+            f"{SOURCE}: accounts.spinup.role_arn: the role is in account 111122223333, not in "
+            "account_id 444455556666",
+        ),
+        (
+            {"accounts": {"spinup": {"runners": [], "role_arn": ROLE, "external_id": EXTERNAL_ID}}},
+            f"{SOURCE}: accounts.spinup.account_id: required with role_arn",
+        ),
+    ],
+)
+def test_a_broken_registry_is_refused_naming_the_source_and_the_key(
+    document: Any, expected: str
+) -> None:
     assert refused(document) == expected
 
 
@@ -91,11 +132,22 @@ def test_a_refused_registry_is_a_503_not_a_500() -> None:
 
 # --- the confused deputy: ExternalId and the roles the worker may assume (12.4) ---------------
 
-@pytest.mark.parametrize("external_id", [
-    None, "", "optional", "minion-e2e", "x" * 40, "ab" * 20, "secret" * 6,
-    "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6l",  # 31 characters
-    "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6lP\n", "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6l P",
-])
+
+@pytest.mark.parametrize(
+    "external_id",
+    [
+        None,
+        "",
+        "optional",
+        "minion-e2e",
+        "x" * 40,
+        "ab" * 20,
+        "secret" * 6,
+        "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6l",  # 31 characters
+        "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6lP\n",
+        "Zq0v7kQe3mT1rW9xY2bN5cD8fG4hJ6l P",
+    ],
+)
 def test_a_role_without_a_generated_external_id_is_refused(external_id: str | None) -> None:
     entry = role_entry(external_id=external_id)
     if external_id is None:
@@ -108,47 +160,66 @@ def test_a_role_without_a_generated_external_id_is_refused(external_id: str | No
         assert external_id.strip() not in message
 
 
-@pytest.mark.parametrize("make", [lambda: secrets.token_urlsafe(24), lambda: str(uuid.uuid4()),
-                                  lambda: secrets.token_hex(16)],
-                         ids=["token_urlsafe(24)", "uuid4", "token_hex(16)"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: secrets.token_urlsafe(24), lambda: str(uuid.uuid4()), lambda: secrets.token_hex(16)],
+    ids=["token_urlsafe(24)", "uuid4", "token_hex(16)"],
+)
 def test_generated_external_ids_are_accepted(make: Any) -> None:
     for _ in range(200):
         registry = Registry.from_document(
             json.dumps({"accounts": {"spinup": role_entry(external_id=make())}}),
-            allowed_roles=[ROLE])
+            allowed_roles=[ROLE],
+        )
         assert registry.get("spinup").external_id  # type: ignore[union-attr]
 
 
 def test_one_external_id_for_two_accounts_is_refused() -> None:
     other = "arn:aws:iam::444455556666:role/minion-runner"
-    message = refused({"accounts": {
-        "spinup": role_entry(),
-        "team": role_entry(account_id="444455556666", role_arn=other)}}, roles=(ROLE, other))
-    assert message == (f"{SOURCE}: accounts.team.external_id: also used for account "
-                       "111122223333; generate one per account")
+    message = refused(
+        {
+            "accounts": {
+                "spinup": role_entry(),
+                "team": role_entry(account_id="444455556666", role_arn=other),
+            }
+        },
+        roles=(ROLE, other),
+    )
+    assert message == (
+        f"{SOURCE}: accounts.team.external_id: also used for account "
+        "111122223333; generate one per account"
+    )
     # Two minion accounts acting in the same AWS account may share its role and id
-    Registry.from_document({"accounts": {"spinup": role_entry(), "spinup-b": role_entry()}},
-                           allowed_roles=[ROLE])
+    Registry.from_document(
+        {"accounts": {"spinup": role_entry(), "spinup-b": role_entry()}}, allowed_roles=[ROLE]
+    )
 
 
 @pytest.mark.parametrize("roles", [(), ("arn:aws:iam::111122223333:role/other",)])
 def test_a_role_the_worker_may_not_assume_is_refused(roles: tuple[str, ...]) -> None:
     assert refused({"accounts": {"spinup": role_entry()}}, roles=roles) == (
         f"{SOURCE}: accounts.spinup.role_arn: not among the runner roles the worker may assume "
-        "(MINION_RUNNER_ROLE_ARNS, the stack's RunnerRoleArns)")
+        "(MINION_RUNNER_ROLE_ARNS, the stack's RunnerRoleArns)"
+    )
 
 
 def test_an_external_id_without_a_role_is_refused() -> None:
     assert refused({"accounts": {"spinup": {"runners": [], "external_id": EXTERNAL_ID}}}) == (
-        f"{SOURCE}: accounts.spinup.external_id: only with role_arn")
+        f"{SOURCE}: accounts.spinup.external_id: only with role_arn"
+    )
 
 
 def test_the_local_default_needs_no_role_no_account_and_no_list() -> None:
     # Given the registry `make run` uses without MINION_ACCOUNTS_FILE, and an own-account entry
     registry = Registry.from_document(
-        {"accounts": {"*": {"runners": ["*"]},
-                      "own": {"runners": ["instanceRunner"], "account_id": "123456789012"}}},
-        allowed_roles=[])
+        {
+            "accounts": {
+                "*": {"runners": ["*"]},
+                "own": {"runners": ["instanceRunner"], "account_id": "123456789012"},
+            }
+        },
+        allowed_roles=[],
+    )
     # Then it loads; any account name resolves to the default entry
     entry = registry.get("anyone")
     assert entry is not None and entry.is_default and entry.allows("taskRunner")
@@ -167,24 +238,34 @@ def test_the_runner_roles_setting_refuses_wildcards() -> None:
 
 # --- the * entry carries no role (12.6) -----------------------------------------------------------
 
-@pytest.mark.parametrize("key, value", [("role_arn", ROLE), ("external_id", EXTERNAL_ID),
-                                        ("account_id", "111122223333")])
+
+@pytest.mark.parametrize(
+    "key, value", [("role_arn", ROLE), ("external_id", EXTERNAL_ID), ("account_id", "111122223333")]
+)
 def test_the_default_entry_cannot_name_a_role_or_an_account(key: str, value: str) -> None:
     assert refused({"accounts": {"*": {"runners": ["dummyRunner"], key: value}}}) == (
         f"{SOURCE}: accounts.*.{key}: the * entry cannot name an account or role; give the "
-        "account an entry of its own")
+        "account an entry of its own"
+    )
 
 
 # --- where it is loaded from -----------------------------------------------------------------------
 
+
 def test_a_registry_file_is_named_in_its_refusal(tmp_path: Path) -> None:
     path = tmp_path / "accounts.json"
     path.write_text('{"accounts": {"spinup": {"runner": []}}}')
-    with pytest.raises(RegistryError, match=rf"^MINION_ACCOUNTS_FILE {path}: "
-                                            r"accounts\.spinup\.runner: unknown key"):
+    with pytest.raises(
+        RegistryError,
+        match=rf"^MINION_ACCOUNTS_FILE {path}: "
+        r"accounts\.spinup\.runner: unknown key",
+    ):
         load_registry_document(None, str(path), None)
-    with pytest.raises(RegistryError, match=rf"^MINION_ACCOUNTS_FILE {tmp_path}/none.json: "
-                                            r"cannot be read \(No such file or directory\)$"):
+    with pytest.raises(
+        RegistryError,
+        match=rf"^MINION_ACCOUNTS_FILE {tmp_path}/none.json: "
+        r"cannot be read \(No such file or directory\)$",
+    ):
         load_registry_document(None, str(tmp_path / "none.json"), None)
 
 
@@ -213,18 +294,24 @@ def ssm(monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_a_missing_registry_parameter_is_a_registry_error_naming_it(ssm: Any) -> None:
     with pytest.raises(RegistryError) as raised:
         load_registry_document(None, None, "/minion/accounts")
-    assert str(raised.value) == ("SSM parameter /minion/accounts: cannot be read: "
-                                 "ParameterNotFound (create it: docs/deploying.md)")
+    assert str(raised.value) == (
+        "SSM parameter /minion/accounts: cannot be read: "
+        "ParameterNotFound (create it: docs/deploying.md)"
+    )
 
 
 def test_a_registry_parameter_is_named_in_its_refusal(ssm: Any) -> None:
-    ssm.put_parameter(Name="/minion/accounts", Type="String",
-                      Value='{"accounts": {"spinup": {"runners": ["dummyRunner"]},}}')
+    ssm.put_parameter(
+        Name="/minion/accounts",
+        Type="String",
+        Value='{"accounts": {"spinup": {"runners": ["dummyRunner"]},}}',
+    )
     with pytest.raises(RegistryError, match=r"^SSM parameter /minion/accounts: malformed JSON"):
         load_registry_document(None, None, "/minion/accounts")
 
 
 # --- make run -----------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     import socket
@@ -242,14 +329,26 @@ def test_make_run_refuses_to_start_with_a_broken_registry_file(tmp_path: Path) -
     # Given a registry file with a trailing comma
     registry = tmp_path / "accounts.json"
     registry.write_text('{"accounts": {"team": {"runners": ["dummyRunner"]},}}')
-    env = {**os.environ, "MINION_ACCOUNTS_FILE": str(registry),
-           "MINION_STATE_DIR": str(tmp_path / "state"), "MINION_PORT": str(free_port()),
-           "MINION_AWS_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "MINION_ACCOUNTS_FILE": str(registry),
+        "MINION_STATE_DIR": str(tmp_path / "state"),
+        "MINION_PORT": str(free_port()),
+        "MINION_AWS_PORT": str(free_port()),
+    }
     # When the local stack starts
     root = Path(__file__).resolve().parent.parent
-    result = subprocess.run([sys.executable, "-m", "local.stack"], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "local.stack"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # Then it stops at once, naming the file and what is wrong
     assert result.returncode != 0
-    assert (f"minion: MINION_ACCOUNTS_FILE {registry}: malformed JSON: Expecting property name "
-            "enclosed in double quotes at line 1 column 52") in result.stderr
+    assert (
+        f"minion: MINION_ACCOUNTS_FILE {registry}: malformed JSON: Expecting property name "
+        "enclosed in double quotes at line 1 column 52"
+    ) in result.stderr

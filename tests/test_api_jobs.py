@@ -1,4 +1,5 @@
 """The jobs routes over Chalice's test client and moto: the seed README's jobs, round trip."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,22 @@ from store_support import table_items
 
 BASE = "/v1/minion"
 # Exactly the fields of api.md's job object.
-JOB_FIELDS = {"account", "group", "id", "name", "description", "details", "schedule_expression",
-              "schedule_timezone", "enabled", "modified_at", "modified_by", "next", "last_run",
-              "version"}
+JOB_FIELDS = {
+    "account",
+    "group",
+    "id",
+    "name",
+    "description",
+    "details",
+    "schedule_expression",
+    "schedule_timezone",
+    "enabled",
+    "modified_at",
+    "modified_by",
+    "next",
+    "last_run",
+    "version",
+}
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -35,8 +49,11 @@ DUMMY_JOB = {
 }
 INSTANCE_JOB = {
     "description": "Start my server",
-    "details": {"instance_action": "start", "instance_id": "i-aaaabbbb11112222",
-                "runner": "instanceRunner"},
+    "details": {
+        "instance_action": "start",
+        "instance_id": "i-aaaabbbb11112222",
+        "runner": "instanceRunner",
+    },
     "group": "space-xy",
     "modified_by": "someone",
     "name": "start-spinaaaabbbb11112222",
@@ -71,13 +88,16 @@ def created(client: Any, body: Any, group: str = "space-xy", account: str = "spi
     return response.json_body
 
 
-
 # --- the seed README's jobs, round trip --------------------------------------------------------
 
-@pytest.mark.parametrize("request_body", [
-    pytest.param(DUMMY_JOB, id="dummy"),
-    pytest.param(INSTANCE_JOB, id="instance"),
-])
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        pytest.param(DUMMY_JOB, id="dummy"),
+        pytest.param(INSTANCE_JOB, id="instance"),
+    ],
+)
 def test_seed_example_job_round_trips(client: Any, request_body: dict[str, Any]) -> None:
     # Given the seed README's create request
     # When it is POSTed
@@ -132,15 +152,18 @@ def test_lists_are_sorted_and_empty_when_there_are_no_jobs(client: Any) -> None:
 
     # Given jobs in two groups of spinup and one in limited
     xy = [created(client, DUMMY_JOB)["id"] for _ in range(3)]
-    ab = [created(client, {**DUMMY_JOB, "group": "space-ab"}, group="space-ab")["id"]
-          for _ in range(2)]
+    ab = [
+        created(client, {**DUMMY_JOB, "group": "space-ab"}, group="space-ab")["id"]
+        for _ in range(2)
+    ]
     created(client, DUMMY_JOB, account="limited")
 
     # When listed / Then sorted, and scoped to the account and group
     account_list = get(client, f"{BASE}/spinup/jobs")
     assert account_list.status_code == 200
     assert account_list.json_body == sorted(
-        [f"space-xy/{i}" for i in xy] + [f"space-ab/{i}" for i in ab])
+        [f"space-xy/{i}" for i in xy] + [f"space-ab/{i}" for i in ab]
+    )
     assert get(client, group_path()).json_body == sorted(xy)
     assert get(client, group_path("space-ab")).json_body == sorted(ab)
     assert get(client, group_path("space-zz")).json_body == []
@@ -164,8 +187,7 @@ def test_an_enabled_job_reports_its_next_occurrence_in_utc(client: Any) -> None:
     next_at = datetime.strptime(job["next"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert next_at.second == 0
     assert before - timedelta(minutes=1) < next_at <= before + timedelta(minutes=2)
-    modified = datetime.strptime(job["modified_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=UTC)
+    modified = datetime.strptime(job["modified_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert modified < next_at <= modified + timedelta(minutes=1)
 
 
@@ -185,10 +207,14 @@ def test_the_original_wire_form_with_tags_is_accepted_and_tags_are_returned(clie
 def test_read_only_fields_echoed_back_from_a_get_are_ignored_on_put(client: Any) -> None:
     # Given a job as GET returns it, edited, with every read-only field set to something else
     job = created(client, DUMMY_JOB)
-    edited = {**get(client, job_path(job["id"])).json_body,
-              "description": "edited", "version": 99, "modified_at": "1999-01-01T00:00:00Z",
-              "next": "1999-01-01T00:01:00Z",
-              "last_run": {"run_id": "19990101T000000Z-s", "status": "succeeded"}}
+    edited = {
+        **get(client, job_path(job["id"])).json_body,
+        "description": "edited",
+        "version": 99,
+        "modified_at": "1999-01-01T00:00:00Z",
+        "next": "1999-01-01T00:01:00Z",
+        "last_run": {"run_id": "19990101T000000Z-s", "status": "succeeded"},
+    }
 
     # When it is PUT back
     response = put(client, job["id"], edited)
@@ -199,7 +225,8 @@ def test_read_only_fields_echoed_back_from_a_get_are_ignored_on_put(client: Any)
     assert stored["description"] == "edited"
     assert stored["version"] == 2
     assert stored["modified_at"] >= job["modified_at"] and not stored["modified_at"].startswith(
-        "1999")
+        "1999"
+    )
     assert stored["next"] is not None and not stored["next"].startswith("1999")
     assert stored["last_run"] is None
 
@@ -208,8 +235,15 @@ def test_put_replaces_every_client_field(client: Any) -> None:
     # Given a job with a description and tags
     job = created(client, {"job": DUMMY_JOB, "tags": [{"key": "a", "value": "b"}]})
     # When a PUT leaves out the optional fields
-    response = put(client, job["id"], {"name": "renamed", "schedule_expression": "0 9 * * *",
-                                       "details": {"runner": "dummyRunner"}})
+    response = put(
+        client,
+        job["id"],
+        {
+            "name": "renamed",
+            "schedule_expression": "0 9 * * *",
+            "details": {"runner": "dummyRunner"},
+        },
+    )
     # Then they are reset, not merged: a PUT is a full replace
     assert response.status_code == 202, response.body
     stored = get(client, job_path(job["id"])).json_body
@@ -218,8 +252,9 @@ def test_put_replaces_every_client_field(client: Any) -> None:
     assert stored["enabled"] is False and "tags" not in stored
 
 
-def test_put_of_an_unknown_job_is_not_found_and_creates_nothing(client: Any,
-                                                               aws: dict[str, Any]) -> None:
+def test_put_of_an_unknown_job_is_not_found_and_creates_nothing(
+    client: Any, aws: dict[str, Any]
+) -> None:
     # Given no jobs / When a PUT names a fresh UUID / Then 404 and nothing is written
     before = table_items(aws)
     response = put(client, str(uuid.uuid4()), DUMMY_JOB)
@@ -233,8 +268,10 @@ def test_a_job_is_found_only_under_its_own_account_and_group(client: Any) -> Non
     # When addressed under another group or account / Then 404
     assert get(client, job_path(job["id"], group="space-ab")).status_code == 404
     assert get(client, job_path(job["id"], account="limited")).status_code == 404
-    assert client.http.delete(job_path(job["id"], account="limited"),
-                              headers=auth()).status_code == 404
+    assert (
+        client.http.delete(job_path(job["id"], account="limited"), headers=auth()).status_code
+        == 404
+    )
     assert get(client, job_path(job["id"])).status_code == 200
 
 
@@ -270,14 +307,16 @@ def test_group_delete_of_an_empty_group_is_accepted(client: Any, aws: dict[str, 
 
 # --- optimistic locking ------------------------------------------------------------------------
 
+
 def test_if_match_with_the_current_version_is_applied(client: Any) -> None:
     # Given a job read at version 1
     job = created(client, DUMMY_JOB)
     read = get(client, job_path(job["id"]))
     assert read.headers["ETag"] == '"1"'
     # When PUT with If-Match "1"
-    response = put(client, job["id"], {**DUMMY_JOB, "name": "renamed"},
-                   **{"If-Match": read.headers["ETag"]})
+    response = put(
+        client, job["id"], {**DUMMY_JOB, "name": "renamed"}, **{"If-Match": read.headers["ETag"]}
+    )
     # Then 202 at version 2, ETag "2"
     assert response.status_code == 202, response.body
     assert response.json_body["version"] == 2
@@ -285,7 +324,8 @@ def test_if_match_with_the_current_version_is_applied(client: Any) -> None:
 
 
 def test_a_second_put_with_the_same_stale_if_match_is_refused_and_nothing_is_lost(
-        client: Any) -> None:
+    client: Any,
+) -> None:
     # Given two clients that read version 1; the first PUT it already
     job = created(client, DUMMY_JOB)
     first = put(client, job["id"], {**DUMMY_JOB, "name": "first"}, **{"If-Match": '"1"'})
@@ -313,8 +353,9 @@ def test_if_match_forms_of_the_current_version_are_accepted(client: Any, if_matc
     assert response.json_body["version"] == 3
 
 
-@pytest.mark.parametrize("if_match", ['"abc"', '"-1"', '"99999999999999999999999"', '""',
-                                      '"\u00b2"'])
+@pytest.mark.parametrize(
+    "if_match", ['"abc"', '"-1"', '"99999999999999999999999"', '""', '"\u00b2"']
+)
 def test_an_if_match_that_names_no_version_is_refused(client: Any, if_match: str) -> None:
     job = created(client, DUMMY_JOB)
     response = put(client, job["id"], {**DUMMY_JOB, "name": "changed"}, **{"If-Match": if_match})
@@ -323,6 +364,7 @@ def test_an_if_match_that_names_no_version_is_refused(client: Any, if_match: str
 
 
 # --- DynamoDB failing --------------------------------------------------------------------------
+
 
 class _Body:
     """A raw HTTP body botocore can stream."""
@@ -340,21 +382,26 @@ def throttled_reads(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     the client's retry policy runs, without its delays); the list counts the attempts."""
     monkeypatch.setattr("botocore.endpoint.time.sleep", lambda _seconds: None)
     attempts: list[int] = []
-    body = json.dumps({
-        "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-        "message": "The level of configured provisioned throughput for the table was exceeded"})
+    body = json.dumps(
+        {
+            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "message": "The level of configured provisioned throughput for the table was exceeded",
+        }
+    )
 
     def answer(request: Any, **_: Any) -> AWSResponse:
         attempts.append(1)
-        return AWSResponse(request.url, 400, {"x-amzn-RequestId": "AWSREQUEST0001"},
-                           _Body(body.encode()))
+        return AWSResponse(
+            request.url, 400, {"x-amzn-RequestId": "AWSREQUEST0001"}, _Body(body.encode())
+        )
 
     deps.store().client.meta.events.register_first("before-send.dynamodb.GetItem", answer)
     return attempts
 
 
 def test_dynamodb_throttling_past_the_retry_budget_is_a_generic_503(
-        client: Any, throttled_reads: list[int], caplog: pytest.LogCaptureFixture) -> None:
+    client: Any, throttled_reads: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
     # Given a job id and DynamoDB throttling every read
     job_id = str(uuid.uuid4())
     # When the job is read
@@ -372,13 +419,16 @@ def test_dynamodb_throttling_past_the_retry_budget_is_a_generic_503(
 
 
 def test_an_unexpected_aws_error_is_a_generic_500_with_a_request_id(
-        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given DynamoDB refusing a read with an error the store does not expect
     from botocore.exceptions import ClientError
 
     def refuse(**_: Any) -> Any:
-        raise ClientError({"Error": {"Code": "ValidationException",
-                                     "Message": f"secret table detail {TABLE}"}}, "GetItem")
+        raise ClientError(
+            {"Error": {"Code": "ValidationException", "Message": f"secret table detail {TABLE}"}},
+            "GetItem",
+        )
 
     monkeypatch.setattr(deps.store().client, "get_item", refuse)
     # When a job is read / Then 500 with a generic message and a request id, no AWS detail
@@ -390,6 +440,7 @@ def test_an_unexpected_aws_error_is_a_generic_500_with_a_request_id(
 
 
 # --- paging of the lists (issue 17) ------------------------------------------------------------
+
 
 def follow(client: Any, path: str) -> tuple[list[Any], list[Any]]:
     """Every page of a listing from `path`, following `Link: rel="next"`; (items, responses)."""
@@ -413,20 +464,23 @@ def follow(client: Any, path: str) -> tuple[list[Any], list[Any]]:
 
 def test_without_paging_parameters_the_lists_are_exactly_as_before(client: Any) -> None:
     # Given jobs in two groups whose names sort differently as text and as (group, id)
-    ids = [created(client, {**DUMMY_JOB, "group": g}, group=g)["id"]
-           for g in ("a", "a-b", "a", "a.c")]
+    ids = [
+        created(client, {**DUMMY_JOB, "group": g}, group=g)["id"] for g in ("a", "a-b", "a", "a.c")
+    ]
     # When listed without limit or next_token (an unknown parameter is ignored, as before)
     for query in ("", "?colour=blue"):
         response = get(client, f"{BASE}/spinup/jobs{query}")
         # Then the whole sorted list, and no Link header
         assert response.json_body == sorted(
-            f"{g}/{i}" for g, i in zip(("a", "a-b", "a", "a.c"), ids, strict=True))
+            f"{g}/{i}" for g, i in zip(("a", "a-b", "a", "a.c"), ids, strict=True)
+        )
         assert "Link" not in response.headers and "link" not in response.headers
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 7])
-def test_pages_of_an_account_list_every_job_once_in_group_then_id_order(client: Any,
-                                                                       limit: int) -> None:
+def test_pages_of_an_account_list_every_job_once_in_group_then_id_order(
+    client: Any, limit: int
+) -> None:
     # Given seven jobs in three groups (one of them a prefix of another)
     groups = ["a", "a-b", "a", "zz", "a-b", "a", "zz"]
     ids = [created(client, {**DUMMY_JOB, "group": g}, group=g)["id"] for g in groups]
@@ -465,14 +519,24 @@ def test_expand_job_returns_job_objects_a_page_at_a_time(client: Any) -> None:
     assert alone.json_body == sorted(jobs, key=lambda j: j["id"])
 
 
-@pytest.mark.parametrize("query,parameter", [
-    ("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"), ("limit=", "limit"),
-    ("expand=job&limit=101", "limit"), ("expand=everything", "expand"),
-    ("next_token=nope", "next_token"), ("next_token=", "next_token"),
-    ("next_token=YQ.YQ", "next_token"), ("next_token=" + "a" * 2000, "next_token"),
-])
-def test_bad_paging_parameters_are_400_naming_the_parameter(client: Any, query: str,
-                                                            parameter: str) -> None:
+@pytest.mark.parametrize(
+    "query,parameter",
+    [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=", "limit"),
+        ("expand=job&limit=101", "limit"),
+        ("expand=everything", "expand"),
+        ("next_token=nope", "next_token"),
+        ("next_token=", "next_token"),
+        ("next_token=YQ.YQ", "next_token"),
+        ("next_token=" + "a" * 2000, "next_token"),
+    ],
+)
+def test_bad_paging_parameters_are_400_naming_the_parameter(
+    client: Any, query: str, parameter: str
+) -> None:
     response = get(client, f"{BASE}/spinup/jobs?{query}")
     assert response.status_code == 400, response.body
     assert response.json_body["Message"].startswith(parameter + ":"), response.body
@@ -488,16 +552,20 @@ def test_a_next_token_is_tamper_evident_and_bound_to_its_listing(client: Any) ->
     assert found is not None, first.headers["Link"]
     token = found.group(1)
     from urllib.parse import unquote
+
     raw = unquote(token)
     position, mac = raw.split(".")
     # When it is altered, or used on another listing / Then 400 naming next_token
     import base64
+
     forged = base64.urlsafe_b64encode(b"space-xy#0").decode().rstrip("=") + "." + mac
     flipped = position + "." + ("A" if mac[0] != "A" else "B") + mac[1:]
-    for path in (f"{BASE}/spinup/jobs?limit=1&next_token={forged}",
-                 f"{BASE}/spinup/jobs?limit=1&next_token={flipped}",
-                 f"{BASE}/limited/jobs?limit=1&next_token={token}",
-                 f"{group_path()}?limit=1&next_token={token}"):
+    for path in (
+        f"{BASE}/spinup/jobs?limit=1&next_token={forged}",
+        f"{BASE}/spinup/jobs?limit=1&next_token={flipped}",
+        f"{BASE}/limited/jobs?limit=1&next_token={token}",
+        f"{group_path()}?limit=1&next_token={token}",
+    ):
         response = get(client, path)
         assert response.status_code == 400, (path, response.body)
         assert response.json_body["Message"].startswith("next_token:")
@@ -512,6 +580,7 @@ def test_a_next_token_holds_across_instances_of_the_api(client: Any) -> None:
     link = get(client, f"{BASE}/spinup/jobs?limit=1").headers["Link"]
     # When another instance (a fresh process's MinionApi) reads it
     import app as app_module
+
     app_module._api.cache_clear()
     found = re.fullmatch(r"<([^>]+)>; rel=\"next\"", link)
     assert found is not None, link
@@ -521,6 +590,7 @@ def test_a_next_token_holds_across_instances_of_the_api(client: Any) -> None:
 
 
 # --- the original service's response shape (issue 17) -----------------------------------------
+
 
 def test_by_default_create_get_and_update_answer_the_flat_job(client: Any) -> None:
     job = created(client, DUMMY_JOB)
@@ -540,8 +610,10 @@ def wrapped(monkeypatch: pytest.MonkeyPatch, client: Any) -> Any:
 def test_the_wrapped_setting_answers_the_go_services_shape(wrapped: Any) -> None:
     client = wrapped
     # Given the Go clients' create request, with tags
-    body = {"job": {k: v for k, v in DUMMY_JOB.items() if k != "group"},
-            "tags": [{"key": "owner", "value": "me"}]}
+    body = {
+        "job": {k: v for k, v in DUMMY_JOB.items() if k != "group"},
+        "tags": [{"key": "owner", "value": "me"}],
+    }
     # When it is created, read and updated
     answers = [post(client, body)]
     job_id = answers[0].json_body["job"]["id"]
@@ -564,7 +636,8 @@ def test_the_wrapped_setting_answers_the_go_services_shape(wrapped: Any) -> None
 
 
 def test_an_unknown_response_shape_setting_is_refused_by_name(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from chalicelib.settings import Settings, SettingsError
 
     with pytest.raises(SettingsError, match="MINION_RESPONSE_SHAPE"):

@@ -1,4 +1,5 @@
 """The public routes (ping, version, metrics) and CORS: no token needed."""
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,20 @@ from chalicelib.settings import get_settings
 from conftest import TOKEN, auth
 
 BASE = "/v1/minion"
-DUMMY_JOB = {"name": "dummy-spin1234567", "details": {"runner": "dummyRunner"},
-             "schedule_expression": "* * * ? *"}
+DUMMY_JOB = {
+    "name": "dummy-spin1234567",
+    "details": {"runner": "dummyRunner"},
+    "schedule_expression": "* * * ? *",
+}
 SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})? (-?[0-9.e+]+)$")
 
 
 def create(client: Any, account: str = "spinup", enabled: bool = False) -> dict[str, Any]:
-    response = client.http.post(f"{BASE}/{account}/jobs/space-xy", headers=auth(),
-                                body=json.dumps({**DUMMY_JOB, "enabled": enabled}))
+    response = client.http.post(
+        f"{BASE}/{account}/jobs/space-xy",
+        headers=auth(),
+        body=json.dumps({**DUMMY_JOB, "enabled": enabled}),
+    )
     assert response.status_code == 200, response.body
     return response.json_body
 
@@ -49,8 +56,9 @@ def test_ping_answers_pong_as_text_without_a_token(client: Any) -> None:
     assert response.headers["Content-Type"].startswith("text/plain")
 
 
-def test_version_reports_the_build_without_a_token(client: Any,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_version_reports_the_build_without_a_token(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a deployment told its version, git hash and build time
     monkeypatch.setenv("MINION_VERSION", "1.4.2")
     monkeypatch.setenv("MINION_GITHASH", "0123abc")
@@ -59,21 +67,28 @@ def test_version_reports_the_build_without_a_token(client: Any,
     # When asked / Then exactly those three keys, with those values
     response = client.http.get(f"{BASE}/version")
     assert response.status_code == 200
-    assert response.json_body == {"version": "1.4.2", "githash": "0123abc",
-                                  "buildstamp": "2026-01-30T10:17:00Z"}
+    assert response.json_body == {
+        "version": "1.4.2",
+        "githash": "0123abc",
+        "buildstamp": "2026-01-30T10:17:00Z",
+    }
 
 
 def scrape(client: Any, token: str | None = None) -> dict[str, float]:
     """The samples of one GET /metrics (200, Prometheus text that its own parser accepts)."""
-    response = client.http.get(f"{BASE}/metrics",
-                               headers={} if token is None else {"X-Auth-Token": token})
+    response = client.http.get(
+        f"{BASE}/metrics", headers={} if token is None else {"X-Auth-Token": token}
+    )
     assert response.status_code == 200, response.body
     assert response.headers["Content-Type"].startswith("text/plain")
     text = response.body.decode()
     # The reference parser of the exposition format (prometheus_client's) reads all of it
     families = list(text_string_to_metric_families(text))
-    assert {f.name for f in families} >= {"minion_jobs", "minion_runs",
-                                          "minion_last_tick_timestamp_seconds"}
+    assert {f.name for f in families} >= {
+        "minion_jobs",
+        "minion_runs",
+        "minion_last_tick_timestamp_seconds",
+    }
     return samples(text)
 
 
@@ -93,9 +108,17 @@ def test_metrics_count_jobs_by_account_and_state_and_runs_by_status(client: Any)
     store = deps.store()
     statuses: tuple[Status, ...] = ("succeeded", "succeeded", "failed", "missed")
     for index, status in enumerate(statuses):
-        store.put_run(Run(run_id=f"20260130T10{index:02d}00Z-s", job_id=disabled["id"],
-                          account="spinup", group="space-xy", trigger="schedule",
-                          scheduled_for="2026-01-30T10:00:00Z", status=status))
+        store.put_run(
+            Run(
+                run_id=f"20260130T10{index:02d}00Z-s",
+                job_id=disabled["id"],
+                account="spinup",
+                group="space-xy",
+                trigger="schedule",
+                scheduled_for="2026-01-30T10:00:00Z",
+                status=status,
+            )
+        )
     tick = datetime(2026, 1, 30, 10, 17, tzinfo=UTC)
     store.record_tick(tick)
     runs_and_tick = {
@@ -116,8 +139,11 @@ def test_metrics_count_jobs_by_account_and_state_and_runs_by_status(client: Any)
         **runs_and_tick,
     }
     # When scraped without a token / Then the same totals, and no account named
-    assert scrape(client) == {'minion_jobs{enabled="true"}': 2,
-                              'minion_jobs{enabled="false"}': 2, **runs_and_tick}
+    assert scrape(client) == {
+        'minion_jobs{enabled="true"}': 2,
+        'minion_jobs{enabled="false"}': 2,
+        **runs_and_tick,
+    }
 
     # When a job is deleted / Then the next scrape counts it out
     client.http.delete(f"{BASE}/spinup/jobs/space-xy/{disabled['id']}", headers=auth())
@@ -143,8 +169,9 @@ def test_a_scrape_with_a_wrong_token_is_a_401(client: Any) -> None:
     assert response.json_body["Code"] == "UnauthorizedError"
 
 
-def test_a_scoped_token_sees_only_its_accounts(client: Any,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_scoped_token_sees_only_its_accounts(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given jobs in both accounts, and a token that may use only `limited`
     create(client, enabled=True)
     create(client, account="limited")
@@ -154,7 +181,8 @@ def test_a_scoped_token_sees_only_its_accounts(client: Any,
     found = scrape(client, scoped)
     assert {k for k in found if k.startswith("minion_jobs")} == {
         'minion_jobs{account="limited",enabled="true"}',
-        'minion_jobs{account="limited",enabled="false"}'}
+        'minion_jobs{account="limited",enabled="false"}',
+    }
     # And an unscoped token sees both
     assert 'minion_jobs{account="spinup",enabled="true"}' in scrape(client, TOKEN)
 
@@ -162,11 +190,14 @@ def test_a_scoped_token_sees_only_its_accounts(client: Any,
 def test_an_account_whose_jobs_are_all_gone_is_dropped(client: Any) -> None:
     # Given an account with two jobs, then both deleted (one alone, one with its group)
     first = create(client, account="limited")
-    client.http.post(f"{BASE}/limited/jobs/other", headers=auth(),
-                     body=json.dumps(DUMMY_JOB))
+    client.http.post(f"{BASE}/limited/jobs/other", headers=auth(), body=json.dumps(DUMMY_JOB))
     create(client, enabled=True)
-    assert client.http.delete(f"{BASE}/limited/jobs/space-xy/{first['id']}",
-                              headers=auth()).status_code == 202
+    assert (
+        client.http.delete(
+            f"{BASE}/limited/jobs/space-xy/{first['id']}", headers=auth()
+        ).status_code
+        == 202
+    )
     assert 'minion_jobs{account="limited",enabled="false"}' in scrape(client, TOKEN)
     assert client.http.delete(f"{BASE}/limited/jobs/other", headers=auth()).status_code == 202
     # When scraped with a token
@@ -181,13 +212,16 @@ def test_an_account_whose_jobs_are_all_gone_is_dropped(client: Any) -> None:
 
 
 def test_a_scrape_reads_a_bounded_number_of_counters(
-        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given seven accounts with a job each, and at most three listed per scrape
     from chalicelib import api as api_module
 
     names = [f"team-{i}" for i in range(7)]
-    monkeypatch.setenv("MINION_ACCOUNTS", json.dumps(
-        {"accounts": {n: {"runners": ["dummyRunner"]} for n in names}}))
+    monkeypatch.setenv(
+        "MINION_ACCOUNTS",
+        json.dumps({"accounts": {n: {"runners": ["dummyRunner"]} for n in names}}),
+    )
     deps.reset()
     import app as app_module
 
@@ -209,8 +243,11 @@ def test_a_scrape_reads_a_bounded_number_of_counters(
     anonymous = scrape(client)
     # Then three accounts are listed and the truncation is said
     assert len([k for k in found if k.startswith("minion_jobs")]) == 3 * 2
-    assert found["minion_metrics_accounts_truncated"] == anonymous[
-        "minion_metrics_accounts_truncated"] == 1
+    assert (
+        found["minion_metrics_accounts_truncated"]
+        == anonymous["minion_metrics_accounts_truncated"]
+        == 1
+    )
     # And each scrape read at most 3 + 1 account counters (plus the run and tick items)
     assert sum(read) <= 2 * (3 + 1 + 2), read
 
@@ -235,6 +272,7 @@ def test_a_scrape_never_scans_the_table(client: Any, monkeypatch: pytest.MonkeyP
 
 # --- CORS ------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def gateway(client: Any) -> LocalGateway:
     """Chalice's local API Gateway over the app: it answers preflights from the routes' CORS
@@ -244,18 +282,30 @@ def gateway(client: Any) -> LocalGateway:
     return LocalGateway(app_module.app, Config())
 
 
-@pytest.mark.parametrize("path, method", [
-    (f"{BASE}/spinup/jobs", "GET"), (f"{BASE}/spinup/jobs/space-xy", "POST"),
-    (f"{BASE}/spinup/jobs/space-xy/6bcfa79f-615e-470d-97c1-687f3357497d", "PUT"),
-    (f"{BASE}/spinup/jobs/space-xy/6bcfa79f-615e-470d-97c1-687f3357497d/runs", "GET"),
-    (f"{BASE}/ping", "GET"),
-])
+@pytest.mark.parametrize(
+    "path, method",
+    [
+        (f"{BASE}/spinup/jobs", "GET"),
+        (f"{BASE}/spinup/jobs/space-xy", "POST"),
+        (f"{BASE}/spinup/jobs/space-xy/6bcfa79f-615e-470d-97c1-687f3357497d", "PUT"),
+        (f"{BASE}/spinup/jobs/space-xy/6bcfa79f-615e-470d-97c1-687f3357497d/runs", "GET"),
+        (f"{BASE}/ping", "GET"),
+    ],
+)
 def test_a_preflight_is_answered_without_a_token_with_the_cors_headers(
-        gateway: LocalGateway, path: str, method: str) -> None:
+    gateway: LocalGateway, path: str, method: str
+) -> None:
     # When a browser asks, without a token, whether it may send its headers
-    response = gateway.handle_request(method="OPTIONS", path=path, headers={
-        "Origin": "https://console.example.edu", "Access-Control-Request-Method": method,
-        "Access-Control-Request-Headers": "x-auth-token,content-type,if-match"}, body=b"")
+    response = gateway.handle_request(
+        method="OPTIONS",
+        path=path,
+        headers={
+            "Origin": "https://console.example.edu",
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "x-auth-token,content-type,if-match",
+        },
+        body=b"",
+    )
     # Then 200 with the CORS headers, allowing the token, JSON bodies and If-Match
     assert response["statusCode"] == 200
     headers = response["headers"]
@@ -267,9 +317,11 @@ def test_a_preflight_is_answered_without_a_token_with_the_cors_headers(
 
 def test_answers_let_a_browser_read_the_etag_and_location(client: Any) -> None:
     # When a job is created / Then its answer allows any origin and exposes ETag and Location
-    response = client.http.post(f"{BASE}/spinup/jobs/space-xy", headers=auth(),
-                                body=json.dumps(DUMMY_JOB))
+    response = client.http.post(
+        f"{BASE}/spinup/jobs/space-xy", headers=auth(), body=json.dumps(DUMMY_JOB)
+    )
     assert response.headers["Access-Control-Allow-Origin"] == "*"
-    exposed = {h.strip().lower() for h in
-               response.headers["Access-Control-Expose-Headers"].split(",")}
+    exposed = {
+        h.strip().lower() for h in response.headers["Access-Control-Expose-Headers"].split(",")
+    }
     assert {"etag", "location"} <= exposed

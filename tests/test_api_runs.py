@@ -1,4 +1,5 @@
 """Run-now (PATCH) and the run history routes, over Chalice's test client, moto's table and queue."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,18 @@ from chalicelib.runs import Run, scheduled_run_id
 from conftest import TABLE, auth, drain
 
 BASE = "/v1/minion"
-DUMMY_JOB = {"name": "dummy-spin1234567", "details": {"runner": "dummyRunner"},
-             "schedule_expression": "* * * ? *", "enabled": True}
+DUMMY_JOB = {
+    "name": "dummy-spin1234567",
+    "details": {"runner": "dummyRunner"},
+    "schedule_expression": "* * * ? *",
+    "enabled": True,
+}
 
 
 def create(client: Any, body: dict[str, Any] = DUMMY_JOB) -> dict[str, Any]:
-    response = client.http.post(f"{BASE}/spinup/jobs/space-xy", headers=auth(),
-                                body=json.dumps(body))
+    response = client.http.post(
+        f"{BASE}/spinup/jobs/space-xy", headers=auth(), body=json.dumps(body)
+    )
     assert response.status_code == 200, response.body
     return response.json_body
 
@@ -41,16 +47,24 @@ def seed_runs(job_id: str, count: int, start: datetime) -> list[str]:
     ids = []
     for minute in range(count):
         occurrence = start + timedelta(minutes=minute)
-        run = Run(run_id=scheduled_run_id(occurrence), job_id=job_id, account="spinup",
-                  group="space-xy", trigger="schedule",
-                  scheduled_for=occurrence.strftime("%Y-%m-%dT%H:%M:%SZ"), status="succeeded",
-                  attempts=1, output="Hello, spinup!")
+        run = Run(
+            run_id=scheduled_run_id(occurrence),
+            job_id=job_id,
+            account="spinup",
+            group="space-xy",
+            trigger="schedule",
+            scheduled_for=occurrence.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            status="succeeded",
+            attempts=1,
+            output="Hello, spinup!",
+        )
         assert store.put_run(run)
         ids.append(run.run_id)
     return ids
 
 
 # --- run now ---------------------------------------------------------------------------------
+
 
 def test_run_now_queues_one_run_at_once(client: Any, aws: dict[str, Any]) -> None:
     # Given a job
@@ -73,7 +87,12 @@ def test_run_now_queues_one_run_at_once(client: Any, aws: dict[str, Any]) -> Non
     assert len(messages) == 1
     body = json.loads(messages[0]["Body"])
     assert (body["run_id"], body["job_id"], body["account"], body["group"], body["trigger"]) == (
-        run["run_id"], job["id"], "spinup", "space-xy", "manual")
+        run["run_id"],
+        job["id"],
+        "spinup",
+        "space-xy",
+        "manual",
+    )
     assert body["attempt"] == 1
 
 
@@ -83,7 +102,8 @@ def test_run_now_works_on_a_disabled_job(client: Any, aws: dict[str, Any]) -> No
     response = run_now(client, job["id"])
     assert response.status_code == 202, response.body
     assert [json.loads(m["Body"])["job_id"] for m in drain(aws["sqs"], aws["queue_url"])] == [
-        job["id"]]
+        job["id"]
+    ]
 
 
 def test_each_run_now_is_a_run_of_its_own(client: Any, aws: dict[str, Any]) -> None:
@@ -95,7 +115,8 @@ def test_each_run_now_is_a_run_of_its_own(client: Any, aws: dict[str, Any]) -> N
 
 
 def test_run_now_of_an_unknown_job_is_not_found_and_queues_nothing(
-        client: Any, aws: dict[str, Any]) -> None:
+    client: Any, aws: dict[str, Any]
+) -> None:
     create(client)
     for job_id in (new_job_id(), "not-a-uuid"):
         response = run_now(client, job_id)
@@ -106,13 +127,22 @@ def test_run_now_of_an_unknown_job_is_not_found_and_queues_nothing(
 
 
 def test_run_now_of_a_runner_the_account_may_no_longer_use_is_refused(
-        client: Any, aws: dict[str, Any]) -> None:
+    client: Any, aws: dict[str, Any]
+) -> None:
     # Given a job stored in `limited` with instanceRunner (stored before the allow-list changed)
-    job = Job(account="limited", group="space-xy", id=new_job_id(), name="old",
-              schedule_expression="0 9 * * *",
-              details={"runner": "instanceRunner", "instance_id": "i-0123456789abcdef0",
-                       "instance_action": "start"},
-              modified_at=datetime.now(UTC))
+    job = Job(
+        account="limited",
+        group="space-xy",
+        id=new_job_id(),
+        name="old",
+        schedule_expression="0 9 * * *",
+        details={
+            "runner": "instanceRunner",
+            "instance_id": "i-0123456789abcdef0",
+            "instance_action": "start",
+        },
+        modified_at=datetime.now(UTC),
+    )
     deps.store().create_job(job)
     # When it is run now / Then 400 naming the runner, and nothing is queued or recorded
     response = run_now(client, job.id, account="limited")
@@ -123,7 +153,8 @@ def test_run_now_of_a_runner_the_account_may_no_longer_use_is_refused(
 
 
 def test_run_now_when_the_queue_is_unavailable_is_503_and_no_run_stays_queued(
-        client: Any, aws: dict[str, Any]) -> None:
+    client: Any, aws: dict[str, Any]
+) -> None:
     # Given a job, and the runs queue gone
     job = create(client)
     aws["sqs"].delete_queue(QueueUrl=aws["queue_url"])
@@ -139,6 +170,7 @@ def test_run_now_when_the_queue_is_unavailable_is_503_and_no_run_stays_queued(
 
 # --- run history -----------------------------------------------------------------------------
 
+
 def test_runs_are_listed_newest_first(client: Any) -> None:
     # Given five runs of a job and runs of another job
     job, other = create(client), create(client)
@@ -152,7 +184,10 @@ def test_runs_are_listed_newest_first(client: Any) -> None:
     assert response.json_body["next_token"] is None
     first = response.json_body["runs"][0]
     assert (first["status"], first["trigger"], first["output"]) == (
-        "succeeded", "schedule", "Hello, spinup!")
+        "succeeded",
+        "schedule",
+        "Hello, spinup!",
+    )
 
 
 def test_runs_are_paged_with_limit_and_next_token(client: Any) -> None:
@@ -206,9 +241,20 @@ def test_runs_of_an_unknown_job_are_not_found(client: Any) -> None:
 
 def test_bad_run_list_parameters_are_refused(client: Any) -> None:
     job = create(client)
-    for query in ["limit=0", "limit=101", "limit=abc", "limit=-1", "limit=1.5", "limit=",
-                  "limit=%C2%B2", "limit=\u00b2", "limit=99999999999999999999999",
-                  "next_token=nope", "next_token=20260130T100000Z-x", "colour=blue"]:
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=-1",
+        "limit=1.5",
+        "limit=",
+        "limit=%C2%B2",
+        "limit=\u00b2",
+        "limit=99999999999999999999999",
+        "next_token=nope",
+        "next_token=20260130T100000Z-x",
+        "colour=blue",
+    ]:
         response = client.http.get(f"{job_path(job['id'])}/runs?{query}", headers=auth())
         assert response.status_code == 400, (query, response.body)
         assert set(response.json_body) == {"Code", "Message"}
@@ -216,8 +262,10 @@ def test_bad_run_list_parameters_are_refused(client: Any) -> None:
 
 # --- runs outlive their job; run ids order (issue 17) ------------------------------------------
 
+
 def test_a_deleted_jobs_runs_stay_readable_under_its_own_account_and_group_only(
-        client: Any) -> None:
+    client: Any,
+) -> None:
     # Given a job with three runs, then deleted
     job = create(client)
     ids = seed_runs(job["id"], 3, datetime(2026, 1, 30, 10, 0, tzinfo=UTC))
@@ -228,15 +276,18 @@ def test_a_deleted_jobs_runs_stay_readable_under_its_own_account_and_group_only(
     assert listed.status_code == 200, listed.body
     assert [r["run_id"] for r in listed.json_body["runs"]] == ids[::-1]
     page = client.http.get(f"{job_path(job['id'])}/runs?limit=2", headers=auth()).json_body
-    rest = client.http.get(f"{job_path(job['id'])}/runs?limit=2&next_token={page['next_token']}",
-                           headers=auth()).json_body
+    rest = client.http.get(
+        f"{job_path(job['id'])}/runs?limit=2&next_token={page['next_token']}", headers=auth()
+    ).json_body
     assert [r["run_id"] for r in page["runs"] + rest["runs"]] == ids[::-1]
     one = client.http.get(f"{job_path(job['id'])}/runs/{ids[0]}", headers=auth())
     assert one.status_code == 200 and one.json_body["status"] == "succeeded"
     # But under another account or group, the same job id finds nothing
-    for path in (f"{BASE}/limited/jobs/space-xy/{job['id']}/runs",
-                 f"{BASE}/spinup/jobs/other/{job['id']}/runs",
-                 f"{BASE}/limited/jobs/space-xy/{job['id']}/runs/{ids[0]}"):
+    for path in (
+        f"{BASE}/limited/jobs/space-xy/{job['id']}/runs",
+        f"{BASE}/spinup/jobs/other/{job['id']}/runs",
+        f"{BASE}/limited/jobs/space-xy/{job['id']}/runs/{ids[0]}",
+    ):
         response = client.http.get(path, headers=auth())
         assert response.status_code == 404, (path, response.body)
         assert set(response.json_body) == {"Code", "Message"}
@@ -251,7 +302,8 @@ def test_a_deleted_job_without_runs_is_not_found(client: Any) -> None:
 
 
 def test_run_nows_in_the_same_second_list_in_the_order_they_were_queued(
-        client: Any, aws: dict[str, Any]) -> None:
+    client: Any, aws: dict[str, Any]
+) -> None:
     # Given an API whose clock stands still (every run-now in the same millisecond)
     import app as app_module
 
@@ -272,21 +324,34 @@ def test_old_and_new_run_ids_sort_newest_first_together(client: Any) -> None:
 
     job = create(client)
     store = deps.store()
-    ids = ["20260130T095900Z-m0badc0de", "20260130T100000Z-s",
-           manual_run_id(datetime(2026, 1, 30, 10, 0, 1, 5000, tzinfo=UTC)),
-           "20260130T100002Z-mffffffff",
-           manual_run_id(datetime(2026, 1, 30, 10, 0, 3, tzinfo=UTC)),
-           "20260130T100100Z-s"]
+    ids = [
+        "20260130T095900Z-m0badc0de",
+        "20260130T100000Z-s",
+        manual_run_id(datetime(2026, 1, 30, 10, 0, 1, 5000, tzinfo=UTC)),
+        "20260130T100002Z-mffffffff",
+        manual_run_id(datetime(2026, 1, 30, 10, 0, 3, tzinfo=UTC)),
+        "20260130T100100Z-s",
+    ]
     for run_id in ids:
-        assert store.put_run(Run(run_id=run_id, job_id=job["id"], account="spinup",
-                                 group="space-xy", trigger="manual",
-                                 scheduled_for="2026-01-30T10:00:00Z", status="succeeded"))
+        assert store.put_run(
+            Run(
+                run_id=run_id,
+                job_id=job["id"],
+                account="spinup",
+                group="space-xy",
+                trigger="manual",
+                scheduled_for="2026-01-30T10:00:00Z",
+                status="succeeded",
+            )
+        )
     # When listed / Then newest first by time, whatever the form; each readable by its id
     listed = client.http.get(f"{job_path(job['id'])}/runs", headers=auth()).json_body
     assert [r["run_id"] for r in listed["runs"]] == ids[::-1]
     for run_id in ids:
-        assert client.http.get(f"{job_path(job['id'])}/runs/{run_id}",
-                               headers=auth()).status_code == 200, run_id
+        assert (
+            client.http.get(f"{job_path(job['id'])}/runs/{run_id}", headers=auth()).status_code
+            == 200
+        ), run_id
 
 
 def test_a_run_now_id_sorts_after_the_previous_one_even_when_the_clock_steps_back() -> None:

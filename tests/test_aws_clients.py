@@ -1,4 +1,5 @@
 """The service's own boto3 clients (chalicelib/aws.py): one per service, created when used."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,13 @@ from chalicelib import aws as clients
 from chalicelib import deps
 from conftest import auth
 
-DUMMY_JOB = {"name": "dummy", "details": {"runner": "dummyRunner"}, "enabled": True,
-             "schedule_expression": "0 9 * * *", "modified_by": "someone"}
+DUMMY_JOB = {
+    "name": "dummy",
+    "details": {"runner": "dummyRunner"},
+    "enabled": True,
+    "schedule_expression": "0 9 * * *",
+    "modified_by": "someone",
+}
 
 
 def test_each_service_has_one_cached_client_until_reset(aws: dict[str, Any]) -> None:
@@ -26,14 +32,14 @@ def test_each_service_has_one_cached_client_until_reset(aws: dict[str, Any]) -> 
 
 def test_a_get_of_a_job_creates_no_sqs_client(client: Any) -> None:
     # Given a job created through the API, and the clients forgotten (a fresh API Lambda)
-    created = client.http.post("/v1/minion/spinup/jobs/space-xy", headers=auth(),
-                               body=json.dumps(DUMMY_JOB)).json_body
+    created = client.http.post(
+        "/v1/minion/spinup/jobs/space-xy", headers=auth(), body=json.dumps(DUMMY_JOB)
+    ).json_body
     deps.reset()
     app_module._api.cache_clear()
 
     # When it is read
-    response = client.http.get(f"/v1/minion/spinup/jobs/space-xy/{created['id']}",
-                               headers=auth())
+    response = client.http.get(f"/v1/minion/spinup/jobs/space-xy/{created['id']}", headers=auth())
 
     # Then it was read from DynamoDB, and no SQS client was built for the queue it never uses
     assert response.status_code == 200 and response.json_body["id"] == created["id"]

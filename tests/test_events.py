@@ -2,6 +2,7 @@
 rules (to SQS queues read back), chosen per job or by the deployment default, batched, and
 best effort: a refused or failed PutEvents changes nothing about the run or its message.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,8 +73,9 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> Behaviour:
 
 
 def _queue_arn(sqs: Any, url: str) -> str:
-    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
 
 
 def route(aws: dict[str, Any], name: str, pattern: dict[str, Any]) -> str:
@@ -102,25 +104,48 @@ def publisher(**options: Any) -> EventPublisher:
 
 
 def make_worker(store: Store, queue: RunQueue, events: EventPublisher | None) -> Worker:
-    return Worker(store=store, queue=queue, registry=lambda: REGISTRY,
-                  clients=lambda entry, run_id: (lambda service: None), runner_timeout=10,
-                  clock=lambda: STARTED, events=events)
+    return Worker(
+        store=store,
+        queue=queue,
+        registry=lambda: REGISTRY,
+        clients=lambda entry, run_id: lambda service: None,
+        runner_timeout=10,
+        clock=lambda: STARTED,
+        events=events,
+    )
 
 
 def create_job(store: Store, say: str, **fields: Any) -> Job:
-    body = {"name": f"job-{say}", "schedule_expression": "* * * * *", "enabled": True,
-            "details": {"runner": "dummyRunner", "say": say}, **fields}
-    job = job_from_request(body, account="spinup", group="nightly", job_id=None,
-                           entry=registry_entry("spinup"), now=utc(CREATED))
+    body = {
+        "name": f"job-{say}",
+        "schedule_expression": "* * * * *",
+        "enabled": True,
+        "details": {"runner": "dummyRunner", "say": say},
+        **fields,
+    }
+    job = job_from_request(
+        body,
+        account="spinup",
+        group="nightly",
+        job_id=None,
+        entry=registry_entry("spinup"),
+        now=utc(CREATED),
+    )
     store.create_job(job)
     return job
 
 
 def message(job: Job, attempt: int = 1) -> RunMessage:
     occurrence = utc("2026-01-30T10:18")
-    return RunMessage(account=job.account, group=job.group, job_id=job.id,
-                      run_id=scheduled_run_id(occurrence), trigger="schedule",
-                      scheduled_for=iso(occurrence) or "", attempt=attempt)
+    return RunMessage(
+        account=job.account,
+        group=job.group,
+        job_id=job.id,
+        run_id=scheduled_run_id(occurrence),
+        trigger="schedule",
+        scheduled_for=iso(occurrence) or "",
+        attempt=attempt,
+    )
 
 
 def run_batch(aws: dict[str, Any], worker: Worker, *jobs: Job) -> PartialItemFailureResponse:
@@ -133,9 +158,10 @@ def run_batch(aws: dict[str, Any], worker: Worker, *jobs: Job) -> PartialItemFai
 
 # --- the documented shape ---------------------------------------------------------------------
 
+
 def test_a_failed_run_publishes_the_documented_event_a_rule_routes(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour,
-        all_events: str) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour, all_events: str
+) -> None:
     # Given a job whose runner fails for good, and a rule on the default bus
     runner.by_name["broken"] = PermanentError("instance i-1 not found", code="NotFound")
     job = create_job(store, "broken")
@@ -150,42 +176,55 @@ def test_a_failed_run_publishes_the_documented_event_a_rule_routes(
     assert (event["source"], event["detail-type"]) == ("minion", "Minion Run State Change")
     run_id = scheduled_run_id(utc("2026-01-30T10:18"))
     assert event["detail"] == {
-        "account": "spinup", "group": "nightly", "job_id": job.id, "job_name": "job-broken",
-        "run_id": run_id, "trigger": "schedule", "scheduled_for": "2026-01-30T10:18:00Z",
-        "status": "failed", "attempts": 1, "finished_at": "2026-01-30T10:18:05Z",
-        "error_code": "NotFound", "error": "instance i-1 not found",
-        "run_url": f"{API_URL}/v1/minion/spinup/jobs/nightly/{job.id}/runs/{run_id}"}
+        "account": "spinup",
+        "group": "nightly",
+        "job_id": job.id,
+        "job_name": "job-broken",
+        "run_id": run_id,
+        "trigger": "schedule",
+        "scheduled_for": "2026-01-30T10:18:00Z",
+        "status": "failed",
+        "attempts": 1,
+        "finished_at": "2026-01-30T10:18:05Z",
+        "error_code": "NotFound",
+        "error": "instance i-1 not found",
+        "run_url": f"{API_URL}/v1/minion/spinup/jobs/nightly/{job.id}/runs/{run_id}",
+    }
     assert stored_run(store, job.id, run_id).status == "failed"
 
 
 def test_a_rule_matching_failed_receives_only_the_failed_runs(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour,
-        all_events: str) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour, all_events: str
+) -> None:
     # Given jobs that announce every outcome, one failing and one succeeding, and a rule
     # that matches only failed runs
     runner.by_name["broken"] = PermanentError("no", code="Boom")
     notify = ["succeeded", "failed", "missed", "skipped", "retrying"]
     failing = create_job(store, "broken", notify=notify)
     healthy = create_job(store, "fine", notify=notify)
-    failed_only = route(aws, "failed-runs", {"source": ["minion"],
-                                             "detail": {"status": ["failed"]}})
+    failed_only = route(
+        aws, "failed-runs", {"source": ["minion"], "detail": {"status": ["failed"]}}
+    )
     worker = make_worker(store, queue, publisher())
 
     # When both run in one batch
     run_batch(aws, worker, failing, healthy)
 
     # Then every event reached the catch-all rule, and only the failed one the failed rule
-    assert sorted((e["detail"]["job_name"], e["detail"]["status"])
-                  for e in routed(aws, all_events)) == [("job-broken", "failed"),
-                                                         ("job-fine", "succeeded")]
-    assert [(e["detail"]["job_id"], e["detail"]["status"])
-            for e in routed(aws, failed_only)] == [(failing.id, "failed")]
+    assert sorted(
+        (e["detail"]["job_name"], e["detail"]["status"]) for e in routed(aws, all_events)
+    ) == [("job-broken", "failed"), ("job-fine", "succeeded")]
+    assert [(e["detail"]["job_id"], e["detail"]["status"]) for e in routed(aws, failed_only)] == [
+        (failing.id, "failed")
+    ]
 
 
 # --- which outcomes -----------------------------------------------------------------------------
 
+
 def test_by_default_a_healthy_run_publishes_nothing(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour
+) -> None:
     # Given a succeeding job without `notify`, and an EventBridge client that refuses any call
     job = create_job(store, "fine")
     client = boto3.client("events")
@@ -200,8 +239,8 @@ def test_by_default_a_healthy_run_publishes_nothing(
 
 
 def test_a_jobs_notify_replaces_the_default(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour,
-        all_events: str) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour, all_events: str
+) -> None:
     # Given a failing job that asks only for succeeded, and a succeeding one asking for it
     runner.by_name["broken"] = PermanentError("no")
     quiet = create_job(store, "broken", notify=["succeeded"])
@@ -211,17 +250,17 @@ def test_a_jobs_notify_replaces_the_default(
     # When they run
     run_batch(aws, worker, quiet, loud, silent)
     # Then only the succeeded run of the job that asked for it was published
-    assert [(e["detail"]["job_id"], e["detail"]["status"])
-            for e in routed(aws, all_events)] == [(loud.id, "succeeded")]
+    assert [(e["detail"]["job_id"], e["detail"]["status"]) for e in routed(aws, all_events)] == [
+        (loud.id, "succeeded")
+    ]
 
 
 def test_the_deployment_default_is_a_setting(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour,
-        all_events: str) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour, all_events: str
+) -> None:
     # Given a deployment announcing succeeded runs by default
     job = create_job(store, "fine")
-    worker = make_worker(store, queue, publisher(default_notify=parse_notify_default(
-        "succeeded")))
+    worker = make_worker(store, queue, publisher(default_notify=parse_notify_default("succeeded")))
     # When a job without notify succeeds
     run_batch(aws, worker, job)
     # Then its run is published
@@ -229,8 +268,8 @@ def test_the_deployment_default_is_a_setting(
 
 
 def test_a_retried_attempt_is_announced_as_retrying_when_asked(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour,
-        all_events: str) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour, all_events: str
+) -> None:
     # Given a job that asks for retries, whose runner fails with a retryable error
     runner.by_name["flaky"] = RetryableError("throttled", code="Throttling")
     job = create_job(store, "flaky", notify=["retrying", "failed"])
@@ -239,16 +278,20 @@ def test_a_retried_attempt_is_announced_as_retrying_when_asked(
     run_batch(aws, worker, job)
     # Then a retrying event says when the next attempt comes, and the run is queued again
     [event] = routed(aws, all_events)
-    assert {k: event["detail"][k] for k in ("status", "attempts", "error_code",
-                                             "retry_in_seconds")} == {
-        "status": "retrying", "attempts": 1, "error_code": "Throttling",
-        "retry_in_seconds": retry_delay(1)}
+    assert {
+        k: event["detail"][k] for k in ("status", "attempts", "error_code", "retry_in_seconds")
+    } == {
+        "status": "retrying",
+        "attempts": 1,
+        "error_code": "Throttling",
+        "retry_in_seconds": retry_delay(1),
+    }
     assert stored_run(store, job.id, message(job).run_id).status == "queued"
 
 
 def test_a_run_skipped_because_its_job_was_deleted_is_announced_by_default(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour,
-        all_events: str) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour, all_events: str
+) -> None:
     # Given a run whose job was deleted after it was queued
     job = create_job(store, "fine")
     aws["sqs"].send_message(QueueUrl=aws["queue_url"], MessageBody=message(job).to_body())
@@ -258,13 +301,16 @@ def test_a_run_skipped_because_its_job_was_deleted_is_announced_by_default(
     handle_batch(sqs_event(drain(aws["sqs"], aws["queue_url"])), worker=worker)
     # Then it is skipped and announced (no name: the job is gone)
     [event] = routed(aws, all_events)
-    assert (event["detail"]["status"], event["detail"]["job_name"],
-            event["detail"]["error"]) == ("skipped", None, "job deleted before it ran")
+    assert (event["detail"]["status"], event["detail"]["job_name"], event["detail"]["error"]) == (
+        "skipped",
+        None,
+        "job deleted before it ran",
+    )
 
 
 def test_missed_occurrences_recorded_by_the_tick_are_announced_once(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour,
-        all_events: str) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour, all_events: str
+) -> None:
     # Given a minutely job whose ticks stopped for three minutes
     job = create_job(store, "fine")
     events = publisher()
@@ -275,27 +321,41 @@ def test_missed_occurrences_recorded_by_the_tick_are_announced_once(
     # Then the three missed runs were published once each, with the job's name
     details = [e["detail"] for e in routed(aws, all_events)]
     assert sorted(d["scheduled_for"] for d in details) == [
-        "2026-01-30T10:18:00Z", "2026-01-30T10:19:00Z", "2026-01-30T10:20:00Z"]
+        "2026-01-30T10:18:00Z",
+        "2026-01-30T10:19:00Z",
+        "2026-01-30T10:20:00Z",
+    ]
     assert {(d["status"], d["job_id"], d["job_name"]) for d in details} == {
-        ("missed", job.id, "job-fine")}
+        ("missed", job.id, "job-fine")
+    }
     drain(aws["sqs"], aws["queue_url"])
 
 
 # --- batching, and best effort --------------------------------------------------------------
 
+
 def _run(index: int, status: Status = "failed") -> Run:
-    return Run(run_id=f"20260130T1018{index:02d}Z-s", job_id="j", account="spinup",
-               group="nightly", trigger="schedule", scheduled_for="2026-01-30T10:18:00Z",
-               status=status, attempts=1, error="boom")
+    return Run(
+        run_id=f"20260130T1018{index:02d}Z-s",
+        job_id="j",
+        account="spinup",
+        group="nightly",
+        trigger="schedule",
+        scheduled_for="2026-01-30T10:18:00Z",
+        status=status,
+        attempts=1,
+        error="boom",
+    )
 
 
-def test_a_batch_of_events_is_published_ten_per_call(aws: dict[str, Any],
-                                                      all_events: str) -> None:
+def test_a_batch_of_events_is_published_ten_per_call(aws: dict[str, Any], all_events: str) -> None:
     # Given 23 wanted events collected
     client = boto3.client("events")
     calls: list[int] = []
-    client.meta.events.register("provide-client-params.events.PutEvents",
-                                lambda params, **_: calls.append(len(params["Entries"])))
+    client.meta.events.register(
+        "provide-client-params.events.PutEvents",
+        lambda params, **_: calls.append(len(params["Entries"])),
+    )
     events = EventPublisher(client)
     for index in range(23):
         assert events.collect(_run(index), None)
@@ -309,18 +369,27 @@ def test_a_batch_of_events_is_published_ten_per_call(aws: dict[str, Any],
 
 def _stubbed_failure(stub: Stubber, how: str, entries: int) -> None:
     if how == "refused":
-        stub.add_response("put_events", {
-            "FailedEntryCount": 1,
-            "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]
-            + [{"EventId": f"e{i}"} for i in range(entries - 1)]})
+        stub.add_response(
+            "put_events",
+            {
+                "FailedEntryCount": 1,
+                "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]
+                + [{"EventId": f"e{i}"} for i in range(entries - 1)],
+            },
+        )
     else:
         stub.add_client_error("put_events", "AccessDeniedException", http_status_code=400)
 
 
 @pytest.mark.parametrize("how", ["refused", "raised"])
 def test_a_failed_put_events_changes_nothing_about_the_run_and_is_counted(
-        how: str, store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    how: str,
+    store: Store,
+    queue: RunQueue,
+    aws: dict[str, Any],
+    runner: Behaviour,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     # Given a failing job and EventBridge refusing its event (FailedEntryCount 1), or the
     # whole PutEvents failing
     runner.by_name["broken"] = PermanentError("no", code="Boom")
@@ -340,8 +409,11 @@ def test_a_failed_put_events_changes_nothing_about_the_run_and_is_counted(
     assert last_run is not None and last_run["status"] == "failed"
     # And no message was re-queued, and the miss was counted as a metric
     assert drain(aws["sqs"], aws["queue_url"]) == []
-    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-               if line.startswith("{") and "_aws" in line]
+    metrics = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and "_aws" in line
+    ]
     assert [m["EventsNotPublished"] for m in metrics if "EventsNotPublished" in m] == [[1.0]]
 
 
@@ -359,7 +431,8 @@ def test_a_refused_entry_is_counted_and_the_others_are_not(aws: dict[str, Any]) 
 
 
 def test_a_failed_publish_of_missed_runs_does_not_fail_the_tick(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: Behaviour
+) -> None:
     # Given a job with missed occurrences and EventBridge failing every call
     job = create_job(store, "fine")
     client = boto3.client("events")
@@ -380,11 +453,20 @@ BASE = "/v1/minion/spinup/jobs/nightly"
 BODY = {"name": "n", "schedule_expression": "0 3 * * *", "details": {"runner": "dummyRunner"}}
 
 
-@pytest.mark.parametrize("notify, field", [
-    ("failed", "notify"), ({"failed": True}, "notify"), (["failed", "exploded"], "notify[1]"),
-    ([1], "notify[0]"), (["failed", "failed"], "notify"), ([None], "notify[0]")])
+@pytest.mark.parametrize(
+    "notify, field",
+    [
+        ("failed", "notify"),
+        ({"failed": True}, "notify"),
+        (["failed", "exploded"], "notify[1]"),
+        ([1], "notify[0]"),
+        (["failed", "failed"], "notify"),
+        ([None], "notify[0]"),
+    ],
+)
 def test_a_bad_notify_is_refused_naming_the_field_and_nothing_is_stored(
-        client: Any, notify: Any, field: str) -> None:
+    client: Any, notify: Any, field: str
+) -> None:
     # When a job is created with a malformed notify
     answer = client.http.post(BASE, headers=auth(), body=json.dumps({**BODY, "notify": notify}))
     # Then 400 names the field, and no job exists
@@ -395,14 +477,18 @@ def test_a_bad_notify_is_refused_naming_the_field_and_nothing_is_stored(
 
 def test_notify_round_trips_through_create_get_and_replace(client: Any) -> None:
     # Given a job created with notify
-    created = client.http.post(BASE, headers=auth(), body=json.dumps(
-        {**BODY, "notify": ["failed", "missed", "succeeded"]}))
+    created = client.http.post(
+        BASE, headers=auth(), body=json.dumps({**BODY, "notify": ["failed", "missed", "succeeded"]})
+    )
     assert created.status_code == 200, created.body
     job = json.loads(created.body)
     path = f"{BASE}/{job['id']}"
     # Then a GET returns it as given
     assert json.loads(client.http.get(path, headers=auth()).body)["notify"] == [
-        "failed", "missed", "succeeded"]
+        "failed",
+        "missed",
+        "succeeded",
+    ]
     # When it is replaced with an empty list, then without the field
     client.http.put(path, headers=auth(), body=json.dumps({**BODY, "notify": []}))
     assert json.loads(client.http.get(path, headers=auth()).body)["notify"] == []
@@ -413,9 +499,17 @@ def test_notify_round_trips_through_create_get_and_replace(client: Any) -> None:
 
 # --- settings ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    (None, ("failed", "missed", "skipped")), ("", ("failed", "missed", "skipped")),
-    ("none", ()), ("failed", ("failed",)), (" failed , retrying ", ("failed", "retrying"))])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (None, ("failed", "missed", "skipped")),
+        ("", ("failed", "missed", "skipped")),
+        ("none", ()),
+        ("failed", ("failed",)),
+        (" failed , retrying ", ("failed", "retrying")),
+    ],
+)
 def test_the_notify_default_setting(text: str | None, expected: tuple[str, ...]) -> None:
     assert parse_notify_default(text) == expected
 
@@ -426,7 +520,8 @@ def test_a_misspelt_notify_default_is_refused_naming_the_setting() -> None:
 
 
 def test_the_worker_wired_from_the_settings_publishes_to_the_named_bus(
-        aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chalicelib import deps
 
     # Given a deployment naming its own bus, a default, and the API's URL
@@ -445,13 +540,16 @@ def test_the_worker_wired_from_the_settings_publishes_to_the_named_bus(
 
 # --- make run ---------------------------------------------------------------------------------
 
+
 def test_a_local_event_line_says_what_happened_and_carries_the_detail() -> None:
     from local.events import event_line
 
     detail = run_detail(_run(3), "failed", None, "http://127.0.0.1:8080")
     line = event_line({"detail-type": DETAIL_TYPE, "source": SOURCE, "detail": detail})
-    assert line.startswith("event Minion Run State Change: failed spinup/nightly/j run "
-                           "20260130T101803Z-s attempt 1 (error: boom)  {")
+    assert line.startswith(
+        "event Minion Run State Change: failed spinup/nightly/j run "
+        "20260130T101803Z-s attempt 1 (error: boom)  {"
+    )
     assert json.loads(line.split("  ", 1)[1]) == detail
 
 
@@ -468,9 +566,16 @@ def test_make_run_prints_the_events_production_would_send(tmp_path: Any) -> None
     try:
         headers = {"X-Auth-Token": stack.token(), "Content-Type": "application/json"}
         base = stack.base + "/spinup/jobs/space-xy"
-        job = httpx.post(base, headers=headers, json={
-            "name": "announced", "schedule_expression": "0 3 * * *",
-            "details": {"runner": "dummyRunner"}, "notify": ["succeeded"]}).json()
+        job = httpx.post(
+            base,
+            headers=headers,
+            json={
+                "name": "announced",
+                "schedule_expression": "0 3 * * *",
+                "details": {"runner": "dummyRunner"},
+                "notify": ["succeeded"],
+            },
+        ).json()
         # When it is run now and succeeds
         run = httpx.patch(f"{base}/{job['id']}", headers=headers).json()
         for _ in range(50):
@@ -483,8 +588,12 @@ def test_make_run_prints_the_events_production_would_send(tmp_path: Any) -> None
         stack.stop()
     # Then the stack printed its event as one line, linking to the run in the local API
     [line] = [x for x in stack.output.splitlines() if x.startswith("event ")]
-    assert line.startswith("event Minion Run State Change: succeeded spinup/space-xy/announced "
-                           f"run {run['run_id']} attempt 1")
+    assert line.startswith(
+        "event Minion Run State Change: succeeded spinup/space-xy/announced "
+        f"run {run['run_id']} attempt 1"
+    )
     detail = json.loads(line.split("  ", 1)[1])
-    assert detail["run_url"] == (f"http://127.0.0.1:{stack.port}/v1/minion/spinup/jobs/"
-                                 f"space-xy/{job['id']}/runs/{run['run_id']}")
+    assert detail["run_url"] == (
+        f"http://127.0.0.1:{stack.port}/v1/minion/spinup/jobs/"
+        f"space-xy/{job['id']}/runs/{run['run_id']}"
+    )

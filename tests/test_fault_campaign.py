@@ -32,6 +32,7 @@ twice; afterwards no run is `running` and every occurrence has exactly one outco
 A failure prints its seed. Replay it with
     MINION_CAMPAIGN_SEED=<seed> .venv/bin/python -m pytest tests/test_fault_campaign.py -k <plan>
 """
+
 from __future__ import annotations
 
 import json
@@ -88,7 +89,7 @@ SKIP_REASONS = {
 def _queue_setting(name: str) -> int:
     """A property of the runs queue as deployed (infra/minion.yaml), so the model follows it."""
     template = (ROOT / "infra" / "minion.yaml").read_text()
-    queue = template[template.index("  RunsQueue:"):]
+    queue = template[template.index("  RunsQueue:") :]
     return int(re.search(rf"{name}: (\d+)", queue).group(1))  # type: ignore[union-attr]
 
 
@@ -107,9 +108,12 @@ def _worker_timeout() -> int:
 
 WORKER_TIMEOUT = _worker_timeout()
 VISIBILITY_TIMEOUT = _queue_setting("VisibilityTimeout")
-PARTS_VISIBILITY_TIMEOUT = int(re.search(  # type: ignore[union-attr]
-    r"VisibilityTimeout: (\d+)", (ROOT / "infra" / "minion.yaml").read_text().split(
-        "  TickPartsQueue:")[1]).group(1))
+PARTS_VISIBILITY_TIMEOUT = int(
+    re.search(  # type: ignore[union-attr]
+        r"VisibilityTimeout: (\d+)",
+        (ROOT / "infra" / "minion.yaml").read_text().split("  TickPartsQueue:")[1],
+    ).group(1)
+)
 MAX_RECEIVES = _queue_setting("maxReceiveCount")
 
 
@@ -137,34 +141,35 @@ class SimulatedTime:
 
 # --- what a campaign is made of ----------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Rates:
     """Probabilities of each fault (0 turns it off)."""
 
-    tick_dropped: float = 0.03         # a minute's tick never delivered
-    tick_late: float = 0.06            # delivered 1-6 minutes late
-    tick_twice: float = 0.06           # delivered a second time, up to 4 minutes later
-    tick_overlap: float = 0.01         # another tick runs while one advances a job
-    part_lost: float = 0.03            # one part of a minute never processed
-    part_late: float = 0.05            # one part delivered 1-5 minutes late
-    part_twice: float = 0.05           # one part delivered a second time, up to 3 minutes later
-    tick_outage: float = 0.008         # ticks stop for 3-15 minutes from this minute
-    tick_dynamodb: float = 0.01        # a DynamoDB call of the tick throttled
-    worker_dynamodb: float = 0.008     # a DynamoDB call of the worker throttled
-    response_lost: float = 0.005       # a DynamoDB write applied, its answer lost, sent again
-    sqs: float = 0.02                  # an SQS call (tick or worker) throttled
-    entry_failed: float = 0.05         # a SendMessageBatch entry answered in `Failed`
-    entries_stuck: float = 0.05        # a tick attempt whose one job's entries always fail
-    message_twice: float = 0.04        # a message delivered a second time
-    message_late: float = 0.3          # a message delivered 1-120 s late (so out of order)
-    worker_killed: float = 0.05        # a worker invocation dies (at each kill point in turn)
-    second_worker: float = 0.03        # another worker runs right after a claim or in a runner
-    change_mid_tick: float = 0.5       # a job's disabling or deletion lands inside a tick
-    slow_runner: float = 0.05          # a run takes 20-55 s instead of 0-2 s
-    slow_period: float = 0.02          # most runs are slow for the next 5-15 minutes
-    dead_lettered: float = 0.01        # a message moved to the DLQ instead of being delivered
-    sweep_killed: float = 0.05         # a sweep dies at one of its calls
-    sweep_twice: float = 0.05          # a sweep runs twice in the same minute
+    tick_dropped: float = 0.03  # a minute's tick never delivered
+    tick_late: float = 0.06  # delivered 1-6 minutes late
+    tick_twice: float = 0.06  # delivered a second time, up to 4 minutes later
+    tick_overlap: float = 0.01  # another tick runs while one advances a job
+    part_lost: float = 0.03  # one part of a minute never processed
+    part_late: float = 0.05  # one part delivered 1-5 minutes late
+    part_twice: float = 0.05  # one part delivered a second time, up to 3 minutes later
+    tick_outage: float = 0.008  # ticks stop for 3-15 minutes from this minute
+    tick_dynamodb: float = 0.01  # a DynamoDB call of the tick throttled
+    worker_dynamodb: float = 0.008  # a DynamoDB call of the worker throttled
+    response_lost: float = 0.005  # a DynamoDB write applied, its answer lost, sent again
+    sqs: float = 0.02  # an SQS call (tick or worker) throttled
+    entry_failed: float = 0.05  # a SendMessageBatch entry answered in `Failed`
+    entries_stuck: float = 0.05  # a tick attempt whose one job's entries always fail
+    message_twice: float = 0.04  # a message delivered a second time
+    message_late: float = 0.3  # a message delivered 1-120 s late (so out of order)
+    worker_killed: float = 0.05  # a worker invocation dies (at each kill point in turn)
+    second_worker: float = 0.03  # another worker runs right after a claim or in a runner
+    change_mid_tick: float = 0.5  # a job's disabling or deletion lands inside a tick
+    slow_runner: float = 0.05  # a run takes 20-55 s instead of 0-2 s
+    slow_period: float = 0.02  # most runs are slow for the next 5-15 minutes
+    dead_lettered: float = 0.01  # a message moved to the DLQ instead of being delivered
+    sweep_killed: float = 0.05  # a sweep dies at one of its calls
+    sweep_twice: float = 0.05  # a sweep runs twice in the same minute
 
 
 @dataclass(frozen=True)
@@ -274,16 +279,22 @@ class Invocation:
 
 def throttling(code: str, operation: str) -> ClientError:
     """The exact error AWS answers when a call is throttled (the SDK's retries exhausted)."""
-    return ClientError({"Error": {"Code": code, "Message": "Rate exceeded (injected)"},
-                        "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": "Rate exceeded (injected)"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        operation,
+    )
 
 
 class Faulty:
     """A real boto3 client that throttles a fraction of calls before they reach AWS, and lets
     the campaign watch every call (and kill the worker at a chosen one)."""
 
-    def __init__(self, client: Any, campaign: Campaign, role: str, rate: float,
-                 codes: tuple[str, ...]) -> None:
+    def __init__(
+        self, client: Any, campaign: Campaign, role: str, rate: float, codes: tuple[str, ...]
+    ) -> None:
         self.client = client
         self.campaign = campaign
         self.role = role
@@ -301,30 +312,36 @@ class Faulty:
             if self.campaign.faults_on and self.rng.random() < self.rate:
                 self.campaign.on_throttled(self.role, name, kwargs)
                 self.campaign.stats[f"throttled {self.role} {name}"] += 1
-                raise throttling(self.rng.choice(self.codes),
-                                 self.client.meta.method_to_api_mapping[name])
+                raise throttling(
+                    self.rng.choice(self.codes), self.client.meta.method_to_api_mapping[name]
+                )
             forwarded, answer = self.campaign.rewrite(name, kwargs)
             if answer is None:
                 answer = method(**forwarded)
             self.campaign.after_call(self.role, name, forwarded, answer)
-            if name in ("update_item", "put_item", "batch_write_item") \
-                    and self.campaign.faults_on \
-                    and self.rng.random() < self.campaign.rates.response_lost:
+            if (
+                name in ("update_item", "put_item", "batch_write_item")
+                and self.campaign.faults_on
+                and self.rng.random() < self.campaign.rates.response_lost
+            ):
                 # The write was applied but its answer lost: the SDK sends it again, and a
                 # conditional write now finds its own work done (ConditionalCheckFailed).
                 self.campaign.stats[f"responses lost {self.role} {name}"] += 1
                 return method(**forwarded)
             return answer
+
         return call
 
 
 # --- the campaign ------------------------------------------------------------------------------
 
+
 class Campaign:
     """Runs one campaign over moto and collects the violations of the promise."""
 
-    def __init__(self, aws: dict[str, Any], seed: int, plan: Plan,
-                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, aws: dict[str, Any], seed: int, plan: Plan, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         self.aws = aws
         self.seed = seed
         self.plan = plan
@@ -361,42 +378,73 @@ class Campaign:
         self.parts = plan_parts(SHARDS, _template_default("TickParts"))
         self._rngs: dict[str, random.Random] = {}
         self.settled: set[int] = set()  # dead letters (by seq) the sweep is done with
-        self.lost_ok: set[tuple[str, str]] = set()  # runs dead-lettered, or left running by a worker
+        self.lost_ok: set[tuple[str, str]] = (
+            set()
+        )  # runs dead-lettered, or left running by a worker
         self.sweep_kill_at: int | None = None
         self.sweep_calls = 0
 
         self.store = Store(aws["dynamodb"], TABLE, SHARDS, clock=self.epoch)
         self.jobs = {p.job.id: p for p in self._make_jobs()}
         dynamodb_codes = ("ProvisionedThroughputExceededException", "ThrottlingException")
-        tick_store = Store(Faulty(aws["dynamodb"], self, "tick", self.rates.tick_dynamodb,
-                                  dynamodb_codes), TABLE, SHARDS, clock=self.epoch)
-        tick_queue = RunQueue(Faulty(aws["sqs"], self, "tick", self.rates.sqs,
-                                     ("RequestThrottled",)), QUEUE, aws["queue_url"])
+        tick_store = Store(
+            Faulty(aws["dynamodb"], self, "tick", self.rates.tick_dynamodb, dynamodb_codes),
+            TABLE,
+            SHARDS,
+            clock=self.epoch,
+        )
+        tick_queue = RunQueue(
+            Faulty(aws["sqs"], self, "tick", self.rates.sqs, ("RequestThrottled",)),
+            QUEUE,
+            aws["queue_url"],
+        )
         # One at a time, as moto in-process is not safe for concurrent conditional writes, and
         # so that a seed replays the very same calls.
         self.ticker = Ticker(tick_store, tick_queue, shards=SHARDS, parallelism=1)
-        worker_store = Store(Faulty(aws["dynamodb"], self, "worker",
-                                    self.rates.worker_dynamodb, dynamodb_codes),
-                             TABLE, SHARDS, clock=self.epoch)
-        worker_queue = RunQueue(Faulty(aws["sqs"], self, "worker", self.rates.sqs,
-                                       ("RequestThrottled",)), QUEUE, aws["queue_url"])
+        worker_store = Store(
+            Faulty(aws["dynamodb"], self, "worker", self.rates.worker_dynamodb, dynamodb_codes),
+            TABLE,
+            SHARDS,
+            clock=self.epoch,
+        )
+        worker_queue = RunQueue(
+            Faulty(aws["sqs"], self, "worker", self.rates.sqs, ("RequestThrottled",)),
+            QUEUE,
+            aws["queue_url"],
+        )
         # Two Lambda processes: the usual one, and one that runs while the other works.
-        self.workers = [Worker(
-            store=worker_store, queue=worker_queue, registry=lambda: REGISTRY,
-            clients=lambda entry, run_id: (lambda service: None),
-            runner_timeout=RUNNER_TIMEOUT, invocation_timeout=WORKER_TIMEOUT,
-            clock=self.clock) for _ in range(2)]
+        self.workers = [
+            Worker(
+                store=worker_store,
+                queue=worker_queue,
+                registry=lambda: REGISTRY,
+                clients=lambda entry, run_id: lambda service: None,
+                runner_timeout=RUNNER_TIMEOUT,
+                invocation_timeout=WORKER_TIMEOUT,
+                clock=self.clock,
+            )
+            for _ in range(2)
+        ]
         # The worker bounds its runs by the invocation's time left (time.monotonic): that is
         # the invocation's simulated clock here.
         monkeypatch.setattr(worker_module, "time", SimulatedTime(self))
         self.released: set[str] = set()
         monkeypatch.setitem(runners.RUNNERS, "dummyRunner", CampaignRunner(self))
         self.sweeper = Sweeper(
-            store=Store(Faulty(aws["dynamodb"], self, "sweep", self.rates.worker_dynamodb,
-                               dynamodb_codes), TABLE, SHARDS, clock=self.epoch),
-            queue=RunQueue(Faulty(aws["sqs"], self, "sweep", self.rates.sqs,
-                                  ("RequestThrottled",)), QUEUE, aws["queue_url"]),
-            dead_letters=None, clock=self.clock)
+            store=Store(
+                Faulty(aws["dynamodb"], self, "sweep", self.rates.worker_dynamodb, dynamodb_codes),
+                TABLE,
+                SHARDS,
+                clock=self.epoch,
+            ),
+            queue=RunQueue(
+                Faulty(aws["sqs"], self, "sweep", self.rates.sqs, ("RequestThrottled",)),
+                QUEUE,
+                aws["queue_url"],
+            ),
+            dead_letters=None,
+            clock=self.clock,
+        )
 
     # --- set-up ------------------------------------------------------------------------------
 
@@ -423,18 +471,27 @@ class Campaign:
                 minute = 0 if rng.random() < 0.3 else rng.randrange(60)
                 expression = template.format(m=minute, m20=minute % 20, h=rng.randint(8, 11))
                 body: dict[str, Any] = {
-                    "name": f"campaign {expression}", "schedule_expression": expression,
-                    "schedule_timezone": tz, "enabled": True,
-                    "details": {"runner": "dummyRunner"}}
+                    "name": f"campaign {expression}",
+                    "schedule_expression": expression,
+                    "schedule_timezone": tz,
+                    "enabled": True,
+                    "details": {"runner": "dummyRunner"},
+                }
                 if rng.random() < 0.35:
                     body["starting_deadline_seconds"] = rng.choice(
-                        [60, 60, 120, 180, rng.randint(60, 600), 600])
+                        [60, 60, 120, 180, rng.randint(60, 600), 600]
+                    )
                 if rng.random() < 0.15:
                     body["concurrency_policy"] = "Forbid"
                 job_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-                job = job_from_request(body, account="spinup", group="campaign", job_id=job_id,
-                                       entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
-                                       now=CREATED)
+                job = job_from_request(
+                    body,
+                    account="spinup",
+                    group="campaign",
+                    job_id=job_id,
+                    entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
+                    now=CREATED,
+                )
                 plan = JobPlan(job)
                 if rng.random() < 0.08:
                     plan.change = rng.choice(["disabled", "deleted"])
@@ -449,42 +506,69 @@ class Campaign:
         schedule = job.schedule()
         anchor = job.anchor if schedule.is_interval() else None
         margin = self.plan.minutes // 4
-        window = (START + timedelta(minutes=margin),
-                  START + timedelta(minutes=self.plan.minutes - margin))
-        due = [t for t in schedule.occurrences(window[0] - timedelta(minutes=1), 50, anchor)
-               if t < window[1]]
+        window = (
+            START + timedelta(minutes=margin),
+            START + timedelta(minutes=self.plan.minutes - margin),
+        )
+        due = [
+            t
+            for t in schedule.occurrences(window[0] - timedelta(minutes=1), 50, anchor)
+            if t < window[1]
+        ]
         if due and rng.random() < 0.7:
             return rng.choice(due) + timedelta(seconds=SUB_STEPS[1])
-        return window[0] + timedelta(minutes=rng.randrange(self.plan.minutes - 2 * margin),
-                                     seconds=rng.choice(SUB_STEPS))
+        return window[0] + timedelta(
+            minutes=rng.randrange(self.plan.minutes - 2 * margin), seconds=rng.choice(SUB_STEPS)
+        )
 
     def _doomed_jobs(self) -> Iterator[JobPlan]:
         """Jobs whose worker dies at every delivery of their runs (a runner that crashes the
         process): SQS redelivers, the sweep re-queues, and at last each run ends lost."""
         rng = self.rng("doomed")
         for index in range(self.plan.doomed):
-            body = {"name": "campaign doomed", "schedule_expression": "*/15 * * * *",
-                    "enabled": True, "details": {"runner": "dummyRunner"}, "max_attempts": 2,
-                    **({"concurrency_policy": "Forbid"} if index % 2 else {})}
+            body = {
+                "name": "campaign doomed",
+                "schedule_expression": "*/15 * * * *",
+                "enabled": True,
+                "details": {"runner": "dummyRunner"},
+                "max_attempts": 2,
+                **({"concurrency_policy": "Forbid"} if index % 2 else {}),
+            }
             job_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-            job = job_from_request(body, account="spinup", group="doomed", job_id=job_id,
-                                   entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
-                                   now=CREATED)
+            job = job_from_request(
+                body,
+                account="spinup",
+                group="doomed",
+                job_id=job_id,
+                entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
+                now=CREATED,
+            )
             yield JobPlan(job, doomed=True)
 
     def _flaky_jobs(self, rng: random.Random) -> Iterator[JobPlan]:
         """Jobs whose runner fails retryably a few times per run: one that succeeds on its
         third attempt, one that runs out of attempts, one per minute that forbids overlap."""
         for expression, failures, fields in (
-                ("*/10 * * * *", 2, {"max_attempts": 4}),
-                ("rate(10 minutes)", 5, {"max_attempts": 3}),
-                ("*/5 * * * *", 2, {"max_attempts": 5, "concurrency_policy": "Forbid"})):
-            body = {"name": "campaign flaky", "schedule_expression": expression,
-                    "enabled": True, "details": {"runner": "dummyRunner"}, **fields}
+            ("*/10 * * * *", 2, {"max_attempts": 4}),
+            ("rate(10 minutes)", 5, {"max_attempts": 3}),
+            ("*/5 * * * *", 2, {"max_attempts": 5, "concurrency_policy": "Forbid"}),
+        ):
+            body = {
+                "name": "campaign flaky",
+                "schedule_expression": expression,
+                "enabled": True,
+                "details": {"runner": "dummyRunner"},
+                **fields,
+            }
             job_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-            job = job_from_request(body, account="spinup", group="flaky", job_id=job_id,
-                                   entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
-                                   now=CREATED)
+            job = job_from_request(
+                body,
+                account="spinup",
+                group="flaky",
+                job_id=job_id,
+                entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
+                now=CREATED,
+            )
             yield JobPlan(job, failures=failures)
 
     # --- the run -----------------------------------------------------------------------------
@@ -519,8 +603,7 @@ class Campaign:
                     self.stats["ticks late"] += 1
                 self._schedule_parts(at, minute)
                 if tick_rng.random() < self.rates.tick_twice:
-                    self._schedule_parts(at + timedelta(seconds=tick_rng.randint(0, 240)),
-                                         minute)
+                    self._schedule_parts(at + timedelta(seconds=tick_rng.randint(0, 240)), minute)
                     self.stats["ticks twice"] += 1
             if self.faults_on and self.rng("slow").random() < self.rates.slow_period:
                 self.slow_until = minute + timedelta(minutes=self.rng("slow").randint(5, 15))
@@ -553,15 +636,35 @@ class Campaign:
             if plan.change == "deleted":
                 self.store.delete_job(previous)
             else:
-                body = {**{k: v for k, v in previous.to_api().items()
-                           if k in ("name", "schedule_expression", "schedule_timezone",
-                                    "details", "starting_deadline_seconds",
-                                    "concurrency_policy", "max_attempts")},
-                        "enabled": False}
-                self.store.replace_job(job_from_request(
-                    body, account=job.account, group=job.group, job_id=job.id,
-                    entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
-                    now=self.now, previous=previous), previous)
+                body = {
+                    **{
+                        k: v
+                        for k, v in previous.to_api().items()
+                        if k
+                        in (
+                            "name",
+                            "schedule_expression",
+                            "schedule_timezone",
+                            "details",
+                            "starting_deadline_seconds",
+                            "concurrency_policy",
+                            "max_attempts",
+                        )
+                    },
+                    "enabled": False,
+                }
+                self.store.replace_job(
+                    job_from_request(
+                        body,
+                        account=job.account,
+                        group=job.group,
+                        job_id=job.id,
+                        entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
+                        now=self.now,
+                        previous=previous,
+                    ),
+                    previous,
+                )
             plan.change_index = self._next_index()
             self.stats[f"jobs {plan.change}"] += 1
             changed.append(plan)
@@ -585,12 +688,14 @@ class Campaign:
                 self.stats["parts late"] += 1
             self._schedule_tick(when, minute, 1, tuple(shards))
             if self.faults_on and rng.random() < self.rates.part_twice:
-                self._schedule_tick(when + timedelta(seconds=rng.randint(0, 180)), minute, 1,
-                                    tuple(shards))
+                self._schedule_tick(
+                    when + timedelta(seconds=rng.randint(0, 180)), minute, 1, tuple(shards)
+                )
                 self.stats["parts twice"] += 1
 
-    def _schedule_tick(self, at: datetime, minute: datetime, attempt: int,
-                       shards: tuple[int, ...]) -> None:
+    def _schedule_tick(
+        self, at: datetime, minute: datetime, attempt: int, shards: tuple[int, ...]
+    ) -> None:
         self.pending_ticks.append((at, self._next_index(), minute, attempt, shards))
         self.pending_ticks.sort()
 
@@ -603,8 +708,7 @@ class Campaign:
         self._worker_round()
 
     def _tick(self, minute: datetime, attempt: int, shards: tuple[int, ...]) -> None:
-        outer = (self.stuck, self.stuck_job, self.tick_minute, self.tick_shards,
-                 self.attempt_start)
+        outer = (self.stuck, self.stuck_job, self.tick_minute, self.tick_shards, self.attempt_start)
         self.tick_minute = minute
         self.tick_shards = shards
         self.stuck = self.faults_on and self.rng("stuck").random() < self.rates.entries_stuck
@@ -614,8 +718,9 @@ class Campaign:
         self.attempt_start = start
         completed = False
         try:
-            run_tick(self.ticker, scheduled_event(iso(minute) or ""), now=self.epoch(),
-                     shards=shards)
+            run_tick(
+                self.ticker, scheduled_event(iso(minute) or ""), now=self.epoch(), shards=shards
+            )
             completed = True
         except (ServiceUnavailable, TickIncomplete) as error:
             self.stats[f"tick failed: {type(error).__name__}"] += 1
@@ -626,14 +731,14 @@ class Campaign:
             self.stats[f"tick failed: {code}"] += 1
         except Exception as error:
             self.violations.append(f"tick {iso(minute)} raised {error!r}")
-        self.stuck, self.stuck_job, self.tick_minute, self.tick_shards, \
-            self.attempt_start = outer
+        self.stuck, self.stuck_job, self.tick_minute, self.tick_shards, self.attempt_start = outer
         self.tick_depth -= 1
         self.attempts.append(TickAttempt(start, self._next_index(), minute, completed, shards))
         if not completed and attempt < TICK_ATTEMPTS:
             # A part reported failed comes back after the parts queue's visibility timeout.
-            self._schedule_tick(self.now + timedelta(seconds=PARTS_VISIBILITY_TIMEOUT), minute,
-                                attempt + 1, shards)
+            self._schedule_tick(
+                self.now + timedelta(seconds=PARTS_VISIBILITY_TIMEOUT), minute, attempt + 1, shards
+            )
         self._collect()
 
     # --- the runs queue, as SQS would deliver it -----------------------------------------------
@@ -655,8 +760,13 @@ class Campaign:
                 continue
             self.copies.append(Copy(self._next_index(), message, visible))
             if self.faults_on and rng.random() < self.rates.message_twice:
-                self.copies.append(Copy(self._next_index(), message,
-                                        visible + timedelta(seconds=rng.randint(0, 300))))
+                self.copies.append(
+                    Copy(
+                        self._next_index(),
+                        message,
+                        visible + timedelta(seconds=rng.randint(0, 300)),
+                    )
+                )
                 self.stats["messages twice"] += 1
         self.sent_since_drain = 0
 
@@ -678,8 +788,9 @@ class Campaign:
             size = rng.randint(1, 10) if self.faults_on else 10
             batch: list[Copy] = []
             for copy in ready:
-                if len(batch) < size and all(c.message["MessageId"] != copy.message["MessageId"]
-                                             for c in batch):
+                if len(batch) < size and all(
+                    c.message["MessageId"] != copy.message["MessageId"] for c in batch
+                ):
                     batch.append(copy)
             self.busy_until[free[0]] = datetime.max.replace(tzinfo=UTC)
             self.busy_until[free[0]] = self._invoke_worker(batch, self.workers[nested])
@@ -698,9 +809,18 @@ class Campaign:
         for copy in batch:
             copy.in_flight = True
             copy.receives += 1
-        event = sqs_event([{**c.message, "Attributes": {
-            **c.message.get("Attributes", {}), "ApproximateReceiveCount": str(c.receives)}}
-            for c in batch])
+        event = sqs_event(
+            [
+                {
+                    **c.message,
+                    "Attributes": {
+                        **c.message.get("Attributes", {}),
+                        "ApproximateReceiveCount": str(c.receives),
+                    },
+                }
+                for c in batch
+            ]
+        )
         self.invocations.append(invocation)
         failed: set[str]
         try:
@@ -718,8 +838,9 @@ class Campaign:
             self.invocations.pop()
         # A claim this invocation left open (it died, or failed the message after claiming:
         # a throttled record or job read) is `running` until taken over: the sweep may end it.
-        self.lost_ok.update(key for key in invocation.claimed
-                            if key in self.claims and self.claims[key].open)
+        self.lost_ok.update(
+            key for key in invocation.claimed if key in self.claims and self.claims[key].open
+        )
         for copy in batch:
             copy.in_flight = False
             if copy.message["MessageId"] not in failed:
@@ -755,7 +876,8 @@ class Campaign:
             try:
                 for copy in self.dead_letters:
                     if copy.seq not in self.settled and self.sweeper.settle_dead_letter(
-                            copy.message["Body"], copy.message["MessageId"], report):
+                        copy.message["Body"], copy.message["MessageId"], report
+                    ):
                         self.settled.add(copy.seq)
                         did = True
                 swept = self.sweeper.sweep()
@@ -788,8 +910,7 @@ class Campaign:
             did = self._sweep()
             while (self.copies or self.pending_ticks) and self.now < deadline:
                 did = True
-                upcoming = [c.visible_at for c in self.copies] + [t[0] for t in
-                                                                  self.pending_ticks]
+                upcoming = [c.visible_at for c in self.copies] + [t[0] for t in self.pending_ticks]
                 if min(upcoming) <= self.now:
                     upcoming = [min(self.busy_until)]
                 self._step(max(self.now + timedelta(seconds=1), min(upcoming)))
@@ -800,8 +921,9 @@ class Campaign:
 
     # --- watching the calls --------------------------------------------------------------------
 
-    def rewrite(self, name: str, kwargs: dict[str, Any]
-                ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def rewrite(
+        self, name: str, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """What actually goes to AWS, or the answer given instead: a delay is applied by the
         model, not by moto (whose delays are real seconds); some batch entries are answered as
         failed (HTTP 200 with `Failed`) instead of being sent."""
@@ -813,42 +935,72 @@ class Campaign:
             # makes them visible again now.
             self.released.update(e["ReceiptHandle"] for e in kwargs["Entries"])
             self.stats["messages released"] += len(kwargs["Entries"])
-            return kwargs, {"Successful": [{"Id": e["Id"]} for e in kwargs["Entries"]],
-                            "Failed": []}
+            return kwargs, {
+                "Successful": [{"Id": e["Id"]} for e in kwargs["Entries"]],
+                "Failed": [],
+            }
         if name != "send_message_batch":
             return kwargs, None
         rng = self.rng("entries")
         if self.stuck and self.stuck_job is None:  # this job's entries fail all this attempt
             self.stuck_job = RunMessage.from_body(kwargs["Entries"][0]["MessageBody"]).job_id
-        bad = [e for e in kwargs["Entries"]
-               if self.faults_on and (rng.random() < self.rates.entry_failed
-                                      or self.stuck_job is not None
-                                      and self.stuck_job in e["MessageBody"])]
+        bad = [
+            e
+            for e in kwargs["Entries"]
+            if self.faults_on
+            and (
+                rng.random() < self.rates.entry_failed
+                or self.stuck_job is not None
+                and self.stuck_job in e["MessageBody"]
+            )
+        ]
         if not bad:
             return kwargs, None
         self.stats["batch entries failed"] += len(bad)
         good = [e for e in kwargs["Entries"] if e not in bad]
         answer: dict[str, Any] = {"Successful": [], "Failed": []}
         if good:
-            answer = self.aws["sqs"].send_message_batch(QueueUrl=kwargs["QueueUrl"],
-                                                        Entries=good)
+            answer = self.aws["sqs"].send_message_batch(QueueUrl=kwargs["QueueUrl"], Entries=good)
         answer.setdefault("Failed", [])
-        answer["Failed"] += [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError",
-                              "Message": "injected: entry not stored"} for e in bad]
+        answer["Failed"] += [
+            {
+                "Id": e["Id"],
+                "SenderFault": False,
+                "Code": "InternalError",
+                "Message": "injected: entry not stored",
+            }
+            for e in bad
+        ]
         return kwargs, answer
 
     def before_call(self, role: str, name: str, kwargs: dict[str, Any]) -> None:
-        if role == "tick" and name == "batch_write_item" and self.tick_depth == 1 \
-                and self.faults_on and self.rng("overlap").random() < self.rates.tick_overlap:
+        if (
+            role == "tick"
+            and name == "batch_write_item"
+            and self.tick_depth == 1
+            and self.faults_on
+            and self.rng("overlap").random() < self.rates.tick_overlap
+        ):
             # Another tick Lambda runs while this one is advancing its jobs: the same event
             # delivered twice at once, or the tick of the current minute meeting a late one.
             self.stats["ticks overlapping"] += 1
-            self._tick(self.rng("overlap").choice(
-                [self.tick_minute, self.now.replace(second=0, microsecond=0)]), TICK_ATTEMPTS,
-                self.tick_shards)
-        if role == "tick" and name in ("batch_get_item", "batch_write_item") and self.faults_on and self.rng("mid-tick").random() < self.rates.change_mid_tick \
-                and any(p.change_at and p.change_at <= self.now and not p.change_index
-                        for p in self.jobs.values()):
+            self._tick(
+                self.rng("overlap").choice(
+                    [self.tick_minute, self.now.replace(second=0, microsecond=0)]
+                ),
+                TICK_ATTEMPTS,
+                self.tick_shards,
+            )
+        if (
+            role == "tick"
+            and name in ("batch_get_item", "batch_write_item")
+            and self.faults_on
+            and self.rng("mid-tick").random() < self.rates.change_mid_tick
+            and any(
+                p.change_at and p.change_at <= self.now and not p.change_index
+                for p in self.jobs.values()
+            )
+        ):
             # A client disables or deletes a job while the tick is between reading its due
             # item and reading the job, or between reading the job and advancing it.
             self.stats["jobs changed mid-tick"] += 1
@@ -877,7 +1029,8 @@ class Campaign:
             if kwargs.get("DelaySeconds") != retry_delay(message.attempt - 1):
                 self.violations.append(
                     f"{message.run_id} of {message.job_id}: attempt {message.attempt} sent "
-                    f"with a delay of {kwargs.get('DelaySeconds')} s")
+                    f"with a delay of {kwargs.get('DelaySeconds')} s"
+                )
 
     def on_throttled(self, role: str, name: str, kwargs: dict[str, Any]) -> None:
         if role != "worker" or not self.invocations:
@@ -907,8 +1060,10 @@ class Campaign:
         elif name == "send_message_batch":
             self.sent_since_drain += len(answer.get("Successful", []))
         if name == "update_item" and kwargs["UpdateExpression"].startswith("SET forbid_run"):
-            held = (kwargs["Key"]["sk"]["S"].rsplit("#", 1)[1],
-                    kwargs["ExpressionAttributeValues"][":run_id"]["S"])
+            held = (
+                kwargs["Key"]["sk"]["S"].rsplit("#", 1)[1],
+                kwargs["ExpressionAttributeValues"][":run_id"]["S"],
+            )
             if held in self.claims:
                 self.claims[held].held = True
         if role != "worker" or not self.invocations:
@@ -917,8 +1072,9 @@ class Campaign:
         if name == "update_item" and "lease_until = :lease" in kwargs["UpdateExpression"]:
             attributes = answer["Attributes"]
             key = (attributes["job_id"]["S"], attributes["run_id"]["S"])
-            self.claims[key] = Claim(int(attributes["attempts"]["N"]),
-                                     int(attributes["lease_until"]["N"]))
+            self.claims[key] = Claim(
+                int(attributes["attempts"]["N"]), int(attributes["lease_until"]["N"])
+            )
             invocation.claims += 1
             invocation.claimed.append(key)
             invocation.outcome = None
@@ -935,8 +1091,11 @@ class Campaign:
 
     def _maybe_second_worker(self) -> None:
         """Now and then, another worker Lambda handles a batch while this one works."""
-        if (self.faults_on and len(self.invocations) == 1
-                and self.rng("second worker").random() < self.rates.second_worker):
+        if (
+            self.faults_on
+            and len(self.invocations) == 1
+            and self.rng("second worker").random() < self.rates.second_worker
+        ):
             self.stats["second workers"] += 1
             # Another process: its own runner thread (the worker keeps one per process).
             own_pool, worker_module._pool = worker_module._pool, None
@@ -952,9 +1111,15 @@ class Campaign:
         now = int(self.epoch())
         # A claim whose worker died before it took the job's Forbid hold never ran its runner:
         # it does not block the next run (the hold does, chalicelib/store.py hold_forbid).
-        return [run_id for (job, run_id), claim in self.claims.items()
-                if job == job_id and run_id != other_than and claim.open and claim.held
-                and claim.lease_until >= now]
+        return [
+            run_id
+            for (job, run_id), claim in self.claims.items()
+            if job == job_id
+            and run_id != other_than
+            and claim.open
+            and claim.held
+            and claim.lease_until >= now
+        ]
 
     def _check_skip(self, key: tuple[str, str], item: Mapping[str, Any]) -> None:
         plan = self.jobs[key[0]]
@@ -963,15 +1128,22 @@ class Campaign:
             if not plan.forbid or not self.running(*key):
                 self.violations.append(
                     f"{key[1]} of job {key[0]} skipped for Forbid while no other run ran "
-                    f"(policy {plan.job.concurrency_policy})")
+                    f"(policy {plan.job.concurrency_policy})"
+                )
         elif reason in (SKIP_REASONS["deleted"], SKIP_REASONS["disabled"]):
-            if plan.change_at is None or self.clock() < plan.change_at or (
-                    reason != SKIP_REASONS[plan.change or ""]):
-                self.violations.append(f"{key[1]} of job {key[0]} skipped ({reason}) though "
-                                       f"the job was {plan.change or 'unchanged'} then")
+            if (
+                plan.change_at is None
+                or self.clock() < plan.change_at
+                or (reason != SKIP_REASONS[plan.change or ""])
+            ):
+                self.violations.append(
+                    f"{key[1]} of job {key[0]} skipped ({reason}) though "
+                    f"the job was {plan.change or 'unchanged'} then"
+                )
         else:
-            self.violations.append(f"{key[1]} of job {key[0]} skipped for an undocumented "
-                                   f"reason: {reason!r}")
+            self.violations.append(
+                f"{key[1]} of job {key[0]} skipped for an undocumented reason: {reason!r}"
+            )
 
     # --- the runner ----------------------------------------------------------------------------
 
@@ -987,13 +1159,16 @@ class Campaign:
         if plan.forbid and self.running(job_id, run_id):
             self.violations.append(
                 f"{run_id} of Forbid job {job_id} started while {self.running(job_id, run_id)} "
-                f"ran under a live lease")
+                f"ran under a live lease"
+            )
         self._maybe_second_worker()
         # The run takes time, bounded as the worker bounds it: by its runner timeout and by
         # what the invocation has left.
         duration = self._duration()
-        limit = min(RUNNER_TIMEOUT, (invocation.started - invocation.now).total_seconds()
-                    + WORKER_TIMEOUT - TIME_TO_RECORD)
+        limit = min(
+            RUNNER_TIMEOUT,
+            (invocation.started - invocation.now).total_seconds() + WORKER_TIMEOUT - TIME_TO_RECORD,
+        )
         invocation.now += timedelta(seconds=min(duration, limit))
         fails = self.failures[key] < plan.failures
         if fails:
@@ -1031,8 +1206,11 @@ class Campaign:
         reads the whole table for each Query anyway)."""
         runs: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         scan: dict[str, Any] = {
-            "TableName": TABLE, "FilterExpression": "begins_with(sk, :r)",
-            "ExpressionAttributeValues": {":r": {"S": "RUN#"}}, "ConsistentRead": True}
+            "TableName": TABLE,
+            "FilterExpression": "begins_with(sk, :r)",
+            "ExpressionAttributeValues": {":r": {"S": "RUN#"}},
+            "ConsistentRead": True,
+        }
         while True:
             page = self.aws["dynamodb"].scan(**scan)
             for item in page["Items"]:
@@ -1049,14 +1227,17 @@ class Campaign:
             message = RunMessage.from_body(copy.message["Body"])
             record = self.store.get_run(message.job_id, message.run_id)
             if record is None or record.status in ("queued", "running"):
-                violations.append(f"{message.run_id} of job {message.job_id} (attempt "
-                                  f"{message.attempt}) landed in the DLQ while its run was "
-                                  f"{record.status if record else 'not recorded'}")
+                violations.append(
+                    f"{message.run_id} of job {message.job_id} (attempt "
+                    f"{message.attempt}) landed in the DLQ while its run was "
+                    f"{record.status if record else 'not recorded'}"
+                )
         self.stats["dead letters"] = len(self.dead_letters)
         for copy in self.dead_letters:
             if copy.seq not in self.settled:
-                violations.append(f"dead letter {copy.message['MessageId']} never settled by "
-                                  f"the sweep")
+                violations.append(
+                    f"dead letter {copy.message['MessageId']} never settled by the sweep"
+                )
         statuses: Counter[str] = Counter()
         runs = self.all_runs()
         for plan in self.jobs.values():
@@ -1084,23 +1265,27 @@ class Campaign:
                 if "none" not in allowed:
                     found.append(f"{where}: lost (no run record; expected {sorted(allowed)})")
             else:
-                found += [f"{where}: {problem}"
-                          for problem in self._check_record(plan, record, allowed)]
+                found += [
+                    f"{where}: {problem}" for problem in self._check_record(plan, record, allowed)
+                ]
             occurrence = following
         for run_id, record in records.items():
             if run_id not in expected:
-                found.append(f"{run_id} of job {job.id} ({job.schedule_expression}): recorded "
-                             f"{record['status']} but not an occurrence the job should have "
-                             f"reached")
+                found.append(
+                    f"{run_id} of job {job.id} ({job.schedule_expression}): recorded "
+                    f"{record['status']} but not an occurrence the job should have "
+                    f"reached"
+                )
         for (job_id, run_id), count in self.effects.items():
             if job_id == job.id and count > 1 + self.lost_effects[(job_id, run_id)]:
-                found.append(f"{run_id} of job {job_id}: the runner acted {count} times "
-                             f"({self.lost_effects[(job_id, run_id)]} outcomes lost to a dead "
-                             f"or throttled worker)")
+                found.append(
+                    f"{run_id} of job {job_id}: the runner acted {count} times "
+                    f"({self.lost_effects[(job_id, run_id)]} outcomes lost to a dead "
+                    f"or throttled worker)"
+                )
         return found
 
-    def _allowed(self, plan: JobPlan, occurrence: datetime,
-                 following: datetime | None) -> set[str]:
+    def _allowed(self, plan: JobPlan, occurrence: datetime, following: datetime | None) -> set[str]:
         """What may have become of an occurrence, given the ticks that actually ran.
 
         The first tick part (of the job's shard) to reach the job at or after the occurrence decides: it runs the
@@ -1111,8 +1296,13 @@ class Campaign:
         the job was disabled or deleted does not reach it.
         """
         shard = shard_of(plan.job.id, SHARDS)
-        eligible = [a for a in self.attempts if a.minute >= occurrence and shard in a.shards
-                    and (plan.change_index is None or a.start < plan.change_index)]
+        eligible = [
+            a
+            for a in self.attempts
+            if a.minute >= occurrence
+            and shard in a.shards
+            and (plan.change_index is None or a.start < plan.change_index)
+        ]
         completed = [a.end for a in eligible if a.completed]
         first_end = min(completed, default=None)
         allowed = set()
@@ -1126,20 +1316,23 @@ class Campaign:
             return allowed
         return allowed | {"none" if plan.change_index is not None else "no completed tick"}
 
-    def _check_record(self, plan: JobPlan, record: dict[str, Any],
-                      allowed: set[str]) -> list[str]:
+    def _check_record(self, plan: JobPlan, record: dict[str, Any], allowed: set[str]) -> list[str]:
         key = (plan.job.id, record["run_id"])
         status = record["status"]
         effects = self.effects[key]
         lost = self.lost_effects[key]
         problems = []
         if (record["trigger"], record["scheduled_for"]) != (
-                "schedule", iso(_parse(record["run_id"]))):
+            "schedule",
+            iso(_parse(record["run_id"])),
+        ):
             problems.append(f"a malformed record {record}")
         stored_at = int(record["expires_at"]) - RETENTION_SECONDS
         if not CREATED.timestamp() <= stored_at <= self.now.timestamp() + WORKER_TIMEOUT:
-            problems.append(f"expires at {record['expires_at']}: not {RETENTION_SECONDS} s "
-                            f"after a time of the campaign's clock")
+            problems.append(
+                f"expires at {record['expires_at']}: not {RETENTION_SECONDS} s "
+                f"after a time of the campaign's clock"
+            )
         if status in ("running", "queued"):
             return problems + [f"still {status} at the end (attempts {record.get('attempts')})"]
         if status == "missed":
@@ -1154,33 +1347,45 @@ class Campaign:
             if effects < 1:
                 problems.append("recorded succeeded but the runner never acted")
             if self.failures[key] != plan.failures:
-                problems.append(f"succeeded after {self.failures[key]} failures, the runner "
-                                f"fails {plan.failures} times")
+                problems.append(
+                    f"succeeded after {self.failures[key]} failures, the runner "
+                    f"fails {plan.failures} times"
+                )
         elif status == "failed" and record.get("error_code") == "RunLost":
             if key not in self.lost_ok:
-                problems.append(f"failed as lost ({record.get('error')}) though its message "
-                                f"was never dead-lettered and no worker left it unrecorded")
+                problems.append(
+                    f"failed as lost ({record.get('error')}) though its message "
+                    f"was never dead-lettered and no worker left it unrecorded"
+                )
         elif status == "failed":
             cause = "Timeout" if self.timeouts[key] else "ThrottlingException"
-            if not (plan.failures or self.timeouts[key]) \
-                    or int(record["attempts"]) < plan.job.attempts_allowed \
-                    or record.get("error_code") not in (cause, "ThrottlingException"):
-                problems.append(f"failed ({record.get('error')}, attempts "
-                                f"{record['attempts']}) though it could have succeeded")
+            if (
+                not (plan.failures or self.timeouts[key])
+                or int(record["attempts"]) < plan.job.attempts_allowed
+                or record.get("error_code") not in (cause, "ThrottlingException")
+            ):
+                problems.append(
+                    f"failed ({record.get('error')}, attempts "
+                    f"{record['attempts']}) though it could have succeeded"
+                )
         elif status != "skipped":
             problems.append(f"an unknown status {status}")
         if status != "succeeded" and effects > lost:
             problems.append(f"recorded {status} but the runner acted {effects} times")
         if self.failures[key] > plan.job.attempts_allowed + self.lost_failures[key]:
-            problems.append(f"the runner failed {self.failures[key]} times, more than the "
-                            f"{plan.job.attempts_allowed} attempts allowed (and "
-                            f"{self.lost_failures[key]} failures never recorded)")
+            problems.append(
+                f"the runner failed {self.failures[key]} times, more than the "
+                f"{plan.job.attempts_allowed} attempts allowed (and "
+                f"{self.lost_failures[key]} failures never recorded)"
+            )
         return problems
 
     def summary(self) -> str:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.stats.items()))
-        return (f"plan {self.plan.name} ({len(self.jobs)} jobs, {self.plan.minutes} minutes), "
-                f"{len(self.attempts)} tick attempts; {counts}")
+        return (
+            f"plan {self.plan.name} ({len(self.jobs)} jobs, {self.plan.minutes} minutes), "
+            f"{len(self.attempts)} tick attempts; {counts}"
+        )
 
 
 class CampaignRunner:
@@ -1214,14 +1419,16 @@ def _parse(run_id: str) -> datetime:
 
 # --- the campaigns -----------------------------------------------------------------------------
 
+
 def campaign_seed() -> int:
     """The seed to replay (MINION_CAMPAIGN_SEED), else a fresh one: CI keeps searching."""
     value = os.environ.get(SEED_VARIABLE, "").strip()
     return int(value) if value else random.SystemRandom().randrange(2**32)
 
 
-def run_campaign(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, seed: int,
-                 plan: Plan) -> Campaign:
+def run_campaign(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, seed: int, plan: Plan
+) -> Campaign:
     """Run a campaign and assert that it found nothing; the seed is in every message."""
     print(f"fault campaign seed: {seed} (plan {plan.name})")
     campaign = Campaign(aws, seed, plan, monkeypatch).run()
@@ -1229,50 +1436,98 @@ def run_campaign(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, seed: int
     print(f"fault campaign seed: {seed}: {campaign.summary()}")
     assert not violations, (
         f"fault campaign seed: {seed} (plan {plan.name}; replay with {SEED_VARIABLE}={seed}): "
-        f"{len(violations)} broken promises:\n  " + "\n  ".join(violations[:40]))
+        f"{len(violations)} broken promises:\n  " + "\n  ".join(violations[:40])
+    )
     return campaign
 
 
 def test_a_fault_campaign_with_a_fresh_seed_keeps_every_promise(
-        aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given two hundred jobs and a seed of random faults (fresh each run unless replayed)
     # When two simulated hours of ticks and workers run through those faults
     # Then no occurrence ran twice, none was lost, none stayed running
     run_campaign(aws, monkeypatch, campaign_seed(), DEFAULT)
 
 
-SHORT = Plan("fixed", jobs=100, minutes=45, outage=(20, 6), rates=replace(
-    Rates(), tick_outage=0.03, worker_killed=0.1, tick_dynamodb=0.02, second_worker=0.06,
-    entries_stuck=0.1, tick_overlap=0.03, part_lost=0.08, part_late=0.08, part_twice=0.08,
-    response_lost=0.02, sweep_twice=0.15))
+SHORT = Plan(
+    "fixed",
+    jobs=100,
+    minutes=45,
+    outage=(20, 6),
+    rates=replace(
+        Rates(),
+        tick_outage=0.03,
+        worker_killed=0.1,
+        tick_dynamodb=0.02,
+        second_worker=0.06,
+        entries_stuck=0.1,
+        tick_overlap=0.03,
+        part_lost=0.08,
+        part_late=0.08,
+        part_twice=0.08,
+        response_lost=0.02,
+        sweep_twice=0.15,
+    ),
+)
 # Kinds of fault a fixed seed must have injected (prefixes of the campaign's counts), so that
 # it keeps testing what it did.
-FAULT_KINDS = ("ticks dropped", "ticks late", "ticks twice", "tick outages", "ticks overlapping",
-               "tick failed", "throttled tick", "throttled worker", "responses lost",
-               "batch entries failed", "messages twice", "messages failed", "workers killed",
-               "second workers", "jobs disabled", "jobs deleted", "jobs changed mid-tick",
-               "runs failed", "runs missed", "parts lost", "parts late", "parts twice")
+FAULT_KINDS = (
+    "ticks dropped",
+    "ticks late",
+    "ticks twice",
+    "tick outages",
+    "ticks overlapping",
+    "tick failed",
+    "throttled tick",
+    "throttled worker",
+    "responses lost",
+    "batch entries failed",
+    "messages twice",
+    "messages failed",
+    "workers killed",
+    "second workers",
+    "jobs disabled",
+    "jobs deleted",
+    "jobs changed mid-tick",
+    "runs failed",
+    "runs missed",
+    "parts lost",
+    "parts late",
+    "parts twice",
+)
 # ...and of what the sweep repairs, and of faults of the sweep itself.
-SWEEP_FAULT_KINDS = ("messages dead-lettered", "workers killed doomed", "runs lost (sweep)",
-                     "runs re-queued (sweep)", "sweeps killed", "sweeps twice")
+SWEEP_FAULT_KINDS = (
+    "messages dead-lettered",
+    "workers killed doomed",
+    "runs lost (sweep)",
+    "runs re-queued (sweep)",
+    "sweeps killed",
+    "sweeps twice",
+)
 
 
 @pytest.mark.parametrize("seed", [20260202, 7])
 def test_a_fault_campaign_with_a_fixed_seed_keeps_every_promise(
-        aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
     # Given a hundred jobs and a fixed seed that injects every kind of fault
     # When an hour of ticks and workers runs through them
     campaign = run_campaign(aws, monkeypatch, seed, SHORT)
     # Then every promise was kept (run_campaign), and the seed still injects what it did
-    missing = [kind for kind in FAULT_KINDS + SWEEP_FAULT_KINDS
-               if not any(n for name, n in campaign.stats.items() if name.startswith(kind))]
+    missing = [
+        kind
+        for kind in FAULT_KINDS + SWEEP_FAULT_KINDS
+        if not any(n for name, n in campaign.stats.items() if name.startswith(kind))
+    ]
     assert not missing, f"fault campaign seed: {seed}: injected no {missing}"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("search", range(1))  # one: the whole suite stays under ten minutes
 def test_long_fault_campaigns_with_fresh_seeds_keep_every_promise(
-        aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, search: int) -> None:
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, search: int
+) -> None:
     # Given more jobs, more minutes and a fresh seed each (or the one to replay)
     # When the campaign runs / Then no promise is broken
     run_campaign(aws, monkeypatch, campaign_seed(), LONG)
@@ -1280,18 +1535,31 @@ def test_long_fault_campaigns_with_fresh_seeds_keep_every_promise(
 
 # --- the campaign can fail -----------------------------------------------------------------------
 
-TINY = Plan("mutant", jobs=30, minutes=30, tail=10, rates=replace(
-    Rates(), tick_dropped=0.15, tick_late=0.2, tick_outage=0.08, message_twice=0.3))
+TINY = Plan(
+    "mutant",
+    jobs=30,
+    minutes=30,
+    tail=10,
+    rates=replace(Rates(), tick_dropped=0.15, tick_late=0.2, tick_outage=0.08, message_twice=0.3),
+)
 
 
 def _ignore_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker that runs a run whatever its claim says (a duplicate runs again)."""
     real = Store.claim_run
 
-    def claim_run(self: Store, run: Any, attempt: int, lease_seconds: int, now: datetime,
-                  must_exist: bool = False, **watch: Any) -> Any:
+    def claim_run(
+        self: Store,
+        run: Any,
+        attempt: int,
+        lease_seconds: int,
+        now: datetime,
+        must_exist: bool = False,
+        **watch: Any,
+    ) -> Any:
         claimed = real(self, run, attempt, lease_seconds, now, must_exist, **watch)
         return claimed or self.get_run(run.job_id, run.run_id)
+
     monkeypatch.setattr(Store, "claim_run", claim_run)
 
 
@@ -1300,8 +1568,11 @@ def _forget_missed_occurrences(monkeypatch: pytest.MonkeyPatch) -> None:
     import chalicelib.tick as tick_module
 
     real = tick_module.decide
-    monkeypatch.setattr(tick_module, "decide", lambda job, schedule, minute: replace(
-        real(job, schedule, minute), missed=()))
+    monkeypatch.setattr(
+        tick_module,
+        "decide",
+        lambda job, schedule, minute: replace(real(job, schedule, minute), missed=()),
+    )
 
 
 def _run_late_occurrences(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1309,8 +1580,13 @@ def _run_late_occurrences(monkeypatch: pytest.MonkeyPatch) -> None:
     import chalicelib.tick as tick_module
 
     real = tick_module.decide
-    monkeypatch.setattr(tick_module, "decide", lambda job, schedule, minute: real(
-        replace(job, starting_deadline_seconds=10**6), schedule, minute))
+    monkeypatch.setattr(
+        tick_module,
+        "decide",
+        lambda job, schedule, minute: real(
+            replace(job, starting_deadline_seconds=10**6), schedule, minute
+        ),
+    )
 
 
 def _leave_skips_running(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1328,8 +1604,10 @@ MUTANTS = {
 
 @pytest.mark.parametrize("mutant", MUTANTS.values(), ids=MUTANTS.keys())
 def test_the_campaign_reports_a_planted_bug(
-        aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
-        mutant: tuple[Callable[[pytest.MonkeyPatch], None], str]) -> None:
+    aws: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    mutant: tuple[Callable[[pytest.MonkeyPatch], None], str],
+) -> None:
     # Given a tick or worker with a bug planted in it
     plant, symptom = mutant
     plant(monkeypatch)
@@ -1342,50 +1620,78 @@ def test_the_campaign_reports_a_planted_bug(
 
 # --- what the campaign found -------------------------------------------------------------------
 
+
 def test_a_throttled_due_index_query_fails_the_tick_as_service_unavailable(
-        aws: dict[str, Any]) -> None:
+    aws: dict[str, Any],
+) -> None:
     # Given a due job, and DynamoDB throttling the tick's Query of the due index past the
     # SDK's retries (the campaign found this error escaping raw: `due_jobs` is a generator,
     # and its decorator had returned before the Query ran)
     store = Store(aws["dynamodb"], TABLE, SHARDS)
-    job = job_from_request({"name": "n", "schedule_expression": "* * * * *", "enabled": True,
-                            "details": {"runner": "dummyRunner"}}, account="spinup",
-                           group="g", job_id=None, entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
-                           now=CREATED)
+    job = job_from_request(
+        {
+            "name": "n",
+            "schedule_expression": "* * * * *",
+            "enabled": True,
+            "details": {"runner": "dummyRunner"},
+        },
+        account="spinup",
+        group="g",
+        job_id=None,
+        entry=REGISTRY.get("spinup"),  # type: ignore[arg-type]
+        now=CREATED,
+    )
     store.create_job(job)
-    ticker = Ticker(store, RunQueue(aws["sqs"], QUEUE, aws["queue_url"]), shards=SHARDS,
-                    parallelism=1)
+    ticker = Ticker(
+        store, RunQueue(aws["sqs"], QUEUE, aws["queue_url"]), shards=SHARDS, parallelism=1
+    )
     with Stubber(aws["dynamodb"]) as stubber:
-        stubber.add_client_error("query", "ProvisionedThroughputExceededException",
-                                 "Rate of requests exceeds the allowed throughput.", 400)
+        stubber.add_client_error(
+            "query",
+            "ProvisionedThroughputExceededException",
+            "Rate of requests exceeds the allowed throughput.",
+            400,
+        )
         # When the tick runs
         with pytest.raises(ServiceUnavailable) as raised:
             run_tick(ticker, scheduled_event(iso(START) or ""))
     # Then it fails as the store's other calls do, the throttling kept as the cause
     assert isinstance(raised.value.__cause__, ClientError)
-    assert raised.value.__cause__.response["Error"]["Code"] == \
-        "ProvisionedThroughputExceededException"
+    assert (
+        raised.value.__cause__.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    )
     # And the job is still due: the retried tick runs it
     assert run_tick(ticker, scheduled_event(iso(START) or "")).queued == 1
 
 
 def test_a_failed_release_of_postponed_messages_keeps_the_partial_batch_response(
-        aws: dict[str, Any]) -> None:
+    aws: dict[str, Any],
+) -> None:
     # Given a run message, and a worker invocation with too little time left to start it
     # (the campaign found SQS throttling the hand-back making the whole invocation fail, so
     # that SQS would send the whole batch back, its recorded runs included)
     store = Store(aws["dynamodb"], TABLE, SHARDS)
-    body = RunMessage(account="spinup", group="g", job_id=str(uuid.uuid4()),
-                      run_id=scheduled_run_id(START), trigger="schedule",
-                      scheduled_for=iso(START) or "").to_body()
+    body = RunMessage(
+        account="spinup",
+        group="g",
+        job_id=str(uuid.uuid4()),
+        run_id=scheduled_run_id(START),
+        trigger="schedule",
+        scheduled_for=iso(START) or "",
+    ).to_body()
     aws["sqs"].send_message(QueueUrl=aws["queue_url"], MessageBody=body)
     [message] = drain(aws["sqs"], aws["queue_url"])
-    worker = Worker(store=store, queue=RunQueue(aws["sqs"], QUEUE, aws["queue_url"]),
-                    registry=lambda: REGISTRY, clients=lambda entry, run_id: (lambda s: None),
-                    invocation_timeout=TIME_TO_RECORD)
+    worker = Worker(
+        store=store,
+        queue=RunQueue(aws["sqs"], QUEUE, aws["queue_url"]),
+        registry=lambda: REGISTRY,
+        clients=lambda entry, run_id: lambda s: None,
+        invocation_timeout=TIME_TO_RECORD,
+    )
     with Stubber(aws["sqs"]) as stubber:
-        stubber.add_client_error("change_message_visibility_batch", "RequestThrottled",
-                                 "Rate exceeded", 400)
+        stubber.add_client_error(
+            "change_message_visibility_batch", "RequestThrottled", "Rate exceeded", 400
+        )
         # When the worker postpones it and SQS refuses to make it visible again
         response = handle_batch(sqs_event([message]), worker=worker)
         stubber.assert_no_pending_responses()

@@ -2,6 +2,7 @@
 fans the minute out in parts, the real `tick_part` handler queues its occurrences, the real
 `worker` Lambda handler runs them, and the API shows the history. Everything goes through Chalice's test client and real event payloads, over moto.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,13 @@ GROUP = "/v1/minion/spinup/jobs/flow"
 
 
 def create(client: Any, **fields: Any) -> dict[str, Any]:
-    body = {"name": "every minute", "schedule_expression": "* * * * *", "enabled": True,
-            "details": {"runner": "dummyRunner"}, **fields}
+    body = {
+        "name": "every minute",
+        "schedule_expression": "* * * * *",
+        "enabled": True,
+        "details": {"runner": "dummyRunner"},
+        **fields,
+    }
     response = client.http.post(GROUP, headers=auth(), body=json.dumps(body))
     assert response.status_code == 200, response.body
     return json.loads(response.body)
@@ -33,8 +39,10 @@ def tick(client: Any, aws: dict[str, Any], minute: str) -> dict[str, Any]:
     would hand them to the part-tick function; the parts' answers."""
     fanned = client.lambda_.invoke("tick", scheduled_event(minute)).payload
     parts = drain(aws["sqs"], aws["tick_parts_url"])
-    assert fanned == {"minute": minute if minute.endswith("Z") else minute + "Z",
-                      "parts": len(parts)}
+    assert fanned == {
+        "minute": minute if minute.endswith("Z") else minute + "Z",
+        "parts": len(parts),
+    }
     answers = [client.lambda_.invoke("tick_part", sqs_event([part])).payload for part in parts]
     assert all(a == {"batchItemFailures": []} for a in answers)
     return {"parts": len(parts)}
@@ -51,7 +59,8 @@ def parse(stamp: str) -> datetime:
 
 
 def test_a_per_minute_job_runs_once_per_tick_and_its_history_shows_it(
-        client: Any, aws: dict[str, Any]) -> None:
+    client: Any, aws: dict[str, Any]
+) -> None:
     # Given a per-minute job created through the API
     job = create(client)
     first = parse(job["next"])
@@ -69,12 +78,15 @@ def test_a_per_minute_job_runs_once_per_tick_and_its_history_shows_it(
     path = f"{GROUP}/{job['id']}"
     runs = get(client, path + "/runs")["runs"]
     assert [(r["scheduled_for"], r["status"], r["trigger"], r["attempts"]) for r in runs] == [
-        (iso(m), "succeeded", "schedule", 1) for m in reversed(minutes)]
+        (iso(m), "succeeded", "schedule", 1) for m in reversed(minutes)
+    ]
     assert all(r["output"] == "Hello, spinup!" and r["finished_at"] for r in runs)
     # And the job shows the newest as its last run, and the minute after as its next
     stored = get(client, path)
     assert (stored["last_run"]["run_id"], stored["last_run"]["status"]) == (
-        runs[0]["run_id"], "succeeded")
+        runs[0]["run_id"],
+        "succeeded",
+    )
     assert stored["next"] == iso(minutes[-1] + timedelta(minutes=1))
     # And /metrics counts the three runs and the last tick
     metrics = client.http.get("/v1/minion/metrics").body.decode().splitlines()
@@ -97,7 +109,8 @@ def test_the_same_tick_delivered_twice_adds_no_run(client: Any, aws: dict[str, A
 
 
 def test_a_run_now_is_queued_by_patch_and_run_by_the_worker_handler(
-        client: Any, aws: dict[str, Any]) -> None:
+    client: Any, aws: dict[str, Any]
+) -> None:
     # Given a disabled job (a run-now ignores enabled)
     job = create(client, enabled=False)
     path = f"{GROUP}/{job['id']}"
@@ -118,7 +131,10 @@ def test_a_run_now_is_queued_by_patch_and_run_by_the_worker_handler(
     assert answer == {"batchItemFailures": []}
     run = get(client, location)
     assert (run["status"], run["attempts"], run["queued_at"]) == (
-        "succeeded", 1, queued["queued_at"])
+        "succeeded",
+        1,
+        queued["queued_at"],
+    )
     assert get(client, path)["last_run"]["run_id"] == queued["run_id"]
     metrics = client.http.get("/v1/minion/metrics").body.decode().splitlines()
     assert 'minion_runs_total{status="succeeded"} 1' in metrics

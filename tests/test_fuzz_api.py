@@ -5,6 +5,7 @@ without one, most paths naming seeded jobs. Every case must answer below 500 and
 the document (status code, content type, body schema, headers, auth enforced), and a case
 answered 4xx, or a read, must leave the table and the queue as they were.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -37,24 +38,61 @@ STAMP = datetime(2020, 2, 27, 16, 22, 9, tzinfo=UTC)
 
 # The document's examples name the first job, so the examples phase reaches real records too.
 SEEDED_JOBS = (
-    Job(account="spinup", group="space-xy", id="6bcfa79f-615e-470d-97c1-687f3357497d",
-        name="dummy-spin1234567", schedule_expression="* * * ? *",
-        details={"runner": "dummyRunner"}, enabled=True, modified_at=STAMP, anchor=STAMP,
-        next=STAMP, modified_by="someone"),
-    Job(account="spinup", group="space-xy", id="0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b",
-        name="stop-web", schedule_expression="cron(0 18 ? * MON-FRI *)",
-        details={"runner": "instanceRunner", "instance_id": "i-0123456789abcdef0",
-                 "instance_action": "stop"}, modified_at=STAMP, anchor=STAMP,
-        tags=(("team", "web"),), max_attempts=2),
-    Job(account="limited", group="nightly", id="9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d",
-        name="nightly", schedule_expression="rate(1 day)", details={"runner": "dummyRunner"},
-        modified_at=STAMP, anchor=STAMP, concurrency_policy="Forbid"),
+    Job(
+        account="spinup",
+        group="space-xy",
+        id="6bcfa79f-615e-470d-97c1-687f3357497d",
+        name="dummy-spin1234567",
+        schedule_expression="* * * ? *",
+        details={"runner": "dummyRunner"},
+        enabled=True,
+        modified_at=STAMP,
+        anchor=STAMP,
+        next=STAMP,
+        modified_by="someone",
+    ),
+    Job(
+        account="spinup",
+        group="space-xy",
+        id="0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b",
+        name="stop-web",
+        schedule_expression="cron(0 18 ? * MON-FRI *)",
+        details={
+            "runner": "instanceRunner",
+            "instance_id": "i-0123456789abcdef0",
+            "instance_action": "stop",
+        },
+        modified_at=STAMP,
+        anchor=STAMP,
+        tags=(("team", "web"),),
+        max_attempts=2,
+    ),
+    Job(
+        account="limited",
+        group="nightly",
+        id="9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d",
+        name="nightly",
+        schedule_expression="rate(1 day)",
+        details={"runner": "dummyRunner"},
+        modified_at=STAMP,
+        anchor=STAMP,
+        concurrency_policy="Forbid",
+    ),
 )
-SEEDED_RUN = Run(run_id="20200227T162300Z-s", job_id=SEEDED_JOBS[0].id, account="spinup",
-                 group="space-xy", trigger="schedule", scheduled_for="2020-02-27T16:23:00Z",
-                 status="succeeded", queued_at="2020-02-27T16:23:01Z",
-                 started_at="2020-02-27T16:23:02Z", finished_at="2020-02-27T16:23:03Z",
-                 attempts=1, output="ok")
+SEEDED_RUN = Run(
+    run_id="20200227T162300Z-s",
+    job_id=SEEDED_JOBS[0].id,
+    account="spinup",
+    group="space-xy",
+    trigger="schedule",
+    scheduled_for="2020-02-27T16:23:00Z",
+    status="succeeded",
+    queued_at="2020-02-27T16:23:01Z",
+    started_at="2020-02-27T16:23:02Z",
+    finished_at="2020-02-27T16:23:03Z",
+    attempts=1,
+    output="ok",
+)
 
 schema = schemathesis.openapi.from_path(DOCUMENT)
 # Valid-by-schema is not valid-by-meaning (a cron that does not parse, a runner the account may
@@ -64,11 +102,25 @@ EXCLUDED_CHECKS = [positive_data_acceptance]
 # A request invalid by the document may also be refused as too large, or (a PUT) for a stale
 # If-Match before its body is read.
 schema.config.checks.negative_data_rejection.expected_statuses = [
-    "400", "401", "404", "405", "409", "412", "413", "415"]
+    "400",
+    "401",
+    "404",
+    "405",
+    "409",
+    "412",
+    "413",
+    "415",
+]
 # API Gateway routes only these methods to the app (TRACE or QUERY never reach it; the local
 # server's stdlib base answers them 501).
-schema.config.phases.coverage.unexpected_methods = {"get", "put", "post", "delete", "patch",
-                                                    "options"}
+schema.config.phases.coverage.unexpected_methods = {
+    "get",
+    "put",
+    "post",
+    "delete",
+    "patch",
+    "options",
+}
 
 
 @schema.hook
@@ -79,24 +131,30 @@ def flatmap_case(context: Any, case: Any) -> Any:
     generated = case.path_parameters
     if not generated or case.meta is None or case.meta.is_negative_at(ParameterLocation.PATH):
         return st.just(case)
-    targets = [{"account": j.account, "group": j.group, "id": j.id, "run_id": SEEDED_RUN.run_id}
-               for j in SEEDED_JOBS]
+    targets = [
+        {"account": j.account, "group": j.group, "id": j.id, "run_id": SEEDED_RUN.run_id}
+        for j in SEEDED_JOBS
+    ]
 
     def whole(target: dict[str, str]) -> dict[str, Any]:
         return {name: target.get(name, value) for name, value in generated.items()}
 
     def mixed(target: dict[str, str]) -> Any:
-        return st.fixed_dictionaries({
-            name: st.sampled_from([target[name], value]) if name in target else st.just(value)
-            for name, value in generated.items()})
+        return st.fixed_dictionaries(
+            {
+                name: st.sampled_from([target[name], value]) if name in target else st.just(value)
+                for name, value in generated.items()
+            }
+        )
 
     def with_path(path_parameters: dict[str, Any]) -> Any:
         case.path_parameters = path_parameters
         return case
 
     seeded = st.sampled_from(targets)
-    return st.one_of(st.just(generated), seeded.map(whole), seeded.map(whole),
-                     seeded.flatmap(mixed)).map(with_path)
+    return st.one_of(
+        st.just(generated), seeded.map(whole), seeded.map(whole), seeded.flatmap(mixed)
+    ).map(with_path)
 
 
 def token_for(case: Any) -> dict[str, str] | None:
@@ -106,8 +164,14 @@ def token_for(case: Any) -> dict[str, str] | None:
     one. The others keep what was generated: a random token, or none."""
     if case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER):
         return None  # the headers themselves are the invalid part: they go as generated
-    digest = zlib.crc32(repr((case.method, case.path_parameters, case.query, case.headers,
-                              case.body)).encode("utf-8", "surrogatepass")) % 10
+    digest = (
+        zlib.crc32(
+            repr((case.method, case.path_parameters, case.query, case.headers, case.body)).encode(
+                "utf-8", "surrogatepass"
+            )
+        )
+        % 10
+    )
     if digest >= 8:
         return None
     return {"X-Auth-Token": TOKEN if digest else OLD_TOKEN}
@@ -125,7 +189,8 @@ class WriteCalls(list):
     def attach(self, *clients: Any) -> None:
         for client in clients:
             client.meta.events.register(
-                f"before-call.{client.meta.service_model.service_id.hyphenize()}", self._record)
+                f"before-call.{client.meta.service_model.service_id.hyphenize()}", self._record
+            )
 
     def _record(self, model: Any, **_: Any) -> None:
         if not model.name.startswith(READ_CALLS):
@@ -153,10 +218,12 @@ class LiveApi:
         """Every item of the table, and the number of messages in the queue."""
         items = self.aws["dynamodb"].scan(TableName=TABLE, ConsistentRead=True)["Items"]
         attributes = self.aws["sqs"].get_queue_attributes(
-            QueueUrl=self.aws["queue_url"],
-            AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
-        return (sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])),
-                attributes["ApproximateNumberOfMessages"])
+            QueueUrl=self.aws["queue_url"], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return (
+            sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"])),
+            attributes["ApproximateNumberOfMessages"],
+        )
 
     def restore(self, changed: State) -> None:
         """Put the table and queue back as seeded after a case that was allowed to change them
@@ -187,8 +254,10 @@ def module_api() -> Iterator[LiveApi]:
         dynamodb.create_table(**table_definition(TABLE))
         sqs = boto3.client("sqs", region_name=REGION)
         queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
-        yield LiveApi(base_url=served_api_url(),
-                      aws={"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url})
+        yield LiveApi(
+            base_url=served_api_url(),
+            aws={"dynamodb": dynamodb, "sqs": sqs, "queue_url": queue_url},
+        )
 
 
 @pytest.fixture
@@ -217,15 +286,20 @@ def check_case(case: Any, live: LiveApi) -> None:
     live.writes.clear()
     response = case.call(base_url=live.base_url, headers=headers)
     try:
-        case.validate_response(response, excluded_checks=EXCLUDED_CHECKS, headers=headers,
-                               transport_kwargs={"base_url": live.base_url})
+        case.validate_response(
+            response,
+            excluded_checks=EXCLUDED_CHECKS,
+            headers=headers,
+            transport_kwargs={"base_url": live.base_url},
+        )
     finally:
         after = live.state() if live.writes else seeded
         live.restore(after)
     if 400 <= response.status_code < 500 or case.method.upper() in SAFE_METHODS:
         assert after == live.seeded, (
             f"{case.method} {case.formatted_path} answered {response.status_code} but changed "
-            f"stored data (calls: {live.writes}):\n{case.as_curl_command()}")
+            f"stored data (calls: {live.writes}):\n{case.as_curl_command()}"
+        )
 
 
 FUZZ_SETTINGS = settings(deadline=None, suppress_health_check=list(HealthCheck))

@@ -1,4 +1,5 @@
 """End to end: what `make run` keeps across kill -9 and restarts, and how much memory it needs."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,8 @@ def _wait_for_run(stack: Stack, job_id: str, run_id: str, seconds: float = 30) -
     deadline = time.monotonic() + seconds
     while True:
         record: dict[str, Any] = httpx.get(
-            f"{stack.base}/spinup/jobs/space-xy/{job_id}/runs/{run_id}", headers=h).json()
+            f"{stack.base}/spinup/jobs/space-xy/{job_id}/runs/{run_id}", headers=h
+        ).json()
         if record.get("status") not in ("queued", "running") or time.monotonic() > deadline:
             return record
         time.sleep(0.2)
@@ -37,8 +39,11 @@ def test_writes_answered_2xx_survive_kill_9_right_after_the_answer(tmp_path: Pat
     h = headers(first.token())
     kept = httpx.post(first.base + "/spinup/jobs/space-xy", headers=h, json=DISABLED).json()
     gone = httpx.post(first.base + "/spinup/jobs/space-xy", headers=h, json=DISABLED).json()
-    replaced = httpx.put(f"{first.base}/spinup/jobs/space-xy/{kept['id']}", headers=h,
-                         json={**DISABLED, "name": "renamed"})
+    replaced = httpx.put(
+        f"{first.base}/spinup/jobs/space-xy/{kept['id']}",
+        headers=h,
+        json={**DISABLED, "name": "renamed"},
+    )
     deleted = httpx.delete(f"{first.base}/spinup/jobs/space-xy/{gone['id']}", headers=h)
     last = httpx.post(first.base + "/spinup/jobs/space-xy", headers=h, json=DISABLED)
     # When it is killed with SIGKILL at once, dying while it wrote one more journal line
@@ -49,8 +54,7 @@ def test_writes_answered_2xx_survive_kill_9_right_after_the_answer(tmp_path: Pat
     try:
         kept_after = httpx.get(f"{second.base}/spinup/jobs/space-xy/{kept['id']}", headers=h)
         gone_after = httpx.get(f"{second.base}/spinup/jobs/space-xy/{gone['id']}", headers=h)
-        last_after = httpx.get(f"{second.base}/spinup/jobs/space-xy/{last.json()['id']}",
-                               headers=h)
+        last_after = httpx.get(f"{second.base}/spinup/jobs/space-xy/{last.json()['id']}", headers=h)
         listed = httpx.get(second.base + "/spinup/jobs/space-xy", headers=h).json()
     finally:
         second.stop()
@@ -67,14 +71,18 @@ def test_writes_answered_2xx_survive_kill_9_right_after_the_answer(tmp_path: Pat
 
 
 def test_a_journal_replayed_over_the_snapshot_it_was_compacted_into_changes_nothing(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # Given the journal of a stack killed after a create, a replace, a create and a delete
     state = tmp_path / "state"
     first = Stack(state).start()
     h = headers(first.token())
     kept = httpx.post(first.base + "/spinup/jobs/space-xy", headers=h, json=DISABLED).json()
-    httpx.put(f"{first.base}/spinup/jobs/space-xy/{kept['id']}", headers=h,
-              json={**DISABLED, "name": "renamed"})
+    httpx.put(
+        f"{first.base}/spinup/jobs/space-xy/{kept['id']}",
+        headers=h,
+        json={**DISABLED, "name": "renamed"},
+    )
     gone = httpx.post(first.base + "/spinup/jobs/space-xy", headers=h, json=DISABLED).json()
     httpx.delete(f"{first.base}/spinup/jobs/space-xy/{gone['id']}", headers=h)
     first.kill()
@@ -96,7 +104,8 @@ def test_a_journal_replayed_over_the_snapshot_it_was_compacted_into_changes_noth
 
 
 def test_the_table_snapshot_of_earlier_stacks_is_restored_once_then_kept_as_state(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # Given a state directory as stacks before the journal left it: the table in table.json
     state = tmp_path / "state"
     state.mkdir()
@@ -105,8 +114,9 @@ def test_the_table_snapshot_of_earlier_stacks_is_restored_once_then_kept_as_stat
     # When a stack starts there
     stack = Stack(state).start()
     try:
-        found = stack.aws("dynamodb").get_item(TableName="minion",
-                                               Key={"pk": item["pk"], "sk": item["sk"]})
+        found = stack.aws("dynamodb").get_item(
+            TableName="minion", Key={"pk": item["pk"], "sk": item["sk"]}
+        )
     finally:
         stack.stop()
     # Then its items are back, and kept from then on in the new files only
@@ -138,8 +148,7 @@ def test_a_queued_run_survives_kill_9_and_completes_after_the_restart(tmp_path: 
     assert record["output"] == "Hello, spinup!"
 
 
-def test_a_message_in_flight_at_kill_9_stays_invisible_until_its_timeout(
-        tmp_path: Path) -> None:
+def test_a_message_in_flight_at_kill_9_stays_invisible_until_its_timeout(tmp_path: Path) -> None:
     # Given a message received (in flight for 120 s) from the dead-letter queue, and another
     # waiting there (no worker reads the DLQ)
     state = tmp_path / "state"
@@ -155,15 +164,17 @@ def test_a_message_in_flight_at_kill_9_stays_invisible_until_its_timeout(
     try:
         sqs = second.aws("sqs")
         counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                       AttributeNames=["All"]).get("Messages", [])
+        received = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
     finally:
         second.stop()
     # Then both are still there: the waiting one as it was, the other still in flight
     assert counts["ApproximateNumberOfMessages"] == "1"
     assert counts["ApproximateNumberOfMessagesNotVisible"] == "1"
     assert [(m["MessageId"], m["Body"]) for m in received] == [
-        (waiting["MessageId"], '{"still": "waiting"}')]
+        (waiting["MessageId"], '{"still": "waiting"}')
+    ]
     assert taken["Body"] == '{"in": "flight"}'
 
 
@@ -174,8 +185,15 @@ def test_a_second_stack_on_a_state_directory_in_use_refuses_to_start(tmp_path: P
     try:
         # When a second one is started on its state directory (with ports of its own)
         second = Stack(state)
-        refused = subprocess.run([sys.executable, "-m", "local.stack"], cwd=ROOT, check=False,
-                                 env=second.env, capture_output=True, text=True, timeout=60)
+        refused = subprocess.run(
+            [sys.executable, "-m", "local.stack"],
+            cwd=ROOT,
+            check=False,
+            env=second.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         first_still_answers = httpx.get(first.base + "/ping").text
     finally:
         first.kill()  # the kernel drops the lock of a killed process
@@ -184,14 +202,18 @@ def test_a_second_stack_on_a_state_directory_in_use_refuses_to_start(tmp_path: P
     # Then it refused with a message naming the directory and the holder, and the first
     # stack went on; once the first was gone, a stack could start there again
     assert refused.returncode != 0
-    assert f"the state directory {state} is in use by another minion stack " \
-           f"(pid {first.process.pid})" in refused.stderr  # type: ignore[union-attr]
+    assert first.process is not None
+    assert (
+        f"the state directory {state} is in use by another minion stack "
+        f"(pid {first.process.pid})" in refused.stderr
+    )
     assert "MINION_STATE_DIR" in refused.stderr
     assert first_still_answers == "pong"
 
 
 def test_a_refused_transaction_changes_nothing_and_stays_refused_after_kill_9(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     # Given a stack's table with an item and a counter (the emulator's transactions are
     # patched to roll back item by item, local/emulator.py)
     state = tmp_path / "state"
@@ -201,22 +223,39 @@ def test_a_refused_transaction_changes_nothing_and_stays_refused_after_kill_9(
     dynamodb.put_item(TableName="minion", Item={**counter, "n": {"N": "1"}})
     # When a transaction updates the counter in place, puts a new item, then fails a condition
     with pytest.raises(ClientError) as refused:
-        dynamodb.transact_write_items(TransactItems=[
-            {"Update": {"TableName": "minion", "Key": counter, "UpdateExpression": "ADD n :one",
-                        "ExpressionAttributeValues": {":one": {"N": "1"}}}},
-            {"Put": {"TableName": "minion",
-                     "Item": {"pk": {"S": "TEST"}, "sk": {"S": "NEW"}}}},
-            {"ConditionCheck": {"TableName": "minion",
-                                "Key": {"pk": {"S": "TEST"}, "sk": {"S": "ABSENT"}},
-                                "ConditionExpression": "attribute_exists(pk)"}}])
-    before = dynamodb.query(TableName="minion", KeyConditionExpression="pk = :p",
-                            ExpressionAttributeValues={":p": {"S": "TEST"}})["Items"]
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": "minion",
+                        "Key": counter,
+                        "UpdateExpression": "ADD n :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+                {"Put": {"TableName": "minion", "Item": {"pk": {"S": "TEST"}, "sk": {"S": "NEW"}}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": "minion",
+                        "Key": {"pk": {"S": "TEST"}, "sk": {"S": "ABSENT"}},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+            ]
+        )
+    before = dynamodb.query(
+        TableName="minion",
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "TEST"}},
+    )["Items"]
     first.kill()
     second = Stack(state).start()
     try:
         after = second.aws("dynamodb").query(
-            TableName="minion", KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues={":p": {"S": "TEST"}})["Items"]
+            TableName="minion",
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "TEST"}},
+        )["Items"]
     finally:
         second.stop()
     # Then nothing of it was written, before the restart or after
@@ -224,21 +263,27 @@ def test_a_refused_transaction_changes_nothing_and_stays_refused_after_kill_9(
     assert before == after == [{**counter, "n": {"N": "1"}}]
 
 
-def test_items_past_their_ttl_are_expired_as_dynamodb_does_and_stay_gone(
-        tmp_path: Path) -> None:
+def test_items_past_their_ttl_are_expired_as_dynamodb_does_and_stay_gone(tmp_path: Path) -> None:
     # Given items of the stack's table past their expiry (runs carry `expires_at`), and one not
     state = tmp_path / "state"
     first = Stack(state).start()
     dynamodb = first.aws("dynamodb")
     now = int(time.time())
     for name, expires in (("OLD", now - 60), ("OLDER", now - 86400), ("NEW", now + 3600)):
-        dynamodb.put_item(TableName="minion", Item={
-            "pk": {"S": "TEST"}, "sk": {"S": name}, "expires_at": {"N": str(expires)}})
+        dynamodb.put_item(
+            TableName="minion",
+            Item={"pk": {"S": "TEST"}, "sk": {"S": name}, "expires_at": {"N": str(expires)}},
+        )
 
     def names(client: Any) -> list[str]:
-        return sorted(i["sk"]["S"] for i in client.query(
-            TableName="minion", KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues={":p": {"S": "TEST"}})["Items"])
+        return sorted(
+            i["sk"]["S"]
+            for i in client.query(
+                TableName="minion",
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": "TEST"}},
+            )["Items"]
+        )
 
     # When the stack's maintenance has run (every 10 s), and the stack is killed and restarted
     deadline = time.monotonic() + 30
@@ -265,9 +310,13 @@ def test_the_stack_holds_thousands_of_jobs_in_bounded_memory(tmp_path: Path) -> 
 
     def create(count: int) -> list[int]:
         with httpx.Client(headers=h, timeout=30) as client:
-            return [client.post(f"{stack.base}/spinup/jobs/group-{n % 20}",
-                                json={**DISABLED, "group": f"group-{n % 20}"}).status_code
-                    for n in range(count)]
+            return [
+                client.post(
+                    f"{stack.base}/spinup/jobs/group-{n % 20}",
+                    json={**DISABLED, "group": f"group-{n % 20}"},
+                ).status_code
+                for n in range(count)
+            ]
 
     try:
         warm = create(500)
@@ -278,8 +327,10 @@ def test_the_stack_holds_thousands_of_jobs_in_bounded_memory(tmp_path: Path) -> 
             codes = [c for chunk in pool.map(create, [750] * 4) for c in chunk]
         seconds = time.monotonic() - started
         grown = stack.rss_mb() - warmed
-        listed = sum(len(httpx.get(f"{stack.base}/spinup/jobs/group-{g}", headers=h).json())
-                     for g in range(20))
+        listed = sum(
+            len(httpx.get(f"{stack.base}/spinup/jobs/group-{g}", headers=h).json())
+            for g in range(20)
+        )
     finally:
         stack.stop()
     # Then each job costs a few kilobytes (it cost megabytes: moto kept a copy of the table

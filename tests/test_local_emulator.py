@@ -1,4 +1,5 @@
 """The embedded emulator behaves as DynamoDB where minion relies on it: one request at a time."""
+
 from __future__ import annotations
 
 import socket
@@ -29,9 +30,13 @@ def dynamodb() -> Iterator[Any]:
     host, port = server.get_host_and_port()
     try:
         client = boto3.client(
-            "dynamodb", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-            config=Config(max_pool_connections=50, retries={"max_attempts": 1}))
+            "dynamodb",
+            endpoint_url=f"http://{host}:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(max_pool_connections=50, retries={"max_attempts": 1}),
+        )
         client.create_table(**table_definition("race"))
         yield client
     finally:
@@ -39,7 +44,8 @@ def dynamodb() -> Iterator[Any]:
 
 
 def test_conditional_writes_of_one_item_arriving_at_once_let_exactly_one_through(
-        dynamodb: Any) -> None:
+    dynamodb: Any,
+) -> None:
     # Given many threads, each about to take the same item with a conditional write (as the
     # worker's concurrent runs take a Forbid job's hold, or a run's claim)
     winners: list[int] = []
@@ -50,10 +56,12 @@ def test_conditional_writes_of_one_item_arriving_at_once_let_exactly_one_through
         start.wait()
         try:
             dynamodb.update_item(
-                TableName="race", Key={"pk": {"S": f"JOB#{rounds}"}, "sk": {"S": "HOLD"}},
+                TableName="race",
+                Key={"pk": {"S": f"JOB#{rounds}"}, "sk": {"S": "HOLD"}},
                 UpdateExpression="SET holder = :me",
                 ConditionExpression="attribute_not_exists(holder)",
-                ExpressionAttributeValues={":me": {"N": str(who)}})
+                ExpressionAttributeValues={":me": {"N": str(who)}},
+            )
             winners.append(who)
         except ClientError as error:
             assert error.response["Error"]["Code"] == "ConditionalCheckFailedException"
@@ -82,6 +90,8 @@ def _race(take: Any, winners: list[int], refused: list[int], dynamodb: Any) -> N
         assert len(winners) == 1, (rounds, winners)
         assert len(refused) == 23
         [item] = dynamodb.query(
-            TableName="race", KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"JOB#{rounds}"}})["Items"]
+            TableName="race",
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"JOB#{rounds}"}},
+        )["Items"]
         assert item["holder"]["N"] == str(winners[0])

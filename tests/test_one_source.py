@@ -1,5 +1,6 @@
 """One source for each rule: the copies of the code's tables (the API document's limits, the
 runner roles' actions) are held to them here, so a change in one place cannot leave another."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ def job_schemas() -> list[tuple[str, dict[str, Any]]]:
     return [(name, SCHEMAS[name]["properties"]) for name in ("JobInput", "Job")]
 
 
-@pytest.mark.parametrize("schema, field", [
-    (schema, field) for schema in ("JobInput", "Job") for field in jobs.LIMITS])
+@pytest.mark.parametrize(
+    "schema, field", [(schema, field) for schema in ("JobInput", "Job") for field in jobs.LIMITS]
+)
 def test_the_documents_string_limits_are_the_codes(schema: str, field: str) -> None:
     assert SCHEMAS[schema]["properties"][field]["maxLength"] == jobs.LIMITS[field]
 
@@ -49,10 +51,13 @@ def test_the_documents_details_tags_and_notify_limits_are_the_codes() -> None:
     assert SCHEMAS["Tags"]["maxItems"] == jobs.MAX_TAGS
     tag = SCHEMAS["Tag"]["properties"]
     assert (tag["key"]["maxLength"], tag["value"]["maxLength"]) == (
-        jobs.MAX_TAG_KEY, jobs.MAX_TAG_VALUE)
+        jobs.MAX_TAG_KEY,
+        jobs.MAX_TAG_VALUE,
+    )
     job_input = SCHEMAS["JobInput"]["properties"]
     assert [v for v in job_input["concurrency_policy"]["enum"] if v is not None] == list(
-        jobs.CONCURRENCY_POLICIES)
+        jobs.CONCURRENCY_POLICIES
+    )
     notify = job_input["notify"]
     assert notify["maxItems"] == len(jobs.NOTIFY_OUTCOMES)
     assert notify["items"]["enum"] == list(jobs.NOTIFY_OUTCOMES)
@@ -60,15 +65,24 @@ def test_the_documents_details_tags_and_notify_limits_are_the_codes() -> None:
 
 def test_a_body_one_past_a_documented_limit_is_refused_and_at_it_accepted() -> None:
     # Given the limits as the document states them / Then the code draws the line there too
-    entry = Registry.from_document({"accounts": {"team": {"runners": ["dummyRunner"]}}}).get(
-        "team")
+    entry = Registry.from_document({"accounts": {"team": {"runners": ["dummyRunner"]}}}).get("team")
     assert entry is not None
 
     def build(**fields: Any) -> None:
-        body = {"name": "n", "schedule_expression": "@daily",
-                "details": {"runner": "dummyRunner"}, **fields}
-        jobs.job_from_request(body, account="team", group="g", job_id=None, entry=entry,
-                              now=datetime(2026, 1, 30, 10, 17, tzinfo=UTC))
+        body = {
+            "name": "n",
+            "schedule_expression": "@daily",
+            "details": {"runner": "dummyRunner"},
+            **fields,
+        }
+        jobs.job_from_request(
+            body,
+            account="team",
+            group="g",
+            job_id=None,
+            entry=entry,
+            now=datetime(2026, 1, 30, 10, 17, tzinfo=UTC),
+        )
 
     properties = SCHEMAS["JobInput"]["properties"]
     for field in ("name", "description", "modified_by"):
@@ -89,9 +103,14 @@ def test_a_body_one_past_a_documented_limit_is_refused_and_at_it_accepted() -> N
 
 
 def _allowed(policy: dict[str, Any]) -> set[str]:
-    return {action for statement in policy["Statement"] if statement["Effect"] == "Allow"
-            for action in ([statement["Action"]] if isinstance(statement["Action"], str)
-                           else statement["Action"])}
+    return {
+        action
+        for statement in policy["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
+    }
 
 
 @pytest.mark.parametrize("name", sorted(RUNNERS))

@@ -1,4 +1,5 @@
 """The OpenAPI document is true: same routes as the app, same fields as the objects, valid."""
+
 from __future__ import annotations
 
 import json
@@ -40,23 +41,29 @@ def resolved(node: Any) -> Any:
 
 def operations() -> list[tuple[str, str, dict[str, Any]]]:
     """(path, METHOD, operation) of the document."""
-    return [(path, method.upper(), operation)
-            for path, item in DOCUMENT["paths"].items()
-            for method, operation in item.items() if method in METHODS]
+    return [
+        (path, method.upper(), operation)
+        for path, item in DOCUMENT["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
 
 
 def app_operations() -> set[tuple[str, str]]:
     """(path, METHOD) the app answers with a handler of its own (not the 405-only ones)."""
-    return {(path, method)
-            for path, entries in app_module.app.routes.items()
-            for method, entry in entries.items()
-            if not entry.view_name.startswith("not_allowed_")}
+    return {
+        (path, method)
+        for path, entries in app_module.app.routes.items()
+        for method, entry in entries.items()
+        if not entry.view_name.startswith("not_allowed_")
+    }
 
 
 def example_path(path: str, operation: dict[str, Any]) -> str:
     """`path` with each path parameter replaced by its example."""
     for parameter in resolved(operation.get("parameters", [])) + resolved(
-            DOCUMENT["paths"][path].get("parameters", [])):
+        DOCUMENT["paths"][path].get("parameters", [])
+    ):
         if parameter["in"] == "path":
             path = path.replace("{" + parameter["name"] + "}", parameter["example"])
     return path
@@ -64,21 +71,45 @@ def example_path(path: str, operation: dict[str, Any]) -> str:
 
 def full_job() -> Job:
     """A job with every optional field set (as after a run)."""
-    return Job(account="spinup", group="space-xy", id=jobs.new_job_id(), name="n",
-               schedule_expression="* * * * *", details={"runner": "dummyRunner"},
-               enabled=True, modified_at=STAMP, starting_deadline_seconds=60,
-               concurrency_policy="Forbid", max_attempts=2, tags=(("k", "v"),),
-               notify=("failed", "missed"), anchor=STAMP,
-               next=STAMP, last_run=full_run().summary())
+    return Job(
+        account="spinup",
+        group="space-xy",
+        id=jobs.new_job_id(),
+        name="n",
+        schedule_expression="* * * * *",
+        details={"runner": "dummyRunner"},
+        enabled=True,
+        modified_at=STAMP,
+        starting_deadline_seconds=60,
+        concurrency_policy="Forbid",
+        max_attempts=2,
+        tags=(("k", "v"),),
+        notify=("failed", "missed"),
+        anchor=STAMP,
+        next=STAMP,
+        last_run=full_run().summary(),
+    )
 
 
 def full_run() -> Run:
     """A run with every optional field set."""
-    return Run(run_id="20260130T101700Z-s", job_id=jobs.new_job_id(), account="spinup",
-               group="space-xy", trigger="schedule", scheduled_for="2026-01-30T10:17:00Z",
-               status="failed", queued_at="2026-01-30T10:17:01Z",
-               started_at="2026-01-30T10:17:02Z", finished_at="2026-01-30T10:17:03Z",
-               attempts=1, output="out", error="boom", error_code="Boom", data={"a": "b"})
+    return Run(
+        run_id="20260130T101700Z-s",
+        job_id=jobs.new_job_id(),
+        account="spinup",
+        group="space-xy",
+        trigger="schedule",
+        scheduled_for="2026-01-30T10:17:00Z",
+        status="failed",
+        queued_at="2026-01-30T10:17:01Z",
+        started_at="2026-01-30T10:17:02Z",
+        finished_at="2026-01-30T10:17:03Z",
+        attempts=1,
+        output="out",
+        error="boom",
+        error_code="Boom",
+        data={"a": "b"},
+    )
 
 
 def schema_validator(schema: dict[str, Any]) -> Any:
@@ -88,6 +119,7 @@ def schema_validator(schema: dict[str, Any]) -> Any:
 
 
 # --- the document and the app -----------------------------------------------------------------
+
 
 def test_the_document_is_a_valid_openapi_3_document() -> None:
     from openapi_spec_validator import validate
@@ -106,12 +138,20 @@ def test_every_route_of_the_app_is_in_the_document_and_nothing_else() -> None:
 
 
 def test_every_operation_names_its_path_parameters_with_the_app_patterns() -> None:
-    patterns = {"account": jobs.SEGMENT.pattern, "group": jobs.SEGMENT.pattern,
-                "id": jobs.JOB_ID.pattern, "run_id": RUN_ID.pattern}
+    patterns = {
+        "account": jobs.SEGMENT.pattern,
+        "group": jobs.SEGMENT.pattern,
+        "id": jobs.JOB_ID.pattern,
+        "run_id": RUN_ID.pattern,
+    }
     for path, _, operation in operations():
         # Given an operation's path parameters
-        parameters = [p for p in resolved(DOCUMENT["paths"][path].get("parameters", []))
-                      + resolved(operation.get("parameters", [])) if p["in"] == "path"]
+        parameters = [
+            p
+            for p in resolved(DOCUMENT["paths"][path].get("parameters", []))
+            + resolved(operation.get("parameters", []))
+            if p["in"] == "path"
+        ]
 
         # Then they are exactly the path's placeholders, each with the app's pattern
         assert sorted(p["name"] for p in parameters) == sorted(re.findall(r"{(\w+)}", path))
@@ -125,13 +165,20 @@ def test_public_operations_answer_without_a_token_and_the_others_need_one(client
     # Given every documented operation with its example path parameters
     assert DOCUMENT["components"]["securitySchemes"]["token"] == {
         **DOCUMENT["components"]["securitySchemes"]["token"],
-        "type": "apiKey", "in": "header", "name": "X-Auth-Token"}
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Auth-Token",
+    }
     for path, method, operation in operations():
         secured = operation.get("security", DOCUMENT["security"]) != []
 
         # When it is called without a token
-        response = client.http.request(method, example_path(path, operation),
-                                       headers={"Content-Type": "application/json"}, body=b"{}")
+        response = client.http.request(
+            method,
+            example_path(path, operation),
+            headers={"Content-Type": "application/json"},
+            body=b"{}",
+        )
 
         # Then it answers 401 exactly when the document asks for the token, and documents 401
         assert (response.status_code == 401) == secured, (method, path, response.status_code)
@@ -147,12 +194,19 @@ def test_the_app_serves_the_document_without_a_token(client: Any) -> None:
 
 # --- the objects ----------------------------------------------------------------------------------
 
+
 def test_the_job_schema_has_exactly_the_fields_of_a_job_object() -> None:
     # Given the document's job and a job with no optional field and one with all of them
     schema = SCHEMAS["Job"]
-    minimal = Job(account="spinup", group="g", id=jobs.new_job_id(), name="n",
-                  schedule_expression="* * * * *", details={"runner": "dummyRunner"},
-                  modified_at=STAMP)
+    minimal = Job(
+        account="spinup",
+        group="g",
+        id=jobs.new_job_id(),
+        name="n",
+        schedule_expression="* * * * *",
+        details={"runner": "dummyRunner"},
+        modified_at=STAMP,
+    )
 
     # Then the required fields are the minimal job's keys, the properties the full job's keys
     assert set(schema["required"]) == set(minimal.to_api())
@@ -163,13 +217,24 @@ def test_the_job_schema_has_exactly_the_fields_of_a_job_object() -> None:
     assert set(SCHEMAS["LastRun"]["properties"]) == set(full_run().summary())
 
 
-@pytest.mark.parametrize("job", [
-    pytest.param(lambda: Job(account="spinup", group="g", id=jobs.new_job_id(), name="n",
-                             schedule_expression="* * * * *",
-                             details={"runner": "dummyRunner"}, modified_at=STAMP),
-                 id="disabled-never-run"),
-    pytest.param(full_job, id="every-field"),
-])
+@pytest.mark.parametrize(
+    "job",
+    [
+        pytest.param(
+            lambda: Job(
+                account="spinup",
+                group="g",
+                id=jobs.new_job_id(),
+                name="n",
+                schedule_expression="* * * * *",
+                details={"runner": "dummyRunner"},
+                modified_at=STAMP,
+            ),
+            id="disabled-never-run",
+        ),
+        pytest.param(full_job, id="every-field"),
+    ],
+)
 def test_job_objects_validate_against_the_job_schema(job: Any) -> None:
     validator = schema_validator(SCHEMAS["Job"])
 
@@ -180,8 +245,15 @@ def test_job_objects_validate_against_the_job_schema(job: Any) -> None:
 
 def test_the_run_schema_has_exactly_the_fields_of_a_run_record() -> None:
     schema = SCHEMAS["Run"]
-    minimal = Run(run_id="20260130T101700Z-s", job_id=jobs.new_job_id(), account="a", group="g",
-                  trigger="schedule", scheduled_for="2026-01-30T10:17:00Z", status="queued")
+    minimal = Run(
+        run_id="20260130T101700Z-s",
+        job_id=jobs.new_job_id(),
+        account="a",
+        group="g",
+        trigger="schedule",
+        scheduled_for="2026-01-30T10:17:00Z",
+        status="queued",
+    )
 
     assert set(schema["required"]) == set(minimal.to_api())
     assert set(schema["properties"]) == set(full_run().to_api())
@@ -222,11 +294,19 @@ def test_query_limits_are_the_apps() -> None:
 
 def test_real_answers_of_the_app_conform_to_the_document(client: Any) -> None:
     # Given a job created with every optional field, and run once by hand
-    body = {"name": "n", "schedule_expression": "*/5 * * * *", "enabled": True,
-            "details": {"runner": "dummyRunner"}, "starting_deadline_seconds": 120,
-            "concurrency_policy": "Allow", "max_attempts": 2, "tags": [{"key": "k"}]}
-    created = client.http.post("/v1/minion/spinup/jobs/space-xy", headers=auth(),
-                               body=json.dumps(body))
+    body = {
+        "name": "n",
+        "schedule_expression": "*/5 * * * *",
+        "enabled": True,
+        "details": {"runner": "dummyRunner"},
+        "starting_deadline_seconds": 120,
+        "concurrency_policy": "Allow",
+        "max_attempts": 2,
+        "tags": [{"key": "k"}],
+    }
+    created = client.http.post(
+        "/v1/minion/spinup/jobs/space-xy", headers=auth(), body=json.dumps(body)
+    )
     job = json.loads(created.body)
     path = f"/v1/minion/spinup/jobs/space-xy/{job['id']}"
     run = client.http.patch(path, headers=auth())
@@ -234,16 +314,19 @@ def test_real_answers_of_the_app_conform_to_the_document(client: Any) -> None:
     # When it, its runs and an error are read back
     answers = {
         ("/v1/minion/{account}/jobs/{group}", "post", "200"): created,
-        ("/v1/minion/{account}/jobs/{group}/{id}", "get", "200"):
-            client.http.get(path, headers=auth()),
+        ("/v1/minion/{account}/jobs/{group}/{id}", "get", "200"): client.http.get(
+            path, headers=auth()
+        ),
         ("/v1/minion/{account}/jobs/{group}/{id}", "patch", "202"): run,
-        ("/v1/minion/{account}/jobs/{group}/{id}/runs", "get", "200"):
-            client.http.get(path + "/runs?limit=1", headers=auth()),
-        ("/v1/minion/{account}/jobs/{group}/{id}", "put", "400"):
-            client.http.put(path, headers=auth(), body=json.dumps({**body, "nmae": "x"})),
-        ("/v1/minion/schedule", "get", "200"):
-            client.http.get("/v1/minion/schedule?expression=rate(5%20minutes)&count=2",
-                            headers=auth()),
+        ("/v1/minion/{account}/jobs/{group}/{id}/runs", "get", "200"): client.http.get(
+            path + "/runs?limit=1", headers=auth()
+        ),
+        ("/v1/minion/{account}/jobs/{group}/{id}", "put", "400"): client.http.put(
+            path, headers=auth(), body=json.dumps({**body, "nmae": "x"})
+        ),
+        ("/v1/minion/schedule", "get", "200"): client.http.get(
+            "/v1/minion/schedule?expression=rate(5%20minutes)&count=2", headers=auth()
+        ),
         ("/v1/minion/version", "get", "200"): client.http.get("/v1/minion/version"),
     }
 
@@ -258,18 +341,26 @@ def test_real_answers_of_the_app_conform_to_the_document(client: Any) -> None:
 
 def body_forms(operation: dict[str, Any]) -> list[dict[str, Any]]:
     """The documented forms of an operation's JSON body ([{}] when it has none)."""
-    schema = resolved(operation.get("requestBody", {})).get("content", {}).get(
-        "application/json", {}).get("schema", {})
+    schema = (
+        resolved(operation.get("requestBody", {}))
+        .get("content", {})
+        .get("application/json", {})
+        .get("schema", {})
+    )
     return schema.get("anyOf", [schema])
 
 
-EXAMPLE_CALLS = [(path, method, form) for path, method, operation in operations()
-                 for form in range(len(body_forms(operation)))]
+EXAMPLE_CALLS = [
+    (path, method, form)
+    for path, method, operation in operations()
+    for form in range(len(body_forms(operation)))
+]
 
 
 @pytest.mark.parametrize("path,method,form", EXAMPLE_CALLS, ids=lambda value: str(value))
-def test_the_documents_examples_are_answered_as_documented(client: Any, path: str, method: str,
-                                                           form: int) -> None:
+def test_the_documents_examples_are_answered_as_documented(
+    client: Any, path: str, method: str, form: int
+) -> None:
     # Given the job and run the document's examples name, stored
     from chalicelib import deps
     from test_fuzz_api import SEEDED_JOBS, SEEDED_RUN
@@ -279,10 +370,15 @@ def test_the_documents_examples_are_answered_as_documented(client: Any, path: st
         store.create_job(job)
     store.put_run(SEEDED_RUN)
     operation = DOCUMENT["paths"][path][method.lower()]
-    parameters = [p for p in resolved(DOCUMENT["paths"][path].get("parameters", []))
-                  + resolved(operation.get("parameters", [])) if "example" in p]
-    query = "&".join(f"{p['name']}={quote(str(p['example']))}"
-                     for p in parameters if p["in"] == "query")
+    parameters = [
+        p
+        for p in resolved(DOCUMENT["paths"][path].get("parameters", []))
+        + resolved(operation.get("parameters", []))
+        if "example" in p
+    ]
+    query = "&".join(
+        f"{p['name']}={quote(str(p['example']))}" for p in parameters if p["in"] == "query"
+    )
     headers = {p["name"]: p["example"] for p in parameters if p["in"] == "header"}
     body_schema = body_forms(operation)[form]
     if operation.get("requestBody", {}).get("required"):
@@ -290,9 +386,11 @@ def test_the_documents_examples_are_answered_as_documented(client: Any, path: st
 
     # When the operation is called with its examples (and a token)
     response = client.http.request(
-        method, example_path(path, operation) + (f"?{query}" if query else ""),
+        method,
+        example_path(path, operation) + (f"?{query}" if query else ""),
         headers=auth(**headers),
-        body=json.dumps(body_schema["example"]).encode() if "example" in body_schema else b"")
+        body=json.dumps(body_schema["example"]).encode() if "example" in body_schema else b"",
+    )
 
     # Then it succeeds with the documented status, content type and body
     success = next(code for code in operation["responses"] if code.startswith("2"))
@@ -303,8 +401,12 @@ def test_the_documents_examples_are_answered_as_documented(client: Any, path: st
     media_type = (declared or "application/json").split(";")[0]
     assert media_type in content, (method, path, media_type)
     if media_type == "application/json":
-        errors = [e.message for e in schema_validator(content[media_type]["schema"])
-                  .iter_errors(json.loads(response.body))]
+        errors = [
+            e.message
+            for e in schema_validator(content[media_type]["schema"]).iter_errors(
+                json.loads(response.body)
+            )
+        ]
         assert errors == [], (method, path)
 
 
@@ -322,34 +424,45 @@ def test_the_job_list_paging_parameters_are_the_apps() -> None:
 
 
 def test_paged_lists_and_wrapped_answers_conform_to_the_document(
-        client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chalicelib import deps
 
     # Given a deployment answering the wrapped shape, and two jobs
     monkeypatch.setenv("MINION_RESPONSE_SHAPE", "wrapped")
     deps.reset()
-    body = {"name": "n", "schedule_expression": "*/5 * * * *", "enabled": True,
-            "details": {"runner": "dummyRunner"}, "tags": [{"key": "k", "value": "v"}]}
-    created = [client.http.post("/v1/minion/spinup/jobs/space-xy", headers=auth(),
-                                body=json.dumps(body)) for _ in range(2)]
+    body = {
+        "name": "n",
+        "schedule_expression": "*/5 * * * *",
+        "enabled": True,
+        "details": {"runner": "dummyRunner"},
+        "tags": [{"key": "k", "value": "v"}],
+    }
+    created = [
+        client.http.post("/v1/minion/spinup/jobs/space-xy", headers=auth(), body=json.dumps(body))
+        for _ in range(2)
+    ]
     job_id = created[0].json_body["job"]["id"]
     answers = {
         ("/v1/minion/{account}/jobs/{group}", "post"): created[0],
-        ("/v1/minion/{account}/jobs/{group}/{id}", "get"):
-            client.http.get(f"/v1/minion/spinup/jobs/space-xy/{job_id}", headers=auth()),
-        ("/v1/minion/{account}/jobs", "get"):
-            client.http.get("/v1/minion/spinup/jobs?limit=1", headers=auth()),
-        ("/v1/minion/{account}/jobs/{group}", "get"):
-            client.http.get("/v1/minion/spinup/jobs/space-xy?expand=job&limit=1",
-                            headers=auth()),
+        ("/v1/minion/{account}/jobs/{group}/{id}", "get"): client.http.get(
+            f"/v1/minion/spinup/jobs/space-xy/{job_id}", headers=auth()
+        ),
+        ("/v1/minion/{account}/jobs", "get"): client.http.get(
+            "/v1/minion/spinup/jobs?limit=1", headers=auth()
+        ),
+        ("/v1/minion/{account}/jobs/{group}", "get"): client.http.get(
+            "/v1/minion/spinup/jobs/space-xy?expand=job&limit=1", headers=auth()
+        ),
     }
     # Then each answer, and the Link header of the pages, is as documented
     for (template, method), response in answers.items():
         assert response.status_code == 200, response.body
         documented = resolved(DOCUMENT["paths"][template][method]["responses"]["200"])
         schema = documented["content"]["application/json"]["schema"]
-        assert [e.message for e in schema_validator(schema).iter_errors(
-            json.loads(response.body))] == [], template
+        assert [
+            e.message for e in schema_validator(schema).iter_errors(json.loads(response.body))
+        ] == [], template
         if method == "get" and "{id}" not in template:
             link = documented["headers"]["Link"]["schema"]["pattern"]
             assert re.match(link, response.headers["Link"]), response.headers

@@ -2,6 +2,7 @@
 HTTP server on a free loopback port) in Slack's shape, with its settings from a secret; a
 broken or slow webhook fails only the reporter, never leaks the URL, and changes nothing else.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,32 +71,56 @@ def webhook() -> Iterator[Webhook]:
 
 
 def failed_run() -> Run:
-    return Run(run_id="20260130T101800Z-s", job_id="6bcfa79f-615e-470d-97c1-687f3357497d",
-               account="spinup", group="space-xy", trigger="schedule",
-               scheduled_for="2026-01-30T10:18:00Z", status="failed",
-               finished_at="2026-01-30T10:18:05Z", attempts=3, error="instance not found",
-               error_code="NotFound")
+    return Run(
+        run_id="20260130T101800Z-s",
+        job_id="6bcfa79f-615e-470d-97c1-687f3357497d",
+        account="spinup",
+        group="space-xy",
+        trigger="schedule",
+        scheduled_for="2026-01-30T10:18:00Z",
+        status="failed",
+        finished_at="2026-01-30T10:18:05Z",
+        attempts=3,
+        error="instance not found",
+        error_code="NotFound",
+    )
 
 
 def delivered(detail: dict[str, Any]) -> dict[str, Any]:
     """The event as EventBridge hands it to the reporter function."""
-    return {"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
-            "detail-type": DETAIL_TYPE, "source": SOURCE, "account": "123456789012",
-            "time": "2026-01-30T10:18:05Z", "region": "us-east-1", "resources": [],
-            "detail": detail}
+    return {
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": DETAIL_TYPE,
+        "source": SOURCE,
+        "account": "123456789012",
+        "time": "2026-01-30T10:18:05Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
 
 
 def test_the_webhook_gets_slacks_body_with_the_secrets_channel_username_and_icon(
-        aws: dict[str, Any], webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: dict[str, Any], webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from aws_lambda_powertools.utilities import parameters
 
     # Given the reporter's settings in a secret, as deployed
     secret = boto3.client("secretsmanager").create_secret(
-        Name="minion/webhook", SecretString=json.dumps({
-            "endpoint": webhook.url, "channel": "#ops", "username": "minion",
-            "icon": ":robot_face:"}))["ARN"]
+        Name="minion/webhook",
+        SecretString=json.dumps(
+            {
+                "endpoint": webhook.url,
+                "channel": "#ops",
+                "username": "minion",
+                "icon": ":robot_face:",
+            }
+        ),
+    )["ARN"]
     monkeypatch.setenv("MINION_WEBHOOK_SECRET_ID", secret)
     from chalicelib import deps
+
     deps.reset()
     parameters.clear_caches()
     # When a failed run's event is delivered to the reporter function
@@ -105,24 +130,41 @@ def test_the_webhook_gets_slacks_body_with_the_secrets_channel_username_and_icon
     assert answer == {"reported": True}
     [body] = webhook.bodies
     assert {k: body[k] for k in ("channel", "username", "icon_emoji")} == {
-        "channel": "#ops", "username": "minion", "icon_emoji": ":robot_face:"}
+        "channel": "#ops",
+        "username": "minion",
+        "icon_emoji": ":robot_face:",
+    }
     assert set(body) == {"text", "channel", "username", "icon_emoji"}
     text = body["text"]
     assert text == message_text(detail)
-    for part in ("6bcfa79f-615e-470d-97c1-687f3357497d", "spinup/space-xy", "failed",
-                 "20260130T101800Z-s", "attempt 3", "NotFound: instance not found",
-                 f"{API_URL}/v1/minion/spinup/jobs/space-xy/"):
+    for part in (
+        "6bcfa79f-615e-470d-97c1-687f3357497d",
+        "spinup/space-xy",
+        "failed",
+        "20260130T101800Z-s",
+        "attempt 3",
+        "NotFound: instance not found",
+        f"{API_URL}/v1/minion/spinup/jobs/space-xy/",
+    ):
         assert part in text
     parameters.clear_caches()
 
 
 def test_a_job_name_heads_the_message_and_a_bare_url_secret_posts_text_only(
-        webhook: Webhook) -> None:
+    webhook: Webhook,
+) -> None:
     # Given a secret holding the URL alone, and an event of a named job that succeeded
     reporter = Reporter(lambda: WebhookConfig.parse(webhook.url))
-    run = Run(run_id="20260130T101800Z-s", job_id="j", account="spinup", group="g",
-              trigger="manual", scheduled_for="2026-01-30T10:18:00Z", status="succeeded",
-              attempts=1)
+    run = Run(
+        run_id="20260130T101800Z-s",
+        job_id="j",
+        account="spinup",
+        group="g",
+        trigger="manual",
+        scheduled_for="2026-01-30T10:18:00Z",
+        status="succeeded",
+        attempts=1,
+    )
     job_named = {**run_detail(run, "succeeded", None, ""), "job_name": "nightly-backup"}
     # When it is reported
     reporter.report(delivered(job_named))
@@ -134,8 +176,12 @@ def test_a_job_name_heads_the_message_and_a_bare_url_secret_posts_text_only(
 
 @pytest.mark.parametrize("status, delay", [(500, 0.0), (404, 0.0), (200, 2.0)])
 def test_a_broken_or_slow_webhook_fails_the_reporter_without_naming_the_url(
-        webhook: Webhook, status: int, delay: float, capsys: pytest.CaptureFixture[str],
-        caplog: pytest.LogCaptureFixture) -> None:
+    webhook: Webhook,
+    status: int,
+    delay: float,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # Given a webhook answering an error, or too slowly
     webhook.status, webhook.delay = status, delay
     reporter = Reporter(lambda: WebhookConfig.parse(webhook.url), timeout=0.5)
@@ -164,7 +210,8 @@ def test_an_unreachable_webhook_fails_the_reporter(caplog: pytest.LogCaptureFixt
 
 
 def test_a_broken_webhook_changes_nothing_about_the_run_or_its_event(
-        store: Any, aws: dict[str, Any], webhook: Webhook) -> None:
+    store: Any, aws: dict[str, Any], webhook: Webhook
+) -> None:
     from chalicelib.store import Store
 
     # Given a failed run recorded, its event published and routed by a rule to a queue
@@ -174,11 +221,13 @@ def test_a_broken_webhook_changes_nothing_about_the_run_or_its_event(
     store.put_run(run)
     sqs = aws["sqs"]
     url = sqs.create_queue(QueueName="reporter-target")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     events = boto3.client("events")
-    events.put_rule(Name="reporter", EventPattern=json.dumps(
-        {"source": [SOURCE], "detail-type": [DETAIL_TYPE]}))
+    events.put_rule(
+        Name="reporter", EventPattern=json.dumps({"source": [SOURCE], "detail-type": [DETAIL_TYPE]})
+    )
     events.put_targets(Rule="reporter", Targets=[{"Id": "q", "Arn": arn}])
     publisher = EventPublisher(events, api_url=API_URL)
     publisher.collect(run, None)
@@ -200,11 +249,16 @@ def test_an_event_that_is_not_a_runs_is_ignored(webhook: Webhook) -> None:
     assert webhook.bodies == []
 
 
-@pytest.mark.parametrize("secret, problem", [
-    ("", "endpoint: required"), ("{not json", "not valid JSON"),
-    ("http://hooks.example.com/x", "expected an https:// URL"),
-    ('{"endpoint": "https://hooks.example.com/x", "channel": 5}', "channel: expected a string"),
-    ('{"channel": "#ops"}', "endpoint: required")])
+@pytest.mark.parametrize(
+    "secret, problem",
+    [
+        ("", "endpoint: required"),
+        ("{not json", "not valid JSON"),
+        ("http://hooks.example.com/x", "expected an https:// URL"),
+        ('{"endpoint": "https://hooks.example.com/x", "channel": 5}', "channel: expected a string"),
+        ('{"channel": "#ops"}', "endpoint: required"),
+    ],
+)
 def test_a_misshapen_secret_is_refused_saying_how(secret: str, problem: str) -> None:
     with pytest.raises(ReporterConfigError, match=problem) as raised:
         WebhookConfig.parse(secret)
@@ -214,15 +268,16 @@ def test_a_misshapen_secret_is_refused_saying_how(secret: str, problem: str) -> 
 def test_an_icon_url_is_sent_as_icon_url() -> None:
     from chalicelib.reporter import webhook_body
 
-    config = WebhookConfig(endpoint="https://hooks.example.com/x",
-                           icon="https://example.com/minion.png")
+    config = WebhookConfig(
+        endpoint="https://hooks.example.com/x", icon="https://example.com/minion.png"
+    )
     body = webhook_body(run_detail(failed_run(), "failed", None, ""), config)
     assert body["icon_url"] == "https://example.com/minion.png" and "icon_emoji" not in body
 
 
 def test_a_failing_job_reaches_chat_through_a_rule_and_its_run_is_unchanged(
-        store: Any, queue: Any, aws: dict[str, Any], webhook: Webhook,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Any, queue: Any, aws: dict[str, Any], webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chalicelib import runners
     from chalicelib.accounts import Registry
     from chalicelib.jobs import job_from_request
@@ -240,44 +295,85 @@ def test_a_failing_job_reaches_chat_through_a_rule_and_its_run_is_unchanged(
 
         def run(self, details: Any, ctx: Any) -> Any:
             raise PermanentError("instance i-0abc not found", code="NotFound")
+
     monkeypatch.setitem(runners.RUNNERS, "dummyRunner", Gone())
     registry = Registry.from_document(ACCOUNTS)
     entry = registry.get("spinup")
     assert entry is not None
-    job = job_from_request({"name": "stop-dev-box", "schedule_expression": "0 3 * * *",
-                            "details": {"runner": "dummyRunner"}}, account="spinup",
-                           group="space-xy", job_id=None, entry=entry,
-                           now=utc("2026-01-30T10:17:20"))
+    job = job_from_request(
+        {
+            "name": "stop-dev-box",
+            "schedule_expression": "0 3 * * *",
+            "details": {"runner": "dummyRunner"},
+        },
+        account="spinup",
+        group="space-xy",
+        job_id=None,
+        entry=entry,
+        now=utc("2026-01-30T10:17:20"),
+    )
     store.create_job(job)
     # And a rule on the default bus feeding the reporter's queue (as EventBridge feeds it)
     sqs = aws["sqs"]
     target = sqs.create_queue(QueueName="reporter-feed")["QueueUrl"]
     events = boto3.client("events")
-    events.put_rule(Name="reporter", EventPattern=json.dumps(
-        {"source": [SOURCE], "detail-type": [DETAIL_TYPE]}))
-    events.put_targets(Rule="reporter", Targets=[{"Id": "q", "Arn": sqs.get_queue_attributes(
-        QueueUrl=target, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]}])
-    worker = Worker(store=store, queue=queue, registry=lambda: registry,
-                    clients=lambda entry, run_id: (lambda service: None),
-                    clock=lambda: utc("2026-01-30T10:18:05"),
-                    events=EventPublisher(events, api_url=API_URL))
+    events.put_rule(
+        Name="reporter", EventPattern=json.dumps({"source": [SOURCE], "detail-type": [DETAIL_TYPE]})
+    )
+    events.put_targets(
+        Rule="reporter",
+        Targets=[
+            {
+                "Id": "q",
+                "Arn": sqs.get_queue_attributes(QueueUrl=target, AttributeNames=["QueueArn"])[
+                    "Attributes"
+                ]["QueueArn"],
+            }
+        ],
+    )
+    worker = Worker(
+        store=store,
+        queue=queue,
+        registry=lambda: registry,
+        clients=lambda entry, run_id: lambda service: None,
+        clock=lambda: utc("2026-01-30T10:18:05"),
+        events=EventPublisher(events, api_url=API_URL),
+    )
     # When it is run now, and the reporter gets what the rule delivered
     run_id = "20260130T101800Z-m0123abcd"
-    queue.send(RunMessage(account="spinup", group="space-xy", job_id=job.id, run_id=run_id,
-                          trigger="manual", scheduled_for="2026-01-30T10:18:00Z"))
-    store.put_run(Run(run_id=run_id, job_id=job.id, account="spinup", group="space-xy",
-                      trigger="manual", scheduled_for="2026-01-30T10:18:00Z", status="queued"))
+    queue.send(
+        RunMessage(
+            account="spinup",
+            group="space-xy",
+            job_id=job.id,
+            run_id=run_id,
+            trigger="manual",
+            scheduled_for="2026-01-30T10:18:00Z",
+        )
+    )
+    store.put_run(
+        Run(
+            run_id=run_id,
+            job_id=job.id,
+            account="spinup",
+            group="space-xy",
+            trigger="manual",
+            scheduled_for="2026-01-30T10:18:00Z",
+            status="queued",
+        )
+    )
     assert handle_batch(sqs_event(drain(sqs, aws["queue_url"])), worker=worker) == {
-        "batchItemFailures": []}
+        "batchItemFailures": []
+    }
     recorded = store.get_run(job.id, run_id)
     [message] = drain(sqs, target)
     Reporter(lambda: WebhookConfig.parse(webhook.url)).report(json.loads(message["Body"]))
     # Then chat was told which job failed, why, and where to look
     [body] = webhook.bodies
-    assert body["text"].startswith(":x: minion: job *stop-dev-box* (spinup/space-xy) failed: "
-                                   f"run {run_id}")
+    assert body["text"].startswith(
+        f":x: minion: job *stop-dev-box* (spinup/space-xy) failed: run {run_id}"
+    )
     assert "NotFound: instance i-0abc not found" in body["text"]
-    assert body["text"].endswith(f"{API_URL}/v1/minion/spinup/jobs/space-xy/{job.id}/runs/"
-                                 f"{run_id}")
+    assert body["text"].endswith(f"{API_URL}/v1/minion/spinup/jobs/space-xy/{job.id}/runs/{run_id}")
     # And the run's record is what the worker recorded, failed
     assert recorded.status == "failed" and store.get_run(job.id, run_id) == recorded

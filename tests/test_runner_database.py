@@ -1,4 +1,5 @@
 """databaseRunner: validation, and RDS actions on moto's emulated DB instances and clusters."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,9 +24,14 @@ def rds() -> Any:
 
 def db_instance(name: str = "reports-db", status: str = "available") -> str:
     """An emulated PostgreSQL DB instance, `available` or `stopped`."""
-    rds().create_db_instance(DBInstanceIdentifier=name, DBInstanceClass="db.t3.micro",
-                             Engine="postgres", MasterUsername="admin",
-                             MasterUserPassword="password1", AllocatedStorage=20)
+    rds().create_db_instance(
+        DBInstanceIdentifier=name,
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="admin",
+        MasterUserPassword="password1",
+        AllocatedStorage=20,
+    )
     if status == "stopped":
         rds().stop_db_instance(DBInstanceIdentifier=name)
     return name
@@ -33,10 +39,18 @@ def db_instance(name: str = "reports-db", status: str = "available") -> str:
 
 def aurora_cluster(name: str = "reports", status: str = "available") -> str:
     """An emulated Aurora PostgreSQL cluster with one instance `<name>-1`."""
-    rds().create_db_cluster(DBClusterIdentifier=name, Engine="aurora-postgresql",
-                            MasterUsername="admin", MasterUserPassword="password1")
-    rds().create_db_instance(DBInstanceIdentifier=f"{name}-1", DBInstanceClass="db.r5.large",
-                             Engine="aurora-postgresql", DBClusterIdentifier=name)
+    rds().create_db_cluster(
+        DBClusterIdentifier=name,
+        Engine="aurora-postgresql",
+        MasterUsername="admin",
+        MasterUserPassword="password1",
+    )
+    rds().create_db_instance(
+        DBInstanceIdentifier=f"{name}-1",
+        DBInstanceClass="db.r5.large",
+        Engine="aurora-postgresql",
+        DBClusterIdentifier=name,
+    )
     if status == "stopped":
         rds().stop_db_cluster(DBClusterIdentifier=name)
     return name
@@ -44,7 +58,8 @@ def aurora_cluster(name: str = "reports", status: str = "available") -> str:
 
 def instance_status(name: str) -> str:
     return rds().describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0][
-        "DBInstanceStatus"]
+        "DBInstanceStatus"
+    ]
 
 
 def cluster_status(name: str) -> str:
@@ -58,25 +73,29 @@ def described(status: str) -> dict[str, Any]:
 
 # --- validation ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("identifier", ["a", "reports-db", "Reports-DB-2", "a" * 63])
 def test_rds_identifiers_are_accepted(identifier: str) -> None:
     RUNNER.validate(details(identifier))
 
 
-@pytest.mark.parametrize("bad, key", [
-    ({"runner": "databaseRunner", "database_action": "stop"}, "instance_id"),
-    ({"runner": "databaseRunner", "instance_id": "db"}, "database_action"),
-    ({**details(), "instance_action": "stop"}, "instance_action"),
-    (details(identifier="1db"), "instance_id"),
-    (details(identifier="db-"), "instance_id"),
-    (details(identifier="db--1"), "instance_id"),
-    (details(identifier="db_1"), "instance_id"),
-    (details(identifier="a" * 64), "instance_id"),
-    (details(identifier=""), "instance_id"),
-    (details(identifier="arn:aws:rds:us-east-1:123456789012:db:x"), "instance_id"),
-    (details(action="hibernate"), "database_action"),
-    (details(action="delete"), "database_action"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"runner": "databaseRunner", "database_action": "stop"}, "instance_id"),
+        ({"runner": "databaseRunner", "instance_id": "db"}, "database_action"),
+        ({**details(), "instance_action": "stop"}, "instance_action"),
+        (details(identifier="1db"), "instance_id"),
+        (details(identifier="db-"), "instance_id"),
+        (details(identifier="db--1"), "instance_id"),
+        (details(identifier="db_1"), "instance_id"),
+        (details(identifier="a" * 64), "instance_id"),
+        (details(identifier=""), "instance_id"),
+        (details(identifier="arn:aws:rds:us-east-1:123456789012:db:x"), "instance_id"),
+        (details(action="hibernate"), "database_action"),
+        (details(action="delete"), "database_action"),
+    ],
+)
 def test_invalid_details_are_rejected_naming_the_key(bad: dict[str, str], key: str) -> None:
     with pytest.raises(DetailsError) as raised:
         RUNNER.validate(bad)
@@ -90,11 +109,18 @@ def test_run_with_invalid_stored_details_fails_permanently() -> None:
 
 # --- DB instances --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("action, initial, final", [
-    ("stop", "available", "stopped"), ("start", "stopped", "available"),
-    ("reboot", "available", "available")])
-def test_action_on_a_db_instance_changes_it(moto_aws: None, action: str, initial: str,
-                                            final: str) -> None:
+
+@pytest.mark.parametrize(
+    "action, initial, final",
+    [
+        ("stop", "available", "stopped"),
+        ("start", "stopped", "available"),
+        ("reboot", "available", "available"),
+    ],
+)
+def test_action_on_a_db_instance_changes_it(
+    moto_aws: None, action: str, initial: str, final: str
+) -> None:
     # Given a DB instance in the initial state
     name = db_instance(status=initial)
     # When the runner acts / Then RDS shows the result and the output says before and after
@@ -106,8 +132,9 @@ def test_action_on_a_db_instance_changes_it(moto_aws: None, action: str, initial
 
 
 @pytest.mark.parametrize("action, status", [("start", "available"), ("stop", "stopped")])
-def test_db_instance_already_in_the_wanted_state_is_a_success(moto_aws: None, action: str,
-                                                              status: str) -> None:
+def test_db_instance_already_in_the_wanted_state_is_a_success(
+    moto_aws: None, action: str, status: str
+) -> None:
     # Given a DB instance already there (RDS itself would answer InvalidDBInstanceState)
     name = db_instance(status=status)
     # When the runner acts / Then success without change
@@ -135,10 +162,13 @@ def test_missing_database_fails_permanently_with_the_aws_code(moto_aws: None) ->
 
 # --- Aurora clusters -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("action, initial, final", [
-    ("stop", "available", "stopped"), ("start", "stopped", "available")])
-def test_action_on_an_aurora_cluster_changes_the_cluster(moto_aws: None, action: str, initial: str,
-                                                         final: str) -> None:
+
+@pytest.mark.parametrize(
+    "action, initial, final", [("stop", "available", "stopped"), ("start", "stopped", "available")]
+)
+def test_action_on_an_aurora_cluster_changes_the_cluster(
+    moto_aws: None, action: str, initial: str, final: str
+) -> None:
     # Given an Aurora cluster (its identifier names no DB instance)
     name = aurora_cluster(status=initial)
     # When the runner acts on the identifier / Then the cluster changed
@@ -171,11 +201,15 @@ def test_reboot_of_an_aurora_cluster_asks_for_its_instances(moto_aws: None) -> N
 
 # --- injected AWS failures -----------------------------------------------------------------
 
-@pytest.mark.parametrize("code, status, error", [
-    ("Throttling", 400, RetryableError),
-    ("InternalFailure", 500, RetryableError),
-    ("AccessDenied", 403, PermanentError),
-])
+
+@pytest.mark.parametrize(
+    "code, status, error",
+    [
+        ("Throttling", 400, RetryableError),
+        ("InternalFailure", 500, RetryableError),
+        ("AccessDenied", 403, PermanentError),
+    ],
+)
 def test_describe_failure_is_classified(code: str, status: int, error: type[RunnerError]) -> None:
     ctx, stubber = stubbed("rds")
     fail_with(stubber, "describe_db_instances", code, status)
@@ -185,11 +219,18 @@ def test_describe_failure_is_classified(code: str, status: int, error: type[Runn
     stubber.assert_no_pending_responses()
 
 
-@pytest.mark.parametrize("status, error", [
-    ("backing-up", RetryableError), ("modifying", RetryableError),
-    ("storage-full", PermanentError), ("incompatible-parameters", PermanentError)])
+@pytest.mark.parametrize(
+    "status, error",
+    [
+        ("backing-up", RetryableError),
+        ("modifying", RetryableError),
+        ("storage-full", PermanentError),
+        ("incompatible-parameters", PermanentError),
+    ],
+)
 def test_invalid_state_is_retryable_only_while_the_instance_is_between_states(
-        status: str, error: type[RunnerError]) -> None:
+    status: str, error: type[RunnerError]
+) -> None:
     # Given a DB instance in `status` whose StopDBInstance is refused for its state
     ctx, stubber = stubbed("rds")
     stubber.add_response("describe_db_instances", described(status))

@@ -1,4 +1,5 @@
 """instanceRunner: validation, and EC2 actions against moto's emulated instances."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,8 +22,9 @@ def details(instance_id: str = GOOD_ID, action: str = "stop") -> dict[str, str]:
 def launch(state: str = "running") -> str:
     """An emulated EC2 instance in `state` (running, stopped or terminated); its id."""
     ec2 = boto3.client("ec2", region_name=REGION)
-    instance_id = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1,
-                                    MaxCount=1)["Instances"][0]["InstanceId"]
+    instance_id = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0][
+        "InstanceId"
+    ]
     if state == "stopped":
         ec2.stop_instances(InstanceIds=[instance_id])
     elif state == "terminated":
@@ -38,11 +40,15 @@ def state_of(instance_id: str) -> str:
 
 def describe_response(instance_id: str, state: str) -> dict[str, Any]:
     """A DescribeInstances answer for a Stubber: one instance in `state`."""
-    return {"Reservations": [{"Instances": [
-        {"InstanceId": instance_id, "State": {"Code": 0, "Name": state}}]}]}
+    return {
+        "Reservations": [
+            {"Instances": [{"InstanceId": instance_id, "State": {"Code": 0, "Name": state}}]}
+        ]
+    }
 
 
 # --- validation ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("instance_id", ["i-0123abcd", "i-0123456789abcdef0"])
 @pytest.mark.parametrize("action", ["start", "stop", "reboot", "hibernate"])
@@ -51,22 +57,25 @@ def test_valid_details_are_accepted(instance_id: str, action: str) -> None:
     RUNNER.validate(details(instance_id, action))
 
 
-@pytest.mark.parametrize("bad, key", [
-    ({"runner": "instanceRunner", "instance_action": "stop"}, "instance_id"),
-    ({"runner": "instanceRunner", "instance_id": GOOD_ID}, "instance_action"),
-    ({**details(), "region": "eu-west-1"}, "region"),
-    (details(instance_id="i-0123ABCD"), "instance_id"),
-    (details(instance_id="i-0123456"), "instance_id"),
-    (details(instance_id="i-0123456789"), "instance_id"),
-    (details(instance_id="0123456789abcdef0"), "instance_id"),
-    (details(instance_id=" i-0123abcd"), "instance_id"),
-    (details(instance_id="i-0123abcd\n"), "instance_id"),
-    (details(instance_id="i-0123456789abcdefg"), "instance_id"),
-    (details(action="terminate"), "instance_action"),
-    (details(action="Start"), "instance_action"),
-    (details(action=""), "instance_action"),
-    ({**details(), "instance_id": 123}, "instance_id"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"runner": "instanceRunner", "instance_action": "stop"}, "instance_id"),
+        ({"runner": "instanceRunner", "instance_id": GOOD_ID}, "instance_action"),
+        ({**details(), "region": "eu-west-1"}, "region"),
+        (details(instance_id="i-0123ABCD"), "instance_id"),
+        (details(instance_id="i-0123456"), "instance_id"),
+        (details(instance_id="i-0123456789"), "instance_id"),
+        (details(instance_id="0123456789abcdef0"), "instance_id"),
+        (details(instance_id=" i-0123abcd"), "instance_id"),
+        (details(instance_id="i-0123abcd\n"), "instance_id"),
+        (details(instance_id="i-0123456789abcdefg"), "instance_id"),
+        (details(action="terminate"), "instance_action"),
+        (details(action="Start"), "instance_action"),
+        (details(action=""), "instance_action"),
+        ({**details(), "instance_id": 123}, "instance_id"),
+    ],
+)
 def test_invalid_details_are_rejected_naming_the_key(bad: dict[str, Any], key: str) -> None:
     # Given details breaking one rule / When validated / Then the error names that key
     with pytest.raises(DetailsError) as raised:
@@ -84,13 +93,18 @@ def test_run_with_invalid_stored_details_fails_permanently(moto_aws: None) -> No
 
 # --- actions on emulated instances ---------------------------------------------------------
 
-@pytest.mark.parametrize("action, initial, final", [
-    ("stop", "running", "stopped"),
-    ("hibernate", "running", "stopped"),
-    ("start", "stopped", "running"),
-])
-def test_action_changes_the_instance_state(moto_aws: None, action: str, initial: str,
-                                           final: str) -> None:
+
+@pytest.mark.parametrize(
+    "action, initial, final",
+    [
+        ("stop", "running", "stopped"),
+        ("hibernate", "running", "stopped"),
+        ("start", "stopped", "running"),
+    ],
+)
+def test_action_changes_the_instance_state(
+    moto_aws: None, action: str, initial: str, final: str
+) -> None:
     # Given an instance in the initial state
     instance_id = launch(initial)
     # When the runner acts on it
@@ -108,7 +122,8 @@ def test_hibernate_asks_ec2_to_hibernate(moto_aws: None) -> None:
     ctx = context()
     sent: list[dict[str, Any]] = []
     ctx.client("ec2").meta.events.register(
-        "provide-client-params.ec2.StopInstances", lambda params, **_: sent.append(params))
+        "provide-client-params.ec2.StopInstances", lambda params, **_: sent.append(params)
+    )
     # When it is hibernated / Then StopInstances carried Hibernate=True
     RUNNER.run(details(instance_id, "hibernate"), ctx)
     assert sent == [{"InstanceIds": [instance_id], "Hibernate": True}]
@@ -122,16 +137,23 @@ def test_reboot_of_a_running_instance_leaves_it_running(moto_aws: None) -> None:
     assert state_of(instance_id) == "running"
 
 
-@pytest.mark.parametrize("action, state", [
-    ("start", "running"), ("stop", "stopped"), ("hibernate", "stopped")])
+@pytest.mark.parametrize(
+    "action, state", [("start", "running"), ("stop", "stopped"), ("hibernate", "stopped")]
+)
 def test_action_on_an_instance_already_in_that_state_succeeds_without_change(
-        moto_aws: None, action: str, state: str) -> None:
+    moto_aws: None, action: str, state: str
+) -> None:
     # Given an instance already where the action leads
     instance_id = launch(state)
     # When the runner acts / Then it succeeds, says nothing changed, and the state holds
     result = RUNNER.run(details(instance_id, action), context())
-    assert result.data == {"instance_id": instance_id, "action": action,
-                           "previous_state": state, "new_state": state, "changed": False}
+    assert result.data == {
+        "instance_id": instance_id,
+        "action": action,
+        "previous_state": state,
+        "new_state": state,
+        "changed": False,
+    }
     assert "already" in result.output
     assert state_of(instance_id) == state
 
@@ -164,13 +186,17 @@ def test_missing_instance_fails_permanently_with_the_aws_code(moto_aws: None) ->
 
 # --- injected AWS failures -----------------------------------------------------------------
 
-@pytest.mark.parametrize("code, status, error", [
-    ("RequestLimitExceeded", 503, RetryableError),
-    ("Throttling", 400, RetryableError),
-    ("InternalError", 500, RetryableError),
-    ("UnauthorizedOperation", 403, PermanentError),
-    ("AuthFailure", 401, PermanentError),
-])
+
+@pytest.mark.parametrize(
+    "code, status, error",
+    [
+        ("RequestLimitExceeded", 503, RetryableError),
+        ("Throttling", 400, RetryableError),
+        ("InternalError", 500, RetryableError),
+        ("UnauthorizedOperation", 403, PermanentError),
+        ("AuthFailure", 401, PermanentError),
+    ],
+)
 def test_describe_failure_is_classified(code: str, status: int, error: type[RunnerError]) -> None:
     # Given EC2 answering DescribeInstances with this error
     ctx, stubber = stubbed("ec2")
@@ -195,10 +221,13 @@ def test_access_denied_on_the_action_fails_permanently() -> None:
     stubber.assert_no_pending_responses()
 
 
-@pytest.mark.parametrize("state_now, error", [
-    ("stopping", RetryableError), ("pending", RetryableError), ("stopped", PermanentError)])
-def test_incorrect_state_is_retryable_only_while_between_states(state_now: str,
-                                                                error: type[RunnerError]) -> None:
+@pytest.mark.parametrize(
+    "state_now, error",
+    [("stopping", RetryableError), ("pending", RetryableError), ("stopped", PermanentError)],
+)
+def test_incorrect_state_is_retryable_only_while_between_states(
+    state_now: str, error: type[RunnerError]
+) -> None:
     # Given a start refused with IncorrectInstanceState, the instance then being in state_now
     ctx, stubber = stubbed("ec2")
     stubber.add_response("describe_instances", describe_response(GOOD_ID, "stopped"))

@@ -1,4 +1,5 @@
 """serviceRunner: validation, and ECS desired-count changes on moto's emulated services."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,8 +16,13 @@ RUNNER = RUNNERS["serviceRunner"]
 
 
 def details(action: str = "stop", **extra: str) -> dict[str, str]:
-    return {"runner": "serviceRunner", "service_action": action, "service_cluster": "apps",
-            "service_name": "web", **extra}
+    return {
+        "runner": "serviceRunner",
+        "service_action": action,
+        "service_cluster": "apps",
+        "service_name": "web",
+        **extra,
+    }
 
 
 def ecs() -> Any:
@@ -26,10 +32,12 @@ def ecs() -> Any:
 def web_service(desired: int, tags: dict[str, str] | None = None) -> str:
     """Cluster `apps` with service `web` at `desired` tasks; the service ARN."""
     ecs().create_cluster(clusterName="apps")
-    ecs().register_task_definition(family="web", containerDefinitions=[
-        {"name": "web", "image": "nginx", "memory": 128}])
-    arn = ecs().create_service(cluster="apps", serviceName="web", taskDefinition="web",
-                               desiredCount=desired)["service"]["serviceArn"]
+    ecs().register_task_definition(
+        family="web", containerDefinitions=[{"name": "web", "image": "nginx", "memory": 128}]
+    )
+    arn = ecs().create_service(
+        cluster="apps", serviceName="web", taskDefinition="web", desiredCount=desired
+    )["service"]["serviceArn"]
     if tags:
         ecs().tag_resource(resourceArn=arn, tags=[{"key": k, "value": v} for k, v in tags.items()])
     return arn
@@ -46,31 +54,43 @@ def remembered(arn: str) -> str | None:
 
 # --- validation ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("good", [
-    details("scale", desired_count="0"), details("scale", desired_count="25"),
-    details("stop"), details("start"),
-    {**details("stop"), "service_cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/apps",
-     "service_name": "arn:aws:ecs:us-east-1:123456789012:service/apps/web"},
-])
+
+@pytest.mark.parametrize(
+    "good",
+    [
+        details("scale", desired_count="0"),
+        details("scale", desired_count="25"),
+        details("stop"),
+        details("start"),
+        {
+            **details("stop"),
+            "service_cluster": "arn:aws:ecs:us-east-1:123456789012:cluster/apps",
+            "service_name": "arn:aws:ecs:us-east-1:123456789012:service/apps/web",
+        },
+    ],
+)
 def test_valid_details_are_accepted(good: dict[str, str]) -> None:
     RUNNER.validate(good)
 
 
-@pytest.mark.parametrize("bad, key", [
-    (details("scale"), "desired_count"),
-    (details("stop", desired_count="2"), "desired_count"),
-    (details("scale", desired_count="-1"), "desired_count"),
-    (details("scale", desired_count="2.0"), "desired_count"),
-    (details("scale", desired_count=" 2"), "desired_count"),
-    (details("scale", desired_count="two"), "desired_count"),
-    (details("restart"), "service_action"),
-    ({k: v for k, v in details().items() if k != "service_cluster"}, "service_cluster"),
-    ({k: v for k, v in details().items() if k != "service_name"}, "service_name"),
-    ({**details(), "service_cluster": "apps/prod"}, "service_cluster"),
-    ({**details(), "service_name": "web service"}, "service_name"),
-    ({**details(), "service_name": "w" * 256}, "service_name"),
-    ({**details(), "count": "1"}, "count"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        (details("scale"), "desired_count"),
+        (details("stop", desired_count="2"), "desired_count"),
+        (details("scale", desired_count="-1"), "desired_count"),
+        (details("scale", desired_count="2.0"), "desired_count"),
+        (details("scale", desired_count=" 2"), "desired_count"),
+        (details("scale", desired_count="two"), "desired_count"),
+        (details("restart"), "service_action"),
+        ({k: v for k, v in details().items() if k != "service_cluster"}, "service_cluster"),
+        ({k: v for k, v in details().items() if k != "service_name"}, "service_name"),
+        ({**details(), "service_cluster": "apps/prod"}, "service_cluster"),
+        ({**details(), "service_name": "web service"}, "service_name"),
+        ({**details(), "service_name": "w" * 256}, "service_name"),
+        ({**details(), "count": "1"}, "count"),
+    ],
+)
 def test_invalid_details_are_rejected_naming_the_key(bad: dict[str, str], key: str) -> None:
     with pytest.raises(DetailsError) as raised:
         RUNNER.validate(bad)
@@ -83,6 +103,7 @@ def test_run_with_invalid_stored_details_fails_permanently() -> None:
 
 
 # --- scale, stop, start ----------------------------------------------------------------------
+
 
 def test_scale_sets_the_desired_count(moto_aws: None) -> None:
     # Given a service at 2 / When scaled to 5 / Then ECS shows 5 and the output says 2 -> 5
@@ -152,6 +173,7 @@ def test_start_of_a_running_service_keeps_its_count(moto_aws: None) -> None:
 
 # --- missing, and injected AWS failures -----------------------------------------------------
 
+
 def test_missing_service_fails_permanently_with_a_not_found_code(moto_aws: None) -> None:
     web_service(1)
     with pytest.raises(PermanentError) as raised:
@@ -166,8 +188,10 @@ def test_missing_cluster_fails_permanently_with_the_aws_code(moto_aws: None) -> 
     assert raised.value.code == "ClusterNotFoundException"
 
 
-@pytest.mark.parametrize("code, error", [
-    ("ThrottlingException", RetryableError), ("AccessDeniedException", PermanentError)])
+@pytest.mark.parametrize(
+    "code, error",
+    [("ThrottlingException", RetryableError), ("AccessDeniedException", PermanentError)],
+)
 def test_describe_failure_is_classified(code: str, error: type[RunnerError]) -> None:
     ctx, stubber = stubbed("ecs")
     fail_with(stubber, "describe_services", code)
@@ -179,9 +203,19 @@ def test_describe_failure_is_classified(code: str, error: type[RunnerError]) -> 
 def test_a_refused_tag_leaves_the_service_running(moto_aws: None) -> None:
     # Given a running service whose TagResource is denied (a role without ecs:TagResource)
     ctx, stubber = stubbed("ecs")
-    stubber.add_response("describe_services", {"services": [{
-        "serviceArn": "arn:aws:ecs:us-east-1:123456789012:service/apps/web",
-        "status": "ACTIVE", "desiredCount": 4}], "failures": []})
+    stubber.add_response(
+        "describe_services",
+        {
+            "services": [
+                {
+                    "serviceArn": "arn:aws:ecs:us-east-1:123456789012:service/apps/web",
+                    "status": "ACTIVE",
+                    "desiredCount": 4,
+                }
+            ],
+            "failures": [],
+        },
+    )
     fail_with(stubber, "tag_resource", "AccessDeniedException")
     # When stopped / Then permanent, and UpdateService was never called (the stub has none)
     with pytest.raises(PermanentError, match="TagResource") as raised:

@@ -4,6 +4,7 @@ with no occurrence left, and generated, mutated expressions that must never answ
 Chalice's test client over the real app, moto behind it; the clock is the real one, so the
 cases assert what holds whatever the day (exact dates are in tests/test_schedules.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,7 @@ DUMMY = {"name": "job", "details": {"runner": "dummyRunner"}, "enabled": True}
 
 
 def create(client: Any, expression: str, tz: str = "UTC", enabled: bool = True) -> Any:
-    body = {**DUMMY, "schedule_expression": expression, "schedule_timezone": tz,
-            "enabled": enabled}
+    body = {**DUMMY, "schedule_expression": expression, "schedule_timezone": tz, "enabled": enabled}
     return client.http.post(GROUP, headers=auth(), body=json.dumps(body))
 
 
@@ -83,19 +83,24 @@ def test_aws_documentation_example_wraps_from_20_00_to_02_30(client: Any) -> Non
     # And its occurrences are every half hour from 20:00 to 02:30, Monday to Friday
     found = previewed(client, expression, count=40)
     assert {(t.hour, t.minute) for t in found} == {
-        (h, m) for h in (20, 21, 22, 23, 0, 1, 2) for m in (0, 30)}
+        (h, m) for h in (20, 21, 22, 23, 0, 1, 2) for m in (0, 30)
+    }
     assert all(t.isoweekday() <= 5 for t in found)
 
 
-@pytest.mark.parametrize(("expression", "field", "expected"), [
-    ("cron(0 12 ? * FRI-MON *)", "weekday", {5, 6, 7, 1}),  # Friday, Saturday, Sunday, Monday
-    ("cron(0 12 ? * 6-2 *)", "weekday", {5, 6, 7, 1}),  # the same in AWS numbers (1 = Sunday)
-    ("cron(0 0 1 NOV-FEB ? *)", "month", {11, 12, 1, 2}),
-    ("cron(0 0 28-3 * ? *)", "day", {28, 29, 30, 31, 1, 2, 3}),
-    ("cron(50-10/10 * * * ? *)", "minute", {50, 0, 10}),
-])
-def test_aws_reversed_ranges_wrap_round(client: Any, expression: str, field: str,
-                                        expected: set[int]) -> None:
+@pytest.mark.parametrize(
+    ("expression", "field", "expected"),
+    [
+        ("cron(0 12 ? * FRI-MON *)", "weekday", {5, 6, 7, 1}),  # Friday, Saturday, Sunday, Monday
+        ("cron(0 12 ? * 6-2 *)", "weekday", {5, 6, 7, 1}),  # the same in AWS numbers (1 = Sunday)
+        ("cron(0 0 1 NOV-FEB ? *)", "month", {11, 12, 1, 2}),
+        ("cron(0 0 28-3 * ? *)", "day", {28, 29, 30, 31, 1, 2, 3}),
+        ("cron(50-10/10 * * * ? *)", "minute", {50, 0, 10}),
+    ],
+)
+def test_aws_reversed_ranges_wrap_round(
+    client: Any, expression: str, field: str, expected: set[int]
+) -> None:
     # Given an AWS range whose start is after its end / When created and previewed
     assert create(client, expression).status_code == 200
     found = previewed(client, expression, count=60)
@@ -104,12 +109,16 @@ def test_aws_reversed_ranges_wrap_round(client: Any, expression: str, field: str
     assert seen == expected
 
 
-@pytest.mark.parametrize("expression", [
-    "0 0 * * 5-1",  # the minion dialect refuses reversed ranges (robfig/cron, cronsim)
-    "cron(0 0 1 1 ? 2030-2027)",  # years never wrap (Quartz: start year must be before stop)
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 0 * * 5-1",  # the minion dialect refuses reversed ranges (robfig/cron, cronsim)
+        "cron(0 0 1 1 ? 2030-2027)",  # years never wrap (Quartz: start year must be before stop)
+    ],
+)
 def test_reversed_ranges_that_do_not_wrap_are_refused_saying_why(
-        client: Any, aws: dict[str, Any], expression: str) -> None:
+    client: Any, aws: dict[str, Any], expression: str
+) -> None:
     before = item_count(aws)
     message = error_message(create(client, expression))
     assert "is reversed" in message
@@ -134,14 +143,17 @@ def test_aws_year_field_ends_in_2199(client: Any) -> None:
     assert response.status_code == 200, response.body
     assert response.json_body["next"] == "2199-01-01T00:00:00Z"
     assert [t.isoformat() for t in previewed(client, "cron(0 0 1 1 ? 2199)")] == [
-        "2199-01-01T00:00:00+00:00"]
+        "2199-01-01T00:00:00+00:00"
+    ]
     # And a year past it is refused, saying why
     assert "year 2200 is out of range 1970-2199" in error_message(
-        create(client, "cron(0 0 1 1 ? 2200)"))
+        create(client, "cron(0 0 1 1 ? 2200)")
+    )
 
 
 def test_a_step_from_7_in_the_day_of_week_is_a_400_saying_why_not_a_500(
-        client: Any, aws: dict[str, Any]) -> None:
+    client: Any, aws: dict[str, Any]
+) -> None:
     # Given `0 0 * * 7/2`, which used to answer 500 on create and on the preview
     before = item_count(aws)
     # When created / Then 400, saying what is wrong, and nothing stored
@@ -160,7 +172,8 @@ PAST = ["at(2020-01-01T00:00:00)", "cron(0 0 1 1 ? 2020)", "cron(0 0 ? * 2#1 197
 
 @pytest.mark.parametrize("expression", PAST)
 def test_an_enabled_job_that_would_never_run_is_refused_and_the_preview_says_so(
-        client: Any, aws: dict[str, Any], expression: str) -> None:
+    client: Any, aws: dict[str, Any], expression: str
+) -> None:
     before = item_count(aws)
     # When an enabled job is created with a schedule whose occurrences are all past
     message = error_message(create(client, expression))
@@ -188,7 +201,8 @@ def test_a_disabled_job_may_keep_a_schedule_with_no_occurrence_left(client: Any)
 
 
 def test_an_update_to_a_schedule_with_no_occurrence_left_is_refused_and_changes_nothing(
-        client: Any, clock: Any) -> None:
+    client: Any, clock: Any
+) -> None:
     # Given an enabled one-time job at 10:00 UTC, half an hour from now
     clock("2026-03-01T09:30")
     job = create(client, "at(2026-03-01T10:00:00)").json_body
@@ -196,9 +210,11 @@ def test_an_update_to_a_schedule_with_no_occurrence_left_is_refused_and_changes_
     path = f"{GROUP}/{job['id']}"
     # When its expression, or only its timezone, is changed to one that never fires again
     # (10:00 in Tokyo was 01:00 UTC)
-    for expression, tz in [("at(2020-01-01T00:00:00)", "UTC"),
-                           ("cron(0 0 1 1 ? 2021)", "UTC"),
-                           ("at(2026-03-01T10:00:00)", "Asia/Tokyo")]:
+    for expression, tz in [
+        ("at(2020-01-01T00:00:00)", "UTC"),
+        ("cron(0 0 1 1 ? 2021)", "UTC"),
+        ("at(2026-03-01T10:00:00)", "Asia/Tokyo"),
+    ]:
         body = {**DUMMY, "schedule_expression": expression, "schedule_timezone": tz}
         response = client.http.put(path, headers=auth(), body=json.dumps(body))
         # Then 400, and the job is as it was
@@ -209,9 +225,17 @@ def test_an_update_to_a_schedule_with_no_occurrence_left_is_refused_and_changes_
 def test_a_one_time_job_that_has_fired_stays_editable(client: Any, store: Store) -> None:
     # Given an enabled one-time job whose time has passed, as the tick leaves it
     stamp = datetime(2020, 1, 1, tzinfo=UTC)
-    fired = Job(account="spinup", group="space-xy", id=new_job_id(), name="once",
-                schedule_expression="at(2020-01-01T00:00:00)", details={"runner": "dummyRunner"},
-                enabled=True, modified_at=stamp, anchor=stamp)
+    fired = Job(
+        account="spinup",
+        group="space-xy",
+        id=new_job_id(),
+        name="once",
+        schedule_expression="at(2020-01-01T00:00:00)",
+        details={"runner": "dummyRunner"},
+        enabled=True,
+        modified_at=stamp,
+        anchor=stamp,
+    )
     store.create_job(replace(fired, next=None))
     # When it is renamed, its schedule unchanged
     body = {**DUMMY, "name": "renamed", "schedule_expression": fired.schedule_expression}
@@ -223,28 +247,99 @@ def test_a_one_time_job_that_has_fired_stays_editable(client: Any, store: Store)
 
 # --- generated, mutated expressions through create and preview --------------------------------
 
-ODD_FIELDS = ["7/2", "7/7", "7/0", "*/0", "0/0", "*/", "/5", "1-", "-1", "5-1", "1,,2", ",", "",
-              "99999999999999999999", "2200", "1969", "0", "L", "W", "LW", "0L", "8L", "L-2", "#",
-              "1#9", "8#1", "SUN#0", "SUN-SAT/99", "JAN-DEC/13", "?", "??", "*?", "H", "R",
-              "H(0-5)", "1-7/0", "31W", "0W", "32W", "L/2", "5L-6", "MONL", "FRI-MON", "NOV-FEB",
-              "20-2", "59-0/7", "²", "١", "\u00e9", "\x00", "\t", "*/1000000"]
-STRAY = ["$", "(", ")", "@", "\\", "'", "\"", "%", "\x7f", "\u200b", "\ud7ff", "-", "/", ",", "#"]
+ODD_FIELDS = [
+    "7/2",
+    "7/7",
+    "7/0",
+    "*/0",
+    "0/0",
+    "*/",
+    "/5",
+    "1-",
+    "-1",
+    "5-1",
+    "1,,2",
+    ",",
+    "",
+    "99999999999999999999",
+    "2200",
+    "1969",
+    "0",
+    "L",
+    "W",
+    "LW",
+    "0L",
+    "8L",
+    "L-2",
+    "#",
+    "1#9",
+    "8#1",
+    "SUN#0",
+    "SUN-SAT/99",
+    "JAN-DEC/13",
+    "?",
+    "??",
+    "*?",
+    "H",
+    "R",
+    "H(0-5)",
+    "1-7/0",
+    "31W",
+    "0W",
+    "32W",
+    "L/2",
+    "5L-6",
+    "MONL",
+    "FRI-MON",
+    "NOV-FEB",
+    "20-2",
+    "59-0/7",
+    "²",
+    "١",
+    "\u00e9",
+    "\x00",
+    "\t",
+    "*/1000000",
+]
+STRAY = ["$", "(", ")", "@", "\\", "'", '"', "%", "\x7f", "\u200b", "\ud7ff", "-", "/", ",", "#"]
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> str:
     """An expression from one of the grammars, then mutated field by field or character-wise."""
-    base = draw(st.one_of(
-        minion_crons().map(lambda c: c.expression), aws_crons().map(lambda c: c.expression),
-        descriptors.map(lambda c: c.expression),
-        st.sampled_from(["rate(5 minutes)", "rate(1 day)", "@every 1h30m",
-                         "at(2099-03-01T09:30:00)", "at(2020-01-01T00:00:00)"])))
+    base = draw(
+        st.one_of(
+            minion_crons().map(lambda c: c.expression),
+            aws_crons().map(lambda c: c.expression),
+            descriptors.map(lambda c: c.expression),
+            st.sampled_from(
+                [
+                    "rate(5 minutes)",
+                    "rate(1 day)",
+                    "@every 1h30m",
+                    "at(2099-03-01T09:30:00)",
+                    "at(2020-01-01T00:00:00)",
+                ]
+            ),
+        )
+    )
     inner = base[5:-1] if base.startswith("cron(") else base
     fields = inner.split(" ")
     for _ in range(draw(st.integers(1, 3))):
-        action = draw(st.sampled_from(
-            ["field", "field", "weekday_step", "weekday_step", "insert", "delete", "drop",
-             "repeat"]))
+        action = draw(
+            st.sampled_from(
+                [
+                    "field",
+                    "field",
+                    "weekday_step",
+                    "weekday_step",
+                    "insert",
+                    "delete",
+                    "drop",
+                    "repeat",
+                ]
+            )
+        )
         index = draw(st.integers(0, len(fields) - 1)) if fields else 0
         if action == "weekday_step" and len(fields) > 4:
             # A step from the day-of-week's end (croniter failed on `7/2` with a 500)
@@ -257,7 +352,7 @@ def mutated(draw: st.DrawFn) -> str:
             fields[index] = text[:at] + draw(st.sampled_from(STRAY)) + text[at:]
         elif action == "delete" and fields and fields[index]:
             at = draw(st.integers(0, len(fields[index]) - 1))
-            fields[index] = fields[index][:at] + fields[index][at + 1:]
+            fields[index] = fields[index][:at] + fields[index][at + 1 :]
         elif action == "drop" and len(fields) > 1:
             del fields[index]
         elif fields:
@@ -266,13 +361,17 @@ def mutated(draw: st.DrawFn) -> str:
     return f"cron({text})" if base.startswith("cron(") else text
 
 
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(expression=mutated(), tz=st.sampled_from(["UTC", "America/New_York", "Asia/Kathmandu"]))
 @example(expression="0 0 * * 7/2", tz="UTC")  # the 500 of issue 11, always tried
 @example(expression="cron(0 0 ? * 7/2 *)", tz="UTC")
 def test_mutated_expressions_answer_200_or_a_400_saying_why_never_a_5xx(
-        client: Any, aws: dict[str, Any], expression: str, tz: str) -> None:
+    client: Any, aws: dict[str, Any], expression: str, tz: str
+) -> None:
     note(f"expression {expression!r} in {tz}")
     before = item_count(aws)
     # When a job with the expression is created, and the expression previewed
@@ -300,7 +399,8 @@ def test_mutated_expressions_answer_200_or_a_400_saying_why_never_a_5xx(
 @given(expression=mutated(), tz=st.sampled_from(["UTC", "Europe/Dublin", "Pacific/Chatham"]))
 @example(expression="0 0 * * 7/2", tz="UTC")
 def test_mutated_expressions_parse_or_raise_a_schedule_error_and_compute_without_failing(
-        expression: str, tz: str) -> None:
+    expression: str, tz: str
+) -> None:
     # Many more mutations than through the API, at the module the API calls: any other
     # exception would be a 500 there
     note(f"expression {expression!r} in {tz}")
@@ -328,18 +428,26 @@ def test_the_issues_cases_at_their_own_moments(client: Any, clock: Any) -> None:
     # the 1st (a Wednesday)
     clock("2012-07-09T23:35")
     assert utc_occurrences(client, "0 0 */5 Apr,Aug,Oct Mon", 2) == [
-        "2012-08-06T00:00:00Z", "2012-10-01T00:00:00Z"]
+        "2012-08-06T00:00:00Z",
+        "2012-10-01T00:00:00Z",
+    ]
     created = create(client, "0 0 */5 Apr,Aug,Oct Mon")
     assert created.status_code == 200 and created.json_body["next"] == "2012-08-06T00:00:00Z"
     # cronsim's `1 1 1-7 * */7`: the first Sunday of each month, not the 1st, 2nd, 3rd...
     clock("2020-01-01T00:00")
     assert utc_occurrences(client, "1 1 1-7 * */7", 4) == [
-        "2020-01-05T01:01:00Z", "2020-02-02T01:01:00Z", "2020-03-01T01:01:00Z",
-        "2020-04-05T01:01:00Z"]
+        "2020-01-05T01:01:00Z",
+        "2020-02-02T01:01:00Z",
+        "2020-03-01T01:01:00Z",
+        "2020-04-05T01:01:00Z",
+    ]
     # The AWS documentation's 20:00 to 02:30 on weekdays, from Friday 2026-01-30 19:00
     clock("2026-01-30T19:00")
     assert utc_occurrences(client, "cron(0/30 20-2 ? * MON-FRI *)", 10)[7:] == [
-        "2026-01-30T23:30:00Z", "2026-02-02T00:00:00Z", "2026-02-02T00:30:00Z"]
+        "2026-01-30T23:30:00Z",
+        "2026-02-02T00:00:00Z",
+        "2026-02-02T00:30:00Z",
+    ]
 
 
 def test_aws_next_is_null_after_2199(client: Any, clock: Any, aws: dict[str, Any]) -> None:
@@ -353,13 +461,16 @@ def test_aws_next_is_null_after_2199(client: Any, clock: Any, aws: dict[str, Any
     clock("2199-06-01T00:00")
     before = item_count(aws)
     message = error_message(create(client, "cron(0 0 1 1 ? *)"))
-    assert message == ("schedule_expression: no occurrence after 2199-06-01T00:00:00Z: "
-                       "an enabled job with this schedule would never run")
+    assert message == (
+        "schedule_expression: no occurrence after 2199-06-01T00:00:00Z: "
+        "an enabled job with this schedule would never run"
+    )
     assert item_count(aws) == before
     assert preview(client, "cron(0 0 1 1 ? *)").json_body["message"] == message
     # And the stored job, read back, keeps its last occurrence until the tick moves it
     assert client.http.get(f"{GROUP}/{job['id']}", headers=auth()).json_body["next"] == (
-        "2199-01-01T00:00:00Z")
+        "2199-01-01T00:00:00Z"
+    )
 
 
 def test_an_at_in_the_past_and_one_in_the_future_by_the_apis_clock(client: Any, clock: Any) -> None:

@@ -56,10 +56,11 @@ FIXED_ZONES = [
 ZONES = DST_ZONES + FIXED_ZONES
 
 
-
 def fast(examples: int) -> settings:
     """Bounded examples, no per-example deadline (brute force takes tens of milliseconds)."""
-    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    return settings(
+        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
 
 
 MONTH_NAMES = {i: calendar.month_abbr[i].upper() for i in range(1, 13)}
@@ -157,7 +158,9 @@ def fields(
             cycle = high - low + 1
             texts.append(f"{render(b)}-{render(a)}" + (f"/{s}" if kind == "wrap_step" else ""))
             matchers.append(
-                lambda v, a=a, b=b, s=s, c=cycle: (v - b) % c <= (a - b) % c and (v - b) % c % s == 0
+                lambda v, a=a, b=b, s=s, c=cycle: (
+                    (v - b) % c <= (a - b) % c and (v - b) % c % s == 0
+                )
             )
         else:
             a = min(a, star_high)
@@ -189,7 +192,9 @@ def time_fields(single: bool, wrap: bool = False) -> st.SearchStrategy[tuple[Fie
     if single:
         one: dict[str, Any] = {"max_elements": 1, "star_weight": 0, "kinds": ("value",)}
         return st.tuples(fields(0, 59, **one), fields(0, 23, **one))
-    return st.tuples(fields(0, 59, star_weight=1, wrap=wrap), fields(0, 23, star_weight=2, wrap=wrap))
+    return st.tuples(
+        fields(0, 59, star_weight=1, wrap=wrap), fields(0, 23, star_weight=2, wrap=wrap)
+    )
 
 
 @st.composite
@@ -219,7 +224,12 @@ DESCRIPTOR_CASES = {
     "@yearly": (frozenset({0}), frozenset({0}), frozenset({1}), lambda d: d.day == 1),
     "@annually": (frozenset({0}), frozenset({0}), frozenset({1}), lambda d: d.day == 1),
     "@monthly": (frozenset({0}), frozenset({0}), frozenset(range(1, 13)), lambda d: d.day == 1),
-    "@weekly": (frozenset({0}), frozenset({0}), frozenset(range(1, 13)), lambda d: cron_weekday(d) == 0),
+    "@weekly": (
+        frozenset({0}),
+        frozenset({0}),
+        frozenset(range(1, 13)),
+        lambda d: cron_weekday(d) == 0,
+    ),
     "@daily": (frozenset({0}), frozenset({0}), frozenset(range(1, 13)), lambda d: True),
     "@midnight": (frozenset({0}), frozenset({0}), frozenset(range(1, 13)), lambda d: True),
     "@hourly": (frozenset({0}), frozenset(range(24)), frozenset(range(1, 13)), lambda d: True),
@@ -244,14 +254,23 @@ EDGE_WEEKDAYS = st.sampled_from([1, 7]) | st.integers(1, 7)
 
 @st.composite
 def aws_day_of_month(draw: st.DrawFn, special: bool = False) -> tuple[str, Callable[[date], bool]]:
-    form = draw(st.sampled_from(["L", "LW", "W", "W", "W"] if special else ["*", "list", "L", "LW", "W"]))
+    form = draw(
+        st.sampled_from(["L", "LW", "W", "W", "W"] if special else ["*", "list", "L", "LW", "W"])
+    )
     if form == "*":
         return "*", lambda d: True
     if form == "L":
         return draw(st.sampled_from(["L", "l"])), lambda d: d.day == month_length(d)
     if form == "LW":
-        return "LW", lambda d: is_weekday(d) and not any(
-            is_weekday(d.replace(day=later)) for later in range(d.day + 1, month_length(d) + 1)
+        return (
+            "LW",
+            lambda d: (
+                is_weekday(d)
+                and not any(
+                    is_weekday(d.replace(day=later))
+                    for later in range(d.day + 1, month_length(d) + 1)
+                )
+            ),
         )
     if form == "W":
         target = draw(st.sampled_from([1, 1, 2, 15, 30, 31]) if special else EDGE_DAYS)
@@ -270,10 +289,16 @@ def aws_day_of_week(draw: st.DrawFn, special: bool = False) -> tuple[str, Callab
     if form == "L":  # alone: the last day of the week, Saturday
         return "L", lambda d: aws_weekday(d) == 7
     if form == "nL":
-        return f"{name}L", lambda d: aws_weekday(d) == weekday and (d + timedelta(7)).month != d.month
+        return (
+            f"{name}L",
+            lambda d: aws_weekday(d) == weekday and (d + timedelta(7)).month != d.month,
+        )
     if form == "#":
         week = draw(st.integers(1, 5))
-        return f"{name}#{week}", lambda d: aws_weekday(d) == weekday and (d.day - 1) // 7 + 1 == week
+        return (
+            f"{name}#{week}",
+            lambda d: aws_weekday(d) == weekday and (d.day - 1) // 7 + 1 == week,
+        )
     dow = draw(fields(1, 7, names=AWS_DAY_NAMES, wrap=True))
     return dow.text, lambda d: aws_weekday(d) in dow.values
 
@@ -335,7 +360,9 @@ def windows(draw: st.DrawFn, zones: list[str] = ZONES) -> tuple[str, datetime]:
     if mode == "month_end":
         year, month = draw(st.integers(2025, 2029)), draw(st.integers(1, 12))
         day = calendar.monthrange(year, month)[1] - draw(st.integers(0, 3))
-        start = datetime(year, month, day, tzinfo=UTC) + timedelta(minutes=draw(st.integers(-720, 720)))
+        start = datetime(year, month, day, tzinfo=UTC) + timedelta(
+            minutes=draw(st.integers(-720, 720))
+        )
         return zone, start
     start = draw(st.datetimes(datetime(2025, 1, 1), datetime(2029, 12, 31)))
     return zone, start.replace(second=0, microsecond=0, tzinfo=UTC)
@@ -377,7 +404,9 @@ def brute_force(
     return fired
 
 
-def occurrences_until(expression: str, zone: str, start: datetime, end: datetime, anchor: datetime | None = None) -> list[datetime]:
+def occurrences_until(
+    expression: str, zone: str, start: datetime, end: datetime, anchor: datetime | None = None
+) -> list[datetime]:
     schedule = parse_schedule(expression, zone)
     found: list[datetime] = []
     current = schedule.next_after(start, anchor)
@@ -400,7 +429,9 @@ def parse_or_reject(expression: str, zone: str = "UTC") -> None:
 
 def assert_well_formed(found: list[datetime], after: datetime) -> None:
     assert all(t.tzinfo is UTC and t.second == 0 and t.microsecond == 0 for t in found)
-    assert all(a < b for a, b in zip([after, *found], found, strict=False)), "not strictly increasing"
+    assert all(a < b for a, b in zip([after, *found], found, strict=False)), (
+        "not strictly increasing"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,7 +484,9 @@ def test_day_patterns_agree_with_the_calendar_over_a_year(
     assert_agrees_with_the_calendar(case, zone, start, start + timedelta(days=400))
 
 
-def assert_agrees_with_the_calendar(case: CalendarCase, zone: str, start: datetime, end: datetime) -> None:
+def assert_agrees_with_the_calendar(
+    case: CalendarCase, zone: str, start: datetime, end: datetime
+) -> None:
     """The schedule's occurrences in (start, end] are the matching local days at the matching
     times, shifted by the zone's fixed offset."""
     offset = ZoneInfo(zone).utcoffset(start)
@@ -482,7 +515,9 @@ def assert_agrees_with_the_calendar(case: CalendarCase, zone: str, start: dateti
     zone=st.sampled_from(FIXED_ZONES),
     start=st.datetimes(datetime(2198, 1, 1), datetime(2199, 12, 31)),
 )
-def test_aws_cron_stops_after_2199_its_last_year(case: CalendarCase, zone: str, start: datetime) -> None:
+def test_aws_cron_stops_after_2199_its_last_year(
+    case: CalendarCase, zone: str, start: datetime
+) -> None:
     # Given an AWS cron (any year field) and a window of 400 days across the end of 2199, in a
     # zone without DST
     parse_or_reject(case.expression, zone)
@@ -490,7 +525,9 @@ def test_aws_cron_stops_after_2199_its_last_year(case: CalendarCase, zone: str, 
     # When listing its occurrences, then they are the calendar's up to local 2199-12-31 only,
     # and nothing comes after
     assert_agrees_with_the_calendar(case, zone, start, start + timedelta(days=400))
-    assert parse_schedule(case.expression, zone).next_after(datetime(2200, 1, 2, tzinfo=UTC)) is None
+    assert (
+        parse_schedule(case.expression, zone).next_after(datetime(2200, 1, 2, tzinfo=UTC)) is None
+    )
 
 
 def go_durations(minutes: int) -> st.SearchStrategy[str]:

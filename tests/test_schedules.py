@@ -31,25 +31,92 @@ def next_three(expression: str, timezone: str = "UTC", after: datetime = FRIDAY_
 # ---------------------------------------------------------------------------------------------
 
 SPEC_VECTORS = [
-    ("* * * ? *", "UTC", FRIDAY_10_17, ["2026-01-30 10:18", "2026-01-30 10:19", "2026-01-30 10:20"]),
-    ("*/15 * * * *", "UTC", FRIDAY_10_17, ["2026-01-30 10:30", "2026-01-30 10:45", "2026-01-30 11:00"]),
-    ("0 18 * * *", "UTC", FRIDAY_10_17, ["2026-01-30 18:00", "2026-01-31 18:00", "2026-02-01 18:00"]),
-    ("0 0 1 * 1", "UTC", FRIDAY_10_17, ["2026-02-01 00:00", "2026-02-02 00:00", "2026-02-09 00:00"]),
-    ("0 9 * * MON-FRI", "UTC", FRIDAY_10_17, ["2026-02-02 09:00", "2026-02-03 09:00", "2026-02-04 09:00"]),
+    (
+        "* * * ? *",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-01-30 10:18", "2026-01-30 10:19", "2026-01-30 10:20"],
+    ),
+    (
+        "*/15 * * * *",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-01-30 10:30", "2026-01-30 10:45", "2026-01-30 11:00"],
+    ),
+    (
+        "0 18 * * *",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-01-30 18:00", "2026-01-31 18:00", "2026-02-01 18:00"],
+    ),
+    (
+        "0 0 1 * 1",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-02-01 00:00", "2026-02-02 00:00", "2026-02-09 00:00"],
+    ),
+    (
+        "0 9 * * MON-FRI",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-02-02 09:00", "2026-02-03 09:00", "2026-02-04 09:00"],
+    ),
     ("@weekly", "UTC", FRIDAY_10_17, ["2026-02-01 00:00", "2026-02-08 00:00", "2026-02-15 00:00"]),
-    ("0 9 * * *", "America/New_York", FRIDAY_10_17,
-     ["2026-01-30 14:00", "2026-01-31 14:00", "2026-02-01 14:00"]),
-    ("cron(0 12 L * ? *)", "UTC", FRIDAY_10_17, ["2026-01-31 12:00", "2026-02-28 12:00", "2026-03-31 12:00"]),
-    ("cron(0/10 * * * ? *)", "UTC", FRIDAY_10_17, ["2026-01-30 10:20", "2026-01-30 10:30", "2026-01-30 10:40"]),
-    ("cron(0 12 15W * ? *)", "UTC", FRIDAY_10_17, ["2026-02-16 12:00", "2026-03-16 12:00", "2026-04-15 12:00"]),
-    ("cron(0 10 ? * 6#3 *)", "UTC", FRIDAY_10_17, ["2026-02-20 10:00", "2026-03-20 10:00", "2026-04-17 10:00"]),
-    ("cron(0 12 ? * 6L *)", "UTC", FRIDAY_10_17, ["2026-01-30 12:00", "2026-02-27 12:00", "2026-03-27 12:00"]),
-    ("cron(0 12 LW * ? *)", "UTC", FRIDAY_10_17, ["2026-01-30 12:00", "2026-02-27 12:00", "2026-03-31 12:00"]),
+    (
+        "0 9 * * *",
+        "America/New_York",
+        FRIDAY_10_17,
+        ["2026-01-30 14:00", "2026-01-31 14:00", "2026-02-01 14:00"],
+    ),
+    (
+        "cron(0 12 L * ? *)",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-01-31 12:00", "2026-02-28 12:00", "2026-03-31 12:00"],
+    ),
+    (
+        "cron(0/10 * * * ? *)",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-01-30 10:20", "2026-01-30 10:30", "2026-01-30 10:40"],
+    ),
+    (
+        "cron(0 12 15W * ? *)",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-02-16 12:00", "2026-03-16 12:00", "2026-04-15 12:00"],
+    ),
+    (
+        "cron(0 10 ? * 6#3 *)",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-02-20 10:00", "2026-03-20 10:00", "2026-04-17 10:00"],
+    ),
+    (
+        "cron(0 12 ? * 6L *)",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-01-30 12:00", "2026-02-27 12:00", "2026-03-27 12:00"],
+    ),
+    (
+        "cron(0 12 LW * ? *)",
+        "UTC",
+        FRIDAY_10_17,
+        ["2026-01-30 12:00", "2026-02-27 12:00", "2026-03-31 12:00"],
+    ),
     ("cron(0 0 1 1 ? 2027)", "UTC", FRIDAY_10_17, ["2027-01-01 00:00"]),
-    ("30 2 * * *", "America/New_York", utc("2026-03-07 12:00"),
-     ["2026-03-08 07:00", "2026-03-09 06:30", "2026-03-10 06:30"]),
-    ("30 1 * * *", "America/New_York", utc("2026-10-31 12:00"),
-     ["2026-11-01 05:30", "2026-11-02 06:30", "2026-11-03 06:30"]),
+    (
+        "30 2 * * *",
+        "America/New_York",
+        utc("2026-03-07 12:00"),
+        ["2026-03-08 07:00", "2026-03-09 06:30", "2026-03-10 06:30"],
+    ),
+    (
+        "30 1 * * *",
+        "America/New_York",
+        utc("2026-10-31 12:00"),
+        ["2026-11-01 05:30", "2026-11-02 06:30", "2026-11-03 06:30"],
+    ),
 ]
 
 
@@ -136,7 +203,10 @@ REJECTED_EXPRESSIONS = [
     ("cron(0 0 1 * ? 1969)", "year 1969 is out of range 1970-2199"),
     ("cron(0 0 1 * ? 2200)", "year 2200 is out of range 1970-2199"),
     ("cron(0 0 1 * ? 2027-2026)", "range 2027-2026 in the year field is reversed"),
-    ("cron(0 0 ? 2 1#5 *)", "never fires within five years"),  # 5th Sunday of February: 28 years apart
+    (
+        "cron(0 0 ? 2 1#5 *)",
+        "never fires within five years",
+    ),  # 5th Sunday of February: 28 years apart
     ("cron(0 0 29 2 ? 2027)", "never fires in the years given"),
     ("cron(0 12 31W 4,6 ? *)", "never fires within five years"),
     ("cron(R 0 * * ? *)", "croniter extension"),
@@ -154,7 +224,9 @@ REJECTED_EXPRESSIONS = [
 ]
 
 
-@pytest.mark.parametrize(("expression", "reason"), REJECTED_EXPRESSIONS, ids=[r[0][:40] for r in REJECTED_EXPRESSIONS])
+@pytest.mark.parametrize(
+    ("expression", "reason"), REJECTED_EXPRESSIONS, ids=[r[0][:40] for r in REJECTED_EXPRESSIONS]
+)
 def test_rejected_expression_says_why(expression: str, reason: str) -> None:
     # Given an expression that cannot be scheduled
     # When parsing it
@@ -182,8 +254,12 @@ REJECTED_TIMEZONES = [
 ]
 
 
-@pytest.mark.parametrize(("timezone", "reason"), REJECTED_TIMEZONES, ids=[repr(r[0][:20]) for r in REJECTED_TIMEZONES])
-def test_rejected_timezone_says_why_and_names_the_timezone_field(timezone: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("timezone", "reason"), REJECTED_TIMEZONES, ids=[repr(r[0][:20]) for r in REJECTED_TIMEZONES]
+)
+def test_rejected_timezone_says_why_and_names_the_timezone_field(
+    timezone: str, reason: str
+) -> None:
     # Given a valid expression in a timezone that is not an IANA name
     # When parsing it
     with pytest.raises(ScheduleError) as caught:
@@ -203,7 +279,15 @@ def test_schedule_error_is_a_value_error() -> None:
 
 @pytest.mark.parametrize(
     "timezone",
-    ["UTC", "Etc/UTC", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "Etc/GMT+5", "EST5EDT"],
+    [
+        "UTC",
+        "Etc/UTC",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "Asia/Kathmandu",
+        "Etc/GMT+5",
+        "EST5EDT",
+    ],
 )
 def test_iana_timezones_are_accepted(timezone: str) -> None:
     assert parse_schedule("0 9 * * *", timezone).timezone == timezone
@@ -383,7 +467,10 @@ def test_aws_cron_six_fields_are_never_read_as_seconds() -> None:
     schedule = parse_schedule("cron(* * * * ? *)")
     # When asking for occurrences
     # Then they are a minute apart
-    assert schedule.occurrences(FRIDAY_10_17, 2) == [utc("2026-01-30 10:18"), utc("2026-01-30 10:19")]
+    assert schedule.occurrences(FRIDAY_10_17, 2) == [
+        utc("2026-01-30 10:18"),
+        utc("2026-01-30 10:19"),
+    ]
 
 
 def test_aws_cron_in_a_timezone_fires_on_local_days() -> None:
@@ -506,37 +593,85 @@ def test_at_in_a_repeated_hour_fires_at_its_first_instance() -> None:
 
 DST_CASES = [
     # London: 01:00 GMT -> 02:00 BST on 03-29; 02:00 BST -> 01:00 GMT on 10-25
-    ("30 1 * * *", "Europe/London", "2026-03-28 12:00",
-     ["2026-03-29 01:00", "2026-03-30 00:30", "2026-03-31 00:30"]),
-    ("30 1 * * *", "Europe/London", "2026-10-24 12:00",
-     ["2026-10-25 00:30", "2026-10-26 01:30", "2026-10-27 01:30"]),
+    (
+        "30 1 * * *",
+        "Europe/London",
+        "2026-03-28 12:00",
+        ["2026-03-29 01:00", "2026-03-30 00:30", "2026-03-31 00:30"],
+    ),
+    (
+        "30 1 * * *",
+        "Europe/London",
+        "2026-10-24 12:00",
+        ["2026-10-25 00:30", "2026-10-26 01:30", "2026-10-27 01:30"],
+    ),
     # every half hour while London repeats 01:00-01:59: the second 01:00 and 01:30 are skipped
-    ("*/30 * * * *", "Europe/London", "2026-10-24 23:15",
-     ["2026-10-24 23:30", "2026-10-25 00:00", "2026-10-25 00:30"]),
-    ("*/30 * * * *", "Europe/London", "2026-10-25 00:30",
-     ["2026-10-25 02:00", "2026-10-25 02:30", "2026-10-25 03:00"]),
+    (
+        "*/30 * * * *",
+        "Europe/London",
+        "2026-10-24 23:15",
+        ["2026-10-24 23:30", "2026-10-25 00:00", "2026-10-25 00:30"],
+    ),
+    (
+        "*/30 * * * *",
+        "Europe/London",
+        "2026-10-25 00:30",
+        ["2026-10-25 02:00", "2026-10-25 02:30", "2026-10-25 03:00"],
+    ),
     # the whole skipped hour collapses into one run at 02:00 BST, shared with 02:00 itself
-    ("* 1,2 * * *", "Europe/London", "2026-03-29 00:58",
-     ["2026-03-29 01:00", "2026-03-29 01:01", "2026-03-29 01:02"]),
+    (
+        "* 1,2 * * *",
+        "Europe/London",
+        "2026-03-29 00:58",
+        ["2026-03-29 01:00", "2026-03-29 01:01", "2026-03-29 01:02"],
+    ),
     # Lord Howe moves by 30 minutes: 02:00 -> 02:30 on 10-04, 02:00 -> 01:30 on 04-05
-    ("15 2 * * *", "Australia/Lord_Howe", "2026-10-03 12:00",
-     ["2026-10-03 15:30", "2026-10-04 15:15", "2026-10-05 15:15"]),
-    ("45 1 * * *", "Australia/Lord_Howe", "2026-04-04 12:00",
-     ["2026-04-04 14:45", "2026-04-05 15:15", "2026-04-06 15:15"]),
+    (
+        "15 2 * * *",
+        "Australia/Lord_Howe",
+        "2026-10-03 12:00",
+        ["2026-10-03 15:30", "2026-10-04 15:15", "2026-10-05 15:15"],
+    ),
+    (
+        "45 1 * * *",
+        "Australia/Lord_Howe",
+        "2026-04-04 12:00",
+        ["2026-04-04 14:45", "2026-04-05 15:15", "2026-04-06 15:15"],
+    ),
     # New York, every 20 minutes through the repeated hour: the second 01:xx are skipped
-    ("*/20 * * * *", "America/New_York", "2026-11-01 05:30",
-     ["2026-11-01 05:40", "2026-11-01 07:00", "2026-11-01 07:20"]),
+    (
+        "*/20 * * * *",
+        "America/New_York",
+        "2026-11-01 05:30",
+        ["2026-11-01 05:40", "2026-11-01 07:00", "2026-11-01 07:20"],
+    ),
     # New York, nonexistent 02:xx times all land on 03:00 EDT, once
-    ("*/20 2 * * *", "America/New_York", "2026-03-08 06:00",
-     ["2026-03-08 07:00", "2026-03-09 06:00", "2026-03-09 06:20"]),
+    (
+        "*/20 2 * * *",
+        "America/New_York",
+        "2026-03-08 06:00",
+        ["2026-03-08 07:00", "2026-03-09 06:00", "2026-03-09 06:20"],
+    ),
     # Santiago changes at midnight: local midnight does not exist on 09-06, and 23:xx repeats on 04-04
-    ("0 0 * * *", "America/Santiago", "2026-09-05 00:00",
-     ["2026-09-05 04:00", "2026-09-06 04:00", "2026-09-07 03:00"]),
-    ("30 23 * * *", "America/Santiago", "2026-04-04 12:00",
-     ["2026-04-05 02:30", "2026-04-06 03:30", "2026-04-07 03:30"]),
+    (
+        "0 0 * * *",
+        "America/Santiago",
+        "2026-09-05 00:00",
+        ["2026-09-05 04:00", "2026-09-06 04:00", "2026-09-07 03:00"],
+    ),
+    (
+        "30 23 * * *",
+        "America/Santiago",
+        "2026-04-04 12:00",
+        ["2026-04-05 02:30", "2026-04-06 03:30", "2026-04-07 03:30"],
+    ),
     # AWS cron in a DST zone: 02:30 on the last Sunday of March does not exist in London
-    ("cron(30 1 ? * 1L *)", "Europe/London", "2026-03-01 00:00",
-     ["2026-03-29 01:00", "2026-04-26 00:30", "2026-05-31 00:30"]),
+    (
+        "cron(30 1 ? * 1L *)",
+        "Europe/London",
+        "2026-03-01 00:00",
+        ["2026-03-29 01:00", "2026-04-26 00:30", "2026-05-31 00:30"],
+    ),
 ]
 
 
@@ -635,8 +770,16 @@ def raw_croniter(
 @pytest.mark.parametrize(
     ("expression", "raw_first_two", "reason"),
     [
-        ("0 0 * * * *", ["2026-01-31 00:00:00", "2026-01-31 00:00:01"], "expected 5 fields, found 6"),
-        ("0 0 * * * * 2030", ["2030-01-01 00:00:00", "2030-01-01 00:00:01"], "expected 5 fields, found 7"),
+        (
+            "0 0 * * * *",
+            ["2026-01-31 00:00:00", "2026-01-31 00:00:01"],
+            "expected 5 fields, found 6",
+        ),
+        (
+            "0 0 * * * * 2030",
+            ["2030-01-01 00:00:00", "2030-01-01 00:00:01"],
+            "expected 5 fields, found 7",
+        ),
     ],
 )
 def test_croniter_reads_a_sixth_field_as_seconds_and_a_seventh_as_a_year_we_refuse_both(
@@ -655,7 +798,11 @@ def test_croniter_reads_the_aws_year_as_seconds_we_hand_it_five_fields() -> None
     assert raw_croniter("* * * * ? *", count=2) == ["2026-01-30 10:17:01", "2026-01-30 10:17:02"]
     # When it is parsed as AWS cron(...)
     # Then it fires every minute
-    assert next_three("cron(* * * * ? *)") == ["2026-01-30 10:18", "2026-01-30 10:19", "2026-01-30 10:20"]
+    assert next_three("cron(* * * * ? *)") == [
+        "2026-01-30 10:18",
+        "2026-01-30 10:19",
+        "2026-01-30 10:20",
+    ]
 
 
 def test_croniter_refuses_question_mark_outside_the_day_fields_we_read_it_as_star() -> None:
@@ -681,12 +828,21 @@ def test_croniter_accepts_its_random_and_hashed_values_we_refuse_them(expression
     ("expression", "raw", "expected"),
     [
         # croniter reads an equal range as the whole cycle: every minute, every month
-        ("5-5 * * * *", ["2026-01-30 10:18:00", "2026-01-30 10:19:00", "2026-01-30 10:20:00"],
-         ["2026-01-30 11:05", "2026-01-30 12:05", "2026-01-30 13:05"]),
-        ("0 0 1 JAN-JAN *", ["2026-02-01 00:00:00", "2026-03-01 00:00:00", "2026-04-01 00:00:00"],
-         ["2027-01-01 00:00", "2028-01-01 00:00", "2029-01-01 00:00"]),
-        ("0 0 1 3-3 *", ["2026-02-01 00:00:00", "2026-03-01 00:00:00", "2026-04-01 00:00:00"],
-         ["2026-03-01 00:00", "2027-03-01 00:00", "2028-03-01 00:00"]),
+        (
+            "5-5 * * * *",
+            ["2026-01-30 10:18:00", "2026-01-30 10:19:00", "2026-01-30 10:20:00"],
+            ["2026-01-30 11:05", "2026-01-30 12:05", "2026-01-30 13:05"],
+        ),
+        (
+            "0 0 1 JAN-JAN *",
+            ["2026-02-01 00:00:00", "2026-03-01 00:00:00", "2026-04-01 00:00:00"],
+            ["2027-01-01 00:00", "2028-01-01 00:00", "2029-01-01 00:00"],
+        ),
+        (
+            "0 0 1 3-3 *",
+            ["2026-02-01 00:00:00", "2026-03-01 00:00:00", "2026-04-01 00:00:00"],
+            ["2026-03-01 00:00", "2027-03-01 00:00", "2028-03-01 00:00"],
+        ),
     ],
 )
 def test_croniter_reads_an_equal_range_as_the_whole_cycle_we_read_it_as_one_value(
@@ -700,7 +856,11 @@ def test_croniter_reads_an_equal_range_as_the_whole_cycle_we_read_it_as_one_valu
 
 def test_croniter_reads_a_reversed_range_as_a_wrap_around_we_refuse_it() -> None:
     # Given Friday-Monday, which croniter wraps over the weekend
-    assert raw_croniter("0 0 * * 5-1") == ["2026-01-31 00:00:00", "2026-02-01 00:00:00", "2026-02-02 00:00:00"]
+    assert raw_croniter("0 0 * * 5-1") == [
+        "2026-01-31 00:00:00",
+        "2026-02-01 00:00:00",
+        "2026-02-02 00:00:00",
+    ]
     # Then the minion dialect refuses it as reversed (robfig/cron, cronsim)
     with pytest.raises(ScheduleError, match="range 5-1 in the day-of-week field is reversed"):
         parse_schedule("0 0 * * 5-1")
@@ -708,9 +868,17 @@ def test_croniter_reads_a_reversed_range_as_a_wrap_around_we_refuse_it() -> None
 
 def test_croniter_drops_the_step_at_a_wrap_aws_carries_it_across_as_quartz_does() -> None:
     # Given hours 22-2 every third hour: croniter reads 22 and 2
-    assert raw_croniter("0 22-2/3 * * *") == ["2026-01-30 22:00:00", "2026-01-31 02:00:00", "2026-01-31 22:00:00"]
+    assert raw_croniter("0 22-2/3 * * *") == [
+        "2026-01-30 22:00:00",
+        "2026-01-31 02:00:00",
+        "2026-01-31 22:00:00",
+    ]
     # Then AWS cron(...) counts 22, 25 = 01:00 (Quartz's addToSet; EventBridge's dialect)
-    assert next_three("cron(0 22-2/3 * * ? *)") == ["2026-01-30 22:00", "2026-01-31 01:00", "2026-01-31 22:00"]
+    assert next_three("cron(0 22-2/3 * * ? *)") == [
+        "2026-01-30 22:00",
+        "2026-01-31 01:00",
+        "2026-01-31 22:00",
+    ]
 
 
 def test_croniter_reads_a_step_from_7_as_from_sunday_0_we_refuse_it() -> None:
@@ -725,15 +893,27 @@ def test_croniter_reads_a_step_from_7_as_from_sunday_0_we_refuse_it() -> None:
 
 def test_croniter_numbers_days_from_sunday_zero_aws_days_are_converted() -> None:
     # Given day 1, Monday to croniter
-    assert raw_croniter("0 9 * * 1") == ["2026-02-02 09:00:00", "2026-02-09 09:00:00", "2026-02-16 09:00:00"]
+    assert raw_croniter("0 9 * * 1") == [
+        "2026-02-02 09:00:00",
+        "2026-02-09 09:00:00",
+        "2026-02-16 09:00:00",
+    ]
     # Then in AWS cron(...) day 1 is Sunday
-    assert next_three("cron(0 9 ? * 1 *)") == ["2026-02-01 09:00", "2026-02-08 09:00", "2026-02-15 09:00"]
+    assert next_three("cron(0 9 ? * 1 *)") == [
+        "2026-02-01 09:00",
+        "2026-02-08 09:00",
+        "2026-02-15 09:00",
+    ]
 
 
 def test_croniter_has_no_l_alone_in_the_day_of_week_we_read_it_as_saturday() -> None:
     with pytest.raises(CroniterNotAlphaError):
         croniter("0 12 * * L", FRIDAY_10_17_NAIVE)
-    assert next_three("cron(0 12 ? * L *)") == ["2026-01-31 12:00", "2026-02-07 12:00", "2026-02-14 12:00"]
+    assert next_three("cron(0 12 ? * L *)") == [
+        "2026-01-31 12:00",
+        "2026-02-07 12:00",
+        "2026-02-14 12:00",
+    ]
 
 
 def test_croniter_spells_the_last_weekday_of_the_month_l5_aws_6l_is_converted_to_it() -> None:
@@ -751,20 +931,42 @@ def test_croniter_has_no_lw_its_31w_is_the_last_weekday_we_convert_to_it() -> No
     # nearest weekday within the month: the last weekday
     with pytest.raises(CroniterNotAlphaError):
         croniter("0 12 LW * *", FRIDAY_10_17_NAIVE)
-    assert raw_croniter("0 12 31W 5 *") == ["2026-05-29 12:00:00", "2027-05-31 12:00:00", "2028-05-31 12:00:00"]
+    assert raw_croniter("0 12 31W 5 *") == [
+        "2026-05-29 12:00:00",
+        "2027-05-31 12:00:00",
+        "2028-05-31 12:00:00",
+    ]
     # Then LW fires on the last weekday of each month (Sunday 31 May 2026: Friday 29th)
-    assert next_three("cron(0 12 LW 5 ? *)") == ["2026-05-29 12:00", "2027-05-31 12:00", "2028-05-31 12:00"]
-    assert next_three("cron(0 12 LW 2 ? *)") == ["2026-02-27 12:00", "2027-02-26 12:00", "2028-02-29 12:00"]
+    assert next_three("cron(0 12 LW 5 ? *)") == [
+        "2026-05-29 12:00",
+        "2027-05-31 12:00",
+        "2028-05-31 12:00",
+    ]
+    assert next_three("cron(0 12 LW 2 ? *)") == [
+        "2026-02-27 12:00",
+        "2027-02-26 12:00",
+        "2028-02-29 12:00",
+    ]
 
 
 def test_croniter_moves_a_w_day_past_the_month_end_to_its_last_day_we_skip_that_month() -> None:
     # Given 30W in February and March, which croniter fires in February too
-    assert raw_croniter("0 12 30W 2-3 *") == ["2026-02-27 12:00:00", "2026-03-30 12:00:00", "2027-02-26 12:00:00"]
+    assert raw_croniter("0 12 30W 2-3 *") == [
+        "2026-02-27 12:00:00",
+        "2026-03-30 12:00:00",
+        "2027-02-26 12:00:00",
+    ]
     # Then February, which has no 30th, does not fire
-    assert next_three("cron(0 12 30W 2-3 ? *)") == ["2026-03-30 12:00", "2027-03-30 12:00", "2028-03-30 12:00"]
+    assert next_three("cron(0 12 30W 2-3 ? *)") == [
+        "2026-03-30 12:00",
+        "2027-03-30 12:00",
+        "2028-03-30 12:00",
+    ]
 
 
-def test_croniter_accepts_a_day_that_never_comes_and_fails_when_computing_we_refuse_it_at_once() -> None:
+def test_croniter_accepts_a_day_that_never_comes_and_fails_when_computing_we_refuse_it_at_once() -> (
+    None
+):
     # Given 30 February, which croniter accepts and only fails to compute
     iterator = croniter("0 0 30 2 *", FRIDAY_10_17_NAIVE)
     with pytest.raises(CroniterBadDateError):
@@ -783,11 +985,17 @@ def test_croniter_years_stop_at_2099_aws_years_to_2199_are_filtered_here() -> No
 def test_croniter_fires_past_2199_aws_years_end_there() -> None:
     # Given a yearly schedule, which croniter fires in 2200 too
     assert raw_croniter("0 0 1 1 *", datetime(2199, 6, 1)) == [
-        "2200-01-01 00:00:00", "2201-01-01 00:00:00", "2202-01-01 00:00:00"]
+        "2200-01-01 00:00:00",
+        "2201-01-01 00:00:00",
+        "2202-01-01 00:00:00",
+    ]
     # Then AWS cron(...) with a `*` year stops after 2199, and the 5-field dialect goes on
     assert next_three("cron(0 0 1 1 ? *)", after=utc("2198-06-01 00:00")) == ["2199-01-01 00:00"]
     assert next_three("0 0 1 1 *", after=utc("2199-06-01 00:00")) == [
-        "2200-01-01 00:00", "2201-01-01 00:00", "2202-01-01 00:00"]
+        "2200-01-01 00:00",
+        "2201-01-01 00:00",
+        "2202-01-01 00:00",
+    ]
     # The years are local: in Tokyo (UTC+9) the last hour of 2199 starts at 14:00 UTC
     tokyo = parse_schedule("cron(0 * ? * * *)", "Asia/Tokyo")
     assert tokyo.next_after(utc("2199-12-31 13:00")) == utc("2199-12-31 14:00")
@@ -828,15 +1036,25 @@ CONVERSION_EDGES = [
 ]
 
 
-@pytest.mark.parametrize(("expression", "expected"), CONVERSION_EDGES, ids=[c[0] for c in CONVERSION_EDGES])
-def test_fields_converted_for_croniter_keep_their_meaning(expression: str, expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("expression", "expected"), CONVERSION_EDGES, ids=[c[0] for c in CONVERSION_EDGES]
+)
+def test_fields_converted_for_croniter_keep_their_meaning(
+    expression: str, expected: list[str]
+) -> None:
     assert next_three(expression) == expected
 
 
 def test_the_answer_reused_for_the_tick_holds_whatever_order_moments_are_asked_in() -> None:
     # Given a schedule asked first for a late moment, then earlier and later ones
     schedule = parse_schedule("0 9 * * MON-FRI", "America/New_York")
-    asked = ["2026-02-02 13:00", "2026-01-30 10:17", "2026-02-02 13:59", "2026-02-02 14:00", "2026-01-30 14:00"]
+    asked = [
+        "2026-02-02 13:00",
+        "2026-01-30 10:17",
+        "2026-02-02 13:59",
+        "2026-02-02 14:00",
+        "2026-01-30 14:00",
+    ]
     # Then each answer is the first 09:00 New York (14:00 UTC) weekday strictly after it
     assert [f"{schedule.next_after(utc(t)):%Y-%m-%d %H:%M}" for t in asked] == [
         "2026-02-02 14:00",
@@ -864,15 +1082,19 @@ def test_threads_sharing_a_schedule_get_the_answers_of_one_thread(
     monkeypatch.setattr(croniter, "_calc_next", yielding)
     # When four threads ask for them at once
     with ThreadPoolExecutor(max_workers=4) as pool:
-        answers = list(pool.map(lambda k: [schedule.next_after(m) for m in moments[k::4]], range(4)))
+        answers = list(
+            pool.map(lambda k: [schedule.next_after(m) for m in moments[k::4]], range(4))
+        )
     # Then every thread gets the answers one thread gets
     assert all(answers[k] == expected[k::4] for k in range(4))
 
 
-@pytest.mark.parametrize("expression", [
-    "*/7 * * * *", "cron(15 10 ? * MON-FRI *)", "@daily", "at(2026-02-01T08:30:00)"])
+@pytest.mark.parametrize(
+    "expression", ["*/7 * * * *", "cron(15 10 ? * MON-FRI *)", "@daily", "at(2026-02-01T08:30:00)"]
+)
 def test_a_calendar_schedule_ignores_the_anchor_so_callers_pass_it_whatever_the_kind(
-        expression: str) -> None:
+    expression: str,
+) -> None:
     # Given a calendar (not interval) schedule, and an anchor that would move an interval
     schedule = parse_schedule(expression, "Europe/Berlin")
     assert not schedule.is_interval()

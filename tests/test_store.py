@@ -1,5 +1,6 @@
 """The DynamoDB store against moto: optimistic locking, conflicts, group deletes, counters, due
 items, what a job shows of its runs, and the write units each call costs."""
+
 from __future__ import annotations
 
 import copy
@@ -29,18 +30,35 @@ def store(aws: dict[str, Any]) -> Store:
     return deps.store()
 
 
-def make_job(group: str = "space-xy", *, account: str = "spinup", enabled: bool = False,
-             expression: str = "*/15 * * * *", name: str = "job") -> Job:
+def make_job(
+    group: str = "space-xy",
+    *,
+    account: str = "spinup",
+    enabled: bool = False,
+    expression: str = "*/15 * * * *",
+    name: str = "job",
+) -> Job:
     """A valid job as the API would build it (next occurrence set when enabled)."""
-    job = Job(account=account, group=group, id=new_job_id(), name=name,
-              schedule_expression=expression, details={"runner": "dummyRunner"},
-              enabled=enabled, modified_at=NOW, anchor=NOW)
+    job = Job(
+        account=account,
+        group=group,
+        id=new_job_id(),
+        name=name,
+        schedule_expression=expression,
+        details={"runner": "dummyRunner"},
+        enabled=enabled,
+        modified_at=NOW,
+        anchor=NOW,
+    )
     return replace(job, next=job.next_after(NOW))
 
 
 def raw_item(aws: dict[str, Any], job: Job) -> dict[str, Any] | None:
-    return aws["dynamodb"].get_item(TableName=TABLE, Key=job_key(job.account, job.group, job.id),
-                                    ConsistentRead=True).get("Item")
+    return (
+        aws["dynamodb"]
+        .get_item(TableName=TABLE, Key=job_key(job.account, job.group, job.id), ConsistentRead=True)
+        .get("Item")
+    )
 
 
 def job_counts(store: Store, account: str = "spinup") -> dict[str, int]:
@@ -54,6 +72,7 @@ def all_items(aws: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # --- optimistic locking ----------------------------------------------------------------------
+
 
 def test_two_replaces_from_the_same_read_one_wins_the_other_is_refused(store: Store) -> None:
     # Given a stored job, read once by two writers
@@ -95,9 +114,17 @@ def test_replace_keeps_the_last_run_the_worker_recorded(store: Store, aws: dict[
     store.create_job(job)
     read = store.get_job("spinup", "space-xy", job.id)
     before = raw_item(aws, job)
-    run = Run(run_id=scheduled_run_id(NOW), job_id=job.id, account="spinup", group="space-xy",
-              trigger="schedule", scheduled_for="2026-01-30T10:15:00Z", status="succeeded",
-              finished_at="2026-01-30T10:15:02Z", output="Hello, spinup!")
+    run = Run(
+        run_id=scheduled_run_id(NOW),
+        job_id=job.id,
+        account="spinup",
+        group="space-xy",
+        trigger="schedule",
+        scheduled_for="2026-01-30T10:15:00Z",
+        status="succeeded",
+        finished_at="2026-01-30T10:15:02Z",
+        output="Hello, spinup!",
+    )
     store.finish_run(run)
     # (the worker's record does not write the job item: it shares its account's partition)
     assert raw_item(aws, job) == before
@@ -112,27 +139,50 @@ def test_replace_keeps_the_last_run_the_worker_recorded(store: Store, aws: dict[
 
 
 def test_a_job_shows_its_newest_finished_run_and_the_occurrence_after_its_newest_scheduled_one(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     # Given an enabled every-15-minutes job due at 10:30
     job = make_job(enabled=True)
     store.create_job(job)
     assert job.next == NOW.replace(minute=30)
-    base = Run(run_id="", job_id=job.id, account="spinup", group="space-xy",
-               trigger="schedule", scheduled_for="", status="succeeded")
-    at_1030 = replace(base, run_id=scheduled_run_id(NOW.replace(minute=30)),
-                      scheduled_for="2026-01-30T10:30:00Z", finished_at="2026-01-30T10:30:02Z")
+    base = Run(
+        run_id="",
+        job_id=job.id,
+        account="spinup",
+        group="space-xy",
+        trigger="schedule",
+        scheduled_for="",
+        status="succeeded",
+    )
+    at_1030 = replace(
+        base,
+        run_id=scheduled_run_id(NOW.replace(minute=30)),
+        scheduled_for="2026-01-30T10:30:00Z",
+        finished_at="2026-01-30T10:30:02Z",
+    )
     # When its 10:30 run succeeded and its 10:45 one is still running
     store.finish_run(at_1030)
-    store.put_run(replace(base, run_id=scheduled_run_id(NOW.replace(minute=45)),
-                          scheduled_for="2026-01-30T10:45:00Z", status="running"))
+    store.put_run(
+        replace(
+            base,
+            run_id=scheduled_run_id(NOW.replace(minute=45)),
+            scheduled_for="2026-01-30T10:45:00Z",
+            status="running",
+        )
+    )
     # Then it shows the finished one as its last run, and 11:00 as its next occurrence
     stored = store.get_job("spinup", "space-xy", job.id)
     assert stored.last_run is not None and stored.last_run["run_id"] == at_1030.run_id
     assert stored.next == NOW.replace(hour=11, minute=0)
     # And a run-now (newer, manual) becomes the last run without moving `next`
-    manual = replace(base, run_id="20260130T104600Z-m0123abcd", trigger="manual",
-                     scheduled_for="2026-01-30T10:46:00Z", finished_at="2026-01-30T10:46:01Z",
-                     status="failed")
+    manual = replace(
+        base,
+        run_id="20260130T104600Z-m0123abcd",
+        trigger="manual",
+        scheduled_for="2026-01-30T10:46:00Z",
+        finished_at="2026-01-30T10:46:01Z",
+        status="failed",
+    )
     store.finish_run(manual)
     stored = store.get_job("spinup", "space-xy", job.id)
     assert (stored.last_run or {})["run_id"] == manual.run_id
@@ -158,8 +208,10 @@ def test_delete_of_a_job_changed_since_it_was_read_is_refused(store: Store) -> N
 
 # --- create, get, conflicts --------------------------------------------------------------------
 
-def test_duplicate_create_is_a_conflict_and_changes_nothing(store: Store,
-                                                           aws: dict[str, Any]) -> None:
+
+def test_duplicate_create_is_a_conflict_and_changes_nothing(
+    store: Store, aws: dict[str, Any]
+) -> None:
     # Given a stored job
     job = make_job(name="first")
     store.create_job(job)
@@ -191,15 +243,23 @@ def test_a_job_is_found_only_under_its_own_account_and_group(store: Store) -> No
 
 def test_stored_job_reads_back_equal(store: Store) -> None:
     # Given a job with every optional field / When stored and read / Then it is the same job
-    job = replace(make_job(enabled=True), description="d", modified_by="someone",
-                  schedule_timezone="America/New_York", starting_deadline_seconds=120,
-                  concurrency_policy="Forbid", max_attempts=5, tags=(("owner", "me"),))
+    job = replace(
+        make_job(enabled=True),
+        description="d",
+        modified_by="someone",
+        schedule_timezone="America/New_York",
+        starting_deadline_seconds=120,
+        concurrency_policy="Forbid",
+        max_attempts=5,
+        tags=(("owner", "me"),),
+    )
     job = replace(job, next=job.next_after(NOW))
     store.create_job(job)
     assert store.get_job("spinup", "space-xy", job.id) == job
 
 
 # --- listing -----------------------------------------------------------------------------------
+
 
 def test_lists_are_sorted_and_scoped_to_the_account_and_group(store: Store) -> None:
     # Given jobs in two groups of spinup (one group name a prefix of the other) and one in limited
@@ -212,12 +272,14 @@ def test_lists_are_sorted_and_scoped_to_the_account_and_group(store: Store) -> N
     assert store.list_jobs("spinup") == sorted(f"{j.group}/{j.id}" for j in jobs)
     assert store.list_jobs("spinup", "space") == sorted(j.id for j in jobs if j.group == "space")
     assert store.list_jobs("spinup", "space-xy") == sorted(
-        j.id for j in jobs if j.group == "space-xy")
+        j.id for j in jobs if j.group == "space-xy"
+    )
     assert store.list_jobs("spinup", "nothing-here") == []
     assert store.list_jobs("unknown-account") == []
 
 
 # --- group delete ------------------------------------------------------------------------------
+
 
 def test_delete_of_an_empty_group_deletes_nothing(store: Store, aws: dict[str, Any]) -> None:
     # Given a job in another group
@@ -280,22 +342,30 @@ def fast_moto_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
 def seed_jobs(aws: dict[str, Any], account: str, group: str, count: int) -> list[Job]:
     """`count` jobs (every third enabled) written in batches, with the counters creates would
     have left: far faster than `count` transactions."""
-    jobs = [make_job(group, account=account, enabled=i % 3 == 0, name=f"job-{i}")
-            for i in range(count)]
+    jobs = [
+        make_job(group, account=account, enabled=i % 3 == 0, name=f"job-{i}") for i in range(count)
+    ]
     for start in range(0, count, 25):
-        aws["dynamodb"].batch_write_item(RequestItems={TABLE: [
-            {"PutRequest": {"Item": job_to_item(j, 4)}} for j in jobs[start:start + 25]]})
+        aws["dynamodb"].batch_write_item(
+            RequestItems={
+                TABLE: [
+                    {"PutRequest": {"Item": job_to_item(j, 4)}} for j in jobs[start : start + 25]
+                ]
+            }
+        )
     enabled = sum(j.enabled for j in jobs)
     aws["dynamodb"].update_item(
-        TableName=TABLE, Key={"pk": {"S": "METRICS"}, "sk": {"S": f"JOBS#{account}"}},
+        TableName=TABLE,
+        Key={"pk": {"S": "METRICS"}, "sk": {"S": f"JOBS#{account}"}},
         UpdateExpression="ADD enabled :e, disabled :d",
-        ExpressionAttributeValues={":e": {"N": str(enabled)}, ":d": {"N": str(count - enabled)}})
+        ExpressionAttributeValues={":e": {"N": str(enabled)}, ":d": {"N": str(count - enabled)}},
+    )
     return jobs
 
 
 def test_group_delete_of_1050_jobs_deletes_all_across_transaction_chunks(
-        store: Store, aws: dict[str, Any], fast_moto_transactions: None,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, aws: dict[str, Any], fast_moto_transactions: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given 1,050 jobs in one group (more than ten transactions' worth), and one job in another
     seed_jobs(aws, "spinup", "space-xy", 1050)
     other = make_job("space-ab", enabled=True)
@@ -326,6 +396,7 @@ def test_group_delete_of_1050_jobs_deletes_all_across_transaction_chunks(
 
 # --- counters ----------------------------------------------------------------------------------
 
+
 def test_counters_follow_creates_replaces_and_deletes(store: Store) -> None:
     # Given two enabled jobs and one disabled job
     enabled_a, enabled_b = make_job(enabled=True), make_job(enabled=True)
@@ -351,22 +422,35 @@ def test_counters_follow_creates_replaces_and_deletes(store: Store) -> None:
 def test_runs_by_final_status_are_counted(store: Store) -> None:
     # Given a queued run, then its final outcome, then a missed run
     job = make_job()
-    queued = Run(run_id=scheduled_run_id(NOW), job_id=job.id, account="spinup",
-                 group="space-xy", trigger="schedule", scheduled_for="2026-01-30T10:17:00Z",
-                 status="queued")
+    queued = Run(
+        run_id=scheduled_run_id(NOW),
+        job_id=job.id,
+        account="spinup",
+        group="space-xy",
+        trigger="schedule",
+        scheduled_for="2026-01-30T10:17:00Z",
+        status="queued",
+    )
     assert store.put_run(queued)
     store.finish_run(queued.with_status("succeeded", finished_at="2026-01-30T10:17:03Z"))
-    store.put_run(replace(queued, run_id=scheduled_run_id(NOW - timedelta(minutes=1)),
-                          status="missed"))
+    store.put_run(
+        replace(queued, run_id=scheduled_run_id(NOW - timedelta(minutes=1)), status="missed")
+    )
     # Then only final statuses are counted
     assert store.counters()["RUNS"] == {"succeeded": 1, "missed": 1}
 
 
 def test_a_run_id_is_recorded_once(store: Store) -> None:
     # Given a recorded run / When the same run id is recorded again / Then refused, first kept
-    run = Run(run_id=scheduled_run_id(NOW), job_id=new_job_id(), account="spinup",
-              group="space-xy", trigger="schedule", scheduled_for="2026-01-30T10:17:00Z",
-              status="queued")
+    run = Run(
+        run_id=scheduled_run_id(NOW),
+        job_id=new_job_id(),
+        account="spinup",
+        group="space-xy",
+        trigger="schedule",
+        scheduled_for="2026-01-30T10:17:00Z",
+        status="queued",
+    )
     assert store.put_run(run) is True
     assert store.put_run(run.with_status("missed")) is False
     assert store.get_run(run.job_id, run.run_id) == run
@@ -374,12 +458,14 @@ def test_a_run_id_is_recorded_once(store: Store) -> None:
 
 # --- the due items ----------------------------------------------------------------------------
 
+
 def due_ids(store: Store, up_to: datetime) -> list[str]:
     return [e.job_id for shard in range(4) for e in store.due_entries(shard, up_to)]
 
 
 def test_only_enabled_jobs_with_a_next_occurrence_get_a_due_item(
-        store: Store, aws: dict[str, Any]) -> None:
+    store: Store, aws: dict[str, Any]
+) -> None:
     # Given an enabled job, a disabled one, and an enabled one-time job whose time has passed
     enabled = make_job(enabled=True)
     disabled = make_job(enabled=False)
@@ -394,7 +480,10 @@ def test_only_enabled_jobs_with_a_next_occurrence_get_a_due_item(
     key = due_key(shard_of(enabled.id, 4), enabled.next, enabled.id, 1)
     item = aws["dynamodb"].get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
     assert (item["account"], item["group"], item["version"]) == (
-        {"S": "spinup"}, {"S": "space-xy"}, {"N": "1"})
+        {"S": "spinup"},
+        {"S": "space-xy"},
+        {"N": "1"},
+    )
     assert due_ids(store, NOW + timedelta(days=1)) == [enabled.id]
     assert all("due_shard" not in (raw_item(aws, j) or {}) for j in (enabled, disabled, past))
 
@@ -413,7 +502,9 @@ def test_a_replace_writes_the_new_versions_due_item(store: Store) -> None:
     store.replace_job(enabled, disabled)
     entries = [e for s in range(4) for e in store.due_entries(s, NOW + timedelta(days=1))]
     assert {(e.version, e.due_at) for e in entries} == {
-        (1, job.next), (3, NOW + timedelta(minutes=13))}
+        (1, job.next),
+        (3, NOW + timedelta(minutes=13)),
+    }
 
 
 def test_due_entries_returns_only_occurrences_up_to_the_minute(store: Store) -> None:
@@ -430,11 +521,14 @@ def test_due_entries_returns_only_occurrences_up_to_the_minute(store: Store) -> 
     assert [e.job_id for e in store.due_entries(shard, NOW)] == []
     assert [e.job_id for e in store.due_entries(shard, NOW + timedelta(minutes=1))] == [soon.id]
     assert [e.job_id for e in store.due_entries(shard, NOW + timedelta(hours=1))] == [
-        soon.id, later.id]
+        soon.id,
+        later.id,
+    ]
 
 
 def test_due_writes_are_batched_and_unprocessed_items_retried(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given 30 due entries, and a BatchWriteItem that leaves the first item of every call
     # unprocessed the first time it sees it
     entries = [DueEntry(i % 4, NOW, "spinup", "space-xy", new_job_id(), 1) for i in range(30)]
@@ -464,7 +558,8 @@ def test_due_writes_are_batched_and_unprocessed_items_retried(
 
 
 def test_a_job_an_earlier_version_left_in_the_legacy_index_is_moved_to_a_due_item(
-        store: Store, aws: dict[str, Any]) -> None:
+    store: Store, aws: dict[str, Any]
+) -> None:
     # Given a job item as the previous layout wrote it: in the index, no due item
     job = make_job(enabled=True)
     assert job.next is not None
@@ -472,21 +567,26 @@ def test_a_job_an_earlier_version_left_in_the_legacy_index_is_moved_to_a_due_ite
     item["due_shard"] = {"S": f"DUE#{shard_of(job.id, 4)}"}
     aws["dynamodb"].put_item(TableName=TABLE, Item=item)
     legacy = aws["dynamodb"].query(
-        TableName=TABLE, IndexName=DUE_INDEX, KeyConditionExpression="due_shard = :s",
-        ExpressionAttributeValues={":s": item["due_shard"]})["Items"]
+        TableName=TABLE,
+        IndexName=DUE_INDEX,
+        KeyConditionExpression="due_shard = :s",
+        ExpressionAttributeValues={":s": item["due_shard"]},
+    )["Items"]
     assert len(legacy) == 1
     # When its shard is migrated (the tick does it before reading the shard)
     moved = [store.migrate_legacy_due(shard) for shard in range(4)]
     # Then it has a due item at the same occurrence, it left the index, and a second pass
     # finds nothing to move
     assert sum(moved) == 1
-    assert [(e.job_id, e.due_at, e.version) for s in range(4)
-            for e in store.due_entries(s, job.next)] == [(job.id, job.next, 1)]
+    assert [
+        (e.job_id, e.due_at, e.version) for s in range(4) for e in store.due_entries(s, job.next)
+    ] == [(job.id, job.next, 1)]
     assert "due_shard" not in (raw_item(aws, job) or {})
     assert [store.migrate_legacy_due(shard) for shard in range(4)] == [0, 0, 0, 0]
 
 
 # --- DynamoDB failures -------------------------------------------------------------------------
+
 
 class _Body:
     """A raw HTTP body botocore can stream."""
@@ -502,16 +602,20 @@ def throttle(client: Any, operation: str, times: int) -> list[int]:
     """Answer the next `times` calls of `operation` with DynamoDB's throttling error, on the wire
     (so the client's own retry policy sees it); the list counts the attempts throttled."""
     attempts: list[int] = []
-    body = json.dumps({
-        "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-        "message": "The level of configured provisioned throughput for the table was exceeded"})
+    body = json.dumps(
+        {
+            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "message": "The level of configured provisioned throughput for the table was exceeded",
+        }
+    )
 
     def answer(request: Any, **_: Any) -> AWSResponse | None:
         if len(attempts) >= times:
             return None  # moto answers
         attempts.append(1)
-        return AWSResponse(request.url, 400, {"x-amzn-RequestId": "throttled"},
-                           _Body(body.encode()))
+        return AWSResponse(
+            request.url, 400, {"x-amzn-RequestId": "throttled"}, _Body(body.encode())
+        )
 
     client.meta.events.register_first(f"before-send.dynamodb.{operation}", answer)
     return attempts
@@ -524,7 +628,8 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_throttling_within_the_retry_budget_is_retried_and_succeeds(
-        store: Store, no_backoff: None) -> None:
+    store: Store, no_backoff: None
+) -> None:
     # Given a stored job, and DynamoDB throttling the next two reads
     job = make_job()
     store.create_job(job)
@@ -535,7 +640,8 @@ def test_throttling_within_the_retry_budget_is_retried_and_succeeds(
 
 
 def test_throttling_past_the_retry_budget_is_service_unavailable(
-        store: Store, no_backoff: None) -> None:
+    store: Store, no_backoff: None
+) -> None:
     # Given DynamoDB throttling every read
     attempts = throttle(store.client, "GetItem", times=100)
     # When a job is read / Then every attempt of the budget was made, then ServiceUnavailable,
@@ -556,13 +662,17 @@ def stubbed_store(aws: dict[str, Any]) -> Iterator[tuple[Store, Stubber]]:
 
 @pytest.mark.parametrize("reason", ["ThrottlingError", "TransactionConflict"])
 def test_a_transaction_cancelled_by_throttling_or_a_conflict_is_service_unavailable(
-        stubbed_store: tuple[Store, Stubber], reason: str) -> None:
+    stubbed_store: tuple[Store, Stubber], reason: str
+) -> None:
     # Given a create whose transaction DynamoDB cancels for a transient reason, not a condition
     store, stubber = stubbed_store
     stubber.add_client_error(
-        "transact_write_items", "TransactionCanceledException", "Transaction cancelled",
+        "transact_write_items",
+        "TransactionCanceledException",
+        "Transaction cancelled",
         http_status_code=400,
-        modeled_fields={"CancellationReasons": [{"Code": reason}, {"Code": "None"}]})
+        modeled_fields={"CancellationReasons": [{"Code": reason}, {"Code": "None"}]},
+    )
     # When a job is created / Then the caller is told to retry, not that it is a duplicate
     with pytest.raises(ServiceUnavailable):
         store.create_job(make_job())

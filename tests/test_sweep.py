@@ -5,6 +5,7 @@ the dead-letter queue and the watch index, never by reading every run.
 Against moto's DynamoDB and SQS; dead letters are either moved by moto's own redrive policy or
 sent to the dead-letter queue as SQS would have moved them.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,30 +58,40 @@ def dead_letter(dlq: RunQueue, *bodies: str) -> None:
 
 
 def left_in(dlq: RunQueue) -> int:
-    attributes = dlq.client.get_queue_attributes(QueueUrl=dlq.url, AttributeNames=[
-        "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    attributes = dlq.client.get_queue_attributes(
+        QueueUrl=dlq.url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
     return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"])
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 # --- dead letters ------------------------------------------------------------------------------
 
+
 def test_a_message_dead_lettered_by_the_queue_ends_its_run_failed_as_lost(
-        store: Store, queue: RunQueue, aws: dict[str, Any], dlq: RunQueue,
-        runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], dlq: RunQueue, runner: ScriptedRunner
+) -> None:
     # Given a runs queue that dead-letters after 2 receives, and a run whose claim fails at
     # every delivery (the job store throttled for that job)
     from test_worker import ThrottledClaims
 
     sqs = aws["sqs"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq.url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    url = sqs.create_queue(QueueName="runs-redriven", Attributes={
-        "VisibilityTimeout": "0", "RedrivePolicy": json.dumps(
-            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq.url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName="runs-redriven",
+        Attributes={
+            "VisibilityTimeout": "0",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}),
+        },
+    )["QueueUrl"]
     job = create_job(store)
-    broken = make_worker(Store(ThrottledClaims(aws["dynamodb"], job.id), store.table,
-                               store.shards), queue, Clock())
+    broken = make_worker(
+        Store(ThrottledClaims(aws["dynamodb"], job.id), store.table, store.shards), queue, Clock()
+    )
     sqs.send_message(QueueUrl=url, MessageBody=scheduled(job).to_body())
     for _ in range(3):  # the event source: what failed stays, and comes back
         received = sqs.receive_message(QueueUrl=url, AttributeNames=["All"]).get("Messages", [])
@@ -103,15 +114,19 @@ def test_a_message_dead_lettered_by_the_queue_ends_its_run_failed_as_lost(
     assert runner.calls == Counter()
 
 
-@pytest.mark.parametrize("state, lost", [
-    ("never claimed", True),
-    ("running, lease expired", True),      # the worker died at every delivery
-    ("running, lease live", False),        # a worker holds it: it records it
-    ("succeeded", False),                  # finished meanwhile
-    ("queued for a later attempt", False),  # a retry's message is out there
-])
+@pytest.mark.parametrize(
+    "state, lost",
+    [
+        ("never claimed", True),
+        ("running, lease expired", True),  # the worker died at every delivery
+        ("running, lease live", False),  # a worker holds it: it records it
+        ("succeeded", False),  # finished meanwhile
+        ("queued for a later attempt", False),  # a retry's message is out there
+    ],
+)
 def test_a_dead_letter_ends_its_run_only_when_nothing_else_will(
-        store: Store, queue: RunQueue, dlq: RunQueue, state: str, lost: bool) -> None:
+    store: Store, queue: RunQueue, dlq: RunQueue, state: str, lost: bool
+) -> None:
     # Given a dead-lettered message of attempt 1, and its run in `state`
     job = create_job(store)
     now = STARTED + timedelta(seconds=LEASE // 2)
@@ -142,7 +157,8 @@ def test_a_dead_letter_ends_its_run_only_when_nothing_else_will(
 
 
 def test_a_poison_dead_letter_is_left_for_an_operator_and_logged(
-        store: Store, queue: RunQueue, dlq: RunQueue, caplog: pytest.LogCaptureFixture) -> None:
+    store: Store, queue: RunQueue, dlq: RunQueue, caplog: pytest.LogCaptureFixture
+) -> None:
     # Given a dead letter that is no run message
     dead_letter(dlq, "not a run message")
     # When the sweep reads it
@@ -158,7 +174,8 @@ def test_a_poison_dead_letter_is_left_for_an_operator_and_logged(
 
 
 def test_a_dead_lettered_run_now_is_recorded_lost_and_a_never_queued_one_is_not_created(
-        store: Store, queue: RunQueue, aws: dict[str, Any], dlq: RunQueue) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], dlq: RunQueue
+) -> None:
     # Given a run-now recorded queued (its message dead-lettered), and a run-now message whose
     # run was never recorded
     from chalicelib.api import MinionApi
@@ -166,7 +183,8 @@ def test_a_dead_lettered_run_now_is_recorded_lost_and_a_never_queued_one_is_not_
 
     job = create_job(store)
     queued = MinionApi(store, queue, lambda: REGISTRY, clock=lambda: STARTED).run_now(
-        job.account, job.group, job.id)
+        job.account, job.group, job.id
+    )
     [message] = drain(aws["sqs"], aws["queue_url"])
     stray = RunMessage(**{**json.loads(message["Body"]), "run_id": "20260130T101806Z-m0000000f"})
     dead_letter(dlq, message["Body"], stray.to_body())
@@ -181,8 +199,10 @@ def test_a_dead_lettered_run_now_is_recorded_lost_and_a_never_queued_one_is_not_
 
 # --- expired leases ------------------------------------------------------------------------------
 
+
 def test_a_first_delivery_costs_the_sweep_nothing(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner
+) -> None:
     # Given a run delivered for the first time (attempt 1, received once) whose worker dies
     # right after its claim
     job = create_job(store)
@@ -190,12 +210,15 @@ def test_a_first_delivery_costs_the_sweep_nothing(
 
     def dies(details: Mapping[str, str], ctx: Any) -> RunResult:
         raise KeyboardInterrupt  # not an Exception: the process is gone
+
     runner.behaviour = dies
     with pytest.raises(KeyboardInterrupt):
         died.handle(scheduled(job))
     # Then its claim wrote nothing for the sweep: no watch attribute, nothing in the index
-    item = aws["dynamodb"].get_item(TableName=store.table, Key={
-        "pk": {"S": f"JOB#{job.id}"}, "sk": {"S": "RUN#20260130T101800Z-s"}})["Item"]
+    item = aws["dynamodb"].get_item(
+        TableName=store.table,
+        Key={"pk": {"S": f"JOB#{job.id}"}, "sk": {"S": "RUN#20260130T101800Z-s"}},
+    )["Item"]
     assert "lease_watch" not in item and item["status"]["S"] == "running"
     assert all(list(store.watched_runs(shard, 2**40)) == [] for shard in range(LEASE_SHARDS))
     # (SQS gives its message back after the visibility timeout: the second delivery is watched)
@@ -207,12 +230,14 @@ def watched_and_died(store: Store, queue: RunQueue, job: Any, attempt: int = 1) 
 
 
 def test_a_watched_run_whose_worker_died_is_queued_again_after_its_lease_and_then_runs(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner
+) -> None:
     # Given a run claimed from its second delivery by a worker that then died
     job = create_job(store, max_attempts=3)
     watched_and_died(store, queue, job)
     assert [list(store.watched_runs(s, 2**40)) for s in range(LEASE_SHARDS)].count(
-        [(job.id, "20260130T101800Z-s")]) == 1
+        [(job.id, "20260130T101800Z-s")]
+    ) == 1
 
     # When the sweep runs before its lease (and grace) is over
     early = sweeper(store, queue, None, STARTED + timedelta(seconds=LEASE)).sweep()
@@ -237,7 +262,8 @@ def test_a_watched_run_whose_worker_died_is_queued_again_after_its_lease_and_the
 
 
 def test_a_watched_run_with_no_attempt_left_ends_failed_as_lost(
-        store: Store, queue: RunQueue, aws: dict[str, Any]) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any]
+) -> None:
     # Given a job allowed one attempt, whose run's worker died on a watched delivery
     job = create_job(store, max_attempts=1)
     watched_and_died(store, queue, job)
@@ -252,8 +278,12 @@ def test_a_watched_run_with_no_attempt_left_ends_failed_as_lost(
 
 
 def test_a_sweep_run_twice_or_killed_between_its_send_and_its_write_loses_and_doubles_nothing(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store,
+    queue: RunQueue,
+    aws: dict[str, Any],
+    runner: ScriptedRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given two watched runs whose workers died
     jobs = [create_job(store, max_attempts=3) for _ in range(2)]
     for job in jobs:
@@ -263,6 +293,7 @@ def test_a_sweep_run_twice_or_killed_between_its_send_and_its_write_loses_and_do
 
     def killed(self: Store, *args: Any, **kwargs: Any) -> bool:
         raise KeyboardInterrupt
+
     monkeypatch.setattr(Store, "requeue_lost", killed)
     with pytest.raises(KeyboardInterrupt):
         sweeper(store, queue, None, AFTER_LEASE).sweep()
@@ -274,20 +305,21 @@ def test_a_sweep_run_twice_or_killed_between_its_send_and_its_write_loses_and_do
     assert first.requeued + second.requeued == 2
     messages = drain(aws["sqs"], aws["queue_url"])
     assert len(messages) == 3
-    response = handle_batch(sqs_event(messages), worker=make_worker(store, queue,
-                                                                    Clock(AFTER_LEASE)))
+    response = handle_batch(
+        sqs_event(messages), worker=make_worker(store, queue, Clock(AFTER_LEASE))
+    )
     assert response == {"batchItemFailures": []}
     assert runner.calls == Counter({(job.id, "20260130T101800Z-s"): 1 for job in jobs})
     assert {the_run(store, job).status for job in jobs} == {"succeeded"}
 
 
 def test_a_lost_forbid_run_lets_go_of_its_job(
-        store: Store, queue: RunQueue, runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, runner: ScriptedRunner
+) -> None:
     # Given a Forbid job (one attempt) whose run holds the job, watched, and its worker died
     job = create_job(store, concurrency_policy="Forbid", max_attempts=1)
     watched_and_died(store, queue, job)
-    assert store.hold_forbid(job, "20260130T101800Z-s", int(STARTED.timestamp()) + LEASE,
-                             STARTED)
+    assert store.hold_forbid(job, "20260130T101800Z-s", int(STARTED.timestamp()) + LEASE, STARTED)
     # When the sweep ends it
     sweeper(store, queue, None, AFTER_LEASE).sweep()
     # Then the next run of the job runs at once (not only once the hold would have expired)
@@ -304,14 +336,24 @@ def test_the_watch_index_is_sparse_and_keys_only(store: Store) -> None:
 
 # --- the Lambda entry point --------------------------------------------------------------------
 
+
 def test_the_sweep_handler_reads_the_configured_dead_letter_queue(
-        client: Any, store: Store, aws: dict[str, Any], dlq: RunQueue) -> None:
+    client: Any, store: Store, aws: dict[str, Any], dlq: RunQueue
+) -> None:
     # Given a dead-lettered run message in the queue named by the settings (<queue>-dlq)
     job = create_job(store)
     dead_letter(dlq, scheduled(job).to_body())
-    event = {"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events",
-             "account": "123456789012", "time": "2026-01-30T10:20:00Z", "region": "us-east-1",
-             "resources": [], "detail": {}}
+    event = {
+        "version": "0",
+        "id": "e",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-01-30T10:20:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {},
+    }
     # When the real `sweep` Lambda handler is invoked with a scheduled event
     answer = client.lambda_.invoke("sweep", event).payload
     # Then it read it and recorded the run lost

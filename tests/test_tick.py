@@ -5,6 +5,7 @@ AWS is moto in-process; failures are injected by wrapping one method of a real c
 Ticks are real scheduled-event payloads (`scheduled_event`), run messages go through the real
 queue and the real worker (`handle_batch`), so "exactly once" is checked end to end.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ from chalicelib.tick import (
 )
 from chalicelib.worker import Worker, handle_batch
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
+from store_support import registry_entry
 
 SHARDS = 4
 REGISTRY = Registry.from_document(ACCOUNTS)
@@ -49,6 +51,7 @@ CREATED = "2026-01-30T10:17:20"  # every job below is created in this minute: ne
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
+
 
 class CountingRunner:
     """dummyRunner's behaviour, counting its calls per (job id, run id)."""
@@ -87,6 +90,7 @@ class Recording:
             answer = method(**kwargs)
             self.answers.append((name, answer))
             return answer
+
         return call
 
 
@@ -108,8 +112,15 @@ class FailingEntries(Recording):
         if good:
             answer = self.client.send_message_batch(QueueUrl=QueueUrl, Entries=good)
         answer.setdefault("Failed", [])
-        answer["Failed"] += [{"Id": e["Id"], "SenderFault": False, "Code": "InternalError",
-                              "Message": "injected: entry not stored"} for e in bad]
+        answer["Failed"] += [
+            {
+                "Id": e["Id"],
+                "SenderFault": False,
+                "Code": "InternalError",
+                "Message": "injected: entry not stored",
+            }
+            for e in bad
+        ]
         return answer
 
     def _fails(self, entry: dict[str, Any]) -> bool:
@@ -131,13 +142,29 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CountingRunner:
     return counting
 
 
-def create_job(store: Store, expression: str = "* * * * *", created: str = CREATED,
-               account: str = "spinup", **fields: Any) -> Job:
+def create_job(
+    store: Store,
+    expression: str = "* * * * *",
+    created: str = CREATED,
+    account: str = "spinup",
+    **fields: Any,
+) -> Job:
     """A job validated as the API does (`job_from_request`) and stored."""
-    body = {"name": "tick-test", "schedule_expression": expression, "enabled": True,
-            "details": {"runner": "dummyRunner"}, **fields}
-    job = job_from_request(body, account=account, group="nightly", job_id=None,
-                           entry=REGISTRY.get(account), now=utc(created))  # type: ignore[arg-type]
+    body = {
+        "name": "tick-test",
+        "schedule_expression": expression,
+        "enabled": True,
+        "details": {"runner": "dummyRunner"},
+        **fields,
+    }
+    job = job_from_request(
+        body,
+        account=account,
+        group="nightly",
+        job_id=None,
+        entry=registry_entry(account, REGISTRY),
+        now=utc(created),
+    )
     store.create_job(job)
     return job
 
@@ -158,14 +185,20 @@ def runs_of(store: Store, job: Job) -> list[Any]:
     return store.list_runs(job.id, 100)[0]
 
 
-def run_worker(aws: dict[str, Any], store: Store, queue: RunQueue
-               ) -> tuple[list[dict[str, Any]], PartialItemFailureResponse]:
+def run_worker(
+    aws: dict[str, Any], store: Store, queue: RunQueue
+) -> tuple[list[dict[str, Any]], PartialItemFailureResponse]:
     """Drain the runs queue and feed what it held to the real worker; (messages, response)."""
     messages = drain(aws["sqs"], aws["queue_url"])
-    worker = Worker(store=store, queue=queue, registry=lambda: REGISTRY,
-                    clients=lambda entry, run_id: (lambda service: None))
-    response = handle_batch(sqs_event(messages), worker=worker) if messages else {
-        "batchItemFailures": []}
+    worker = Worker(
+        store=store,
+        queue=queue,
+        registry=lambda: REGISTRY,
+        clients=lambda entry, run_id: lambda service: None,
+    )
+    response = (
+        handle_batch(sqs_event(messages), worker=worker) if messages else {"batchItemFailures": []}
+    )
     return messages, response
 
 
@@ -175,20 +208,25 @@ def bodies(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # --- the tick's minute -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("stamp, minute", [
-    ("2026-01-30T10:18:00Z", "2026-01-30T10:18"),
-    ("2026-01-30T10:18:59Z", "2026-01-30T10:18"),
-    ("2026-01-30T10:18:07.250Z", "2026-01-30T10:18"),
-    ("2026-01-30T11:18:30+01:00", "2026-01-30T10:18"),
-    ("2026-01-30T10:18:30", "2026-01-30T10:18"),
-])
+
+@pytest.mark.parametrize(
+    "stamp, minute",
+    [
+        ("2026-01-30T10:18:00Z", "2026-01-30T10:18"),
+        ("2026-01-30T10:18:59Z", "2026-01-30T10:18"),
+        ("2026-01-30T10:18:07.250Z", "2026-01-30T10:18"),
+        ("2026-01-30T11:18:30+01:00", "2026-01-30T10:18"),
+        ("2026-01-30T10:18:30", "2026-01-30T10:18"),
+    ],
+)
 def test_tick_minute_is_the_event_time_truncated_to_its_utc_minute(stamp: str, minute: str) -> None:
     # Given a scheduled event stamped `stamp` / When its minute is read / Then the UTC minute
     assert tick_minute({**scheduled_event("2000-01-01T00:00:00Z"), "time": stamp}) == utc(minute)
 
 
 def test_the_tick_takes_its_minute_from_the_event_not_the_wall_clock(
-        store: Store, queue: RunQueue, aws: dict[str, Any]) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any]
+) -> None:
     # Given a per-minute job whose next occurrence is 10:18 on 2026-01-30 (long before now)
     job = create_job(store)
     assert job.next == utc("2026-01-30T10:18")
@@ -205,7 +243,8 @@ def test_the_tick_takes_its_minute_from_the_event_not_the_wall_clock(
     # Then exactly the 10:18 occurrence is queued, nothing is missed, and next is 10:19
     messages = bodies(drain(aws["sqs"], aws["queue_url"]))
     assert [(m["job_id"], m["run_id"], m["scheduled_for"]) for m in messages] == [
-        (job.id, "20260130T101800Z-s", "2026-01-30T10:18:00Z")]
+        (job.id, "20260130T101800Z-s", "2026-01-30T10:18:00Z")
+    ]
     assert (report.due, report.queued, report.missed) == (1, 1, 0)
     assert runs_of(store, job) == []
     assert stored_next(store, job) == utc("2026-01-30T10:19")
@@ -213,12 +252,28 @@ def test_the_tick_takes_its_minute_from_the_event_not_the_wall_clock(
 
 # --- decide(): the pure decision -------------------------------------------------------------
 
-def job_at(expression: str, next_at: str, *, anchor: str | None = None,
-           deadline: int | None = None, timezone: str = "UTC") -> Job:
-    return Job(account="spinup", group="g", id="00000000-0000-4000-8000-000000000000",
-               name="n", schedule_expression=expression, details={"runner": "dummyRunner"},
-               schedule_timezone=timezone, enabled=True, starting_deadline_seconds=deadline,
-               anchor=utc(anchor) if anchor else None, next=utc(next_at))
+
+def job_at(
+    expression: str,
+    next_at: str,
+    *,
+    anchor: str | None = None,
+    deadline: int | None = None,
+    timezone: str = "UTC",
+) -> Job:
+    return Job(
+        account="spinup",
+        group="g",
+        id="00000000-0000-4000-8000-000000000000",
+        name="n",
+        schedule_expression=expression,
+        details={"runner": "dummyRunner"},
+        schedule_timezone=timezone,
+        enabled=True,
+        starting_deadline_seconds=deadline,
+        anchor=utc(anchor) if anchor else None,
+        next=utc(next_at),
+    )
 
 
 def minutes(*stamps: str) -> tuple:
@@ -227,57 +282,112 @@ def minutes(*stamps: str) -> tuple:
 
 DECIDE_CASES = {
     "on time: runs its occurrence, next is the one after": (
-        job_at("* * * * *", "2026-01-30T10:18"), "2026-01-30T10:18",
-        "2026-01-30T10:18", (), "2026-01-30T10:19"),
+        job_at("* * * * *", "2026-01-30T10:18"),
+        "2026-01-30T10:18",
+        "2026-01-30T10:18",
+        (),
+        "2026-01-30T10:19",
+    ),
     "three minutes late: the latest runs, the older ones are missed": (
-        job_at("* * * * *", "2026-01-30T10:18"), "2026-01-30T10:21",
-        "2026-01-30T10:21", minutes("2026-01-30T10:18", "2026-01-30T10:19", "2026-01-30T10:20"),
-        "2026-01-30T10:22"),
+        job_at("* * * * *", "2026-01-30T10:18"),
+        "2026-01-30T10:21",
+        "2026-01-30T10:21",
+        minutes("2026-01-30T10:18", "2026-01-30T10:19", "2026-01-30T10:20"),
+        "2026-01-30T10:22",
+    ),
     "late by exactly the default deadline (600 s): still runs": (
-        job_at("*/15 * * * *", "2026-01-30T10:30"), "2026-01-30T10:40",
-        "2026-01-30T10:30", (), "2026-01-30T10:45"),
+        job_at("*/15 * * * *", "2026-01-30T10:30"),
+        "2026-01-30T10:40",
+        "2026-01-30T10:30",
+        (),
+        "2026-01-30T10:45",
+    ),
     "late by more than the default deadline: missed, not run": (
-        job_at("*/15 * * * *", "2026-01-30T10:30"), "2026-01-30T10:41",
-        None, minutes("2026-01-30T10:30"), "2026-01-30T10:45"),
+        job_at("*/15 * * * *", "2026-01-30T10:30"),
+        "2026-01-30T10:41",
+        None,
+        minutes("2026-01-30T10:30"),
+        "2026-01-30T10:45",
+    ),
     "a job's own deadline of 60 s: one minute late runs": (
-        job_at("*/15 * * * *", "2026-01-30T10:30", deadline=60), "2026-01-30T10:31",
-        "2026-01-30T10:30", (), "2026-01-30T10:45"),
+        job_at("*/15 * * * *", "2026-01-30T10:30", deadline=60),
+        "2026-01-30T10:31",
+        "2026-01-30T10:30",
+        (),
+        "2026-01-30T10:45",
+    ),
     "a job's own deadline of 60 s: two minutes late is missed": (
-        job_at("*/15 * * * *", "2026-01-30T10:30", deadline=60), "2026-01-30T10:32",
-        None, minutes("2026-01-30T10:30"), "2026-01-30T10:45"),
+        job_at("*/15 * * * *", "2026-01-30T10:30", deadline=60),
+        "2026-01-30T10:32",
+        None,
+        minutes("2026-01-30T10:30"),
+        "2026-01-30T10:45",
+    ),
     "a long deadline keeps an old occurrence runnable": (
-        job_at("0 9 * * *", "2026-01-30T09:00", deadline=7200), "2026-01-30T10:59",
-        "2026-01-30T09:00", (), "2026-01-31T09:00"),
+        job_at("0 9 * * *", "2026-01-30T09:00", deadline=7200),
+        "2026-01-30T10:59",
+        "2026-01-30T09:00",
+        (),
+        "2026-01-31T09:00",
+    ),
     "rate counts from its anchor, not from the top of the hour": (
-        job_at("rate(1 hour)", "2026-01-30T11:17", anchor="2026-01-30T10:17"), "2026-01-30T11:17",
-        "2026-01-30T11:17", (), "2026-01-30T12:17"),
+        job_at("rate(1 hour)", "2026-01-30T11:17", anchor="2026-01-30T10:17"),
+        "2026-01-30T11:17",
+        "2026-01-30T11:17",
+        (),
+        "2026-01-30T12:17",
+    ),
     "rate with missed occurrences keeps the anchor's phase": (
         job_at("rate(5 minutes)", "2026-01-30T10:05", anchor="2026-01-30T10:00"),
         "2026-01-30T10:17",
-        "2026-01-30T10:15", minutes("2026-01-30T10:05", "2026-01-30T10:10"), "2026-01-30T10:20"),
+        "2026-01-30T10:15",
+        minutes("2026-01-30T10:05", "2026-01-30T10:10"),
+        "2026-01-30T10:20",
+    ),
     "@every 90m from its anchor": (
-        job_at("@every 1h30m", "2026-01-30T01:30", anchor="2026-01-30T00:00"), "2026-01-30T03:05",
-        "2026-01-30T03:00", minutes("2026-01-30T01:30"), "2026-01-30T04:30"),
+        job_at("@every 1h30m", "2026-01-30T01:30", anchor="2026-01-30T00:00"),
+        "2026-01-30T03:05",
+        "2026-01-30T03:00",
+        minutes("2026-01-30T01:30"),
+        "2026-01-30T04:30",
+    ),
     "a one-time at() fires once, then has no next": (
-        job_at("at(2026-01-30T10:20:00)", "2026-01-30T10:20"), "2026-01-30T10:20",
-        "2026-01-30T10:20", (), None),
+        job_at("at(2026-01-30T10:20:00)", "2026-01-30T10:20"),
+        "2026-01-30T10:20",
+        "2026-01-30T10:20",
+        (),
+        None,
+    ),
     "cron in a timezone: 09:00 New York is 14:00 UTC": (
-        job_at("0 9 * * *", "2026-01-30T14:00", timezone="America/New_York"), "2026-01-30T14:01",
-        "2026-01-30T14:00", (), "2026-01-31T14:00"),
+        job_at("0 9 * * *", "2026-01-30T14:00", timezone="America/New_York"),
+        "2026-01-30T14:01",
+        "2026-01-30T14:00",
+        (),
+        "2026-01-31T14:00",
+    ),
     "the tick minute itself, before the next occurrence of a sparse schedule": (
-        job_at("0 18 * * *", "2026-01-30T18:00"), "2026-01-30T18:00",
-        "2026-01-30T18:00", (), "2026-01-31T18:00"),
+        job_at("0 18 * * *", "2026-01-30T18:00"),
+        "2026-01-30T18:00",
+        "2026-01-30T18:00",
+        (),
+        "2026-01-31T18:00",
+    ),
 }
 
 
-@pytest.mark.parametrize("job, minute, run_at, missed, next_at", DECIDE_CASES.values(),
-                         ids=DECIDE_CASES.keys())
-def test_decide(job: Job, minute: str, run_at: str | None, missed: tuple, next_at: str | None
-                ) -> None:
+@pytest.mark.parametrize(
+    "job, minute, run_at, missed, next_at", DECIDE_CASES.values(), ids=DECIDE_CASES.keys()
+)
+def test_decide(
+    job: Job, minute: str, run_at: str | None, missed: tuple, next_at: str | None
+) -> None:
     # Given a due job / When the tick of `minute` decides / Then run, missed and next are these
     decision = decide(job, job.schedule(), utc(minute))
-    assert decision == Decision(run_at=utc(run_at) if run_at else None, missed=missed,
-                                next_at=utc(next_at) if next_at else None)
+    assert decision == Decision(
+        run_at=utc(run_at) if run_at else None,
+        missed=missed,
+        next_at=utc(next_at) if next_at else None,
+    )
 
 
 def test_decide_after_hours_without_ticks_runs_one_and_records_a_bounded_number_missed() -> None:
@@ -312,14 +422,17 @@ def test_decide_runs_an_occurrence_older_than_a_day_when_its_deadline_allows_it(
     # When Tuesday's 10:00 tick decides
     decision = decide(job, job.schedule(), utc("2026-02-03T10:00"))
     # Then Monday's occurrence, within its deadline, runs; next is the following Monday
-    assert decision == Decision(run_at=utc("2026-02-02T09:00"), missed=(),
-                                next_at=utc("2026-02-09T09:00"))
+    assert decision == Decision(
+        run_at=utc("2026-02-02T09:00"), missed=(), next_at=utc("2026-02-09T09:00")
+    )
 
 
 # --- the tick against DynamoDB and SQS ---------------------------------------------------------
 
+
 def test_the_same_tick_delivered_twice_runs_each_occurrence_once(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner
+) -> None:
     # Given two per-minute jobs due at 10:18
     jobs = [create_job(store), create_job(store)]
     event = scheduled_event("2026-01-30T10:18:00")
@@ -337,12 +450,17 @@ def test_the_same_tick_delivered_twice_runs_each_occurrence_once(
     assert runner.calls == Counter({(j.id, "20260130T101800Z-s"): 1 for j in jobs})
     for job in jobs:
         assert [(r.run_id, r.status) for r in runs_of(store, job)] == [
-            ("20260130T101800Z-s", "succeeded")]
+            ("20260130T101800Z-s", "succeeded")
+        ]
 
 
 def test_a_tick_redelivered_after_sending_but_before_advancing_runs_each_occurrence_once(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store,
+    queue: RunQueue,
+    aws: dict[str, Any],
+    runner: CountingRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given two due jobs, and a first delivery of the tick that dies after sending its
     # messages but before advancing any job (send first, advance second)
     jobs = [create_job(store), create_job(store)]
@@ -350,6 +468,7 @@ def test_a_tick_redelivered_after_sending_but_before_advancing_runs_each_occurre
 
     def crash(entries: Any) -> Any:
         raise RuntimeError("tick Lambda killed")
+
     with monkeypatch.context() as patch:
         patch.setattr(store, "put_due", crash)
         with pytest.raises(RuntimeError):
@@ -372,7 +491,8 @@ def test_a_tick_redelivered_after_sending_but_before_advancing_runs_each_occurre
 
 
 def test_a_tick_whose_batch_send_partly_fails_raises_and_its_retry_sends_only_the_rest(
-        store: Store, aws: dict[str, Any], runner: CountingRunner) -> None:
+    store: Store, aws: dict[str, Any], runner: CountingRunner
+) -> None:
     # Given twelve due jobs (two send batches), and an SQS that answers HTTP 200 with three
     # of them under `Failed` for as long as the first tick lasts
     jobs = [create_job(store) for _ in range(12)]
@@ -388,8 +508,9 @@ def test_a_tick_whose_batch_send_partly_fails_raises_and_its_retry_sends_only_th
     # Then the nine others are queued and advanced; the three failed ones are not advanced
     first_messages = drain(aws["sqs"], aws["queue_url"])
     first_sent = bodies(first_messages)
-    assert sorted(b["job_id"] for b in first_sent) == sorted(j.id for j in jobs
-                                                             if j.id not in unlucky)
+    assert sorted(b["job_id"] for b in first_sent) == sorted(
+        j.id for j in jobs if j.id not in unlucky
+    )
     for job in jobs:
         expected = "2026-01-30T10:18" if job.id in unlucky else "2026-01-30T10:19"
         assert stored_next(store, job) == utc(expected)
@@ -402,9 +523,12 @@ def test_a_tick_whose_batch_send_partly_fails_raises_and_its_retry_sends_only_th
     report = run_tick(ticker(store, queue), event)
 
     # Then the retry sends only the three that failed, and advances them
-    sent_entries = [json.loads(e["MessageBody"])["job_id"]
-                    for name, call in sqs.calls if name == "send_message_batch"
-                    for e in call["Entries"]]
+    sent_entries = [
+        json.loads(e["MessageBody"])["job_id"]
+        for name, call in sqs.calls
+        if name == "send_message_batch"
+        for e in call["Entries"]
+    ]
     assert sorted(sent_entries) == sorted(unlucky)
     assert (report.due, report.queued) == (3, 3)
     assert all(stored_next(store, j) == utc("2026-01-30T10:19") for j in jobs)
@@ -417,21 +541,27 @@ def test_a_tick_whose_batch_send_partly_fails_raises_and_its_retry_sends_only_th
     assert runner.calls == Counter({(j.id, "20260130T101800Z-s"): 1 for j in jobs})
 
 
-def run_worker_with(aws: dict[str, Any], store: Store, queue: RunQueue,
-                    messages: list[dict[str, Any]]
-                    ) -> tuple[list[dict[str, Any]], PartialItemFailureResponse]:
+def run_worker_with(
+    aws: dict[str, Any], store: Store, queue: RunQueue, messages: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], PartialItemFailureResponse]:
     """Feed already-received messages to the worker, ten at a time like the event source."""
-    worker = Worker(store=store, queue=queue, registry=lambda: REGISTRY,
-                    clients=lambda entry, run_id: (lambda service: None))
+    worker = Worker(
+        store=store,
+        queue=queue,
+        registry=lambda: REGISTRY,
+        clients=lambda entry, run_id: lambda service: None,
+    )
     failures: list[PartialItemFailures] = []
     for start in range(0, len(messages), 10):
-        failures += handle_batch(sqs_event(messages[start:start + 10]),
-                                 worker=worker)["batchItemFailures"]
+        failures += handle_batch(sqs_event(messages[start : start + 10]), worker=worker)[
+            "batchItemFailures"
+        ]
     return messages, {"batchItemFailures": failures}
 
 
 def test_an_entry_that_fails_once_is_resent_within_the_same_tick(
-        store: Store, aws: dict[str, Any], runner: CountingRunner) -> None:
+    store: Store, aws: dict[str, Any], runner: CountingRunner
+) -> None:
     # Given three due jobs, and SQS failing one entry once (HTTP 200, entry under `Failed`)
     jobs = [create_job(store) for _ in range(3)]
     sqs = FailingEntries(aws["sqs"], {jobs[0].id}, failures=1)
@@ -441,8 +571,11 @@ def test_an_entry_that_fails_once_is_resent_within_the_same_tick(
     report = tick(store, queue, "2026-01-30T10:18:00")
 
     # Then the failed entry was sent again at once, alone, and the tick completed
-    batches = [[json.loads(e["MessageBody"])["job_id"] for e in call["Entries"]]
-               for name, call in sqs.calls if name == "send_message_batch"]
+    batches = [
+        [json.loads(e["MessageBody"])["job_id"] for e in call["Entries"]]
+        for name, call in sqs.calls
+        if name == "send_message_batch"
+    ]
     assert batches[-1] == [jobs[0].id] and len(batches) == 2
     assert report.queued == 3 and report.not_sent == []
     # And every occurrence runs once
@@ -452,7 +585,8 @@ def test_an_entry_that_fails_once_is_resent_within_the_same_tick(
 
 
 def test_a_late_tick_runs_the_latest_occurrence_once_and_records_the_older_ones_missed(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner
+) -> None:
     # Given a per-minute job due since 10:18, and no tick delivered until the one of 10:25
     job = create_job(store)
 
@@ -467,8 +601,8 @@ def test_a_late_tick_runs_the_latest_occurrence_once_and_records_the_older_ones_
     # ... and 10:18 to 10:24 are recorded as missed runs, superseded by it
     runs = runs_of(store, job)
     assert [(r.scheduled_for, r.status) for r in runs] == [
-        ("2026-01-30T10:25:00Z", "succeeded")] + [
-        (f"2026-01-30T10:{m}:00Z", "missed") for m in range(24, 17, -1)]
+        ("2026-01-30T10:25:00Z", "succeeded")
+    ] + [(f"2026-01-30T10:{m}:00Z", "missed") for m in range(24, 17, -1)]
     assert all("10:25" in (r.error or "") for r in runs[1:])
     assert report.missed == 7
     assert store.counters()["RUNS"] == {"succeeded": 1, "missed": 7}
@@ -476,7 +610,8 @@ def test_a_late_tick_runs_the_latest_occurrence_once_and_records_the_older_ones_
 
 
 def test_ticks_missing_for_hours_give_one_run_and_a_bounded_number_of_missed_records(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner
+) -> None:
     # Given a per-minute job due since 10:18, and no tick for five hours
     job = create_job(store)
 
@@ -491,17 +626,20 @@ def test_ticks_missing_for_hours_give_one_run_and_a_bounded_number_of_missed_rec
     # And the newest missed occurrences are recorded, MAX_MISSED_RECORDS of them
     first_page, after = store.list_runs(job.id, 100)
     runs = first_page + store.list_runs(job.id, 100, after)[0]
-    assert Counter(r.status for r in runs) == Counter({"succeeded": 1,
-                                                       "missed": MAX_MISSED_RECORDS})
-    assert runs[-1].scheduled_for == iso(utc("2026-01-30T15:18")
-                                         - timedelta(minutes=MAX_MISSED_RECORDS))
+    assert Counter(r.status for r in runs) == Counter(
+        {"succeeded": 1, "missed": MAX_MISSED_RECORDS}
+    )
+    assert runs[-1].scheduled_for == iso(
+        utc("2026-01-30T15:18") - timedelta(minutes=MAX_MISSED_RECORDS)
+    )
     assert report.missed == MAX_MISSED_RECORDS
     assert store.counters()["RUNS"] == {"succeeded": 1, "missed": MAX_MISSED_RECORDS}
     assert stored_next(store, job) == utc("2026-01-30T15:19")
 
 
 def test_an_occurrence_older_than_its_starting_deadline_is_recorded_missed_and_not_run(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner
+) -> None:
     # Given a quarter-hourly job with a 60 s starting deadline, next due at 10:30
     job = create_job(store, "*/15 * * * *", starting_deadline_seconds=60)
     assert job.next == utc("2026-01-30T10:30")
@@ -514,14 +652,18 @@ def test_an_occurrence_older_than_its_starting_deadline_is_recorded_missed_and_n
     assert runner.calls == Counter()
     [run] = runs_of(store, job)
     assert (run.run_id, run.status, run.scheduled_for) == (
-        "20260130T103000Z-s", "missed", "2026-01-30T10:30:00Z")
+        "20260130T103000Z-s",
+        "missed",
+        "2026-01-30T10:30:00Z",
+    )
     assert "deadline" in (run.error or "") and "60" in (run.error or "")
     assert (report.queued, report.missed) == (0, 1)
     assert stored_next(store, job) == utc("2026-01-30T10:45")
 
 
 def test_a_late_tick_within_the_deadline_runs_the_occurrence_late(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner
+) -> None:
     # Given a quarter-hourly job next due at 10:30 (default deadline 600 s)
     job = create_job(store, "*/15 * * * *")
     # When the first tick after it is the one of 10:37
@@ -530,14 +672,16 @@ def test_a_late_tick_within_the_deadline_runs_the_occurrence_late(
     messages, _ = run_worker(aws, store, queue)
     assert [b["scheduled_for"] for b in bodies(messages)] == ["2026-01-30T10:30:00Z"]
     assert [(r.run_id, r.status) for r in runs_of(store, job)] == [
-        ("20260130T103000Z-s", "succeeded")]
+        ("20260130T103000Z-s", "succeeded")
+    ]
     assert stored_next(store, job) == utc("2026-01-30T10:45")
 
 
 def is_due_query(kwargs: Mapping[str, Any]) -> bool:
     """A Query of a shard's due items."""
-    return kwargs.get("ExpressionAttributeValues", {}).get(":pk", {}).get("S", "").startswith(
-        "DUE#")
+    return (
+        kwargs.get("ExpressionAttributeValues", {}).get(":pk", {}).get("S", "").startswith("DUE#")
+    )
 
 
 class SmallPages(Recording):
@@ -555,7 +699,8 @@ class SmallPages(Recording):
 
 
 def test_more_due_jobs_than_a_query_page_and_a_send_batch_are_all_queued_once(
-        aws: dict[str, Any]) -> None:
+    aws: dict[str, Any],
+) -> None:
     # Given 35 due jobs, Query pages of 3 items, and the real queue
     dynamodb = SmallPages(aws["dynamodb"], limit=3)
     store = Store(dynamodb, TABLE, SHARDS)
@@ -576,21 +721,28 @@ def test_more_due_jobs_than_a_query_page_and_a_send_batch_are_all_queued_once(
     assert (report.due, report.queued) == (35, 35)
     messages = bodies(drain(aws["sqs"], aws["queue_url"]))
     assert sorted((b["job_id"], b["run_id"]) for b in messages) == sorted(
-        (j.id, "20260130T101800Z-s") for j in jobs)
+        (j.id, "20260130T101800Z-s") for j in jobs
+    )
     assert all(stored_next(store, j) == utc("2026-01-30T10:19") for j in jobs)
 
 
 def test_a_stored_job_whose_expression_no_longer_parses_is_taken_off_the_schedule(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner,
-        caplog: pytest.LogCaptureFixture) -> None:
+    store: Store,
+    queue: RunQueue,
+    aws: dict[str, Any],
+    runner: CountingRunner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # Given two due jobs, and a third stored (by an older version, say) with an expression
     # this version rejects
     good = [create_job(store), create_job(store)]
     broken = create_job(store)
     aws["dynamodb"].update_item(
-        TableName=TABLE, Key={"pk": {"S": "ACCOUNT#spinup"}, "sk": {"S": f"JOB#nightly#{broken.id}"}},
+        TableName=TABLE,
+        Key={"pk": {"S": "ACCOUNT#spinup"}, "sk": {"S": f"JOB#nightly#{broken.id}"}},
         UpdateExpression="SET schedule_expression = :e",
-        ExpressionAttributeValues={":e": {"S": "R * * * *"}})
+        ExpressionAttributeValues={":e": {"S": "R * * * *"}},
+    )
 
     # When the tick runs
     report = tick(store, queue, "2026-01-30T10:18:00")
@@ -602,9 +754,11 @@ def test_a_stored_job_whose_expression_no_longer_parses_is_taken_off_the_schedul
     assert runner.calls == Counter({(j.id, "20260130T101800Z-s"): 1 for j in good})
     # And the broken one is logged, kept, and off the due index (not read again)
     assert report.unschedulable == 1
-    assert [getattr(r, "reason", "") for r in caplog.records
-            if r.levelname == "ERROR" and getattr(r, "job_id", None) == broken.id] == [
-        "'R' in the minute field is a croniter extension, not cron"]
+    assert [
+        getattr(r, "reason", "")
+        for r in caplog.records
+        if r.levelname == "ERROR" and getattr(r, "job_id", None) == broken.id
+    ] == ["'R' in the minute field is a croniter extension, not cron"]
     stored = store.get_job(broken.account, broken.group, broken.id)
     assert stored.next is None and stored.schedule_expression == "R * * * *"
     later = tick(store, queue, "2026-01-30T10:19:00")
@@ -612,7 +766,8 @@ def test_a_stored_job_whose_expression_no_longer_parses_is_taken_off_the_schedul
 
 
 def test_the_tick_reads_only_due_jobs_and_writes_only_their_due_items(
-        aws: dict[str, Any], queue: RunQueue) -> None:
+    aws: dict[str, Any], queue: RunQueue
+) -> None:
     # Given three due jobs among jobs that are not due: later, disabled, or finished (at())
     dynamodb = Recording(aws["dynamodb"])
     store = Store(dynamodb, TABLE, SHARDS)
@@ -635,20 +790,27 @@ def test_the_tick_reads_only_due_jobs_and_writes_only_their_due_items(
     queries = [c for n, c in dynamodb.calls if n == "query"]
     assert sum(map(is_due_query, queries)) == SHARDS
     assert [c for c in queries if not is_due_query(c)] == [
-        c for c in queries if c.get("IndexName") == DUE_INDEX]
-    read = [item for name, answer in dynamodb.answers if name == "query"
-            for item in answer["Items"]]
+        c for c in queries if c.get("IndexName") == DUE_INDEX
+    ]
+    read = [
+        item for name, answer in dynamodb.answers if name == "query" for item in answer["Items"]
+    ]
     assert sorted(i["id"]["S"] for i in read) == sorted(j.id for j in due)
     assert report.due == 3
     # And it read those jobs in one batch, and wrote only due items (in batches: the next
     # ones, then the ones read) and the tick record: no job item
     gets = [c for n, c in dynamodb.calls if n == "batch_get_item"]
     assert len(gets) == 1 and len(gets[0]["RequestItems"][TABLE]["Keys"]) == 3
-    written = [r for n, c in dynamodb.calls if n == "batch_write_item"
-               for r in c["RequestItems"][TABLE]]
+    written = [
+        r for n, c in dynamodb.calls if n == "batch_write_item" for r in c["RequestItems"][TABLE]
+    ]
     assert [next(iter(r)) for r in written] == ["PutRequest"] * 3 + ["DeleteRequest"] * 3
-    assert all(r.get("PutRequest", {}).get("Item", r.get("DeleteRequest", {}).get("Key"))
-               ["pk"]["S"].startswith("DUE#") for r in written)
+    assert all(
+        r.get("PutRequest", {})
+        .get("Item", r.get("DeleteRequest", {}).get("Key"))["pk"]["S"]
+        .startswith("DUE#")
+        for r in written
+    )
     updates = [c for n, c in dynamodb.calls if n == "update_item"]
     assert [u["Key"]["sk"]["S"] for u in updates] == ["TICK"]
     assert set(operations) == {"query", "batch_get_item", "batch_write_item", "update_item"}
@@ -661,28 +823,39 @@ def test_decide_runs_an_occurrence_exactly_its_deadline_old_after_a_long_gap() -
     # When Wednesday's 09:00 tick decides
     decision = decide(job, job.schedule(), utc("2026-02-04T09:00"))
     # Then this Monday's occurrence, exactly as old as the deadline allows, still runs
-    assert decision == Decision(run_at=utc("2026-02-02T09:00"), missed=(),
-                                next_at=utc("2026-02-09T09:00"))
+    assert decision == Decision(
+        run_at=utc("2026-02-02T09:00"), missed=(), next_at=utc("2026-02-09T09:00")
+    )
 
 
-@pytest.mark.parametrize("job, minute, next_at", [
-    (job_at("at(2026-01-27T10:00:00)", "2026-01-27T10:00"), "2026-01-30T10:17", None),
-    (job_at("0 0 1 1 *", "2026-01-01T00:00"), "2026-01-03T00:00", "2027-01-01T00:00"),
-], ids=["one-time at()", "yearly"])
+@pytest.mark.parametrize(
+    "job, minute, next_at",
+    [
+        (job_at("at(2026-01-27T10:00:00)", "2026-01-27T10:00"), "2026-01-30T10:17", None),
+        (job_at("0 0 1 1 *", "2026-01-01T00:00"), "2026-01-03T00:00", "2027-01-01T00:00"),
+    ],
+    ids=["one-time at()", "yearly"],
+)
 def test_decide_after_a_gap_longer_than_the_window_records_the_lost_occurrence_missed(
-        job: Job, minute: str, next_at: str | None) -> None:
+    job: Job, minute: str, next_at: str | None
+) -> None:
     # Given a job whose only occurrence in days fell before a gap longer than the window
     # When the first tick after the gap decides
     assert job.next is not None
     decision = decide(job, job.schedule(), utc(minute))
     # Then that occurrence is recorded missed, not dropped silently, and next is the one after
-    assert decision == Decision(run_at=None, missed=(job.next,),
-                                next_at=utc(next_at) if next_at else None)
+    assert decision == Decision(
+        run_at=None, missed=(job.next,), next_at=utc(next_at) if next_at else None
+    )
 
 
 def test_a_job_whose_decision_fails_unexpectedly_stays_due_and_the_others_still_run(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: CountingRunner,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store,
+    queue: RunQueue,
+    aws: dict[str, Any],
+    runner: CountingRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given two due jobs, and decide() failing with a bug for one of them
     import chalicelib.tick as tick_module
 
@@ -708,6 +881,7 @@ def test_a_job_whose_decision_fails_unexpectedly_stays_due_and_the_others_still_
 
 # --- the split tick ----------------------------------------------------------------------------
 
+
 def test_plan_parts_gives_every_shard_to_exactly_one_part() -> None:
     # Given 16 shards in 4 parts, 4 shards in 8 parts, 5 shards in 2 parts
     # Then each shard is in one part, parts are as even as they can be, none is empty
@@ -717,8 +891,12 @@ def test_plan_parts_gives_every_shard_to_exactly_one_part() -> None:
 
 
 def test_the_scheduled_tick_only_fans_out_and_the_parts_queue_every_due_run(
-        aws: dict[str, Any], store: Store, queue: RunQueue, runner: CountingRunner,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: dict[str, Any],
+    store: Store,
+    queue: RunQueue,
+    runner: CountingRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given six due jobs, and the scheduled tick set to two parts (its queue URL configured,
     # as the template does)
     jobs = [create_job(store) for _ in range(6)]
@@ -726,8 +904,9 @@ def test_the_scheduled_tick_only_fans_out_and_the_parts_queue_every_due_run(
     monkeypatch.setenv("MINION_TICK_PARTS_QUEUE_URL", aws["tick_parts_url"])
     sqs = Recording(aws["sqs"])
     dynamodb = Recording(aws["dynamodb"])
-    monkeypatch.setattr("chalicelib.aws.client",
-                        lambda service, **_: {"sqs": sqs, "dynamodb": dynamodb}[service])
+    monkeypatch.setattr(
+        "chalicelib.aws.client", lambda service, **_: {"sqs": sqs, "dynamodb": dynamodb}[service]
+    )
     deps.reset()
 
     # When the scheduled tick runs for 10:18
@@ -753,25 +932,36 @@ def test_the_scheduled_tick_only_fans_out_and_the_parts_queue_every_due_run(
 
 
 def test_a_part_that_is_not_a_tick_part_is_reported_failed_and_the_others_processed(
-        aws: dict[str, Any], store: Store, queue: RunQueue) -> None:
+    aws: dict[str, Any], store: Store, queue: RunQueue
+) -> None:
     # Given a due job, a valid part for all shards, and three malformed parts
     job = create_job(store)
-    good = {"MessageId": "good", "Body": json.dumps({"minute": "2026-01-30T10:18:00Z",
-                                                     "shards": list(range(SHARDS))})}
-    bad = [{"MessageId": f"bad-{i}", "Body": body} for i, body in enumerate([
-        "not json at all", json.dumps({"minute": "2026-01-30T10:18:30Z", "shards": [0]}),
-        json.dumps({"minute": "2026-01-30T10:18:00Z", "shards": []})])]
+    good = {
+        "MessageId": "good",
+        "Body": json.dumps({"minute": "2026-01-30T10:18:00Z", "shards": list(range(SHARDS))}),
+    }
+    bad = [
+        {"MessageId": f"bad-{i}", "Body": body}
+        for i, body in enumerate(
+            [
+                "not json at all",
+                json.dumps({"minute": "2026-01-30T10:18:30Z", "shards": [0]}),
+                json.dumps({"minute": "2026-01-30T10:18:00Z", "shards": []}),
+            ]
+        )
+    ]
     # When they arrive in one event
-    answer = handle_tick_parts(sqs_event([good, *bad]),
-                               ticker=Ticker(store, queue, shards=SHARDS, parallelism=2))
+    answer = handle_tick_parts(
+        sqs_event([good, *bad]), ticker=Ticker(store, queue, shards=SHARDS, parallelism=2)
+    )
     # Then only the malformed ones come back, and the job's run is queued
-    assert failed_ids(answer) == [
-        "bad-0", "bad-1", "bad-2"]
+    assert failed_ids(answer) == ["bad-0", "bad-1", "bad-2"]
     assert [b["job_id"] for b in bodies(drain(aws["sqs"], aws["queue_url"]))] == [job.id]
 
 
 def test_a_scheduled_tick_whose_parts_cannot_be_sent_fails_so_it_is_retried(
-        aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given the parts queue refusing one entry of every SendMessageBatch
     deps.reset()
     real = aws["sqs"].send_message_batch
@@ -789,12 +979,15 @@ def test_a_scheduled_tick_whose_parts_cannot_be_sent_fails_so_it_is_retried(
 
 
 def test_due_items_of_jobs_changed_or_deleted_since_are_dropped_not_run(
-        aws: dict[str, Any], store: Store, queue: RunQueue, runner: CountingRunner) -> None:
+    aws: dict[str, Any], store: Store, queue: RunQueue, runner: CountingRunner
+) -> None:
     # Given three per-minute jobs due at 10:18; one then moved to hourly, one deleted
     kept, moved, deleted = create_job(store), create_job(store), create_job(store)
     read = store.get_job(moved.account, moved.group, moved.id)
-    store.replace_job(replace(read, schedule_expression="0 * * * *", version=2,
-                              next=utc("2026-01-30T11:00")), read)
+    store.replace_job(
+        replace(read, schedule_expression="0 * * * *", version=2, next=utc("2026-01-30T11:00")),
+        read,
+    )
     store.delete_job(store.get_job(deleted.account, deleted.group, deleted.id))
 
     # When the 10:18 tick runs
@@ -815,7 +1008,8 @@ def test_due_items_of_jobs_changed_or_deleted_since_are_dropped_not_run(
 
 
 def test_a_late_part_after_the_next_minutes_part_queues_nothing_twice(
-        aws: dict[str, Any], store: Store, queue: RunQueue, runner: CountingRunner) -> None:
+    aws: dict[str, Any], store: Store, queue: RunQueue, runner: CountingRunner
+) -> None:
     # Given per-minute jobs, and the 10:18 part delivered only after the 10:19 part ran
     jobs = [create_job(store) for _ in range(3)]
     first = tick(store, queue, "2026-01-30T10:19:00")

@@ -4,6 +4,7 @@ run-now, and the partial batch response, against moto's DynamoDB and SQS.
 SQS events are built from messages really received from moto (`sqs_event`), each keeping its
 own message id; the worker's clock is set by hand to move past a lease.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,10 +32,11 @@ from chalicelib.store import Refused, Store
 from chalicelib.tick import Ticker, run_tick
 from chalicelib.worker import LEASE_MARGIN, Worker, handle_batch, retry_delay
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
+from store_support import registry_entry
 
 SHARDS = 4
 REGISTRY = Registry.from_document(ACCOUNTS)
-CREATED = "2026-01-30T10:17:20"       # jobs are created in this minute: next is 10:18
+CREATED = "2026-01-30T10:17:20"  # jobs are created in this minute: next is 10:18
 STARTED = utc("2026-01-30T10:18:05")  # the worker's clock, unless a test moves it
 RUNNER_TIMEOUT = 60
 LEASE = RUNNER_TIMEOUT + LEASE_MARGIN
@@ -42,6 +44,7 @@ CONCURRENCY = 10  # the deployed default (settings.worker_concurrency)
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
+
 
 class ScriptedRunner:
     """Stands in for dummyRunner: counts its calls, and does what the test scripts
@@ -94,6 +97,7 @@ class Recording:
             answer = method(**kwargs)
             self.calls.append((name, kwargs, answer))
             return answer
+
         return call
 
 
@@ -114,6 +118,7 @@ class OneRequestAtATime(Recording):
         def call(**kwargs: Any) -> Any:
             with self.lock:
                 return method(**kwargs)
+
         return call
 
 
@@ -135,25 +140,48 @@ def worker(store: Store, queue: RunQueue, clock: Clock) -> Worker:
     return make_worker(store, queue, clock)
 
 
-def make_worker(store: Store, queue: RunQueue, clock: Clock, registry: Registry = REGISTRY,
-                clients: Callable[..., Any] | None = None,
-                concurrency: int = CONCURRENCY) -> Worker:
+def make_worker(
+    store: Store,
+    queue: RunQueue,
+    clock: Clock,
+    registry: Registry = REGISTRY,
+    clients: Callable[..., Any] | None = None,
+    concurrency: int = CONCURRENCY,
+) -> Worker:
     """The worker as deployed: a batch's records at once. Its DynamoDB answers one request at
     a time (OneRequestAtATime): moto in-process does not apply a conditional write atomically
     when threads call it at once, and DynamoDB does."""
-    serialized = Store(OneRequestAtATime(store.client), store.table, store.shards,
-                       clock=store.clock)
-    return Worker(store=serialized, queue=queue, registry=lambda: registry,
-                  clients=clients or (lambda entry, run_id: (lambda service: None)),
-                  runner_timeout=RUNNER_TIMEOUT, clock=clock, concurrency=concurrency)
+    serialized = Store(
+        OneRequestAtATime(store.client), store.table, store.shards, clock=store.clock
+    )
+    return Worker(
+        store=serialized,
+        queue=queue,
+        registry=lambda: registry,
+        clients=clients or (lambda entry, run_id: lambda service: None),
+        runner_timeout=RUNNER_TIMEOUT,
+        clock=clock,
+        concurrency=concurrency,
+    )
 
 
 def create_job(store: Store, expression: str = "* * * * *", **fields: Any) -> Job:
     """A job validated as the API does (`job_from_request`) and stored."""
-    body = {"name": "worker-test", "schedule_expression": expression, "enabled": True,
-            "details": {"runner": "dummyRunner"}, **fields}
-    job = job_from_request(body, account="spinup", group="nightly", job_id=None,
-                           entry=REGISTRY.get("spinup"), now=utc(CREATED))  # type: ignore[arg-type]
+    body = {
+        "name": "worker-test",
+        "schedule_expression": expression,
+        "enabled": True,
+        "details": {"runner": "dummyRunner"},
+        **fields,
+    }
+    job = job_from_request(
+        body,
+        account="spinup",
+        group="nightly",
+        job_id=None,
+        entry=registry_entry("spinup", REGISTRY),
+        now=utc(CREATED),
+    )
     store.create_job(job)
     return job
 
@@ -161,9 +189,15 @@ def create_job(store: Store, expression: str = "* * * * *", **fields: Any) -> Jo
 def scheduled(job: Job, minute: str = "2026-01-30T10:18", attempt: int = 1) -> RunMessage:
     """The run message the tick sends for `job`'s occurrence at `minute`."""
     occurrence = utc(minute)
-    return RunMessage(account=job.account, group=job.group, job_id=job.id,
-                      run_id=scheduled_run_id(occurrence), trigger="schedule",
-                      scheduled_for=iso(occurrence) or "", attempt=attempt)
+    return RunMessage(
+        account=job.account,
+        group=job.group,
+        job_id=job.id,
+        run_id=scheduled_run_id(occurrence),
+        trigger="schedule",
+        scheduled_for=iso(occurrence) or "",
+        attempt=attempt,
+    )
 
 
 def send(aws: dict[str, Any], *bodies: str) -> None:
@@ -171,8 +205,9 @@ def send(aws: dict[str, Any], *bodies: str) -> None:
         aws["sqs"].send_message(QueueUrl=aws["queue_url"], MessageBody=body)
 
 
-def deliver(aws: dict[str, Any], worker: Worker
-            ) -> tuple[list[dict[str, Any]], PartialItemFailureResponse]:
+def deliver(
+    aws: dict[str, Any], worker: Worker
+) -> tuple[list[dict[str, Any]], PartialItemFailureResponse]:
     """Drain the runs queue and hand what it held to the worker in one SQS event."""
     messages = drain(aws["sqs"], aws["queue_url"])
     assert messages, "nothing to deliver"
@@ -185,8 +220,10 @@ def the_run(store: Store, job: Job, minute: str = "2026-01-30T10:18") -> Any:
 
 # --- duplicates, races, dead workers ----------------------------------------------------------
 
+
 def test_the_same_run_delivered_twice_runs_once_and_the_copy_is_acknowledged(
-        store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner) -> None:
+    store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
     # Given one run message sent twice (a re-sent tick): two SQS messages, one run
     job = create_job(store)
     body = scheduled(job).to_body()
@@ -211,7 +248,8 @@ def test_the_same_run_delivered_twice_runs_once_and_the_copy_is_acknowledged(
 
 
 def test_two_workers_racing_for_one_run_one_runs_it_and_the_other_keeps_its_message(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner
+) -> None:
     # Given two copies of one run message, each received by its own worker, and a runner
     # that holds the run until the race is over
     job = create_job(store)
@@ -223,6 +261,7 @@ def test_two_workers_racing_for_one_run_one_runs_it_and_the_other_keeps_its_mess
     def hold(details: Mapping[str, str], ctx: Any) -> RunResult:
         assert release.wait(10), "race never released"
         return RunResult(output="done")
+
     runner.behaviour = hold
     barrier = threading.Barrier(2)
     responses: dict[str, PartialItemFailureResponse] = {}
@@ -274,7 +313,8 @@ def test_a_claim_is_taken_by_one_caller_only(store: Store, clock: Clock) -> None
 
 
 def test_a_refused_claim_reads_the_holder_from_the_refusing_write_not_a_second_read(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner
+) -> None:
     # Given a run held by a live worker, and a copy of its message delivered meanwhile
     job = create_job(store)
     assert store.claim_run(the_run_to_claim(job), 1, LEASE, STARTED)
@@ -299,12 +339,20 @@ def test_a_refused_claim_reads_the_holder_from_the_refusing_write_not_a_second_r
 
 def the_run_to_claim(job: Job) -> Run:
     message = scheduled(job)
-    return Run(run_id=message.run_id, job_id=job.id, account=job.account, group=job.group,
-               trigger="schedule", scheduled_for=message.scheduled_for, status="running")
+    return Run(
+        run_id=message.run_id,
+        job_id=job.id,
+        account=job.account,
+        group=job.group,
+        trigger="schedule",
+        scheduled_for=message.scheduled_for,
+        status="running",
+    )
 
 
 def test_a_run_whose_worker_died_is_taken_over_after_its_lease_and_not_before(
-        store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner
+) -> None:
     # Given a run claimed at 10:18:05 by a worker that then died (claim, no finish), and its
     # message back on the queue
     job = create_job(store)
@@ -338,6 +386,7 @@ def test_a_run_whose_worker_died_is_taken_over_after_its_lease_and_not_before(
 
 # --- poison messages and partial batches -----------------------------------------------------
 
+
 def poison_bodies(job: Job) -> dict[str, str]:
     valid = json.loads(scheduled(job).to_body())
     return {
@@ -349,17 +398,23 @@ def poison_bodies(job: Job) -> dict[str, str]:
         "attempt out of range": json.dumps({**valid, "attempt": 0}),
         "a job id that is no job id": json.dumps({**valid, "job_id": "../../etc"}),
         "a run id that does not match its time": json.dumps(
-            {**valid, "run_id": "20260130T101900Z-s"}),
+            {**valid, "run_id": "20260130T101900Z-s"}
+        ),
         "an unknown trigger": json.dumps({**valid, "trigger": "whenever"}),
         "a run-now that was never queued": RunMessage(
-            account=job.account, group=job.group, job_id=job.id,
-            run_id=manual_run_id(STARTED), trigger="manual",
-            scheduled_for=iso(STARTED) or "").to_body(),
+            account=job.account,
+            group=job.group,
+            job_id=job.id,
+            run_id=manual_run_id(STARTED),
+            trigger="manual",
+            scheduled_for=iso(STARTED) or "",
+        ).to_body(),
     }
 
 
 def test_poison_messages_fail_alone_and_the_rest_of_the_batch_succeeds(
-        store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner) -> None:
+    store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
     # Given a batch mixing a good run message with every kind of poison
     job = create_job(store)
     poison = poison_bodies(job)
@@ -374,20 +429,26 @@ def test_poison_messages_fail_alone_and_the_rest_of_the_batch_succeeds(
     assert runner.calls == Counter({(job.id, "20260130T101800Z-s"): 1})
     # And the poison wrote nothing: the job's only run is the good one
     assert [(r.run_id, r.status) for r in store.list_runs(job.id, 10)[0]] == [
-        ("20260130T101800Z-s", "succeeded")]
+        ("20260130T101800Z-s", "succeeded")
+    ]
 
 
 def test_a_poison_message_lands_in_the_dlq_after_the_maximum_receives(
-        store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker,
-        runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
     # Given a runs queue with a DLQ after 2 receives, holding one poison and one good message
     sqs = aws["sqs"]
     dlq_url = sqs.create_queue(QueueName="runs-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    url = sqs.create_queue(QueueName="runs-with-dlq", Attributes={
-        "VisibilityTimeout": "180", "RedrivePolicy": json.dumps(
-            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName="runs-with-dlq",
+        Attributes={
+            "VisibilityTimeout": "180",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}),
+        },
+    )["QueueUrl"]
     job = create_job(store)
     for body in ("not json", scheduled(job).to_body()):
         sqs.send_message(QueueUrl=url, MessageBody=body)
@@ -396,16 +457,18 @@ def test_a_poison_message_lands_in_the_dlq_after_the_maximum_receives(
     # failed items come back (their visibility timeout ends), until nothing is left
     deliveries: list[list[str]] = []
     while True:
-        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                       AttributeNames=["All"]).get("Messages", [])
+        received = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
         if not received or len(deliveries) > 5:
             break
         failed = set(failed_ids(handle_batch(sqs_event(received), worker=worker)))
         deliveries.append(sorted(m["Body"] for m in received))
         for m in received:
             if m["MessageId"] in failed:
-                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"],
-                                              VisibilityTimeout=0)
+                sqs.change_message_visibility(
+                    QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+                )
             else:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
@@ -426,15 +489,22 @@ class ThrottledClaims(Recording):
 
     def update_item(self, **kwargs: Any) -> Any:
         if self.active and kwargs["Key"]["pk"]["S"] == f"JOB#{self.job_id}":
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
-                                         "Message": "Rate of requests exceeds the allowed "
-                                                    "throughput."},
-                               "ResponseMetadata": {"HTTPStatusCode": 400}}, "UpdateItem")
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ProvisionedThroughputExceededException",
+                        "Message": "Rate of requests exceeds the allowed throughput.",
+                    },
+                    "ResponseMetadata": {"HTTPStatusCode": 400},
+                },
+                "UpdateItem",
+            )
         return self.client.update_item(**kwargs)
 
 
 def test_a_partial_batch_reports_only_its_failed_items(
-        aws: dict[str, Any], queue: RunQueue, clock: Clock, runner: ScriptedRunner) -> None:
+    aws: dict[str, Any], queue: RunQueue, clock: Clock, runner: ScriptedRunner
+) -> None:
     # Given four runs of four jobs, and DynamoDB throttling every write to one job's runs
     plain = Store(aws["dynamodb"], TABLE, SHARDS)
     jobs = [create_job(plain) for _ in range(4)]
@@ -453,22 +523,28 @@ def test_a_partial_batch_reports_only_its_failed_items(
 
     # And when it comes back with DynamoDB healthy again, it runs
     dynamodb.active = False
-    again = handle_batch(sqs_event([m for m in messages if m["MessageId"] == throttled]),
-                         worker=worker)
+    again = handle_batch(
+        sqs_event([m for m in messages if m["MessageId"] == throttled]), worker=worker
+    )
     assert again == {"batchItemFailures": []}
     assert the_run(plain, jobs[2]).status == "succeeded"
 
 
 # --- runner failures ---------------------------------------------------------------------------
 
+
 def test_a_permanent_runner_error_fails_the_run_at_once_with_its_reason_and_code(
-        store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner) -> None:
+    store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
     # Given a runner that fails permanently
     job = create_job(store, max_attempts=5)
 
     def missing(details: Mapping[str, str], ctx: Any) -> RunResult:
-        raise PermanentError("ec2 StopInstances i-0abc: InvalidInstanceID.NotFound: no such "
-                             "instance", "InvalidInstanceID.NotFound")
+        raise PermanentError(
+            "ec2 StopInstances i-0abc: InvalidInstanceID.NotFound: no such instance",
+            "InvalidInstanceID.NotFound",
+        )
+
     runner.behaviour = missing
     send(aws, scheduled(job).to_body())
 
@@ -478,8 +554,7 @@ def test_a_permanent_runner_error_fails_the_run_at_once_with_its_reason_and_code
     # Then the run failed at the first attempt, with the error and its code; nothing re-queued
     assert response == {"batchItemFailures": []}
     run = the_run(store, job)
-    assert (run.status, run.attempts, run.error_code) == (
-        "failed", 1, "InvalidInstanceID.NotFound")
+    assert (run.status, run.attempts, run.error_code) == ("failed", 1, "InvalidInstanceID.NotFound")
     assert "no such instance" in (run.error or "") and run.finished_at
     assert sum(runner.calls.values()) == 1
     assert drain(aws["sqs"], aws["queue_url"]) == []
@@ -490,13 +565,14 @@ def test_a_permanent_runner_error_fails_the_run_at_once_with_its_reason_and_code
 
 @pytest.mark.parametrize("max_attempts", [1, 2, 4])
 def test_a_retryable_runner_error_is_retried_with_growing_delays_up_to_max_attempts(
-        store: Store, aws: dict[str, Any], clock: Clock, runner: ScriptedRunner,
-        max_attempts: int) -> None:
+    store: Store, aws: dict[str, Any], clock: Clock, runner: ScriptedRunner, max_attempts: int
+) -> None:
     # Given a job allowed `max_attempts` attempts, and a runner that is always throttled
     job = create_job(store, max_attempts=max_attempts)
 
     def throttled(details: Mapping[str, str], ctx: Any) -> RunResult:
         raise RetryableError("ec2 StopInstances: Throttling: Rate exceeded", "Throttling")
+
     runner.behaviour = throttled
     sqs = Recording(aws["sqs"])
     worker = make_worker(store, RunQueue(sqs, QUEUE, aws["queue_url"]), clock)
@@ -509,8 +585,7 @@ def test_a_retryable_runner_error_is_retried_with_growing_delays_up_to_max_attem
         assert response == {"batchItemFailures": []}  # a retry is a new message, not a failure
         run = the_run(store, job)
         seen.append((run.status, run.attempts))
-        resent = [(kwargs, answer) for name, kwargs, answer in sqs.calls
-                  if name == "send_message"]
+        resent = [(kwargs, answer) for name, kwargs, answer in sqs.calls if name == "send_message"]
         if run.status != "queued":
             break
         kwargs, answer = resent[-1]
@@ -524,7 +599,8 @@ def test_a_retryable_runner_error_is_retried_with_growing_delays_up_to_max_attem
     assert all(0 < a < b for a, b in pairwise(delays))
     assert all(d > 0 for d in delays)
     assert [json.loads(kwargs["MessageBody"])["attempt"] for kwargs, _ in resent] == list(
-        range(2, max_attempts + 1))
+        range(2, max_attempts + 1)
+    )
     assert seen == [("queued", n) for n in range(1, max_attempts)] + [("failed", max_attempts)]
     run = the_run(store, job)
     assert run.error_code == "Throttling" and "Rate exceeded" in (run.error or "")
@@ -540,15 +616,18 @@ def test_retry_delays_double_up_to_the_sqs_maximum() -> None:
 
 
 def test_an_assume_role_refusal_fails_the_run_permanently_with_the_reason(
-        store: Store, queue: RunQueue, aws: dict[str, Any], clock: Clock,
-        runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], clock: Clock, runner: ScriptedRunner
+) -> None:
     # Given credentials that cannot be had: the account's role refuses AssumeRole
     job = create_job(store, max_attempts=5)
-    reason = ("account spinup: sts AssumeRole arn:aws:iam::111122223333:role/minion-runner: "
-              "access denied: AccessDenied: not authorized to perform sts:AssumeRole")
+    reason = (
+        "account spinup: sts AssumeRole arn:aws:iam::111122223333:role/minion-runner: "
+        "access denied: AccessDenied: not authorized to perform sts:AssumeRole"
+    )
 
     def refuse(entry: Any, run_id: str) -> Any:
         raise PermanentError(reason, "AccessDenied")
+
     worker = make_worker(store, queue, clock, clients=refuse)
     send(aws, scheduled(job).to_body())
 
@@ -559,26 +638,34 @@ def test_an_assume_role_refusal_fails_the_run_permanently_with_the_reason(
     assert response == {"batchItemFailures": []}
     run = the_run(store, job)
     assert (run.status, run.attempts, run.error, run.error_code) == (
-        "failed", 1, reason, "AccessDenied")
+        "failed",
+        1,
+        reason,
+        "AccessDenied",
+    )
     assert runner.calls == Counter()
     assert drain(aws["sqs"], aws["queue_url"]) == []
 
 
 def test_a_refusal_met_when_the_runner_asks_for_a_client_is_recorded_too(
-        store: Store, queue: RunQueue, aws: dict[str, Any], clock: Clock,
-        runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], clock: Clock, runner: ScriptedRunner
+) -> None:
     # Given credentials assumed lazily, refused when the runner asks for its first client
     job = create_job(store)
 
     def lazily_refused(entry: Any, run_id: str) -> Callable[[str], Any]:
         def client(service: str) -> Any:
-            raise PermanentError(f"account {entry.name}: sts AssumeRole: access denied: "
-                                 f"AccessDenied: for {service}", "AccessDenied")
+            raise PermanentError(
+                f"account {entry.name}: sts AssumeRole: access denied: AccessDenied: for {service}",
+                "AccessDenied",
+            )
+
         return client
 
     def uses_ec2(details: Mapping[str, str], ctx: Any) -> RunResult:
         ctx.client("ec2")
         return RunResult(output="unreachable")
+
     runner.behaviour = uses_ec2
     worker = make_worker(store, queue, clock, clients=lazily_refused)
     send(aws, scheduled(job).to_body())
@@ -593,7 +680,8 @@ def test_a_refusal_met_when_the_runner_asks_for_a_client_is_recorded_too(
 
 
 def test_a_runner_that_crashes_fails_its_run_without_failing_the_batch(
-        store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner) -> None:
+    store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
     # Given a runner with a bug
     jobs = [create_job(store), create_job(store)]
 
@@ -602,6 +690,7 @@ def test_a_runner_that_crashes_fails_its_run_without_failing_the_batch(
             results: dict[str, RunResult] = {}
             return results["missing"]  # a KeyError, as a runner's bug would raise
         return RunResult(output="fine")
+
     runner.behaviour = buggy
     send(aws, *(scheduled(j).to_body() for j in jobs))
 
@@ -617,6 +706,7 @@ def test_a_runner_that_crashes_fails_its_run_without_failing_the_batch(
 
 # --- skipped runs --------------------------------------------------------------------------
 
+
 def tick_and_receive(store: Store, queue: RunQueue, aws: dict[str, Any]) -> list[dict]:
     """Run the 10:18 tick and receive the messages it queued."""
     run_tick(Ticker(store, queue, SHARDS, 2), scheduled_event("2026-01-30T10:18:00"))
@@ -624,8 +714,8 @@ def tick_and_receive(store: Store, queue: RunQueue, aws: dict[str, Any]) -> list
 
 
 def test_a_job_deleted_between_tick_and_worker_is_skipped_without_running(
-        store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker,
-        runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
     # Given a run queued by the tick, then its job deleted
     job = create_job(store)
     messages = tick_and_receive(store, queue, aws)
@@ -643,17 +733,23 @@ def test_a_job_deleted_between_tick_and_worker_is_skipped_without_running(
 
 
 def test_a_job_disabled_between_tick_and_worker_is_skipped_without_running(
-        store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker,
-        runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
     # Given a run queued by the tick, then its job disabled by a PUT
     job = create_job(store)
     messages = tick_and_receive(store, queue, aws)
     previous = store.get_job(job.account, job.group, job.id)
     entry = REGISTRY.get("spinup")
     assert entry is not None
-    disabled = job_from_request({**job.to_api(), "enabled": False}, account=job.account,
-                                group=job.group, job_id=job.id, entry=entry,
-                                now=utc("2026-01-30T10:18:02"), previous=previous)
+    disabled = job_from_request(
+        {**job.to_api(), "enabled": False},
+        account=job.account,
+        group=job.group,
+        job_id=job.id,
+        entry=entry,
+        now=utc("2026-01-30T10:18:02"),
+        previous=previous,
+    )
     store.replace_job(disabled, previous)
 
     # When the worker gets the run
@@ -662,21 +758,37 @@ def test_a_job_disabled_between_tick_and_worker_is_skipped_without_running(
     # Then it is skipped and the runner not called; last_run shows the skip
     assert response == {"batchItemFailures": []}
     assert (the_run(store, job).status, the_run(store, job).error) == (
-        "skipped", "job disabled before it ran")
+        "skipped",
+        "job disabled before it ran",
+    )
     assert runner.calls == Counter()
     last_run = store.get_job(job.account, job.group, job.id).last_run
     assert last_run is not None and last_run["status"] == "skipped"
 
 
-@pytest.mark.parametrize("registry, reason", [
-    ({"accounts": {"spinup": {"runners": ["instanceRunner"]}}},
-     "runner dummyRunner is not allowed for account spinup"),
-    ({"accounts": {"other": {"runners": ["dummyRunner"]}}},
-     "account spinup is not in the account registry"),
-], ids=["runner taken off the account's list", "account taken out of the registry"])
+@pytest.mark.parametrize(
+    "registry, reason",
+    [
+        (
+            {"accounts": {"spinup": {"runners": ["instanceRunner"]}}},
+            "runner dummyRunner is not allowed for account spinup",
+        ),
+        (
+            {"accounts": {"other": {"runners": ["dummyRunner"]}}},
+            "account spinup is not in the account registry",
+        ),
+    ],
+    ids=["runner taken off the account's list", "account taken out of the registry"],
+)
 def test_a_runner_no_longer_allowed_is_skipped_without_running(
-        store: Store, queue: RunQueue, aws: dict[str, Any], clock: Clock,
-        runner: ScriptedRunner, registry: dict[str, Any], reason: str) -> None:
+    store: Store,
+    queue: RunQueue,
+    aws: dict[str, Any],
+    clock: Clock,
+    runner: ScriptedRunner,
+    registry: dict[str, Any],
+    reason: str,
+) -> None:
     # Given a queued run, and the registry changed since the job was created
     job = create_job(store)
     messages = tick_and_receive(store, queue, aws)
@@ -693,15 +805,23 @@ def test_a_runner_no_longer_allowed_is_skipped_without_running(
     assert runner.calls == Counter()
 
 
-@pytest.mark.parametrize("policy, previous_age, expected", [
-    ("Forbid", 60, "skipped"),
-    ("Forbid", LEASE + 60, "succeeded"),  # the previous run's lease is over: its worker died
-    ("Allow", 60, "succeeded"),
-    (None, 60, "succeeded"),
-])
+@pytest.mark.parametrize(
+    "policy, previous_age, expected",
+    [
+        ("Forbid", 60, "skipped"),
+        ("Forbid", LEASE + 60, "succeeded"),  # the previous run's lease is over: its worker died
+        ("Allow", 60, "succeeded"),
+        (None, 60, "succeeded"),
+    ],
+)
 def test_concurrency_policy_forbid_skips_a_run_while_the_previous_one_runs(
-        store: Store, queue: RunQueue, runner: ScriptedRunner, policy: str | None,
-        previous_age: int, expected: str) -> None:
+    store: Store,
+    queue: RunQueue,
+    runner: ScriptedRunner,
+    policy: str | None,
+    previous_age: int,
+    expected: str,
+) -> None:
     # Given the 10:18 run of a job running in a worker; `previous_age` seconds after its
     # claim, while its runner still runs, the 10:19 run arrives at another worker
     job = create_job(store, **({"concurrency_policy": policy} if policy else {}))
@@ -712,6 +832,7 @@ def test_concurrency_policy_forbid_skips_a_run_while_the_previous_one_runs(
             other = make_worker(store, queue, Clock(STARTED + timedelta(seconds=previous_age)))
             later["status"] = other.handle(scheduled(job, "2026-01-30T10:19"))
         return RunResult(output="done")
+
     runner.behaviour = meanwhile
 
     # When the first run is handled (and the second meanwhile)
@@ -727,17 +848,25 @@ def test_concurrency_policy_forbid_skips_a_run_while_the_previous_one_runs(
 
 
 def test_forbid_sees_a_long_run_behind_any_number_of_newer_runs(
-        store: Store, queue: RunQueue, runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, runner: ScriptedRunner
+) -> None:
     # Given a Forbid job whose 10:18 run is held by a worker (a long runner timeout), and 30
     # newer run records of the job (missed occurrences) since
     job = create_job(store, concurrency_policy="Forbid")
     long_worker = make_worker(store, queue, Clock())
     long_worker.runner_timeout = 3600
     for minute in range(19, 49):
-        assert store.put_run(Run(
-            run_id=scheduled_run_id(utc(f"2026-01-30T10:{minute}")), job_id=job.id,
-            account=job.account, group=job.group, trigger="schedule",
-            scheduled_for=f"2026-01-30T10:{minute}:00Z", status="missed"))
+        assert store.put_run(
+            Run(
+                run_id=scheduled_run_id(utc(f"2026-01-30T10:{minute}")),
+                job_id=job.id,
+                account=job.account,
+                group=job.group,
+                trigger="schedule",
+                scheduled_for=f"2026-01-30T10:{minute}:00Z",
+                status="missed",
+            )
+        )
     later: list[str] = []
 
     def long_run(details: Mapping[str, str], ctx: Any) -> RunResult:
@@ -746,39 +875,47 @@ def test_forbid_sees_a_long_run_behind_any_number_of_newer_runs(
             late = make_worker(store, queue, Clock(STARTED + timedelta(minutes=31)))
             later.append(late.handle(scheduled(job, "2026-01-30T10:49")))
         return RunResult(output="done")
+
     runner.behaviour = long_run
     assert long_worker.handle(scheduled(job)) == "succeeded"
 
     # Then it was skipped: the hold is on the job, not found among the newest runs
     assert later == ["skipped"]
     # And once the long run is recorded, the next one runs
-    assert make_worker(store, queue, Clock(STARTED + timedelta(minutes=32))).handle(
-        scheduled(job, "2026-01-30T10:50")) == "succeeded"
+    assert (
+        make_worker(store, queue, Clock(STARTED + timedelta(minutes=32))).handle(
+            scheduled(job, "2026-01-30T10:50")
+        )
+        == "succeeded"
+    )
 
 
 def test_a_forbid_run_that_is_retried_lets_go_of_the_job_until_it_runs_again(
-        store: Store, aws: dict[str, Any], queue: RunQueue, clock: Clock,
-        runner: ScriptedRunner) -> None:
+    store: Store, aws: dict[str, Any], queue: RunQueue, clock: Clock, runner: ScriptedRunner
+) -> None:
     # Given a Forbid job whose 10:18 run fails retryably (its retry is queued)
     job = create_job(store, concurrency_policy="Forbid", max_attempts=3)
 
     def throttled(details: Mapping[str, str], ctx: Any) -> RunResult:
         raise RetryableError("throttled", "Throttling")
+
     runner.behaviour = throttled
     assert make_worker(store, queue, clock).handle(scheduled(job)) == "queued"
     # When the 10:19 run arrives in between
     runner.behaviour = None
     # Then it runs: a queued retry holds nothing (as before: only running runs block)
-    assert make_worker(store, queue, clock).handle(scheduled(job, "2026-01-30T10:19")) == \
-        "succeeded"
+    assert (
+        make_worker(store, queue, clock).handle(scheduled(job, "2026-01-30T10:19")) == "succeeded"
+    )
     drain(aws["sqs"], aws["queue_url"])
 
 
 # --- run-now --------------------------------------------------------------------------------
 
+
 def test_a_run_now_goes_through_the_same_worker_and_updates_last_run_and_counters(
-        store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker,
-        runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
     # Given a disabled job (run-now ignores enabled), run now through the API's operation
     job = create_job(store, enabled=False)
     api = MinionApi(store, queue, lambda: REGISTRY, clock=lambda: STARTED)
@@ -796,7 +933,11 @@ def test_a_run_now_goes_through_the_same_worker_and_updates_last_run_and_counter
     run = store.get_run(job.id, queued.run_id)
     assert run is not None
     assert (run.status, run.trigger, run.attempts, run.queued_at) == (
-        "succeeded", "manual", 1, iso(STARTED))
+        "succeeded",
+        "manual",
+        1,
+        iso(STARTED),
+    )
     assert run.output == "Hello, spinup!" and run.started_at and run.finished_at
     # And the job's last_run shows it, and the counters behind /metrics count it
     last_run = store.get_job(job.account, job.group, job.id).last_run
@@ -807,8 +948,8 @@ def test_a_run_now_goes_through_the_same_worker_and_updates_last_run_and_counter
 
 
 def test_a_run_now_delivered_twice_runs_once(
-        store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker,
-        runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
     # Given a run-now whose message SQS delivers twice
     job = create_job(store)
     api = MinionApi(store, queue, lambda: REGISTRY, clock=lambda: STARTED)
@@ -824,8 +965,10 @@ def test_a_run_now_delivered_twice_runs_once(
 
 # --- the Lambda entry point -------------------------------------------------------------------
 
+
 def test_the_worker_handler_returns_a_partial_batch_response(
-        client: Any, store: Store, aws: dict[str, Any], runner: ScriptedRunner) -> None:
+    client: Any, store: Store, aws: dict[str, Any], runner: ScriptedRunner
+) -> None:
     # Given a good run message and a poison one, as the SQS event source delivers them
     job = create_job(store)
     send(aws, scheduled(job).to_body(), "{")
@@ -845,29 +988,46 @@ def test_the_worker_handler_returns_a_partial_batch_response(
 
 
 def test_each_finished_run_emits_a_runs_metric_by_outcome(
-        store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    store: Store,
+    aws: dict[str, Any],
+    worker: Worker,
+    runner: ScriptedRunner,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     # Given a run / When it succeeds
     job = create_job(store)
     send(aws, scheduled(job).to_body())
     deliver(aws, worker)
     # Then an EMF document with Runs = 1 and the dimension Outcome = succeeded is written
-    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-                 if line.startswith('{"_aws"')]
-    assert any(d.get("Runs") in (1, 1.0, [1.0]) and d.get("Outcome") == "succeeded"
-               for d in documents)
+    documents = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith('{"_aws"')
+    ]
+    assert any(
+        d.get("Runs") in (1, 1.0, [1.0]) and d.get("Outcome") == "succeeded" for d in documents
+    )
 
 
 def test_records_left_when_the_invocation_runs_out_of_time_are_handed_back_at_once(
-        store: Store, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store,
+    aws: dict[str, Any],
+    worker: Worker,
+    runner: ScriptedRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given three runs received in one batch (not deleted: the event source holds them)
     jobs = [create_job(store) for _ in range(3)]
     send(aws, *(scheduled(job).to_body() for job in jobs))
     received: list[dict[str, Any]] = []
     while len(received) < 3:
-        received += aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10,
-                                               AttributeNames=["All"]).get("Messages", [])
+        received += (
+            aws["sqs"]
+            .receive_message(
+                QueueUrl=aws["queue_url"], MaxNumberOfMessages=10, AttributeNames=["All"]
+            )
+            .get("Messages", [])
+        )
     # When the invocation has time for only the first of them (the first run takes all but
     # two seconds of a 10 s invocation)
     from types import SimpleNamespace
@@ -896,6 +1056,7 @@ def test_records_left_when_the_invocation_runs_out_of_time_are_handed_back_at_on
 
 # --- a batch's runs at once -------------------------------------------------------------------
 
+
 class Overlap:
     """Counts runners running at the same moment (not time: a test never races a clock)."""
 
@@ -914,9 +1075,14 @@ class Overlap:
             self.now -= 1
 
 
-def mixed_batch(store: Store, aws: dict[str, Any], runner: ScriptedRunner, concurrency: int,
-                runner_timeout: int, invocation_timeout: int
-                ) -> tuple[dict[str, set[tuple[str, str | None, str]]], set[str], int]:
+def mixed_batch(
+    store: Store,
+    aws: dict[str, Any],
+    runner: ScriptedRunner,
+    concurrency: int,
+    runner_timeout: int,
+    invocation_timeout: int,
+) -> tuple[dict[str, set[tuple[str, str | None, str]]], set[str], int]:
     """A batch of every kind of record, handled with `concurrency` threads: the outcomes
     (status, error code, error) of each role's records, the roles reported failed, and the
     most runners that ran at once."""
@@ -942,12 +1108,16 @@ def mixed_batch(store: Store, aws: dict[str, Any], runner: ScriptedRunner, concu
             if name.startswith("retryable"):
                 raise RetryableError("Rate exceeded", "Throttling")
             return RunResult(output=f"ran {name}")
+
     runner.behaviour = behaviour
     throttled = next(job for name, job in jobs.items() if name.startswith("throttled"))
     dynamodb = ThrottledClaims(aws["dynamodb"], throttled.id)
-    worker = make_worker(Store(dynamodb, TABLE, SHARDS), RunQueue(aws["sqs"], QUEUE,
-                                                                  aws["queue_url"]),
-                         Clock(), concurrency=concurrency)
+    worker = make_worker(
+        Store(dynamodb, TABLE, SHARDS),
+        RunQueue(aws["sqs"], QUEUE, aws["queue_url"]),
+        Clock(),
+        concurrency=concurrency,
+    )
     worker.runner_timeout = runner_timeout
     worker.invocation_timeout = invocation_timeout
     send(aws, *(scheduled(job).to_body() for job in jobs.values()), "poison")
@@ -961,15 +1131,21 @@ def mixed_batch(store: Store, aws: dict[str, Any], runner: ScriptedRunner, concu
     for name, job in jobs.items():
         run = the_run(store, job)
         outcomes.setdefault(name.split("-")[0], set()).add(
-            (run.status, run.error_code, run.error or "") if run else ("none", None, ""))
-    names = {m["MessageId"]: by_job.get(json.loads(m["Body"])["job_id"], "")
-             if m["Body"] != "poison" else "poison" for m in messages}
+            (run.status, run.error_code, run.error or "") if run else ("none", None, "")
+        )
+    names = {
+        m["MessageId"]: by_job.get(json.loads(m["Body"])["job_id"], "")
+        if m["Body"] != "poison"
+        else "poison"
+        for m in messages
+    }
     failed = {names[f["itemIdentifier"]].split("-")[0] for f in response["batchItemFailures"]}
     return outcomes, failed, overlap.most
 
 
 def test_a_batch_runs_its_runs_at_once_with_the_outcomes_limits_and_failures_of_one_by_one(
-        store: Store, aws: dict[str, Any], runner: ScriptedRunner) -> None:
+    store: Store, aws: dict[str, Any], runner: ScriptedRunner
+) -> None:
     # Given identical batches of every kind of record: runs that succeed, fail permanently,
     # fail retryably, outlive their time limit (3 s), a claim DynamoDB throttles, a poison
     # message
@@ -977,10 +1153,8 @@ def test_a_batch_runs_its_runs_at_once_with_the_outcomes_limits_and_failures_of_
     # ten threads in an invocation that has only 6 s left (the limit is then its time left,
     # 6 s - TIME_TO_RECORD, not the runner timeout of 60 s)
     one_by_one = mixed_batch(store, aws, runner, 1, runner_timeout=3, invocation_timeout=120)
-    at_once = mixed_batch(store, aws, runner, CONCURRENCY, runner_timeout=3,
-                          invocation_timeout=120)
-    short = mixed_batch(store, aws, runner, CONCURRENCY, runner_timeout=60,
-                        invocation_timeout=6)
+    at_once = mixed_batch(store, aws, runner, CONCURRENCY, runner_timeout=3, invocation_timeout=120)
+    short = mixed_batch(store, aws, runner, CONCURRENCY, runner_timeout=60, invocation_timeout=6)
 
     # Then each record ends the same way every time...
     expected = {
@@ -988,7 +1162,8 @@ def test_a_batch_runs_its_runs_at_once_with_the_outcomes_limits_and_failures_of_
         "permanent": {("failed", "InvalidInstanceID.NotFound", "no such instance")},
         "retryable": {("queued", "Throttling", "Rate exceeded")},
         "stuck": {("queued", "Timeout", "runner timed out after 3 s")},
-        "throttled": {("none", None, "")}}
+        "throttled": {("none", None, "")},
+    }
     assert one_by_one[0] == at_once[0] == expected
     assert short[0] == {**expected, "stuck": {("queued", "Timeout", "runner timed out after 4 s")}}
     # ...the same records come back (the poison and the throttled claim)...
@@ -999,13 +1174,18 @@ def test_a_batch_runs_its_runs_at_once_with_the_outcomes_limits_and_failures_of_
 
 
 def test_every_record_reported_failed_is_logged_at_error_with_its_job_and_run_ids(
-        aws: dict[str, Any], queue: RunQueue, clock: Clock, runner: ScriptedRunner,
-        caplog: pytest.LogCaptureFixture) -> None:
+    aws: dict[str, Any],
+    queue: RunQueue,
+    clock: Clock,
+    runner: ScriptedRunner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # Given a run whose claim DynamoDB throttles, and a poison message, in one batch
     plain = Store(aws["dynamodb"], TABLE, SHARDS)
     job = create_job(plain)
-    worker = make_worker(Store(ThrottledClaims(aws["dynamodb"], job.id), TABLE, SHARDS),
-                         queue, clock)
+    worker = make_worker(
+        Store(ThrottledClaims(aws["dynamodb"], job.id), TABLE, SHARDS), queue, clock
+    )
     send(aws, scheduled(job).to_body(), "not json")
 
     # When the batch is handled
@@ -1015,17 +1195,24 @@ def test_every_record_reported_failed_is_logged_at_error_with_its_job_and_run_id
     # body names them (Powertools itself logs these at DEBUG only)
     errors = [r.__dict__ for r in caplog.records if r.levelname == "ERROR"]
     by_message = {e["message_id"]: e for e in errors}
-    assert set(by_message) == {f["itemIdentifier"] for f in response["batchItemFailures"]} \
+    assert (
+        set(by_message)
+        == {f["itemIdentifier"] for f in response["batchItemFailures"]}
         == {m["MessageId"] for m in messages}
+    )
     [run_message] = [m["MessageId"] for m in messages if m["Body"] != "not json"]
     logged = by_message[run_message]
     assert (logged["job_id"], logged["run_id"], logged["error_type"]) == (
-        job.id, "20260130T101800Z-s", "ServiceUnavailable")
+        job.id,
+        "20260130T101800Z-s",
+        "ServiceUnavailable",
+    )
     assert "job_id" not in by_message[next(iter(set(by_message) - {run_message}))]
 
 
 def test_a_forbid_hold_that_outlived_its_run_does_not_block_the_next_one(
-        store: Store, queue: RunQueue, runner: ScriptedRunner) -> None:
+    store: Store, queue: RunQueue, runner: ScriptedRunner
+) -> None:
     # Given a Forbid job whose 10:18 run was recorded, but whose hold was never let go (the
     # release throttled, or the worker died right after recording)
     job = create_job(store, concurrency_policy="Forbid")

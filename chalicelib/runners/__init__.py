@@ -1,4 +1,5 @@
 """The runner registry: adding a runner is one module and one line here."""
+
 from __future__ import annotations
 
 from .autoscaling import AutoscalingRunner
@@ -21,19 +22,33 @@ from .lambda_ import LambdaRunner
 from .service import ServiceRunner
 from .task import TaskRunner
 
-RUNNERS: dict[str, Runner] = {r.name: r for r in (
-    DummyRunner(),
-    InstanceRunner(),
-    DatabaseRunner(),
-    ServiceRunner(),
-    TaskRunner(),
-    AutoscalingRunner(),
-    LambdaRunner(),
-)}
+RUNNERS: dict[str, Runner] = {
+    r.name: r
+    for r in (
+        DummyRunner(),
+        InstanceRunner(),
+        DatabaseRunner(),
+        ServiceRunner(),
+        TaskRunner(),
+        AutoscalingRunner(),
+        LambdaRunner(),
+    )
+}
 
-__all__ = ["RUNNERS", "get_runner", "DetailsError", "PermanentError", "RetryableError",
-           "RunContext", "Runner", "RunnerError", "RunResult", "Scope", "check_scope",
-           "session_policy"]
+__all__ = [
+    "RUNNERS",
+    "get_runner",
+    "DetailsError",
+    "PermanentError",
+    "RetryableError",
+    "RunContext",
+    "Runner",
+    "RunnerError",
+    "RunResult",
+    "Scope",
+    "check_scope",
+    "session_policy",
+]
 
 
 def get_runner(name: str) -> Runner | None:

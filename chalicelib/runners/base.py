@@ -1,4 +1,5 @@
 """What every runner is: validation of its details, and a run that returns a result or raises."""
+
 from __future__ import annotations
 
 import re
@@ -88,26 +89,42 @@ class Scope:
 
 
 # Any ARN: partition, service, region, account, resource.
-ARN = re.compile(r"arn:(?P<partition>[\w-]*):(?P<service>[\w-]*):(?P<region>[\w-]*):"
-                 r"(?P<account>[\w-]*):(?P<resource>.+)", re.ASCII)
+ARN = re.compile(
+    r"arn:(?P<partition>[\w-]*):(?P<service>[\w-]*):(?P<region>[\w-]*):"
+    r"(?P<account>[\w-]*):(?P<resource>.+)",
+    re.ASCII,
+)
 # Values that are documents, not resource names: an ARN inside one names no target.
 NOT_RESOURCES = frozenset({"runner", "payload"})
 
 
-def check_place(details: Mapping[str, str], key: str, partition: str | None,
-                region: str | None, account: str | None, scope: Scope) -> None:
+def check_place(
+    details: Mapping[str, str],
+    key: str,
+    partition: str | None,
+    region: str | None,
+    account: str | None,
+    scope: Scope,
+) -> None:
     """DetailsError when a resource named under `key` is outside `scope` (None: not said)."""
     if partition is not None and partition != scope.partition:
-        raise DetailsError(key, f"names partition {partition}; the account's registry entry "
-                                f"is in partition {scope.partition}")
+        raise DetailsError(
+            key,
+            f"names partition {partition}; the account's registry entry "
+            f"is in partition {scope.partition}",
+        )
     if account and scope.account_id and account != scope.account_id:
-        where = "the stack's own account" if scope.own_account else \
-            f"account {scope.account_id}"
-        raise DetailsError(key, f"names a resource in account {account}; the account's "
-                                f"registry entry acts in {where}")
+        where = "the stack's own account" if scope.own_account else f"account {scope.account_id}"
+        raise DetailsError(
+            key,
+            f"names a resource in account {account}; the account's registry entry acts in {where}",
+        )
     if region and region != scope.region:
-        raise DetailsError(key, f"names a resource in region {region}; the account's "
-                                f"registry entry acts in region {scope.region}")
+        raise DetailsError(
+            key,
+            f"names a resource in region {region}; the account's "
+            f"registry entry acts in region {scope.region}",
+        )
 
 
 def check_scope(runner: Runner, details: Mapping[str, str], scope: Scope) -> None:
@@ -116,8 +133,14 @@ def check_scope(runner: Runner, details: Mapping[str, str], scope: Scope) -> Non
     for key, value in details.items():
         match = ARN.fullmatch(value) if key not in NOT_RESOURCES else None
         if match:
-            check_place(details, key, match["partition"], match["region"] or None,
-                        match["account"] or None, scope)
+            check_place(
+                details,
+                key,
+                match["partition"],
+                match["region"] or None,
+                match["account"] or None,
+                scope,
+            )
     own = getattr(runner, "check_scope", None)
     if own is not None:
         own(details, scope)
@@ -158,8 +181,13 @@ class Runner(Protocol):
 
 # --- Validation helpers shared by the runners -------------------------------------------------
 
-def check_keys(details: Mapping[str, str], runner: str, required: tuple[str, ...],
-               optional: tuple[str, ...] = ()) -> None:
+
+def check_keys(
+    details: Mapping[str, str],
+    runner: str,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+) -> None:
     """Raise DetailsError for the first missing required key, unknown key, or non-string value."""
     for key in required:
         if key not in details:
@@ -181,8 +209,7 @@ def check_choice(details: Mapping[str, str], key: str, choices: tuple[str, ...])
     return value
 
 
-def check_pattern(details: Mapping[str, str], key: str, pattern: re.Pattern[str],
-                  rule: str) -> str:
+def check_pattern(details: Mapping[str, str], key: str, pattern: re.Pattern[str], rule: str) -> str:
     """The value of `key`, which must match `pattern` in full; `rule` says what that means."""
     value = details[key]
     if not pattern.fullmatch(value):
@@ -190,8 +217,7 @@ def check_pattern(details: Mapping[str, str], key: str, pattern: re.Pattern[str]
     return value
 
 
-def parse_int(details: Mapping[str, str], key: str, *, minimum: int,
-              maximum: int) -> int:
+def parse_int(details: Mapping[str, str], key: str, *, minimum: int, maximum: int) -> int:
     """The value of `key` as a strict integer (`^[+-]?\\d+$`) within [minimum, maximum]."""
     value = details[key]
     rule = f"must be an integer from {minimum} to {maximum}"
@@ -214,35 +240,74 @@ def revalidate(runner: Runner, details: Mapping[str, str]) -> None:
 
 # --- Classification of AWS failures -------------------------------------------------------------
 
-THROTTLING_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
-    "RequestThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
-    "ProvisionedThroughputExceededException", "SlowDown", "PriorRequestNotComplete",
-    "BandwidthLimitExceeded", "EC2ThrottledException",
-})
-TRANSIENT_CODES = frozenset({
-    "InternalError", "InternalFailure", "InternalServerError", "ServiceUnavailable",
-    "ServiceUnavailableException", "ServiceException", "ServerException", "Unavailable",
-    "RequestTimeout", "RequestTimeoutException", "IDPCommunicationError",
-    # Lambda: the function is still being created or updated.
-    "ResourceNotReadyException", "ResourceConflictException",
-    # Auto Scaling: another update or scaling activity has not finished yet.
-    "ScalingActivityInProgress", "ScalingActivityInProgressFault", "ResourceContention",
-    "ResourceContentionFault",
-    # Credentials that expired mid-run: the next attempt assumes the role again.
-    "ExpiredToken", "ExpiredTokenException", "RequestExpired",
-})
-ACCESS_CODES = frozenset({
-    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure",
-    "UnrecognizedClientException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "OptInRequired", "RegionDisabledException", "KMSAccessDeniedException",
-})
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "BandwidthLimitExceeded",
+        "EC2ThrottledException",
+    }
+)
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ServiceException",
+        "ServerException",
+        "Unavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "IDPCommunicationError",
+        # Lambda: the function is still being created or updated.
+        "ResourceNotReadyException",
+        "ResourceConflictException",
+        # Auto Scaling: another update or scaling activity has not finished yet.
+        "ScalingActivityInProgress",
+        "ScalingActivityInProgressFault",
+        "ResourceContention",
+        "ResourceContentionFault",
+        # Credentials that expired mid-run: the next attempt assumes the role again.
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+    }
+)
+ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "AuthFailure",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "OptInRequired",
+        "RegionDisabledException",
+        "KMSAccessDeniedException",
+    }
+)
 # The resource exists but is not in a state where the action applies. Whether another attempt
 # can help depends on the state it is in, which only the runner knows (`between_states`).
-STATE_CODES = frozenset({
-    "IncorrectInstanceState", "IncorrectState", "InvalidDBInstanceState",
-    "InvalidDBInstanceStateFault", "InvalidDBClusterStateFault",
-})
+STATE_CODES = frozenset(
+    {
+        "IncorrectInstanceState",
+        "IncorrectState",
+        "InvalidDBInstanceState",
+        "InvalidDBInstanceStateFault",
+        "InvalidDBClusterStateFault",
+    }
+)
 
 
 # ARNs and account ids in AWS's error text name the hub account, the worker's role, the runner
@@ -267,8 +332,10 @@ def classify(error: Exception, action: str, *, between_states: bool = False) -> 
 
     # INFO: some failures are expected (a DB identifier that is a cluster); the run's outcome
     # is logged by the worker.
-    logger.info("AWS call failed", extra={"action": action, "error_code": error_code(error),
-                                           "reason": str(error)})
+    logger.info(
+        "AWS call failed",
+        extra={"action": action, "error_code": error_code(error), "reason": str(error)},
+    )
     if isinstance(error, ClientError):
         code = error_code(error) or "Unknown"
         message = scrub(error.response.get("Error", {}).get("Message") or str(error))

@@ -1,4 +1,5 @@
 """databaseRunner: starts, stops or reboots an RDS DB instance; starts or stops Aurora clusters."""
+
 from __future__ import annotations
 
 import re
@@ -33,13 +34,29 @@ ALREADY = {
     "reboot": frozenset({"rebooting"}),
 }
 # Statuses that pass by themselves: a state conflict met in one of them is worth a retry.
-BETWEEN_STATES = frozenset({
-    "starting", "stopping", "rebooting", "backing-up", "modifying", "creating", "maintenance",
-    "upgrading", "renaming", "resetting-master-credentials", "storage-optimization",
-    "configuring-enhanced-monitoring", "configuring-iam-database-auth",
-    "configuring-log-exports", "converting-to-vpc", "moving-to-vpc", "migrating",
-    "promoting", "backtracking",
-})
+BETWEEN_STATES = frozenset(
+    {
+        "starting",
+        "stopping",
+        "rebooting",
+        "backing-up",
+        "modifying",
+        "creating",
+        "maintenance",
+        "upgrading",
+        "renaming",
+        "resetting-master-credentials",
+        "storage-optimization",
+        "configuring-enhanced-monitoring",
+        "configuring-iam-database-auth",
+        "configuring-log-exports",
+        "converting-to-vpc",
+        "moving-to-vpc",
+        "migrating",
+        "promoting",
+        "backtracking",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -59,26 +76,44 @@ class DatabaseRunner:
     name = "databaseRunner"
     # Every IAM action permissions() may allow (the runner roles grant the union of these).
     iam_actions: tuple[str, ...] = (
-        "rds:StartDBInstance", "rds:StopDBInstance", "rds:RebootDBInstance",
-        "rds:DescribeDBInstances", "rds:StartDBCluster", "rds:StopDBCluster",
-        "rds:DescribeDBClusters")
+        "rds:StartDBInstance",
+        "rds:StopDBInstance",
+        "rds:RebootDBInstance",
+        "rds:DescribeDBInstances",
+        "rds:StartDBCluster",
+        "rds:StopDBCluster",
+        "rds:DescribeDBClusters",
+    )
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require `instance_id` (an RDS identifier) and `database_action`."""
         check_keys(details, self.name, ("instance_id", "database_action"))
-        check_pattern(details, "instance_id", IDENTIFIER,
-                      "must be an RDS identifier: a letter, then letters, digits or single "
-                      "hyphens, at most 63 characters, not ending with a hyphen")
+        check_pattern(
+            details,
+            "instance_id",
+            IDENTIFIER,
+            "must be an RDS identifier: a letter, then letters, digits or single "
+            "hyphens, at most 63 characters, not ending with a hyphen",
+        )
         check_choice(details, "database_action", ACTIONS)
 
     def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
         """The DB instance or the DB cluster of this identifier only."""
         identifier = details["instance_id"]
-        return [statement(["rds:StartDBInstance", "rds:StopDBInstance", "rds:RebootDBInstance",
-                           "rds:DescribeDBInstances", "rds:StartDBCluster", "rds:StopDBCluster",
-                           "rds:DescribeDBClusters"],
-                          [scope.arn("rds", f"db:{identifier}"),
-                           scope.arn("rds", f"cluster:{identifier}")])]
+        return [
+            statement(
+                [
+                    "rds:StartDBInstance",
+                    "rds:StopDBInstance",
+                    "rds:RebootDBInstance",
+                    "rds:DescribeDBInstances",
+                    "rds:StartDBCluster",
+                    "rds:StopDBCluster",
+                    "rds:DescribeDBClusters",
+                ],
+                [scope.arn("rds", f"db:{identifier}"), scope.arn("rds", f"cluster:{identifier}")],
+            )
+        ]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Find the instance or cluster, then act unless it is already where the action leads."""
@@ -91,21 +126,27 @@ class DatabaseRunner:
         if db.kind == "instance" and db.cluster and action != "reboot":
             raise PermanentError(
                 f"DB instance {identifier} belongs to Aurora cluster {db.cluster}: "
-                f"{action} the cluster instead", "InvalidDBInstanceState")
+                f"{action} the cluster instead",
+                "InvalidDBInstanceState",
+            )
         if db.kind == "cluster" and action == "reboot":
             raise PermanentError(
                 f"{identifier} is an Aurora cluster: reboot its instances "
-                f"({', '.join(db.members) or 'none'}) one job each")
+                f"({', '.join(db.members) or 'none'}) one job each"
+            )
         if action == "reboot" and db.status != "available":
             error = RetryableError if db.status in BETWEEN_STATES else PermanentError
-            raise error(f"DB instance {identifier} is {db.status}: only an available instance "
-                        "reboots", "InvalidDBInstanceState")
+            raise error(
+                f"DB instance {identifier} is {db.status}: only an available instance reboots",
+                "InvalidDBInstanceState",
+            )
         try:
             new = _act(rds, db, action)
         except (ClientError, BotoCoreError) as error:
             between = db.status in BETWEEN_STATES
-            raise classify(error, f"rds {action} {db.kind} {identifier}",
-                           between_states=between) from error
+            raise classify(
+                error, f"rds {action} {db.kind} {identifier}", between_states=between
+            ) from error
         return _result(db, action, new, changed=True)
 
 
@@ -114,8 +155,12 @@ def _describe(rds: Any, identifier: str) -> _Database:
     try:
         with aws_call(f"rds DescribeDBInstances {identifier}"):
             instance = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]
-        return _Database("instance", identifier, instance["DBInstanceStatus"],
-                         cluster=instance.get("DBClusterIdentifier"))
+        return _Database(
+            "instance",
+            identifier,
+            instance["DBInstanceStatus"],
+            cluster=instance.get("DBClusterIdentifier"),
+        )
     except PermanentError as error:
         if error.code != "DBInstanceNotFound":
             raise
@@ -124,8 +169,9 @@ def _describe(rds: Any, identifier: str) -> _Database:
             cluster = rds.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"][0]
     except PermanentError as error:
         if error.code == "DBClusterNotFoundFault":
-            raise PermanentError(f"rds: no DB instance or DB cluster named {identifier}",
-                                 "DBInstanceNotFound") from error
+            raise PermanentError(
+                f"rds: no DB instance or DB cluster named {identifier}", "DBInstanceNotFound"
+            ) from error
         raise
     members = tuple(m["DBInstanceIdentifier"] for m in cluster.get("DBClusterMembers", []))
     return _Database("cluster", identifier, cluster["Status"], members=members)
@@ -136,8 +182,11 @@ def _act(rds: Any, db: _Database, action: str) -> str:
     if db.kind == "cluster":
         call = rds.start_db_cluster if action == "start" else rds.stop_db_cluster
         return str(call(DBClusterIdentifier=db.identifier)["DBCluster"]["Status"])
-    call = {"start": rds.start_db_instance, "stop": rds.stop_db_instance,
-            "reboot": rds.reboot_db_instance}[action]
+    call = {
+        "start": rds.start_db_instance,
+        "stop": rds.stop_db_instance,
+        "reboot": rds.reboot_db_instance,
+    }[action]
     return str(call(DBInstanceIdentifier=db.identifier)["DBInstance"]["DBInstanceStatus"])
 
 
@@ -147,6 +196,14 @@ def _result(db: _Database, action: str, new: str, *, changed: bool) -> RunResult
         output = f"{what}: {action}: {db.status} -> {new}"
     else:
         output = f"{what}: already {db.status}, {action} not needed"
-    return RunResult(output=output, data={
-        "identifier": db.identifier, "kind": db.kind, "action": action,
-        "previous_state": db.status, "new_state": new, "changed": changed})
+    return RunResult(
+        output=output,
+        data={
+            "identifier": db.identifier,
+            "kind": db.kind,
+            "action": action,
+            "previous_state": db.status,
+            "new_state": new,
+            "changed": changed,
+        },
+    )

@@ -1,4 +1,5 @@
 """dummyRunner: renders the deployment's template with the account name; touches nothing."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -19,5 +20,6 @@ class DummyRunner:
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         revalidate(self, details)
         output = ctx.dummy_template.replace("{{.Account}}", ctx.account).replace(
-            "{{ .Account }}", ctx.account)
+            "{{ .Account }}", ctx.account
+        )
         return RunResult(output=output)

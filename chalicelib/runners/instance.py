@@ -1,4 +1,5 @@
 """instanceRunner: starts, stops, reboots or hibernates one EC2 instance."""
+
 from __future__ import annotations
 
 import re
@@ -44,14 +45,22 @@ class InstanceRunner:
     name = "instanceRunner"
     # Every IAM action permissions() may allow (the runner roles grant the union of these).
     iam_actions: tuple[str, ...] = (
-        "ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances", "ec2:DescribeInstances",
-        "kms:CreateGrant")
+        "ec2:StartInstances",
+        "ec2:StopInstances",
+        "ec2:RebootInstances",
+        "ec2:DescribeInstances",
+        "kms:CreateGrant",
+    )
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require `instance_id` (i- and 8, 16 or 17 hex digits) and `instance_action`."""
         check_keys(details, self.name, ("instance_id", "instance_action"))
-        check_pattern(details, "instance_id", INSTANCE_ID,
-                      "must be i- followed by 8 or 17 lowercase hexadecimal digits (or 16)")
+        check_pattern(
+            details,
+            "instance_id",
+            INSTANCE_ID,
+            "must be i- followed by 8 or 17 lowercase hexadecimal digits (or 16)",
+        )
         check_choice(details, "instance_action", ACTIONS)
 
     def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
@@ -60,9 +69,11 @@ class InstanceRunner:
         instance = scope.arn("ec2", f"instance/{details['instance_id']}")
         grant = statement(["kms:CreateGrant"], scope.arn("kms", "key/*"))
         grant["Condition"] = {"Bool": {"kms:GrantIsForAWSResource": "true"}}
-        return [statement(["ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances"],
-                          instance),
-                statement(["ec2:DescribeInstances"], "*"), grant]
+        return [
+            statement(["ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances"], instance),
+            statement(["ec2:DescribeInstances"], "*"),
+            grant,
+        ]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Describe the instance, then act unless it is already where the action leads."""
@@ -72,20 +83,26 @@ class InstanceRunner:
         with aws_call(f"ec2 DescribeInstances {instance_id}"):
             previous = _state(ec2, instance_id)
         if previous in GONE:
-            raise PermanentError(f"instance {instance_id} is {previous}: cannot {action} it",
-                                 "IncorrectInstanceState")
+            raise PermanentError(
+                f"instance {instance_id} is {previous}: cannot {action} it",
+                "IncorrectInstanceState",
+            )
         if previous in ALREADY[action]:
             return _result(instance_id, action, previous, previous, changed=False)
         if action == "reboot" and previous != "running":
             error = RetryableError if previous in BETWEEN_STATES else PermanentError
-            raise error(f"instance {instance_id} is {previous}: only a running instance reboots",
-                        "IncorrectInstanceState")
+            raise error(
+                f"instance {instance_id} is {previous}: only a running instance reboots",
+                "IncorrectInstanceState",
+            )
         try:
             new = _act(ec2, instance_id, action)
         except (ClientError, BotoCoreError) as error:
             # EC2 refuses a state change while the instance is pending or stopping; that passes.
-            between = (error_code(error) == "IncorrectInstanceState"
-                       and _state_or_none(ec2, instance_id) in BETWEEN_STATES)
+            between = (
+                error_code(error) == "IncorrectInstanceState"
+                and _state_or_none(ec2, instance_id) in BETWEEN_STATES
+            )
             raise classify(error, f"ec2 {action} {instance_id}", between_states=between) from error
         return _result(instance_id, action, previous, new, changed=True)
 
@@ -113,8 +130,9 @@ def _act(ec2: Any, instance_id: str, action: str) -> str:
         ec2.reboot_instances(InstanceIds=[instance_id])
         return "running"  # a reboot does not leave the running state
     else:
-        changes = ec2.stop_instances(InstanceIds=[instance_id],
-                                     Hibernate=action == "hibernate")["StoppingInstances"]
+        changes = ec2.stop_instances(InstanceIds=[instance_id], Hibernate=action == "hibernate")[
+            "StoppingInstances"
+        ]
     return str(changes[0]["CurrentState"]["Name"])
 
 
@@ -123,6 +141,13 @@ def _result(instance_id: str, action: str, previous: str, new: str, *, changed: 
         output = f"instance {instance_id}: {action}: {previous} -> {new}"
     else:
         output = f"instance {instance_id}: already {previous}, {action} not needed"
-    return RunResult(output=output, data={
-        "instance_id": instance_id, "action": action, "previous_state": previous,
-        "new_state": new, "changed": changed})
+    return RunResult(
+        output=output,
+        data={
+            "instance_id": instance_id,
+            "action": action,
+            "previous_state": previous,
+            "new_state": new,
+            "changed": changed,
+        },
+    )

@@ -1,4 +1,5 @@
 """lambdaRunner: invokes a Lambda function asynchronously (InvocationType=Event)."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,8 @@ from .base import (
 # Lambda's own pattern for Invoke's FunctionName: a name, partial ARN or ARN, with qualifier.
 FUNCTION_NAME = re.compile(
     r"(?=.{1,170}\Z)(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?"
-    r"(function:)?([a-zA-Z0-9_.-]+)(:(\$LATEST|[a-zA-Z0-9_-]+))?")
+    r"(function:)?([a-zA-Z0-9_.-]+)(:(\$LATEST|[a-zA-Z0-9_-]+))?"
+)
 # The asynchronous invocation limit; a job's details are stored in one DynamoDB item anyway.
 MAX_PAYLOAD_BYTES = 256 * 1024
 
@@ -33,14 +35,17 @@ class LambdaRunner:
 
     name = "lambdaRunner"
     # Every IAM action permissions() may allow (the runner roles grant the union of these).
-    iam_actions: tuple[str, ...] = (
-        "lambda:InvokeFunction",)
+    iam_actions: tuple[str, ...] = ("lambda:InvokeFunction",)
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require `function_name`; `payload`, when given, must be a JSON document."""
         check_keys(details, self.name, ("function_name",), ("payload",))
-        check_pattern(details, "function_name", FUNCTION_NAME,
-                      "must be a Lambda function name or ARN, optionally with :version or :alias")
+        check_pattern(
+            details,
+            "function_name",
+            FUNCTION_NAME,
+            "must be a Lambda function name or ARN, optionally with :version or :alias",
+        )
         if "payload" in details:
             _parse_payload(details["payload"])
 
@@ -49,9 +54,14 @@ class LambdaRunner:
         region: Invoke would otherwise call another account's function."""
         match = FUNCTION_NAME.fullmatch(details["function_name"])
         if match:
-            check_place(details, "function_name", match[2] if match[1] else None,
-                        (match[3] or "").rstrip(":") or None,
-                        (match[5] or "").rstrip(":") or None, scope)
+            check_place(
+                details,
+                "function_name",
+                match[2] if match[1] else None,
+                (match[3] or "").rstrip(":") or None,
+                (match[5] or "").rstrip(":") or None,
+                scope,
+            )
 
     def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
         """Invoke of this function only (any of its versions and aliases)."""
@@ -75,8 +85,8 @@ class LambdaRunner:
         request_id = answer.get("ResponseMetadata", {}).get("RequestId")
         return RunResult(
             output=f"function {function_name}: invocation queued (request {request_id})",
-            data={"function_name": function_name, "status_code": status,
-                  "request_id": request_id})
+            data={"function_name": function_name, "status_code": status, "request_id": request_id},
+        )
 
 
 def _parse_payload(text: str) -> Any:

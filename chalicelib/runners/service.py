@@ -1,4 +1,5 @@
 """serviceRunner: scales an ECS service, or stops it and later restores its desired count."""
+
 from __future__ import annotations
 
 import re
@@ -38,17 +39,33 @@ class ServiceRunner:
     name = "serviceRunner"
     # Every IAM action permissions() may allow (the runner roles grant the union of these).
     iam_actions: tuple[str, ...] = (
-        "ecs:DescribeServices", "ecs:UpdateService", "ecs:TagResource", "ecs:ListTagsForResource")
+        "ecs:DescribeServices",
+        "ecs:UpdateService",
+        "ecs:TagResource",
+        "ecs:ListTagsForResource",
+    )
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require action, cluster and name; `desired_count` with `scale` and only then."""
-        check_keys(details, self.name, ("service_action", "service_cluster", "service_name"),
-                   ("desired_count",))
+        check_keys(
+            details,
+            self.name,
+            ("service_action", "service_cluster", "service_name"),
+            ("desired_count",),
+        )
         action = check_choice(details, "service_action", ACTIONS)
-        check_pattern(details, "service_cluster", CLUSTER,
-                      "must be a cluster name (letters, digits, - and _, at most 255) or ARN")
-        check_pattern(details, "service_name", SERVICE,
-                      "must be a service name (letters, digits, - and _, at most 255) or ARN")
+        check_pattern(
+            details,
+            "service_cluster",
+            CLUSTER,
+            "must be a cluster name (letters, digits, - and _, at most 255) or ARN",
+        )
+        check_pattern(
+            details,
+            "service_name",
+            SERVICE,
+            "must be a service name (letters, digits, - and _, at most 255) or ARN",
+        )
         if action == "scale":
             if "desired_count" not in details:
                 raise DetailsError("desired_count", "required when service_action is scale")
@@ -58,10 +75,17 @@ class ServiceRunner:
 
     def permissions(self, details: Mapping[str, str], scope: Scope) -> list[dict[str, Any]]:
         """This service only: read it, remember its count in its tag, update it."""
-        return [statement(["ecs:DescribeServices", "ecs:UpdateService", "ecs:TagResource",
-                           "ecs:ListTagsForResource"],
-                          service_arns(details["service_cluster"], details["service_name"],
-                                       scope))]
+        return [
+            statement(
+                [
+                    "ecs:DescribeServices",
+                    "ecs:UpdateService",
+                    "ecs:TagResource",
+                    "ecs:ListTagsForResource",
+                ],
+                service_arns(details["service_cluster"], details["service_name"], scope),
+            )
+        ]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
         """Read the service's desired count, then update it unless it already is the target."""
@@ -83,11 +107,14 @@ class ServiceRunner:
         if action == "stop":
             # Remember before scaling down: if the update then fails, nothing is lost.
             with aws_call(f"ecs TagResource {service_name}"):
-                ecs.tag_resource(resourceArn=service["serviceArn"], tags=[
-                    {"key": PREVIOUS_COUNT_TAG, "value": str(previous)}])
+                ecs.tag_resource(
+                    resourceArn=service["serviceArn"],
+                    tags=[{"key": PREVIOUS_COUNT_TAG, "value": str(previous)}],
+                )
         with aws_call(f"ecs UpdateService {service_name}"):
-            updated = ecs.update_service(cluster=cluster, service=service_name,
-                                         desiredCount=target)["service"]
+            updated = ecs.update_service(
+                cluster=cluster, service=service_name, desiredCount=target
+            )["service"]
         return _result(details, previous, int(updated["desiredCount"]), changed=True)
 
 
@@ -100,11 +127,13 @@ def _describe(ecs: Any, cluster: str, service_name: str) -> dict[str, Any]:
         reasons = ", ".join(f.get("reason", "?") for f in answer.get("failures", []))
         raise PermanentError(
             f"ecs: no service {service_name} in cluster {cluster} ({reasons or 'not returned'})",
-            "ServiceNotFoundException")
+            "ServiceNotFoundException",
+        )
     service: dict[str, Any] = services[0]
     if service.get("status") != "ACTIVE":
-        raise PermanentError(f"ecs: service {service_name} is {service.get('status')}",
-                             "ServiceNotActiveException")
+        raise PermanentError(
+            f"ecs: service {service_name} is {service.get('status')}", "ServiceNotActiveException"
+        )
     return service
 
 
@@ -124,9 +153,17 @@ def _result(details: Mapping[str, str], previous: int, new: int, *, changed: boo
         output = f"service {name}: {action}: desired count {previous} -> {new}"
     else:
         output = f"service {name}: desired count already {previous}, {action} not needed"
-    return RunResult(output=output, data={
-        "cluster": details["service_cluster"], "service": name, "action": action,
-        "previous_desired_count": previous, "new_desired_count": new, "changed": changed})
+    return RunResult(
+        output=output,
+        data={
+            "cluster": details["service_cluster"],
+            "service": name,
+            "action": action,
+            "previous_desired_count": previous,
+            "new_desired_count": new,
+            "changed": changed,
+        },
+    )
 
 
 def cluster_name(cluster: str) -> str:

@@ -1,4 +1,5 @@
 """taskRunner: runs a one-off ECS task (RunTask, startedBy=minion) and reports its ARNs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -39,33 +40,51 @@ class TaskRunner:
 
     name = "taskRunner"
     # Every IAM action permissions() may allow (the runner roles grant the union of these).
-    iam_actions: tuple[str, ...] = (
-        "ecs:RunTask", "iam:PassRole")
+    iam_actions: tuple[str, ...] = ("ecs:RunTask", "iam:PassRole")
 
     def validate(self, details: Mapping[str, str]) -> None:
         """Require action `run`, cluster, task definition and count 1-10; check networking."""
-        check_keys(details, self.name, ("task_action", "task_cluster", "task_name", "count"),
-                   ("launch_type", "subnets", "security_groups", "assign_public_ip"))
+        check_keys(
+            details,
+            self.name,
+            ("task_action", "task_cluster", "task_name", "count"),
+            ("launch_type", "subnets", "security_groups", "assign_public_ip"),
+        )
         check_choice(details, "task_action", ("run",))
-        check_pattern(details, "task_cluster", CLUSTER,
-                      "must be a cluster name (letters, digits, - and _, at most 255) or ARN")
-        check_pattern(details, "task_name", TASK_DEFINITION,
-                      "must be a task definition family, optionally with :revision")
+        check_pattern(
+            details,
+            "task_cluster",
+            CLUSTER,
+            "must be a cluster name (letters, digits, - and _, at most 255) or ARN",
+        )
+        check_pattern(
+            details,
+            "task_name",
+            TASK_DEFINITION,
+            "must be a task definition family, optionally with :revision",
+        )
         parse_int(details, "count", minimum=1, maximum=10)
         if "launch_type" in details:
             check_choice(details, "launch_type", LAUNCH_TYPES)
         if "subnets" in details:
-            check_pattern(details, "subnets", SUBNETS,
-                          "must be 1 to 16 comma-separated subnet ids (subnet-<hex>), no spaces")
+            check_pattern(
+                details,
+                "subnets",
+                SUBNETS,
+                "must be 1 to 16 comma-separated subnet ids (subnet-<hex>), no spaces",
+            )
         elif details.get("launch_type", "FARGATE") == "FARGATE":
             raise DetailsError("subnets", "required for launch_type FARGATE (awsvpc networking)")
         for key in ("security_groups", "assign_public_ip"):
             if key in details and "subnets" not in details:
                 raise DetailsError(key, "only together with subnets")
         if "security_groups" in details:
-            check_pattern(details, "security_groups", SECURITY_GROUPS,
-                          "must be 1 to 5 comma-separated security group ids (sg-<hex>), "
-                          "no spaces")
+            check_pattern(
+                details,
+                "security_groups",
+                SECURITY_GROUPS,
+                "must be 1 to 5 comma-separated security group ids (sg-<hex>), no spaces",
+            )
         if "assign_public_ip" in details:
             check_choice(details, "assign_public_ip", tuple(PUBLIC_IP))
 
@@ -74,12 +93,14 @@ class TaskRunner:
         (which roles: the runner role's policy lists them)."""
         family, _, revision = details["task_name"].partition(":")
         cluster = scope.arn("ecs", f"cluster/{cluster_name(details['task_cluster'])}")
-        run = statement(["ecs:RunTask"], scope.arn("ecs", f"task-definition/{family}:"
-                                                          f"{revision or '*'}"))
+        run = statement(
+            ["ecs:RunTask"], scope.arn("ecs", f"task-definition/{family}:{revision or '*'}")
+        )
         run["Condition"] = {"ArnEquals": {"ecs:cluster": cluster}}
         pass_role = statement(["iam:PassRole"], scope.arn("iam", "role/*", region=False))
-        pass_role["Condition"] = {"StringEquals": {"iam:PassedToService":
-                                                   "ecs-tasks.amazonaws.com"}}
+        pass_role["Condition"] = {
+            "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+        }
         return [run, pass_role]
 
     def run(self, details: Mapping[str, str], ctx: RunContext) -> RunResult:
@@ -87,8 +108,11 @@ class TaskRunner:
         revalidate(self, details)
         cluster, task_name = details["task_cluster"], details["task_name"]
         request: dict[str, Any] = {
-            "cluster": cluster, "taskDefinition": task_name, "count": int(details["count"]),
-            "startedBy": STARTED_BY, "launchType": details.get("launch_type", "FARGATE"),
+            "cluster": cluster,
+            "taskDefinition": task_name,
+            "count": int(details["count"]),
+            "startedBy": STARTED_BY,
+            "launchType": details.get("launch_type", "FARGATE"),
             # A retried attempt of the same run gets the tasks of the first, not new ones.
             "clientToken": _client_token(ctx),
         }
@@ -107,8 +131,9 @@ class TaskRunner:
             raise _failure(task_name, failures, task_arns)
         return RunResult(
             output=f"task {task_name} in {cluster}: started {len(task_arns)}: "
-                   + ", ".join(task_arns),
-            data={"cluster": cluster, "task_definition": task_name, "task_arns": task_arns})
+            + ", ".join(task_arns),
+            data={"cluster": cluster, "task_definition": task_name, "task_arns": task_arns},
+        )
 
 
 def _client_token(ctx: RunContext) -> str:
@@ -117,15 +142,20 @@ def _client_token(ctx: RunContext) -> str:
     return hashlib.sha256(seed).hexdigest()
 
 
-def _failure(task_name: str, failures: list[dict[str, Any]],
-             task_arns: list[str]) -> PermanentError | RetryableError:
-    reasons = "; ".join(f"{f.get('arn', task_name)}: {f.get('reason', '?')}"
-                        + (f" ({f['detail']})" if f.get("detail") else "") for f in failures)
+def _failure(
+    task_name: str, failures: list[dict[str, Any]], task_arns: list[str]
+) -> PermanentError | RetryableError:
+    reasons = "; ".join(
+        f"{f.get('arn', task_name)}: {f.get('reason', '?')}"
+        + (f" ({f['detail']})" if f.get("detail") else "")
+        for f in failures
+    )
     code = str(failures[0].get("reason", "")) or None
     if task_arns:
         # Some tasks did start: another attempt would start them again.
-        return PermanentError(f"ecs RunTask {task_name}: started {', '.join(task_arns)} but "
-                              f"not all: {reasons}", code)
+        return PermanentError(
+            f"ecs RunTask {task_name}: started {', '.join(task_arns)} but not all: {reasons}", code
+        )
     capacity = all(str(f.get("reason", "")).startswith(CAPACITY_REASONS) for f in failures)
     error = RetryableError if capacity else PermanentError
     return error(f"ecs RunTask {task_name}: no task started: {reasons}", code)

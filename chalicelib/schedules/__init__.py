@@ -45,8 +45,14 @@ from .minion import _parse_descriptor, _parse_minion_cron
 from .plans import _OneTimePlan
 from .zones import _resolve_zone, _utc_minute
 
-__all__ = ["EXPRESSION_FIELD", "MAX_EXPRESSION_LENGTH", "TIMEZONE_FIELD", "Schedule",
-           "ScheduleError", "parse_schedule"]
+__all__ = [
+    "EXPRESSION_FIELD",
+    "MAX_EXPRESSION_LENGTH",
+    "TIMEZONE_FIELD",
+    "Schedule",
+    "ScheduleError",
+    "parse_schedule",
+]
 
 
 @dataclass(frozen=True)

@@ -86,9 +86,7 @@ def _value(token: str, spec: _FieldSpec) -> int:
     if re.fullmatch(r"[0-9]+", token):
         return _number(token, spec)
     if upper in ("R", "H") or upper.startswith("H("):
-        raise ScheduleError(
-            f"{token!r} in the {spec.name} field is a croniter extension, not cron"
-        )
+        raise ScheduleError(f"{token!r} in the {spec.name} field is a croniter extension, not cron")
     if any(c in upper for c in "LW#"):
         raise ScheduleError(
             f"{token!r} is not a valid {spec.name} (L, W and # belong in the day fields of cron(...))"
