@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from .jobs import SEGMENT, is_job_id
 from .runs import Trigger, is_run_id, scheduled_run_id
@@ -74,8 +74,16 @@ class RunMessage:
                 raise ValueError("run message: run_id does not match scheduled_for")
 
 
-class RunQueue:
-    """Sends run messages to the runs queue."""
+class _Sendable(Protocol):
+    def to_body(self) -> str: ...
+
+
+_Body = TypeVar("_Body", bound=_Sendable)
+
+
+class _Queue:
+    """An SQS queue known by name (and URL, when configured) that sends bodies in checked
+    batches."""
 
     def __init__(self, client: Any, queue_name: str, queue_url: str | None = None) -> None:
         self.client = client
@@ -88,6 +96,29 @@ class RunQueue:
         if self._url is None:
             self._url = self.client.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
         return self._url
+
+    def _send_checked(self, bodies: Sequence[_Body]) -> list[_Body]:
+        """Send up to 10 bodies; the ones still failing after retries are returned.
+
+        SendMessageBatch answers HTTP 200 even when some entries failed: each batch's
+        `Failed` list must be checked, or what they carried is silently lost.
+        """
+        pending = {str(i): b for i, b in enumerate(bodies)}
+        for _ in range(SEND_ROUNDS):
+            if not pending:
+                break
+            result = self.client.send_message_batch(
+                QueueUrl=self.url,
+                Entries=[{"Id": i, "MessageBody": b.to_body()} for i, b in pending.items()],
+            )
+            pending = {
+                f["Id"]: pending[f["Id"]] for f in result.get("Failed", []) if f["Id"] in pending
+            }
+        return list(pending.values())
+
+
+class RunQueue(_Queue):
+    """Sends run messages to the runs queue."""
 
     def send(self, message: RunMessage, delay_seconds: int = 0) -> None:
         """Send one message (after `delay_seconds`, at most 900)."""
@@ -110,23 +141,9 @@ class RunQueue:
             )
 
     def send_batch(self, messages: Sequence[RunMessage]) -> list[RunMessage]:
-        """Send up to 10 messages; the ones still failing after retries are returned.
-
-        SendMessageBatch answers HTTP 200 even when some entries failed: each batch's
-        `Failed` list must be checked, or those runs are silently lost.
-        """
-        pending = {str(i): m for i, m in enumerate(messages)}
-        for _ in range(SEND_ROUNDS):
-            if not pending:
-                break
-            result = self.client.send_message_batch(
-                QueueUrl=self.url,
-                Entries=[{"Id": i, "MessageBody": m.to_body()} for i, m in pending.items()],
-            )
-            pending = {
-                f["Id"]: pending[f["Id"]] for f in result.get("Failed", []) if f["Id"] in pending
-            }
-        return list(pending.values())
+        """Send up to 10 messages; the ones still failing after retries are returned (a run
+        whose message failed must not be taken for queued)."""
+        return self._send_checked(messages)
 
 
 MAX_SHARD = 1000
@@ -176,39 +193,14 @@ class TickPart:
         return cls(minute=minute, shards=tuple(shards))
 
 
-class TickPartQueue:
+class TickPartQueue(_Queue):
     """Sends the minute's tick parts to the tick parts queue."""
-
-    def __init__(self, client: Any, queue_name: str, queue_url: str | None = None) -> None:
-        self.client = client
-        self.queue_name = queue_name
-        self._url = queue_url
-
-    @property
-    def url(self) -> str:
-        """The queue URL (looked up once by name when not configured)."""
-        if self._url is None:
-            self._url = self.client.get_queue_url(QueueName=self.queue_name)["QueueUrl"]
-        return self._url
 
     def send_parts(self, parts: Sequence[TickPart]) -> list[TickPart]:
         """Send the parts, 10 a call; the ones still failing after retries are returned."""
         left: list[TickPart] = []
         for batch in batches(parts):
-            pending = {str(i): p for i, p in enumerate(batch)}
-            for _ in range(SEND_ROUNDS):
-                if not pending:
-                    break
-                result = self.client.send_message_batch(
-                    QueueUrl=self.url,
-                    Entries=[{"Id": i, "MessageBody": p.to_body()} for i, p in pending.items()],
-                )
-                pending = {
-                    f["Id"]: pending[f["Id"]]
-                    for f in result.get("Failed", [])
-                    if f["Id"] in pending
-                }
-            left.extend(pending.values())
+            left.extend(self._send_checked(batch))
         return left
 
 
