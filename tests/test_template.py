@@ -920,7 +920,7 @@ def test_worker_logs_the_keys_the_saved_queries_filter_on() -> None:
     source = (ROOT / "chalicelib" / "worker.py").read_text()
     # Then a finished run is logged with its job, run, status and error code
     assert re.search(
-        r'"run finished", extra=\{[^}]*"job_id"[^}]*"run_id"[^}]*"status"'
+        r'"run finished",\s*extra=\{[^}]*"job_id"[^}]*"run_id"[^}]*"status"'
         r'[^}]*"error_code"',
         source,
         re.DOTALL,
