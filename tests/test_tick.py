@@ -21,9 +21,12 @@ from aws_lambda_powertools.utilities.batch.types import (
     PartialItemFailureResponse,
     PartialItemFailures,
 )
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 
 from chalicelib import deps, runners
 from chalicelib.accounts import Registry
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.jobs import Job, iso, job_from_request
 from chalicelib.queue import BATCH_SIZE, RunQueue
 from chalicelib.runners.dummy import DummyRunner
@@ -1019,3 +1022,33 @@ def test_a_late_part_after_the_next_minutes_part_queues_nothing_twice(
     assert (first.queued, late.queued, late.due) == (3, 0, 0)
     assert runner.calls == Counter({(j.id, "20260130T101900Z-s"): 1 for j in jobs})
     assert all(stored_next(store, j) == utc("2026-01-30T10:20") for j in jobs)
+
+
+# --- found by the fault campaign -------------------------------------------------------------
+
+
+def test_a_throttled_due_index_query_fails_the_tick_as_service_unavailable(
+    aws: dict[str, Any], store: Store, queue: RunQueue
+) -> None:
+    # Given a due job, and DynamoDB throttling the tick's Query of the due index past the
+    # SDK's retries (the fault campaign found this error escaping raw: `due_jobs` is a
+    # generator, and its decorator had returned before the Query ran)
+    create_job(store)
+    one_at_a_time = Ticker(store, queue, shards=SHARDS, parallelism=1)
+    with Stubber(aws["dynamodb"]) as stubber:
+        stubber.add_client_error(
+            "query",
+            "ProvisionedThroughputExceededException",
+            "Rate of requests exceeds the allowed throughput.",
+            400,
+        )
+        # When the tick runs
+        with pytest.raises(ServiceUnavailable) as raised:
+            run_tick(one_at_a_time, scheduled_event("2026-01-30T10:18"))
+    # Then it fails as the store's other calls do, the throttling kept as the cause
+    assert isinstance(raised.value.__cause__, ClientError)
+    assert (
+        raised.value.__cause__.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+    )
+    # And the job is still due: the retried tick runs it
+    assert run_tick(one_at_a_time, scheduled_event("2026-01-30T10:18")).queued == 1

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 
 from chalicelib import runners
 from chalicelib.accounts import Registry
@@ -30,7 +31,7 @@ from chalicelib.runners.dummy import DummyRunner
 from chalicelib.runs import Run, manual_run_id, scheduled_run_id
 from chalicelib.store import Refused, Store
 from chalicelib.tick import Ticker, run_tick
-from chalicelib.worker import LEASE_MARGIN, Worker, handle_batch, retry_delay
+from chalicelib.worker import LEASE_MARGIN, TIME_TO_RECORD, Worker, handle_batch, retry_delay
 from conftest import ACCOUNTS, QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
 from store_support import registry_entry
 
@@ -1225,3 +1226,35 @@ def test_a_forbid_hold_that_outlived_its_run_does_not_block_the_next_one(
     # Then it runs: only a run still running blocks, and it now holds the job
     assert later.handle(scheduled(job, "2026-01-30T10:19")) == "succeeded"
     assert store.forbid_holder(job) is None  # and let go of it when recorded
+
+
+# --- found by the fault campaign -------------------------------------------------------------
+
+
+def test_a_failed_release_of_postponed_messages_keeps_the_partial_batch_response(
+    aws: dict[str, Any], store: Store, queue: RunQueue
+) -> None:
+    # Given a run message, and a worker invocation with too little time left to start it
+    # (the fault campaign found SQS throttling the hand-back making the whole invocation
+    # fail, so that SQS would send the whole batch back, its recorded runs included)
+    job = create_job(store)
+    send(aws, scheduled(job).to_body())
+    [message] = drain(aws["sqs"], aws["queue_url"])
+    worker = Worker(
+        store=store,
+        queue=queue,
+        registry=lambda: REGISTRY,
+        clients=lambda entry, run_id: lambda s: None,
+        invocation_timeout=TIME_TO_RECORD,
+    )
+    with Stubber(aws["sqs"]) as stubber:
+        stubber.add_client_error(
+            "change_message_visibility_batch", "RequestThrottled", "Rate exceeded", 400
+        )
+        # When the worker postpones it and SQS refuses to make it visible again
+        response = handle_batch(sqs_event([message]), worker=worker)
+        stubber.assert_no_pending_responses()
+    # Then the invocation still answers, the message among its failed items (it comes back
+    # after the visibility timeout), and nothing was claimed
+    assert response == {"batchItemFailures": [{"itemIdentifier": message["MessageId"]}]}
+    assert the_run(store, job) is None
