@@ -8,12 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.accounts import AccountEntry, Registry
+from chalicelib.jobs import Job, job_from_request
 from chalicelib.runs import Run
 from chalicelib.store import Store
-from conftest import ACCOUNTS, TABLE
+from conftest import ACCOUNTS, TABLE, utc
 
 # The registry of the test settings (conftest.ACCOUNTS), for use cases built by hand.
 REGISTRY = Registry.from_document(ACCOUNTS)
+# The minute the tick and worker tests create their jobs in: their next occurrence is 10:18.
+CREATED = "2026-01-30T10:17:20"
 
 
 def registry_entry(account: str, registry: Registry = REGISTRY) -> AccountEntry:
@@ -21,6 +24,33 @@ def registry_entry(account: str, registry: Registry = REGISTRY) -> AccountEntry:
     entry = registry.get(account)
     assert entry is not None, f"no registry entry for {account}"
     return entry
+
+
+def create_job(
+    store: Store,
+    expression: str = "* * * * *",
+    created: str = CREATED,
+    account: str = "spinup",
+    **fields: Any,
+) -> Job:
+    """A job validated as the API does (`job_from_request`) and stored."""
+    body = {
+        "name": "test-job",
+        "schedule_expression": expression,
+        "enabled": True,
+        "details": {"runner": "dummyRunner"},
+        **fields,
+    }
+    job = job_from_request(
+        body,
+        account=account,
+        group="nightly",
+        job_id=None,
+        entry=registry_entry(account),
+        now=utc(created),
+    )
+    store.create_job(job)
+    return job
 
 
 def stored_run(store: Store, job_id: str, run_id: str) -> Run:

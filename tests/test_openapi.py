@@ -362,8 +362,8 @@ def test_the_documents_examples_are_answered_as_documented(
     client: Any, path: str, method: str, form: int
 ) -> None:
     # Given the job and run the document's examples name, stored
+    from api_support import SEEDED_JOBS, SEEDED_RUN
     from chalicelib import deps
-    from test_fuzz_api import SEEDED_JOBS, SEEDED_RUN
 
     store = deps.store()
     for job in SEEDED_JOBS:

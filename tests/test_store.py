@@ -20,6 +20,7 @@ from chalicelib.jobs import Job, new_job_id
 from chalicelib.runs import Run, scheduled_run_id
 from chalicelib.store import DUE_INDEX, DueEntry, Store, due_key, job_key, job_to_item, shard_of
 from conftest import TABLE
+from store_support import table_items
 
 NOW = datetime(2026, 1, 30, 10, 17, tzinfo=UTC)
 
@@ -64,11 +65,6 @@ def raw_item(aws: dict[str, Any], job: Job) -> dict[str, Any] | None:
 def job_counts(store: Store, account: str = "spinup") -> dict[str, int]:
     counter = store.counters().get(f"JOBS#{account}", {})
     return {"enabled": int(counter.get("enabled", 0)), "disabled": int(counter.get("disabled", 0))}
-
-
-def all_items(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    items = aws["dynamodb"].scan(TableName=TABLE, ConsistentRead=True)["Items"]
-    return sorted(items, key=lambda i: (i["pk"]["S"], i["sk"]["S"]))
 
 
 # --- optimistic locking ----------------------------------------------------------------------
@@ -215,12 +211,12 @@ def test_duplicate_create_is_a_conflict_and_changes_nothing(
     # Given a stored job
     job = make_job(name="first")
     store.create_job(job)
-    before = all_items(aws)
+    before = table_items(aws)
 
     # When a job with the same id is created again / Then Conflict, and the table is unchanged
     with pytest.raises(Conflict):
         store.create_job(replace(job, name="second", enabled=True))
-    assert all_items(aws) == before
+    assert table_items(aws) == before
     assert store.get_job("spinup", "space-xy", job.id).name == "first"
     assert job_counts(store) == {"enabled": 0, "disabled": 1}
 
@@ -285,10 +281,10 @@ def test_delete_of_an_empty_group_deletes_nothing(store: Store, aws: dict[str, A
     # Given a job in another group
     other = make_job("space-ab")
     store.create_job(other)
-    before = all_items(aws)
+    before = table_items(aws)
     # When an empty group is deleted / Then zero, and nothing changed
     assert store.delete_group("spinup", "space-xy") == 0
-    assert all_items(aws) == before
+    assert table_items(aws) == before
 
 
 def test_group_delete_leaves_groups_whose_name_starts_the_same(store: Store) -> None:

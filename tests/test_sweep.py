@@ -23,12 +23,12 @@ from chalicelib.store import LEASE_INDEX, LEASE_SHARDS, Store
 from chalicelib.sweep import DEAD_LETTER_VISIBILITY, GRACE_SECONDS, Sweeper, SweepReport
 from chalicelib.worker import handle_batch
 from conftest import QUEUE, drain, sqs_event
-from test_worker import (
+from store_support import create_job
+from worker_support import (
     LEASE,
     STARTED,
     Clock,
     ScriptedRunner,
-    create_job,
     make_worker,
     runner,
     scheduled,
@@ -36,7 +36,7 @@ from test_worker import (
     the_run_to_claim,
 )
 
-__all__ = ["runner"]  # the fixture, shared with test_worker
+__all__ = ["runner"]  # the fixture (worker_support), shared with test_worker
 DLQ = QUEUE + "-dlq"
 AFTER_LEASE = STARTED + timedelta(seconds=LEASE + GRACE_SECONDS + 1)
 
@@ -75,7 +75,7 @@ def test_a_message_dead_lettered_by_the_queue_ends_its_run_failed_as_lost(
 ) -> None:
     # Given a runs queue that dead-letters after 2 receives, and a run whose claim fails at
     # every delivery (the job store throttled for that job)
-    from test_worker import ThrottledClaims
+    from worker_support import ThrottledClaims
 
     sqs = aws["sqs"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq.url, AttributeNames=["QueueArn"])["Attributes"][
@@ -179,7 +179,7 @@ def test_a_dead_lettered_run_now_is_recorded_lost_and_a_never_queued_one_is_not_
     # Given a run-now recorded queued (its message dead-lettered), and a run-now message whose
     # run was never recorded
     from chalicelib.api import MinionApi
-    from test_worker import REGISTRY
+    from store_support import REGISTRY
 
     job = create_job(store)
     queued = MinionApi(store, queue, lambda: REGISTRY, clock=lambda: STARTED).run_now(

@@ -25,9 +25,8 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from chalicelib import deps, runners
-from chalicelib.accounts import Registry
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.jobs import Job, iso, job_from_request
+from chalicelib.jobs import Job, iso
 from chalicelib.queue import BATCH_SIZE, RunQueue
 from chalicelib.runners.dummy import DummyRunner
 from chalicelib.store import DUE_INDEX, Store
@@ -45,12 +44,10 @@ from chalicelib.tick import (
     tick_minute,
 )
 from chalicelib.worker import Worker, handle_batch
-from conftest import ACCOUNTS, QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
-from store_support import registry_entry
+from conftest import QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
+from store_support import REGISTRY, Recording, create_job
 
 SHARDS = 4
-REGISTRY = Registry.from_document(ACCOUNTS)
-CREATED = "2026-01-30T10:17:20"  # every job below is created in this minute: next is 10:18
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
@@ -73,28 +70,6 @@ class CountingRunner:
         with self._lock:
             self.calls[(ctx.job_id, ctx.run_id)] += 1
         return self._dummy.run(details, ctx)
-
-
-class Recording:
-    """A real boto3 client that records every call it passes through: (operation, arguments)."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.answers: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.client, name)
-        if not callable(method):
-            return method
-
-        def call(**kwargs: Any) -> Any:
-            self.calls.append((name, kwargs))
-            answer = method(**kwargs)
-            self.answers.append((name, answer))
-            return answer
-
-        return call
 
 
 class FailingEntries(Recording):
@@ -143,33 +118,6 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CountingRunner:
     counting = CountingRunner()
     monkeypatch.setitem(runners.RUNNERS, "dummyRunner", counting)
     return counting
-
-
-def create_job(
-    store: Store,
-    expression: str = "* * * * *",
-    created: str = CREATED,
-    account: str = "spinup",
-    **fields: Any,
-) -> Job:
-    """A job validated as the API does (`job_from_request`) and stored."""
-    body = {
-        "name": "tick-test",
-        "schedule_expression": expression,
-        "enabled": True,
-        "details": {"runner": "dummyRunner"},
-        **fields,
-    }
-    job = job_from_request(
-        body,
-        account=account,
-        group="nightly",
-        job_id=None,
-        entry=registry_entry(account, REGISTRY),
-        now=utc(created),
-    )
-    store.create_job(job)
-    return job
 
 
 def ticker(store: Store, queue: RunQueue) -> Ticker:

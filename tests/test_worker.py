@@ -12,16 +12,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from itertools import pairwise
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from chalicelib import runners
 from chalicelib.accounts import Registry
 from chalicelib.api import MinionApi
 from chalicelib.jobs import Job, iso, job_from_request
@@ -31,104 +29,30 @@ from chalicelib.runners.dummy import DummyRunner
 from chalicelib.runs import Run, manual_run_id, scheduled_run_id
 from chalicelib.store import Refused, Store
 from chalicelib.tick import Ticker, run_tick
-from chalicelib.worker import LEASE_MARGIN, TIME_TO_RECORD, Worker, handle_batch, retry_delay
-from conftest import ACCOUNTS, QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
-from store_support import registry_entry
+from chalicelib.worker import TIME_TO_RECORD, Worker, handle_batch, retry_delay
+from conftest import QUEUE, TABLE, drain, failed_ids, scheduled_event, sqs_event, utc
+from store_support import REGISTRY, Recording, create_job
+from worker_support import (
+    CONCURRENCY,
+    LEASE,
+    STARTED,
+    Clock,
+    OneRequestAtATime,
+    ScriptedRunner,
+    ThrottledClaims,
+    make_worker,
+    runner,
+    scheduled,
+    the_run,
+    the_run_to_claim,
+)
+
+__all__ = ["runner"]  # the fixture (worker_support), shared with test_sweep
 
 SHARDS = 4
-REGISTRY = Registry.from_document(ACCOUNTS)
-CREATED = "2026-01-30T10:17:20"  # jobs are created in this minute: next is 10:18
-STARTED = utc("2026-01-30T10:18:05")  # the worker's clock, unless a test moves it
-RUNNER_TIMEOUT = 60
-LEASE = RUNNER_TIMEOUT + LEASE_MARGIN
-CONCURRENCY = 10  # the deployed default (settings.worker_concurrency)
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
-
-
-class ScriptedRunner:
-    """Stands in for dummyRunner: counts its calls, and does what the test scripts
-    (`behaviour(details, ctx)`), else what dummyRunner does."""
-
-    name = "dummyRunner"
-
-    def __init__(self) -> None:
-        self.calls: Counter[tuple[str, str]] = Counter()
-        self.behaviour: Callable[[Mapping[str, str], Any], RunResult] | None = None
-        self._lock = threading.Lock()
-
-    def validate(self, details: Mapping[str, str]) -> None:
-        DummyRunner().validate(details)
-
-    def run(self, details: Mapping[str, str], ctx: Any) -> RunResult:
-        with self._lock:
-            self.calls[(ctx.job_id, ctx.run_id)] += 1
-        if self.behaviour is not None:
-            return self.behaviour(details, ctx)
-        return DummyRunner().run(details, ctx)
-
-
-class Clock:
-    """The worker's clock, moved by hand."""
-
-    def __init__(self, now: datetime = STARTED) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class Recording:
-    """A real boto3 client that records the calls it passes through: (operation, args, answer)."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.calls: list[tuple[str, dict[str, Any], Any]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.client, name)
-        if not callable(method):
-            return method
-
-        def call(**kwargs: Any) -> Any:
-            answer = method(**kwargs)
-            self.calls.append((name, kwargs, answer))
-            return answer
-
-        return call
-
-
-class OneRequestAtATime(Recording):
-    """DynamoDB answering one request at a time. Real DynamoDB applies each conditional write
-    atomically; moto in-process does not when threads call it at once, so a race test would
-    otherwise test the emulator. The race stays between whole requests, as in AWS."""
-
-    def __init__(self, client: Any) -> None:
-        super().__init__(client)
-        self.lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        method = super().__getattr__(name)
-        if not callable(method):
-            return method
-
-        def call(**kwargs: Any) -> Any:
-            with self.lock:
-                return method(**kwargs)
-
-        return call
-
-
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> ScriptedRunner:
-    """dummyRunner replaced, for this test only, by a scripted, counting one."""
-    scripted = ScriptedRunner()
-    monkeypatch.setitem(runners.RUNNERS, "dummyRunner", scripted)
-    return scripted
 
 
 @pytest.fixture
@@ -139,66 +63,6 @@ def clock() -> Clock:
 @pytest.fixture
 def worker(store: Store, queue: RunQueue, clock: Clock) -> Worker:
     return make_worker(store, queue, clock)
-
-
-def make_worker(
-    store: Store,
-    queue: RunQueue,
-    clock: Clock,
-    registry: Registry = REGISTRY,
-    clients: Callable[..., Any] | None = None,
-    concurrency: int = CONCURRENCY,
-) -> Worker:
-    """The worker as deployed: a batch's records at once. Its DynamoDB answers one request at
-    a time (OneRequestAtATime): moto in-process does not apply a conditional write atomically
-    when threads call it at once, and DynamoDB does."""
-    serialized = Store(
-        OneRequestAtATime(store.client), store.table, store.shards, clock=store.clock
-    )
-    return Worker(
-        store=serialized,
-        queue=queue,
-        registry=lambda: registry,
-        clients=clients or (lambda entry, run_id: lambda service: None),
-        runner_timeout=RUNNER_TIMEOUT,
-        clock=clock,
-        concurrency=concurrency,
-    )
-
-
-def create_job(store: Store, expression: str = "* * * * *", **fields: Any) -> Job:
-    """A job validated as the API does (`job_from_request`) and stored."""
-    body = {
-        "name": "worker-test",
-        "schedule_expression": expression,
-        "enabled": True,
-        "details": {"runner": "dummyRunner"},
-        **fields,
-    }
-    job = job_from_request(
-        body,
-        account="spinup",
-        group="nightly",
-        job_id=None,
-        entry=registry_entry("spinup", REGISTRY),
-        now=utc(CREATED),
-    )
-    store.create_job(job)
-    return job
-
-
-def scheduled(job: Job, minute: str = "2026-01-30T10:18", attempt: int = 1) -> RunMessage:
-    """The run message the tick sends for `job`'s occurrence at `minute`."""
-    occurrence = utc(minute)
-    return RunMessage(
-        account=job.account,
-        group=job.group,
-        job_id=job.id,
-        run_id=scheduled_run_id(occurrence),
-        trigger="schedule",
-        scheduled_for=iso(occurrence) or "",
-        attempt=attempt,
-    )
 
 
 def send(aws: dict[str, Any], *bodies: str) -> None:
@@ -213,10 +77,6 @@ def deliver(
     messages = drain(aws["sqs"], aws["queue_url"])
     assert messages, "nothing to deliver"
     return messages, handle_batch(sqs_event(messages), worker=worker)
-
-
-def the_run(store: Store, job: Job, minute: str = "2026-01-30T10:18") -> Any:
-    return store.get_run(job.id, scheduled_run_id(utc(minute)))
 
 
 # --- duplicates, races, dead workers ----------------------------------------------------------
@@ -325,7 +185,7 @@ def test_a_refused_claim_reads_the_holder_from_the_refusing_write_not_a_second_r
     messages, response = deliver(aws, worker)
     # Then it is kept for later (the holder is live), decided with no GetItem at all
     assert failed_ids(response) == [messages[0]["MessageId"]]
-    operations = [name for name, _, _ in worker.store.client.calls]
+    operations = [name for name, _ in worker.store.client.calls]
     assert "get_item" not in operations and runner.calls == Counter()
 
     # When the run has finished and another copy arrives, it is acknowledged, again unread
@@ -334,21 +194,8 @@ def test_a_refused_claim_reads_the_holder_from_the_refusing_write_not_a_second_r
     worker = make_worker(store, queue, Clock(STARTED + timedelta(seconds=40)))
     _, response = deliver(aws, worker)
     assert response == {"batchItemFailures": []}
-    assert "get_item" not in [name for name, _, _ in worker.store.client.calls]
+    assert "get_item" not in [name for name, _ in worker.store.client.calls]
     assert runner.calls == Counter() and the_run(store, job).status == "succeeded"
-
-
-def the_run_to_claim(job: Job) -> Run:
-    message = scheduled(job)
-    return Run(
-        run_id=message.run_id,
-        job_id=job.id,
-        account=job.account,
-        group=job.group,
-        trigger="schedule",
-        scheduled_for=message.scheduled_for,
-        status="running",
-    )
 
 
 def test_a_run_whose_worker_died_is_taken_over_after_its_lease_and_not_before(
@@ -480,29 +327,6 @@ def test_a_poison_message_lands_in_the_dlq_after_the_maximum_receives(
     assert sum(runner.calls.values()) == 1
 
 
-class ThrottledClaims(Recording):
-    """DynamoDB that refuses to claim the runs of one job: the exact throttling error."""
-
-    def __init__(self, client: Any, job_id: str) -> None:
-        super().__init__(client)
-        self.job_id = job_id
-        self.active = True
-
-    def update_item(self, **kwargs: Any) -> Any:
-        if self.active and kwargs["Key"]["pk"]["S"] == f"JOB#{self.job_id}":
-            raise ClientError(
-                {
-                    "Error": {
-                        "Code": "ProvisionedThroughputExceededException",
-                        "Message": "Rate of requests exceeds the allowed throughput.",
-                    },
-                    "ResponseMetadata": {"HTTPStatusCode": 400},
-                },
-                "UpdateItem",
-            )
-        return self.client.update_item(**kwargs)
-
-
 def test_a_partial_batch_reports_only_its_failed_items(
     aws: dict[str, Any], queue: RunQueue, clock: Clock, runner: ScriptedRunner
 ) -> None:
@@ -586,7 +410,11 @@ def test_a_retryable_runner_error_is_retried_with_growing_delays_up_to_max_attem
         assert response == {"batchItemFailures": []}  # a retry is a new message, not a failure
         run = the_run(store, job)
         seen.append((run.status, run.attempts))
-        resent = [(kwargs, answer) for name, kwargs, answer in sqs.calls if name == "send_message"]
+        resent = [
+            (kwargs, answer)
+            for (name, kwargs), (_, answer) in zip(sqs.calls, sqs.answers, strict=True)
+            if name == "send_message"
+        ]
         if run.status != "queued":
             break
         kwargs, answer = resent[-1]
