@@ -66,16 +66,15 @@ def decide(job: Job, schedule: schedules.Schedule, minute: datetime) -> Decision
     latest when it is too old, is recorded `missed` (the newest MAX_MISSED_RECORDS of them).
     """
     assert job.next is not None and job.next <= minute
-    anchor = job.anchor if schedule.is_interval() else None
     occurrence: datetime | None = job.next
     window = max(CATCH_UP_WINDOW, timedelta(seconds=job.deadline_seconds))
     if minute - job.next > window:
         # From the oldest minute still within the window: next_after is strictly after.
-        occurrence = schedule.next_after(minute - window - timedelta(minutes=1), anchor)
+        occurrence = schedule.next_after(minute - window - timedelta(minutes=1), job.anchor)
     due: deque[datetime] = deque(maxlen=MAX_MISSED_RECORDS + 1)
     while occurrence is not None and occurrence <= minute:
         due.append(occurrence)
-        occurrence = schedule.next_after(occurrence, anchor)
+        occurrence = schedule.next_after(occurrence, job.anchor)
     if not due:
         # The window held none of its occurrences (a one-time or sparse schedule after a long
         # gap): record the one it was due at as missed rather than drop it without a trace.

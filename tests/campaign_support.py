@@ -504,7 +504,7 @@ class Campaign:
         """When to disable or delete a job: mostly right after the tick of a minute it is due
         in (its run queued, not yet worked), else at any time."""
         schedule = job.schedule()
-        anchor = job.anchor if schedule.is_interval() else None
+        anchor = job.anchor  # calendar schedules ignore it
         margin = self.plan.minutes // 4
         window = (
             START + timedelta(minutes=margin),
@@ -1250,7 +1250,7 @@ class Campaign:
     def _check_job(self, plan: JobPlan, records: dict[str, dict[str, Any]]) -> list[str]:
         job = plan.job
         schedule = parse_schedule(job.schedule_expression, job.schedule_timezone)
-        anchor = job.anchor if schedule.is_interval() else None
+        anchor = job.anchor  # calendar schedules ignore it
         found: list[str] = []
         expected: set[str] = set()
         occurrence = job.next
