@@ -205,7 +205,7 @@ def sweeper() -> Sweeper:
     dead_letters = RunQueue(
         aws.LazyClient("sqs"), settings.dead_letter_queue_name, settings.dead_letter_queue_url
     )
-    return Sweeper(store=store(), queue=run_queue(), dead_letters=dead_letters)
+    return Sweeper(store=store(), queue=run_queue(), dead_letters=dead_letters, events=events())
 
 
 def reset() -> None:

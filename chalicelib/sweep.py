@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import NotFound
+from .events import EventPublisher
 from .jobs import Job, iso
 from .observability import emit, flush, logger
 from .queue import RunMessage, RunQueue, batches
@@ -61,6 +62,8 @@ class Sweeper:
     queue: RunQueue
     dead_letters: RunQueue | None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # The runs it records failed are announced as the worker's are (published by handle_sweep).
+    events: EventPublisher | None = None
     time_budget: float = 45.0
 
     def sweep(self) -> SweepReport:
@@ -219,7 +222,7 @@ class Sweeper:
         )
         if lost is None:
             return "changed"
-        self._lost(lost, report, "lease expired")
+        self._lost(lost, report, "lease expired", job)
         if job is not None:
             self._release(job, run)
         return "lost"
@@ -236,7 +239,7 @@ class Sweeper:
         if job.concurrency_policy == "Forbid":
             self.store.release_forbid(job.account, job.group, job.id, run.run_id)
 
-    def _lost(self, run: Run, report: SweepReport, how: str) -> None:
+    def _lost(self, run: Run, report: SweepReport, how: str, job: Job | None = None) -> None:
         report.lost += 1
         report.outcomes.append((run.job_id, run.run_id, "lost"))
         logger.error(
@@ -255,6 +258,17 @@ class Sweeper:
             except Exception:
                 logger.exception("Forbid hold not released", extra={"job_id": run.job_id})
         _emit("RunsLost", 1)
+        self._announce(run, job, read_job=how == "dead-lettered")
+
+    def _announce(self, run: Run, job: Job | None, read_job: bool) -> None:
+        """Collect the `failed` event of a lost run, best effort (the record stands)."""
+        if self.events is None:
+            return
+        try:
+            # A dead letter names no job: its name and `notify` cost one read, only when lost.
+            self.events.collect(run, self._job(run) if read_job else job)
+        except Exception:
+            logger.exception("run event not collected", extra={"run_id": run.run_id})
 
 
 def _emit(name: str, value: float) -> None:
@@ -275,6 +289,8 @@ def handle_sweep(
     try:
         report = sweeper.sweep()
     finally:
+        if sweeper.events is not None and sweeper.events.pending():
+            sweeper.events.flush()  # best effort, never raises
         try:
             flush()
         except Exception:

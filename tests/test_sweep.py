@@ -359,3 +359,53 @@ def test_the_sweep_handler_reads_the_configured_dead_letter_queue(
     # Then it read it and recorded the run lost
     assert answer == {"dead_letters": 1, "lost": 1, "requeued": 0, "kept": 0}
     assert the_run(store, job).error_code == "RunLost"
+
+
+# --- a lost run is announced, as the worker's failures are -------------------------------------
+
+
+def test_runs_the_sweep_records_lost_are_announced_as_failed_run_events(
+    store: Store, queue: RunQueue, aws: dict[str, Any], dlq: RunQueue
+) -> None:
+    # Given a rule on the default bus routing failed runs to a queue, a run whose message was
+    # dead-lettered before any delivery, and a run whose worker died with no attempt left
+    import boto3
+
+    from chalicelib.events import EventPublisher
+    from chalicelib.sweep import handle_sweep
+
+    sqs = aws["sqs"]
+    target = sqs.create_queue(QueueName="failed-runs")["QueueUrl"]
+    target_arn = sqs.get_queue_attributes(QueueUrl=target, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events = boto3.client("events")
+    events.put_rule(
+        Name="failed-runs",
+        EventPattern=json.dumps({"source": ["minion"], "detail": {"status": ["failed"]}}),
+    )
+    events.put_targets(Rule="failed-runs", Targets=[{"Id": "queue", "Arn": target_arn}])
+    dead = create_job(store)
+    dead_letter(dlq, scheduled(dead).to_body())
+    died = create_job(store, max_attempts=1)
+    watched_and_died(store, queue, died)
+
+    # When the sweep's handler runs after the lease, publishing with the deployment default
+    sweep = Sweeper(
+        store=store,
+        queue=queue,
+        dead_letters=dlq,
+        clock=Clock(AFTER_LEASE),
+        events=EventPublisher(events, api_url="https://minion.example"),
+    )
+    answer = handle_sweep({}, None, sweep)
+
+    # Then both runs are failed as lost, and the rule received one failed event for each, with
+    # the job's name (read for the dead letter, which names no job) and the code RunLost
+    assert answer["lost"] == 2
+    received = [json.loads(m["Body"]) for m in drain(sqs, target)]
+    details = sorted((e["detail"] for e in received), key=lambda d: d["job_id"])
+    expected = sorted([dead, died], key=lambda j: j.id)
+    assert [(d["job_id"], d["job_name"]) for d in details] == [(j.id, j.name) for j in expected]
+    assert {(d["status"], d["error_code"]) for d in details} == {("failed", "RunLost")}
+    assert [e["detail-type"] for e in received] == ["Minion Run State Change"] * 2

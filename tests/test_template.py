@@ -1794,7 +1794,11 @@ BUS_ARN = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/"
 def test_tick_and_worker_publish_run_events_to_the_configured_bus_only(
     template: dict[str, Any],
 ) -> None:
-    for function, role in (("TickPart", "TickPartRole"), ("Worker", "WorkerRole")):
+    for function, role in (
+        ("TickPart", "TickPartRole"),
+        ("Worker", "WorkerRole"),
+        ("Sweep", "SweepRole"),
+    ):
         statements = statements_of(template, role)
         for overrides, bus in (({}, "default"), ({"EventBusName": "ops-events"}, "ops-events")):
             resolver = Resolver(template, overrides)
