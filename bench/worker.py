@@ -9,8 +9,9 @@ and handed over in batches of 10 as Lambda's event source does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib import deps
@@ -137,17 +138,7 @@ def worker_vs_floor(batch_count: int, rounds: int) -> WorkerTimes:
 
     def worker_side() -> tuple[Any, list[str]]:
         occurrence = next(occurrences)
-        messages = [
-            RunMessage(
-                account=j.account,
-                group=j.group,
-                job_id=j.id,
-                run_id=scheduled_run_id(occurrence),
-                trigger="schedule",
-                scheduled_for=occurrence.strftime(STAMP),
-            )
-            for j in jobs
-        ]
+        messages = _run_messages(jobs, occurrence)
         for batch in batches(messages):
             if deps.run_queue().send_batch(batch):
                 raise RuntimeError("the bench's runs could not be queued")
@@ -277,17 +268,7 @@ def batch_speedup(runs: int = 10, wait: float = 0.2, rounds: int = 3) -> BatchSp
                 # -1: at once, runners that do not wait (what the emulator's calls take)
                 runners.RUNNERS["dummyRunner"] = instant if threads < 0 else waiting
                 occurrence = next(occurrences)
-                messages = [
-                    RunMessage(
-                        account=j.account,
-                        group=j.group,
-                        job_id=j.id,
-                        run_id=scheduled_run_id(occurrence),
-                        trigger="schedule",
-                        scheduled_for=occurrence.strftime(STAMP),
-                    )
-                    for j in jobs
-                ]
+                messages = _run_messages(jobs, occurrence)
                 if deps.run_queue().send_batch(messages):
                     raise RuntimeError("the bench's runs could not be queued")
                 event = backend.sqs_event(backend.receive_all(runs))
@@ -309,3 +290,18 @@ def batch_speedup(runs: int = 10, wait: float = 0.2, rounds: int = 3) -> BatchSp
     return BatchSpeedup(
         runs=runs, wait=wait, one_by_one=times[1], at_once=times[0], emulator=times[-1]
     )
+
+
+def _run_messages(jobs: Sequence[Job], occurrence: datetime) -> list[RunMessage]:
+    """The messages the tick would send for `jobs` at `occurrence`."""
+    return [
+        RunMessage(
+            account=j.account,
+            group=j.group,
+            job_id=j.id,
+            run_id=scheduled_run_id(occurrence),
+            trigger="schedule",
+            scheduled_for=occurrence.strftime(STAMP),
+        )
+        for j in jobs
+    ]

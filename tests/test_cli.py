@@ -172,6 +172,16 @@ def error_line_after_progress(result: Result) -> str:
 # --- jobs ---------------------------------------------------------------------------------
 
 
+def test_the_cli_replaces_exactly_the_fields_the_api_lets_a_client_set() -> None:
+    # Given the CLI's copy of the client fields (it ships without chalicelib, so it cannot
+    # import them) and the API's own table
+    from chalicelib.jobs import CLIENT_FIELDS as API_FIELDS
+    from minion_cli.client import CLIENT_FIELDS
+
+    # Then they are the same fields, each once: an update neither drops nor invents one
+    assert sorted(CLIENT_FIELDS) == sorted(API_FIELDS)
+
+
 def test_create_with_options_stores_the_job_and_prints_it_as_aligned_fields(
     minion: Callable[..., Result], client: Any
 ) -> None:
