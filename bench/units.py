@@ -1,11 +1,12 @@
 """Write units and AWS requests of one scheduled dummy run, end to end.
 
-Jobs stored as the API stores them are due at one minute; the scheduled tick fans the minute
-out, each part runs as the part-tick function would (`handle_tick_parts` on the real SQS
-event), and the worker runs what was queued (`handle_batch`, batches of 10 as Lambda's event
-source hands them over). Every write call is observed on the service's own clients, and the
-write units it costs are computed with DynamoDB's published rules from the items it writes:
-1 unit per started KB of the larger of the item before and after (a put, update or delete;
+Jobs stored as the API stores them are due every minute from one minute on. Two minutes are
+run: the first is each job's first run after the API wrote it, the second is what every later
+run costs (the figure). Each minute, the scheduled tick fans the minute out, each part runs as
+the part-tick function would (`handle_tick_parts` on the real SQS event), and the worker runs
+what was queued (`handle_batch`, batches of 10 as Lambda's event source hands them over).
+Every write call is observed on the service's own clients, and the write units it costs are
+computed with DynamoDB's published rules from the items it writes: 1 unit per started KB of the larger of the item before and after (a put, update or delete;
 a refused conditional write too), twice that inside a transaction, and each write of a global
 secondary index counted the same way (an index key change is a delete plus a put).
 The items before and after a call are read with a separate client, outside the counts.
@@ -19,11 +20,16 @@ import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from chalicelib.runs import scheduled_run_id
+
 from .backend import Backend, scheduled_event
 from .seed import MINUTE, bench_job, stored_items
+
+EVERY_MINUTE = "* * * * *"
 
 KB = 1024
 INDEX_KEYS = {"due": ("due_shard", "due_at")}  # the legacy index (chalicelib/store.py)
@@ -96,7 +102,8 @@ def _view(item: Mapping[str, Any] | None, projected: tuple[str, ...]) -> dict[st
 
 @dataclass
 class WriteCount:
-    """Write units by (function, operation, item kind), and requests by (function, call)."""
+    """Write units by (function, operation, item kind), and requests by (function, call), of
+    one minute's runs."""
 
     runs: int
     units: Counter[tuple[str, str, str]]
@@ -109,6 +116,15 @@ class WriteCount:
     @property
     def requests_per_run(self) -> float:
         return sum(self.requests.values()) / self.runs
+
+
+@dataclass
+class Minutes:
+    """The first minute's runs (each job's first after the API wrote it) and the next
+    minute's (every later run: what a scheduled run costs)."""
+
+    first: WriteCount
+    steady: WriteCount
 
 
 def _kind(key: Mapping[str, Any]) -> str:
@@ -187,23 +203,60 @@ class WriteMeter:
                     self.units[(self.function, op, "legacy index")] += times * index
 
 
-def write_units_per_run(runs: int) -> WriteCount:
-    """`runs` jobs due at MINUTE, ticked, queued and run: the write units and requests."""
+def write_units_per_run(runs: int) -> Minutes:
+    """`runs` jobs due every minute from MINUTE, as the API stored them: two minutes ticked,
+    queued and run; the write units and requests of each minute."""
     import boto3
 
     from chalicelib import deps
-    from chalicelib.tick import handle_tick, handle_tick_parts
-    from chalicelib.worker import handle_batch
 
     backend = Backend("bench-units", "bench-units-runs")
     parts_url = backend.sqs.create_queue(QueueName="bench-units-parts")["QueueUrl"]
     os.environ["MINION_TICK_PARTS_QUEUE_NAME"] = "bench-units-parts"
     os.environ["MINION_TICK_PARTS_QUEUE_URL"] = parts_url
     deps.reset()
-    jobs = [bench_job(i, next_at=MINUTE) for i in range(runs)]
+    jobs = [bench_job(i, next_at=MINUTE, schedule=EVERY_MINUTE) for i in range(runs)]
     backend.put_items([item for job in jobs for item in stored_items(job)])
     reader = boto3.session.Session().client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    meter = WriteMeter(backend.table, reader)
+    meters = []
+    try:
+        for minute in (MINUTE, MINUTE + timedelta(minutes=1)):
+            meter = WriteMeter(backend.table, reader)
+            _one_minute(backend, parts_url, meter, minute, runs)
+            meters.append(meter)
+            store = deps.store()
+            run_id = scheduled_run_id(minute)
+            if any(
+                getattr(store.get_run(job.id, run_id), "status", None) != "succeeded"
+                for job in jobs[:: max(1, runs // 10)]
+            ):
+                raise RuntimeError(f"not every sampled run of {run_id} succeeded")
+    finally:
+        os.environ.pop("MINION_TICK_PARTS_QUEUE_URL", None)
+        os.environ.pop("MINION_TICK_PARTS_QUEUE_NAME", None)
+        deps.reset()
+    # The event source's receives and deletes are Lambda's calls, not the functions'.
+    first, steady = (
+        WriteCount(
+            runs=runs,
+            units=m.units,
+            requests=Counter({k: n for k, n in m.requests.items() if k[0] != "event source"}),
+        )
+        for m in meters
+    )
+    return Minutes(first=first, steady=steady)
+
+
+def _one_minute(
+    backend: Backend, parts_url: str, meter: WriteMeter, minute: datetime, runs: int
+) -> None:
+    """The scheduled tick of `minute`, each of its parts as the part-tick function runs it
+    (`handle_tick_parts` on the real SQS event), and the worker on what they queued
+    (`handle_batch`, batches of 10 as Lambda's event source hands them over), observed by
+    `meter`."""
+    from chalicelib.tick import handle_tick, handle_tick_parts
+    from chalicelib.worker import handle_batch
+
     clients = (backend.dynamodb, backend.sqs)
     for client in clients:
         client.meta.events.register(
@@ -212,17 +265,22 @@ def write_units_per_run(runs: int) -> WriteCount:
         client.meta.events.register("after-call", meter.after, unique_id="bench-units-a")
     try:
         meter.function = "tick"
-        handle_tick(scheduled_event(MINUTE))
+        handle_tick(scheduled_event(minute))
+        # Lambda's event sources receive and delete the messages: their calls are not the
+        # functions'.
+        meter.function = "event source"
         parts = backend.sqs.receive_message(
             QueueUrl=parts_url, MaxNumberOfMessages=10, AttributeNames=["All"]
         ).get("Messages", [])
+        if not parts:
+            raise RuntimeError("the tick sent no part")
         meter.function = "tick_part"
         for part in parts:
-            event = backend.sqs_event([part])
-            if handle_tick_parts(event)["batchItemFailures"]:
+            if handle_tick_parts(backend.sqs_event([part]))["batchItemFailures"]:
                 raise RuntimeError("a tick part failed")
-        meter.function = "worker"
+        meter.function = "event source"
         received = backend.receive_all(runs)
+        meter.function = "worker"
         for start in range(0, len(received), 10):
             if handle_batch(backend.sqs_event(received[start : start + 10]))["batchItemFailures"]:
                 raise RuntimeError("the worker reported failed runs")
@@ -230,16 +288,3 @@ def write_units_per_run(runs: int) -> WriteCount:
         for client in clients:
             client.meta.events.unregister("before-parameter-build", unique_id="bench-units-b")
             client.meta.events.unregister("after-call", unique_id="bench-units-a")
-        os.environ.pop("MINION_TICK_PARTS_QUEUE_URL", None)
-        os.environ.pop("MINION_TICK_PARTS_QUEUE_NAME", None)
-        deps.reset()
-    store = deps.store()
-    sample = jobs[:: max(1, runs // 10)]
-    if any(
-        getattr(store.get_run(job.id, "20260130T101700Z-s"), "status", None) != "succeeded"
-        for job in sample
-    ):
-        raise RuntimeError("not every sampled run succeeded")
-    if len(parts) < 1:
-        raise RuntimeError("the tick sent no part")
-    return WriteCount(runs=runs, units=meter.units, requests=meter.requests)
