@@ -4,12 +4,13 @@ Jobs stored as the API stores them are due every minute from one minute on. Two 
 run: the first is each job's first run after the API wrote it, the second is what every later
 run costs (the figure). Each minute, the scheduled tick fans the minute out, each part runs as
 the part-tick function would (`handle_tick_parts` on the real SQS event), and the worker runs
-what was queued (`handle_batch`, batches of 10 as Lambda's event source hands them over).
-Every write call is observed on the service's own clients, and the write units it costs are
-computed with DynamoDB's published rules from the items it writes: 1 unit per started KB of the larger of the item before and after (a put, update or delete;
-a refused conditional write too), twice that inside a transaction, and each write of a global
-secondary index counted the same way (an index key change is a delete plus a put).
-The items before and after a call are read with a separate client, outside the counts.
+what was queued (`handle_batch`, batches of 10 as Lambda's event source hands them over). Every
+write call is observed on the service's own clients, and the write units it costs are computed
+with DynamoDB's published rules from the items it writes: 1 unit per started KB of the larger
+of the item before and after (a put, update or delete; a refused conditional write too), twice
+that inside a transaction, and each write of a global secondary index counted the same way (an
+index key change is a delete plus a put). The items before and after a call are read with a
+separate client, outside the counts.
 """
 
 from __future__ import annotations
