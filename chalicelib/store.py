@@ -2,6 +2,7 @@
 
 Keys:
 - job       pk `ACCOUNT#<account>`  sk `JOB#<group>#<id>`   (jobs of an account or group: one Query)
+- job copy  pk `JOB#<job id>`       sk `SPEC`               (the same job, beside its runs)
 - run       pk `JOB#<job id>`       sk `RUN#<run id>`       (run ids sort by time: newest first)
 - due       pk `DUE#<shard>`        sk `<due_at:011d>#<job id>#<version>` (one per pending
             occurrence of an enabled job; the shard is a hash of the job id)
@@ -15,6 +16,13 @@ the items of jobs changed, disabled or deleted since (the API writes the new ver
 The job item keeps `due_at` as of its last API write; the job's `next` and `last_run` are
 derived on read from it and its newest runs (the tick and the worker write no job item, but
 for the hold of a `Forbid` job: `forbid_run`, `forbid_until`, see hold_forbid).
+
+The job copy (sk `SPEC`, which sorts after every `RUN#`) makes a job's GET one request: a
+newest-first Query of its run partition reads the job, then its newest runs. The API writes
+both items in one transaction; the account item stays the listing item and the one that holds
+a Forbid job (the copy never carries the hold). Jobs stored before the copy existed have none:
+their GET reads the account item too and adopts it (adopt_copy), so no migration step is needed.
+Run-partition reads that want runs only select `begins_with(sk, "RUN#")`.
 
 Legacy index `due` (partition `due_shard`, sort `due_at`, on job items): where earlier versions
 kept the schedule. The tick moves what is left in it to due items (`migrate_legacy_due`).
@@ -31,7 +39,6 @@ import hashlib
 import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -107,6 +114,24 @@ def shard_of(job_id: str, shards: int) -> int:
 def job_key(account: str, group: str, job_id: str) -> dict[str, Any]:
     """The primary key of a job item."""
     return {"pk": {"S": f"ACCOUNT#{account}"}, "sk": {"S": f"JOB#{group}#{job_id}"}}
+
+
+SPEC_SK = "SPEC"  # the job copy's sort key: after every `RUN#<id>` of its partition
+# Attributes of an account's job item that its copy does not carry: the Forbid hold lives on
+# the account item only, and `due_shard` would put the copy in the legacy due index.
+NOT_COPIED = frozenset({"pk", "sk", "forbid_run", "forbid_until", "due_shard"})
+
+
+def copy_key(job_id: str) -> dict[str, Any]:
+    """The primary key of a job's copy in its run partition."""
+    return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": SPEC_SK}}
+
+
+def copy_of(item: Mapping[str, Any], job_id: str) -> dict[str, Any]:
+    """The copy of a job item: the same attributes under the run partition's `SPEC` key."""
+    copied = {k: v for k, v in item.items() if k not in NOT_COPIED}
+    copied.update(copy_key(job_id))
+    return copied
 
 
 def run_key(job_id: str, run_id: str) -> dict[str, Any]:
@@ -354,17 +379,6 @@ def _request_key(request: Mapping[str, Any]) -> str:
     return cast(str, item["pk"]["S"]) + "|" + cast(str, item["sk"]["S"])
 
 
-_read_pool: ThreadPoolExecutor | None = None
-
-
-def _reads() -> ThreadPoolExecutor:
-    """Threads for reads issued alongside another (clients are thread-safe)."""
-    global _read_pool
-    if _read_pool is None:
-        _read_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="store-read")
-    return _read_pool
-
-
 def _enabled_delta(before: bool | None, after: bool | None) -> dict[str, int]:
     delta = {"enabled": 0, "disabled": 0}
     for flag, sign in ((before, -1), (after, 1)):
@@ -459,19 +473,26 @@ class Store:
             return []
         return [{"Put": {"TableName": self.table, "Item": entry.to_item()}}]
 
+    def _copy_put(self, item: Mapping[str, Any], job_id: str) -> dict[str, Any]:
+        """The transaction action that writes a job's copy (unconditional: the account item's
+        condition in the same transaction guards both)."""
+        return {"Put": {"TableName": self.table, "Item": copy_of(item, job_id)}}
+
     @translated
     def create_job(self, job: Job) -> None:
-        """Store a new job; Conflict if its id is already taken."""
+        """Store a new job (its account item and its copy); Conflict if its id is taken."""
+        item = job_to_item(job, self.shards)
         try:
             self.client.transact_write_items(
                 TransactItems=[
                     {
                         "Put": {
                             "TableName": self.table,
-                            "Item": job_to_item(job, self.shards),
+                            "Item": item,
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
+                    self._copy_put(item, job.id),
                     self._counter_update(job.account, _enabled_delta(None, job.enabled)),
                     *self._due_put(job),
                 ]
@@ -484,19 +505,31 @@ class Store:
     @translated
     def get_job(self, account: str, group: str, job_id: str, *, progress: bool = True) -> Job:
         """The stored job, or NotFound; with `progress`, its `next` and `last_run` derived
-        from its runs (one more Query: the worker, which needs neither, goes without)."""
+        from its runs.
+
+        With `progress` (the API): one Query of the job's run partition, newest first, reads
+        its copy and its newest runs. A copy naming another account or group is NotFound: a
+        job id never reveals another account's job. A job stored before copies existed is
+        read from its account item as well, and adopted (given its copy).
+
+        Without (the worker, the sweep): one GetItem of the copy, returned as stored (the
+        worker compares its account and group with the message's); the account item when
+        there is no copy.
+        """
         if not progress:
+            found = self.client.get_item(
+                TableName=self.table, Key=copy_key(job_id), ConsistentRead=True
+            ).get("Item")
+            return job_from_item(found or self._get_job_item(account, group, job_id))
+        item, runs = self._newest_items(job_id)
+        if item is None:
+            # No copy: a job an earlier release stored, or no job at all.
             item = self._get_job_item(account, group, job_id)
-            return job_from_item(item)
-        # The job item and its newest runs are read at once: two independent round trips
-        # that cost one.
-        runs = _reads().submit(self._newest_runs, job_id)
-        try:
-            item = self._get_job_item(account, group, job_id)
-        finally:
-            newest = runs.result()
+            self._adopt(item, job_id)
+        elif (from_attr(item["account"]), from_attr(item["group"])) != (account, group):
+            raise NotFound(f"job not found: {group}/{job_id}")
         shard = from_attr(item["due_part"]) if "due_part" in item else None
-        return self._with_history(job_from_item(item), shard, newest)
+        return self._with_history(job_from_item(item), shard, runs)
 
     def _get_job_item(self, account: str, group: str, job_id: str) -> dict[str, Any]:
         item = self.client.get_item(
@@ -506,16 +539,44 @@ class Store:
             raise NotFound(f"job not found: {group}/{job_id}")
         return cast(dict[str, Any], item)
 
-    def _newest_runs(self, job_id: str) -> list[Run]:
+    def _newest_items(self, job_id: str) -> tuple[dict[str, Any] | None, list[Run]]:
+        """A job's copy (None when it has none) and its newest runs, in one Query: `SPEC`
+        sorts after every `RUN#`, so newest first it comes first."""
         page = self.client.query(
             TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :r)",
-            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":r": {"S": "RUN#"}},
+            KeyConditionExpression="pk = :pk AND sk <= :spec",
+            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":spec": {"S": SPEC_SK}},
             ScanIndexForward=False,
-            Limit=HISTORY_PAGE,
+            Limit=1 + HISTORY_PAGE,
             ConsistentRead=True,
         )
-        return [run_from_item(i) for i in page.get("Items", [])]
+        items = page.get("Items", [])
+        copy = items[0] if items and items[0]["sk"]["S"] == SPEC_SK else None
+        runs = [run_from_item(i) for i in items if i["sk"]["S"].startswith("RUN#")]
+        return copy, runs[:HISTORY_PAGE]
+
+    def _adopt(self, item: Mapping[str, Any], job_id: str) -> bool:
+        """Give a job an earlier release stored its copy, if its account item still has the
+        version read (a job changed or deleted meanwhile must not get a stale or zombie copy;
+        its writer wrote or deleted the copy itself). Best effort: the read has succeeded, and
+        a failed adoption is tried again on the next read. True when written."""
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table,
+                            "Key": {"pk": item["pk"], "sk": item["sk"]},
+                            "ConditionExpression": "version = :v",
+                            "ExpressionAttributeValues": {":v": item["version"]},
+                        }
+                    },
+                    self._copy_put(item, job_id),
+                ]
+            )
+        except ClientError:
+            return False
+        return True
 
     def _with_history(self, job: Job, shard: int | None, runs: list[Run]) -> Job:
         """The job with `next` and `last_run` derived from its newest runs.
@@ -611,10 +672,12 @@ class Store:
 
     @translated
     def replace_job(self, job: Job, previous: Job) -> None:
-        """Write `job` over `previous`; PreconditionFailed if it changed since it was read.
+        """Write `job` over `previous` (its account item and its copy, in one transaction);
+        PreconditionFailed if it changed since it was read.
 
-        Only the client's fields and the schedule are written: `last_run`, kept by the worker,
-        is left as it is in the table.
+        The account item is updated, not put, so that a Forbid hold on it stays as it is; its
+        copy, which never carries the hold, is put whole. `last_run` is what was read (the
+        worker no longer writes it: the runs are its record, see _with_history).
         """
         item = job_to_item(job, self.shards)
         names: dict[str, str] = {}
@@ -636,6 +699,8 @@ class Store:
             "max_attempts",
             "tags",
             "notify",
+            "last_run",
+            "registry_entry",
             "due_shard",
             "due_at",
             "due_part",
@@ -659,7 +724,7 @@ class Store:
                 "ExpressionAttributeValues": values,
             }
         }
-        actions = [update, *self._due_put(job)]
+        actions = [update, self._copy_put(item, job.id), *self._due_put(job)]
         if job.enabled != previous.enabled:
             actions.append(
                 self._counter_update(job.account, _enabled_delta(previous.enabled, job.enabled))
@@ -675,7 +740,8 @@ class Store:
 
     @translated
     def delete_job(self, job: Job) -> None:
-        """Delete the job as it was read; PreconditionFailed if it changed meanwhile."""
+        """Delete the job as it was read (both its items; its runs stay until they expire);
+        PreconditionFailed if it changed meanwhile."""
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -687,6 +753,7 @@ class Store:
                             "ExpressionAttributeValues": {":v": {"N": str(job.version)}},
                         }
                     },
+                    {"Delete": {"TableName": self.table, "Key": copy_key(job.id)}},
                     self._counter_update(job.account, _enabled_delta(job.enabled, None)),
                 ]
             )
@@ -715,22 +782,25 @@ class Store:
                 if deleted:
                     self._drop_empty_counter(account)
                 return deleted
-            chunk_size = TRANSACT_LIMIT - 1
+            chunk_size = (TRANSACT_LIMIT - 1) // 2  # two deletes a job, and the counter
             for start in range(0, len(items), chunk_size):
                 chunk = items[start : start + chunk_size]
                 flags = [from_attr(i["enabled"]) if "enabled" in i else False for i in chunk]
                 delta = {"enabled": -sum(flags), "disabled": -(len(flags) - sum(flags))}
-                actions = [
-                    {
-                        "Delete": {
-                            "TableName": self.table,
-                            "Key": {"pk": i["pk"], "sk": i["sk"]},
-                            "ConditionExpression": "version = :v",
-                            "ExpressionAttributeValues": {":v": i["version"]},
+                actions = []
+                for i in chunk:
+                    job_id = i["sk"]["S"][len(f"JOB#{group}#") :]
+                    actions.append(
+                        {
+                            "Delete": {
+                                "TableName": self.table,
+                                "Key": {"pk": i["pk"], "sk": i["sk"]},
+                                "ConditionExpression": "version = :v",
+                                "ExpressionAttributeValues": {":v": i["version"]},
+                            }
                         }
-                    }
-                    for i in chunk
-                ]
+                    )
+                    actions.append({"Delete": {"TableName": self.table, "Key": copy_key(job_id)}})
                 actions.append(self._counter_update(account, delta))
                 try:
                     self.client.transact_write_items(TransactItems=actions)

@@ -378,8 +378,9 @@ class _Body:
 
 @pytest.fixture
 def throttled_reads(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every GetItem of the store answered on the wire with DynamoDB's throttling error (so
-    the client's retry policy runs, without its delays); the list counts the attempts."""
+    """Every read of the store (a GET's Query, a GetItem) answered on the wire with DynamoDB's
+    throttling error (so the client's retry policy runs, without its delays); the list counts
+    the attempts."""
     monkeypatch.setattr("botocore.endpoint.time.sleep", lambda _seconds: None)
     attempts: list[int] = []
     body = json.dumps(
@@ -395,7 +396,8 @@ def throttled_reads(client: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
             request.url, 400, {"x-amzn-RequestId": "AWSREQUEST0001"}, _Body(body.encode())
         )
 
-    deps.store().client.meta.events.register_first("before-send.dynamodb.GetItem", answer)
+    for operation in ("Query", "GetItem"):
+        deps.store().client.meta.events.register_first(f"before-send.dynamodb.{operation}", answer)
     return attempts
 
 

@@ -626,10 +626,10 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_throttling_within_the_retry_budget_is_retried_and_succeeds(
     store: Store, no_backoff: None
 ) -> None:
-    # Given a stored job, and DynamoDB throttling the next two reads
+    # Given a stored job, and DynamoDB throttling the next two reads (a GET is one Query)
     job = make_job()
     store.create_job(job)
-    attempts = throttle(store.client, "GetItem", times=2)
+    attempts = throttle(store.client, "Query", times=2)
     # When the job is read / Then the client retried past the throttling and got it
     assert store.get_job("spinup", "space-xy", job.id) == job
     assert len(attempts) == 2
@@ -639,7 +639,7 @@ def test_throttling_past_the_retry_budget_is_service_unavailable(
     store: Store, no_backoff: None
 ) -> None:
     # Given DynamoDB throttling every read
-    attempts = throttle(store.client, "GetItem", times=100)
+    attempts = throttle(store.client, "Query", times=100)
     # When a job is read / Then every attempt of the budget was made, then ServiceUnavailable,
     # with no AWS detail in its message
     with pytest.raises(ServiceUnavailable) as raised:
