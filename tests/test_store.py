@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
@@ -18,9 +19,19 @@ from chalicelib import deps
 from chalicelib.errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from chalicelib.jobs import Job, new_job_id
 from chalicelib.runs import Run, scheduled_run_id
-from chalicelib.store import DUE_INDEX, DueEntry, Store, due_key, job_key, job_to_item, shard_of
+from chalicelib.store import (
+    DUE_INDEX,
+    DueEntry,
+    Store,
+    copy_key,
+    copy_of,
+    due_key,
+    job_key,
+    job_to_item,
+    shard_of,
+)
 from conftest import TABLE
-from store_support import table_items
+from store_support import Recording, table_items
 
 NOW = datetime(2026, 1, 30, 10, 17, tzinfo=UTC)
 
@@ -254,6 +265,339 @@ def test_stored_job_reads_back_equal(store: Store) -> None:
     assert store.get_job("spinup", "space-xy", job.id) == job
 
 
+# --- the job's copy in its run partition (a GET in one request) -------------------------------
+
+
+def raw_copy(aws: dict[str, Any], job: Job) -> dict[str, Any] | None:
+    return (
+        aws["dynamodb"]
+        .get_item(TableName=TABLE, Key=copy_key(job.id), ConsistentRead=True)
+        .get("Item")
+    )
+
+
+def assert_copies_equal(aws: dict[str, Any], job: Job) -> None:
+    """The job's copy holds exactly its account item's attributes (but the Forbid hold)."""
+    item, copy_item = raw_item(aws, job), raw_copy(aws, job)
+    assert item is not None and copy_item is not None
+    assert copy_item["pk"] == {"S": f"JOB#{job.id}"} and copy_item["sk"] == {"S": "SPEC"}
+    held = {"forbid_run", "forbid_until"}
+    assert {k: v for k, v in copy_item.items() if k not in ("pk", "sk")} == {
+        k: v for k, v in item.items() if k not in ("pk", "sk", *held)
+    }
+
+
+def recorded(store: Store, now: datetime | None = None) -> tuple[Store, Recording]:
+    """The same store (its clock at `now`, if given) with every call of its client recorded."""
+    client = Recording(store.client)
+    clock = store.clock if now is None else now.timestamp
+    return Store(client, store.table, store.shards, clock=clock), client
+
+
+def a_run(job: Job, minute: int, status: str = "succeeded") -> Run:
+    at = NOW.replace(minute=minute)
+    return Run(
+        run_id=scheduled_run_id(at),
+        job_id=job.id,
+        account=job.account,
+        group=job.group,
+        trigger="schedule",
+        scheduled_for=at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        status=status,  # type: ignore[arg-type]
+        finished_at=at.strftime("%Y-%m-%dT%H:%M:05Z"),
+    )
+
+
+def legacy(aws: dict[str, Any], job: Job) -> None:
+    """Make a stored job look as the previous release left it: no copy."""
+    aws["dynamodb"].delete_item(TableName=TABLE, Key=copy_key(job.id))
+
+
+def test_a_get_is_one_query_that_reads_the_job_and_its_newest_runs(
+    store: Store, aws: dict[str, Any]
+) -> None:
+    # Given a job with 12 finished runs (more than the page of history a GET reads), read
+    # before its next occurrence (10:30) comes
+    job = make_job(enabled=True)
+    store.create_job(job)
+    for minute in range(18, 30):
+        store.finish_run(a_run(job, minute))
+    observed, calls = recorded(store, NOW.replace(minute=29, second=30))
+    # When it is read
+    read = observed.get_job("spinup", "space-xy", job.id)
+    # Then exactly one DynamoDB request was made: a Query of its run partition
+    assert [name for name, _ in calls.calls] == ["query"]
+    assert calls.calls[0][1]["KeyConditionExpression"].startswith("pk = :pk")
+    # And it shows the job with the newest run as its last run
+    assert replace(read, last_run=None) == replace(job, last_run=None)
+    assert (read.last_run or {})["run_id"] == scheduled_run_id(NOW.replace(minute=29))
+    # And a job with no runs yet is one request as well
+    other = make_job()
+    store.create_job(other)
+    calls.calls.clear()
+    assert observed.get_job("spinup", "space-xy", other.id) == other
+    assert [name for name, _ in calls.calls] == ["query"]
+
+
+def test_the_workers_read_is_one_getitem_of_the_copy(store: Store, aws: dict[str, Any]) -> None:
+    # Given a job
+    job = make_job(enabled=True)
+    store.create_job(job)
+    observed, calls = recorded(store)
+    # When the worker reads it / Then one GetItem of its copy, in the job's own partition
+    assert observed.get_job("spinup", "space-xy", job.id, progress=False) == job
+    assert [(name, args["Key"]) for name, args in calls.calls] == [("get_item", copy_key(job.id))]
+    # And a job without a copy is read from its account item
+    legacy(aws, job)
+    calls.calls.clear()
+    assert observed.get_job("spinup", "space-xy", job.id, progress=False) == job
+    assert [name for name, _ in calls.calls] == ["get_item", "get_item"]
+    assert raw_copy(aws, job) is None  # the worker writes no job item
+
+
+def test_a_job_id_under_another_account_or_group_reveals_nothing(
+    store: Store, aws: dict[str, Any]
+) -> None:
+    # Given a job with a copy
+    job = make_job(name="secret-name")
+    store.create_job(job)
+    before = table_items(aws)
+    # When its id is read under another group or account / Then not found, saying only the
+    # path asked for, and nothing was written
+    for account, group in (("spinup", "space-ab"), ("limited", "space-xy"), ("limited", "x")):
+        with pytest.raises(NotFound) as raised:
+            store.get_job(account, group, job.id)
+        assert str(raised.value) == f"job not found: {group}/{job.id}"
+        assert "secret-name" not in str(raised.value) and "spinup/" not in str(raised.value)
+    assert table_items(aws) == before
+
+
+def test_creates_replaces_and_deletes_keep_both_items_equal(
+    store: Store, aws: dict[str, Any]
+) -> None:
+    # Given a created job / Then its copy is its account item under the run partition's key
+    job = replace(make_job(enabled=True), tags=(("owner", "me"),), concurrency_policy="Forbid")
+    store.create_job(job)
+    assert_copies_equal(aws, job)
+    # When a run holds it (Forbid) and it is replaced / Then the copy follows, without the hold
+    store.finish_run(a_run(job, 30))
+    assert store.hold_forbid(job, "run-1", 2_000_000_000, NOW)
+    read = store.get_job("spinup", "space-xy", job.id)
+    changed = replace(read, name="renamed", enabled=False, next=None, version=2, tags=None)
+    store.replace_job(changed, read)
+    assert_copies_equal(aws, changed)
+    assert (raw_item(aws, job) or {})["forbid_run"] == {"S": "run-1"}
+    assert store.get_job("spinup", "space-xy", job.id) == changed
+    # When a replace is refused (a stale read) / Then neither item changed
+    items = table_items(aws)
+    with pytest.raises(PreconditionFailed):
+        store.replace_job(replace(read, name="stale", version=2), read)
+    assert table_items(aws) == items
+    # When it is deleted / Then both items are gone, its runs stay readable until they expire
+    store.delete_job(store.get_job("spinup", "space-xy", job.id))
+    assert raw_item(aws, job) is None and raw_copy(aws, job) is None
+    runs, _ = store.list_runs(job.id, 10)
+    assert [r.run_id for r in runs] == [scheduled_run_id(NOW.replace(minute=30))]
+    with pytest.raises(NotFound):
+        store.get_job("spinup", "space-xy", job.id)
+
+
+def test_a_refused_delete_leaves_both_items(store: Store, aws: dict[str, Any]) -> None:
+    job = make_job()
+    store.create_job(job)
+    read = store.get_job("spinup", "space-xy", job.id)
+    store.replace_job(replace(read, name="changed", version=2), read)
+    items = table_items(aws)
+    with pytest.raises(PreconditionFailed):
+        store.delete_job(read)
+    assert table_items(aws) == items
+
+
+def test_the_run_partitions_reads_never_take_the_copy_for_a_run(
+    store: Store, aws: dict[str, Any]
+) -> None:
+    # Given a job with a copy, one finished run and one running under a live lease
+    job = make_job(enabled=True)
+    store.create_job(job)
+    store.finish_run(a_run(job, 30))
+    running = a_run(job, 45, status="running")
+    claimed = store.claim_run(running, 1, 600, NOW)
+    assert claimed
+    # When its runs are listed, paged, and its running runs read / Then only runs come back
+    runs, after = store.list_runs(job.id, 10)
+    assert [r.run_id for r in runs] == [running.run_id, scheduled_run_id(NOW.replace(minute=30))]
+    assert after is None
+    first, after = store.list_runs(job.id, 1)
+    assert [r.run_id for r in first] == [running.run_id] and after == running.run_id
+    rest, _ = store.list_runs(job.id, 10, after)
+    assert [r.run_id for r in rest] == [scheduled_run_id(NOW.replace(minute=30))]
+    assert [r.run_id for r in store.running_runs(job.id, NOW)] == [running.run_id]
+
+
+def test_a_job_stored_without_a_copy_reads_the_same_and_is_adopted(
+    store: Store, aws: dict[str, Any]
+) -> None:
+    # Given a job the previous release stored (its account item only), with a run
+    job = make_job(enabled=True)
+    store.create_job(job)
+    store.finish_run(a_run(job, 30))
+    expected = store.get_job("spinup", "space-xy", job.id)
+    legacy(aws, job)
+    observed, calls = recorded(store)
+    # When it is read / Then it reads the same, from its account item as well
+    assert observed.get_job("spinup", "space-xy", job.id) == expected
+    assert [name for name, _ in calls.calls] == ["query", "get_item", "transact_write_items"]
+    # And it now has its copy: the next read is one request
+    assert_copies_equal(aws, job)
+    calls.calls.clear()
+    assert observed.get_job("spinup", "space-xy", job.id) == expected
+    assert [name for name, _ in calls.calls] == ["query"]
+
+
+def test_a_legacy_job_keeps_its_legacy_attributes_in_its_copy_but_the_hold_and_index_key(
+    store: Store, aws: dict[str, Any]
+) -> None:
+    # Given a legacy job still in the legacy due index and held by a Forbid run
+    job = replace(make_job(enabled=True), concurrency_policy="Forbid")
+    store.create_job(job)
+    legacy(aws, job)
+    aws["dynamodb"].update_item(
+        TableName=TABLE,
+        Key=job_key("spinup", "space-xy", job.id),
+        UpdateExpression="SET due_shard = :s, forbid_run = :r, forbid_until = :u",
+        ExpressionAttributeValues={
+            ":s": {"S": "DUE#1"},
+            ":r": {"S": "run-1"},
+            ":u": {"N": "2000000000"},
+        },
+    )
+    # When it is read (and adopted)
+    store.get_job("spinup", "space-xy", job.id)
+    # Then its copy carries neither the hold nor the legacy index key (the tick's legacy
+    # migration would otherwise find the job twice)
+    copy_item = raw_copy(aws, job) or {}
+    assert {"forbid_run", "forbid_until", "due_shard"}.isdisjoint(copy_item)
+    assert copy_item == copy_of(raw_item(aws, job) or {}, job.id)
+    legacy_index = aws["dynamodb"].query(
+        TableName=TABLE,
+        IndexName=DUE_INDEX,
+        KeyConditionExpression="due_shard = :s",
+        ExpressionAttributeValues={":s": {"S": "DUE#1"}},
+    )["Items"]
+    assert [i["sk"]["S"] for i in legacy_index] == [f"JOB#space-xy#{job.id}"]
+
+
+def interfere_before_adoption(store: Store, write: Any) -> list[str]:
+    """Run `write` once, just before the store's next transaction goes out (the adoption of a
+    legacy job read a moment earlier); the list names the transactions seen."""
+    seen: list[str] = []
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        seen.append(next(iter(params["TransactItems"][0])))
+        if len(seen) == 1:
+            write()
+
+    store.client.meta.events.register("before-parameter-build.dynamodb.TransactWriteItems", before)
+    return seen
+
+
+@pytest.mark.parametrize("writer", ["this release", "the previous release"])
+def test_an_update_between_a_legacy_read_and_its_adoption_leaves_no_stale_copy(
+    store: Store, aws: dict[str, Any], writer: str
+) -> None:
+    # Given a job without a copy
+    job = make_job()
+    store.create_job(job)
+    legacy(aws, job)
+    other = Store(aws["dynamodb"], TABLE, store.shards)  # another API instance
+
+    def update() -> None:
+        if writer == "this release":
+            read = other.get_job("spinup", "space-xy", job.id)  # (adopts version 1 first)
+            other.replace_job(replace(read, name="updated", version=2), read)
+        else:  # an older API instance during a deployment: the account item only
+            aws["dynamodb"].update_item(
+                TableName=TABLE,
+                Key=job_key("spinup", "space-xy", job.id),
+                UpdateExpression="SET #n = :n, version = :v",
+                ExpressionAttributeNames={"#n": "name"},
+                ExpressionAttributeValues={":n": {"S": "updated"}, ":v": {"N": "2"}},
+            )
+
+    seen = interfere_before_adoption(store, update)
+    # When it is read, and updated between that read and its adoption
+    read = store.get_job("spinup", "space-xy", job.id)
+    # Then the read answers what it read; the adoption was attempted and refused
+    assert (read.name, read.version) == ("job", 1)
+    assert seen == ["ConditionCheck"]
+    # And no copy of version 1 is left: the copy is the update's, or there is none yet
+    copy_item = raw_copy(aws, job)
+    if writer == "this release":
+        assert_copies_equal(aws, replace(job, version=2))
+    else:
+        assert copy_item is None
+    # And the next read shows the update (and adopts it)
+    assert store.get_job("spinup", "space-xy", job.id).name == "updated"
+    assert_copies_equal(aws, job)
+
+
+def test_a_delete_between_a_legacy_read_and_its_adoption_leaves_no_zombie_copy(
+    store: Store, aws: dict[str, Any]
+) -> None:
+    # Given a job without a copy, deleted (by an older API instance) just after it is read
+    job = make_job()
+    store.create_job(job)
+    legacy(aws, job)
+    interfere_before_adoption(
+        store,
+        lambda: aws["dynamodb"].delete_item(
+            TableName=TABLE, Key=job_key("spinup", "space-xy", job.id)
+        ),
+    )
+    # When the read adopts it / Then the read answers, but no copy was written
+    assert store.get_job("spinup", "space-xy", job.id).id == job.id
+    assert raw_item(aws, job) is None and raw_copy(aws, job) is None
+    with pytest.raises(NotFound):
+        store.get_job("spinup", "space-xy", job.id)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ("TransactionCanceledException", [{"Code": "None"}, {"Code": "ThrottlingError"}]),
+        ("InternalServerError", None),
+    ],
+)
+def test_a_failed_adoption_does_not_fail_the_read(
+    store: Store, aws: dict[str, Any], error: tuple[str, Any]
+) -> None:
+    # Given a legacy job; its read's answers as DynamoDB gives them
+    job = make_job()
+    store.create_job(job)
+    legacy(aws, job)
+    observed, calls = recorded(store)
+    observed.get_job("spinup", "space-xy", job.id)
+    legacy(aws, job)
+    answers = [{k: v for k, v in a.items() if k != "ResponseMetadata"} for _, a in calls.answers]
+    # And DynamoDB failing the adoption's transaction
+    stubbed = Store(boto3.client("dynamodb"), TABLE, store.shards)
+    code, reasons = error
+    with Stubber(stubbed.client) as stubber:
+        stubber.add_response("query", answers[0])
+        stubber.add_response("get_item", answers[1])
+        stubber.add_client_error(
+            "transact_write_items",
+            code,
+            "failed",
+            http_status_code=400 if reasons else 500,
+            modeled_fields={"CancellationReasons": reasons} if reasons else None,
+        )
+        # When it is read / Then it answers, and stays without a copy until a later read
+        assert stubbed.get_job("spinup", "space-xy", job.id) == job
+        stubber.assert_no_pending_responses()
+    assert raw_copy(aws, job) is None
+
+
 # --- listing -----------------------------------------------------------------------------------
 
 
@@ -336,18 +680,15 @@ def fast_moto_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def seed_jobs(aws: dict[str, Any], account: str, group: str, count: int) -> list[Job]:
-    """`count` jobs (every third enabled) written in batches, with the counters creates would
-    have left: far faster than `count` transactions."""
+    """`count` jobs (every third enabled) written in batches, with their copies and the
+    counters creates would have left: far faster than `count` transactions."""
     jobs = [
         make_job(group, account=account, enabled=i % 3 == 0, name=f"job-{i}") for i in range(count)
     ]
-    for start in range(0, count, 25):
+    items = [item for j in jobs for item in (job_to_item(j, 4), copy_of(job_to_item(j, 4), j.id))]
+    for start in range(0, len(items), 25):
         aws["dynamodb"].batch_write_item(
-            RequestItems={
-                TABLE: [
-                    {"PutRequest": {"Item": job_to_item(j, 4)}} for j in jobs[start : start + 25]
-                ]
-            }
+            RequestItems={TABLE: [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]}
         )
     enabled = sum(j.enabled for j in jobs)
     aws["dynamodb"].update_item(
@@ -379,12 +720,15 @@ def test_group_delete_of_1050_jobs_deletes_all_across_transaction_chunks(
     # When the group is deleted
     deleted = store.delete_group("spinup", "space-xy")
 
-    # Then every job of it is gone, in transactions within DynamoDB's 100-item limit, and the
-    # counters are back to what the other group alone accounts for
+    # Then every job of it is gone (its copy too), in transactions within DynamoDB's 100-item
+    # limit, and the counters are back to what the other group alone accounts for
     assert deleted == 1050
     assert store.list_jobs("spinup", "space-xy") == []
     assert store.list_jobs("spinup") == [f"space-ab/{other.id}"]
-    assert len(transaction_sizes) >= 11 and max(transaction_sizes) <= 100
+    assert [i["pk"]["S"] for i in table_items(aws) if i["sk"]["S"] == "SPEC"] == [
+        f"JOB#{other.id}"
+    ]
+    assert len(transaction_sizes) >= 22 and max(transaction_sizes) <= 100
     assert job_counts(store) == {"enabled": 1, "disabled": 0}
     # (the deleted jobs' due items stay until the tick reads them and finds no job)
     assert other.id in due_ids(store, NOW + timedelta(days=1))
