@@ -275,6 +275,72 @@ def test_a_job_is_found_only_under_its_own_account_and_group(client: Any) -> Non
     assert get(client, job_path(job["id"])).status_code == 200
 
 
+@pytest.fixture
+def dynamodb_calls(client: Any) -> Iterator[list[str]]:
+    """The DynamoDB operations the API's store makes, in order (on the wire, retries apart)."""
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    events = deps.store().client.meta.events
+    events.register("before-call.dynamodb", record)
+    yield calls
+    events.unregister("before-call.dynamodb", record)
+
+
+def test_a_get_of_a_job_is_one_dynamodb_request(client: Any, dynamodb_calls: list[str]) -> None:
+    # Given a job with a run in its history (a run-now)
+    job = created(client, {**DUMMY_JOB, "enabled": False})
+    assert client.http.patch(job_path(job["id"]), headers=auth()).status_code == 202
+    dynamodb_calls.clear()
+    # When it is read / Then one Query answered it
+    response = get(client, job_path(job["id"]))
+    assert response.status_code == 200 and response.json_body["id"] == job["id"]
+    assert dynamodb_calls == ["Query"]
+
+
+def test_a_job_stored_before_copies_answers_the_same_and_is_adopted(
+    client: Any, aws: dict[str, Any], dynamodb_calls: list[str]
+) -> None:
+    # Given a job as the previous release stored it (no copy in its run partition)
+    job = created(client, DUMMY_JOB)
+    before = get(client, job_path(job["id"])).json_body
+    copy_key = {"pk": {"S": f"JOB#{job['id']}"}, "sk": {"S": "SPEC"}}
+    aws["dynamodb"].delete_item(TableName=TABLE, Key=copy_key)
+    dynamodb_calls.clear()
+    # When it is read / Then the same JSON, read from its account item too
+    assert get(client, job_path(job["id"])).json_body == before
+    assert dynamodb_calls == ["Query", "GetItem", "TransactWriteItems"]
+    # And it has its copy again: the next read is one request, with the same answer
+    assert "Item" in aws["dynamodb"].get_item(TableName=TABLE, Key=copy_key, ConsistentRead=True)
+    dynamodb_calls.clear()
+    assert get(client, job_path(job["id"])).json_body == before
+    assert dynamodb_calls == ["Query"]
+
+
+def test_a_job_id_under_another_account_or_group_is_404_and_reveals_nothing(
+    client: Any, aws: dict[str, Any]
+) -> None:
+    # Given a job of spinup/space-xy
+    job = created(client, {**DUMMY_JOB, "name": "secret-name-1234"})
+    before = table_items(aws)
+    # When its id is read, updated, run or deleted under another account or group
+    for path in (job_path(job["id"], group="space-ab"), job_path(job["id"], account="limited")):
+        answers = [
+            get(client, path),
+            client.http.put(path, headers=auth(), body=json.dumps(DUMMY_JOB)),
+            client.http.patch(path, headers=auth()),  # run-now
+            client.http.delete(path, headers=auth()),
+        ]
+        # Then 404 naming only the path asked for, and nothing changed
+        for response in answers:
+            assert response.status_code == 404
+            text = json.dumps(response.json_body)
+            assert "secret-name" not in text and "spinup/" not in text
+    assert table_items(aws) == before
+
+
 def test_deleting_a_job_twice_is_not_found_the_second_time(client: Any) -> None:
     job = created(client, DUMMY_JOB)
     assert client.http.delete(job_path(job["id"]), headers=auth()).status_code == 202
