@@ -1,7 +1,8 @@
 """The API: a GET of one job through the API Lambda's handler against a bare GetItem of it.
 
-The GET reads the job item and its newest runs (a Query: `next` and `last_run` are derived
-from them, as neither the tick nor the worker writes the job item).
+The GET reads the job and its newest runs in one Query of the job's run partition (its copy
+sorts after its runs): `next` and `last_run` are derived from the runs, as neither the tick
+nor the worker writes the job.
 
 The handler is invoked as Lambda invokes it: `app.app(event, context)` with the API Gateway
 proxy event Chalice's own local gateway builds for the request (built once; its building is

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.jobs import Job
-from chalicelib.store import due_entry_of, job_to_item
+from chalicelib.store import copy_of, due_entry_of, job_to_item
 
 from .backend import ACCOUNT, SHARDS
 
@@ -44,28 +44,38 @@ def bench_job(
     )
 
 
-def stored_items(job: Job) -> list[dict[str, Any]]:
-    """The items the API writes for a job: the job item and, when enabled, its due item."""
+def stored_items(job: Job, *, copy: bool = True) -> list[dict[str, Any]]:
+    """The items the API writes for a job: the job item, its copy beside its runs (unless
+    `copy` is False) and, when enabled, its due item."""
+    item = job_to_item(job, SHARDS)
     entry = due_entry_of(job, SHARDS)
-    return [job_to_item(job, SHARDS)] + ([entry.to_item()] if entry else [])
+    return [item] + ([copy_of(item, job.id)] if copy else []) + ([entry.to_item()] if entry else [])
+
+
+# The tick bench's jobs (due_items, later_items) have no copies: the tick reads none, and the
+# full-scan baseline stands for a scheduler whose table holds one item a job.
 
 
 def due_items(count: int, first: int = 0) -> list[dict[str, Any]]:
-    """The items of `count` jobs due at MINUTE."""
+    """The items of `count` jobs due at MINUTE (without copies)."""
     return [
-        item for i in range(count) for item in stored_items(bench_job(first + i, next_at=MINUTE))
+        item
+        for i in range(count)
+        for item in stored_items(bench_job(first + i, next_at=MINUTE), copy=False)
     ]
 
 
 def later_items(count: int, first: int) -> list[dict[str, Any]]:
-    """The items of `count` jobs due after MINUTE (spread over the following week)."""
+    """The items of `count` jobs due after MINUTE (spread over the following week; without
+    copies)."""
     return [
         item
         for i in range(count)
         for item in stored_items(
             bench_job(
                 first + i, next_at=MINUTE + timedelta(minutes=1 + i % 10080), schedule="*/5 * * * *"
-            )
+            ),
+            copy=False,
         )
     ]
 

@@ -135,7 +135,7 @@ def _kind(key: Mapping[str, Any]) -> str:
     if pk.startswith("ACCOUNT#"):
         return "job item"
     if pk.startswith("JOB#"):
-        return "run item"
+        return "job copy" if sk == "SPEC" else "run item"
     return f"counter {sk}"
 
 
