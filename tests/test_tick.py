@@ -694,6 +694,10 @@ def test_a_stored_job_whose_expression_no_longer_parses_is_taken_off_the_schedul
         UpdateExpression="SET schedule_expression = :e",
         ExpressionAttributeValues={":e": {"S": "R * * * *"}},
     )
+    # (an older version stored no copy of the job beside its runs)
+    aws["dynamodb"].delete_item(
+        TableName=TABLE, Key={"pk": {"S": f"JOB#{broken.id}"}, "sk": {"S": "SPEC"}}
+    )
 
     # When the tick runs
     report = tick(store, queue, "2026-01-30T10:18:00")
