@@ -725,9 +725,7 @@ def test_group_delete_of_1050_jobs_deletes_all_across_transaction_chunks(
     assert deleted == 1050
     assert store.list_jobs("spinup", "space-xy") == []
     assert store.list_jobs("spinup") == [f"space-ab/{other.id}"]
-    assert [i["pk"]["S"] for i in table_items(aws) if i["sk"]["S"] == "SPEC"] == [
-        f"JOB#{other.id}"
-    ]
+    assert [i["pk"]["S"] for i in table_items(aws) if i["sk"]["S"] == "SPEC"] == [f"JOB#{other.id}"]
     assert len(transaction_sizes) >= 22 and max(transaction_sizes) <= 100
     assert job_counts(store) == {"enabled": 1, "disabled": 0}
     # (the deleted jobs' due items stay until the tick reads them and finds no job)
