@@ -21,7 +21,7 @@ The job copy (sk `SPEC`, which sorts after every `RUN#`) makes a job's GET one r
 newest-first Query of its run partition reads the job, then its newest runs. The API writes
 both items in one transaction; the account item stays the listing item and the one that holds
 a Forbid job (the copy never carries the hold). Jobs stored before the copy existed have none:
-their GET reads the account item too and adopts it (adopt_copy), so no migration step is needed.
+their GET reads the account item too and adopts it (Store._adopt): no migration step.
 Run-partition reads that want runs only select `begins_with(sk, "RUN#")`.
 
 Legacy index `due` (partition `due_shard`, sort `due_at`, on job items): where earlier versions
@@ -49,6 +49,7 @@ from .aws import error_code
 from .dynamo import from_attr, from_item, to_attr, to_item
 from .errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from .jobs import Job
+from .observability import logger
 from .runs import FINAL_STATUSES, Run
 from .schedules import ScheduleError
 
@@ -574,7 +575,12 @@ class Store:
                     self._copy_put(item, job_id),
                 ]
             )
-        except ClientError:
+        except ClientError as error:
+            if not is_condition_failure(error):  # (a refusal is the race this guards against)
+                logger.warning(
+                    "job copy not written; the job's reads stay two requests until it is",
+                    extra={"job_id": job_id, "error_code": error_code(error)},
+                )
             return False
         return True
 

@@ -402,6 +402,21 @@ def test_creates_replaces_and_deletes_keep_both_items_equal(
         store.get_job("spinup", "space-xy", job.id)
 
 
+def test_a_replace_writes_the_registry_entry_it_was_made_under_to_both_items(
+    store: Store, aws: dict[str, Any]
+) -> None:
+    # Given a job written under the `*` entry
+    job = replace(make_job(), registry_entry="*")
+    store.create_job(job)
+    read = store.get_job("spinup", "space-xy", job.id)
+    # When it is replaced under the account's own entry (jobs.job_from_request's choice)
+    store.replace_job(replace(read, registry_entry="spinup", version=2), read)
+    # Then both items remember the account's own entry, which the worker reads
+    assert (raw_item(aws, job) or {})["registry_entry"] == {"S": "spinup"}
+    assert_copies_equal(aws, job)
+    assert store.get_job("spinup", "space-xy", job.id, progress=False).registry_entry == "spinup"
+
+
 def test_a_refused_delete_leaves_both_items(store: Store, aws: dict[str, Any]) -> None:
     job = make_job()
     store.create_job(job)
@@ -503,7 +518,7 @@ def interfere_before_adoption(store: Store, write: Any) -> list[str]:
 
 @pytest.mark.parametrize("writer", ["this release", "the previous release"])
 def test_an_update_between_a_legacy_read_and_its_adoption_leaves_no_stale_copy(
-    store: Store, aws: dict[str, Any], writer: str
+    store: Store, aws: dict[str, Any], writer: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a job without a copy
     job = make_job()
@@ -530,6 +545,7 @@ def test_an_update_between_a_legacy_read_and_its_adoption_leaves_no_stale_copy(
     # Then the read answers what it read; the adoption was attempted and refused
     assert (read.name, read.version) == ("job", 1)
     assert seen == ["ConditionCheck"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # the race is expected
     # And no copy of version 1 is left: the copy is the update's, or there is none yet
     copy_item = raw_copy(aws, job)
     if writer == "this release":
@@ -569,7 +585,7 @@ def test_a_delete_between_a_legacy_read_and_its_adoption_leaves_no_zombie_copy(
     ],
 )
 def test_a_failed_adoption_does_not_fail_the_read(
-    store: Store, aws: dict[str, Any], error: tuple[str, Any]
+    store: Store, aws: dict[str, Any], error: tuple[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a legacy job; its read's answers as DynamoDB gives them
     job = make_job()
@@ -596,6 +612,10 @@ def test_a_failed_adoption_does_not_fail_the_read(
         assert stubbed.get_job("spinup", "space-xy", job.id) == job
         stubber.assert_no_pending_responses()
     assert raw_copy(aws, job) is None
+    # And the failure is logged as a warning naming the job and the error's code
+    [record] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "job copy not written" in record.getMessage()
+    assert (record.job_id, record.error_code) == (job.id, code)  # type: ignore[attr-defined]
 
 
 # --- listing -----------------------------------------------------------------------------------
