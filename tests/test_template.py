@@ -1400,10 +1400,13 @@ def test_tick_worker_and_runner_roles_allow_every_call_they_make(
         _new_process()
         assert handle_tick_parts(sqs_event([part])) == {"batchItemFailures": []}
     # Then they queued the latest occurrence and recorded the older ones missed
-    runs = recorded["dynamodb"].query(
+    runs = recorded["dynamodb"].query(  # (the partition holds the job's copy too)
         TableName=TABLE,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"JOB#{json.loads(created.body)['id']}"}},
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :run)",
+        ExpressionAttributeValues={
+            ":pk": {"S": f"JOB#{json.loads(created.body)['id']}"},
+            ":run": {"S": "RUN#"},
+        },
     )
     assert sorted(i["status"]["S"] for i in runs["Items"]) == ["missed", "missed"]
     # And the part-tick's role allows every call the parts made (bar the event source's own)
