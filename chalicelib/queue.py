@@ -27,10 +27,17 @@ class RunMessage:
     trigger: Trigger  # from_body refuses a body naming any other
     scheduled_for: str
     attempt: int = 1
+    # A scheduled run's job version, and the epoch seconds of the successor due item the tick
+    # put for it (None: none). The worker drops a run whose job has moved to another version
+    # and deletes that successor. None (bodies of run-now and of earlier releases): as before.
+    version: int | None = None
+    next_due: int | None = None
 
     def to_body(self) -> str:
-        """The message body (JSON)."""
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """The message body (JSON; fields left None are left out)."""
+        return json.dumps(
+            {k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":")
+        )
 
     @classmethod
     def from_body(cls, body: str) -> RunMessage:
@@ -51,6 +58,12 @@ class RunMessage:
             or not 1 <= message.attempt <= 10
         ):
             raise ValueError("run message: attempt must be 1-10")
+        for name, least in (("version", 1), ("next_due", 0)):
+            value = getattr(message, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < least
+            ):
+                raise ValueError(f"run message: {name} must be an integer of at least {least}")
         message._check_names()
         return message
 

@@ -140,9 +140,26 @@ def run_key(job_id: str, run_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"RUN#{run_id}"}}
 
 
+# Slot items expire (the table's TTL attribute, as run items do) this long after their
+# occurrence: the tick never deletes them, DynamoDB's TTL removes them for free.
+SLOT_TTL_SECONDS = 7 * 86400
+TICK_LOCK_SK = "TICK"  # a shard's lock and watermark: outside the numeric `sk <= minute` range
+
+
+def slot_of(due_at: datetime) -> int:
+    """The slot of an occurrence: the epoch minute of the first tick at or after it."""
+    return -(-_epoch(due_at) // 60) * 60
+
+
 @dataclass(frozen=True)
 class DueEntry:
-    """A due item: one pending occurrence of one version of a job."""
+    """A due item: one pending occurrence of one version of a job, with what the tick needs
+    to decide it (none of it on a legacy item, written by an earlier release).
+
+    A *queued* item (`slot` False) is what the API writes: in the shard's partition, sorted
+    by time, deleted by the tick once consumed. A *slot* item is the successor the tick
+    writes: in the partition of its slot minute, never deleted by the tick (TTL removes it).
+    """
 
     shard: int
     due_at: datetime
@@ -150,52 +167,131 @@ class DueEntry:
     group: str
     job_id: str
     version: int
+    schedule_expression: str | None = None  # None: a legacy item (the tick re-reads its job)
+    schedule_timezone: str = "UTC"
+    anchor: datetime | None = None
+    starting_deadline_seconds: int | None = None
+    slot: bool = False
+
+    @property
+    def legacy(self) -> bool:
+        """Whether the item lacks the decision's inputs (written by an earlier release)."""
+        return self.schedule_expression is None
 
     def key(self) -> dict[str, Any]:
         """The item's primary key."""
+        if self.slot:
+            return slot_key(self.shard, self.due_at, self.job_id, self.version)
         return due_key(self.shard, self.due_at, self.job_id, self.version)
 
     def to_item(self) -> dict[str, Any]:
-        """The item (about 120 bytes: one write unit to put, one to delete)."""
-        item = to_item(
-            {
-                "account": self.account,
-                "group": self.group,
-                "id": self.job_id,
-                "version": self.version,
-            }
-        )
+        """The item (a few hundred bytes: one write unit)."""
+        values: dict[str, Any] = {
+            "account": self.account,
+            "group": self.group,
+            "id": self.job_id,
+            "version": self.version,
+        }
+        if not self.legacy:
+            values.update(
+                due_at=_epoch(self.due_at),
+                schedule_expression=self.schedule_expression,
+                schedule_timezone=self.schedule_timezone,
+                anchor=_epoch(self.anchor) if self.anchor else None,
+                starting_deadline_seconds=self.starting_deadline_seconds,
+            )
+        if self.slot:
+            values["expires_at"] = _epoch(self.due_at) + SLOT_TTL_SECONDS
+        item = to_item(values)
         item.update(self.key())
         return item
 
     def moved_to(self, next_at: datetime) -> DueEntry:
-        """The same job and version at its next occurrence."""
-        return DueEntry(self.shard, next_at, self.account, self.group, self.job_id, self.version)
+        """The same job and version at its next occurrence: a slot item."""
+        return replace(self, due_at=next_at, slot=True)
+
+    def job(self) -> Job:
+        """The job as far as the tick's decision needs it (its `next` is this occurrence)."""
+        return Job(
+            account=self.account,
+            group=self.group,
+            id=self.job_id,
+            name="",
+            schedule_expression=self.schedule_expression or "",
+            details={},
+            schedule_timezone=self.schedule_timezone,
+            enabled=True,
+            starting_deadline_seconds=self.starting_deadline_seconds,
+            version=self.version,
+            anchor=self.anchor,
+            next=self.due_at,
+        )
 
 
 def due_key(shard: int, due_at: datetime, job_id: str, version: int) -> dict[str, Any]:
-    """The primary key of a due item: the shard's partition, sorted by time."""
+    """The primary key of a queued due item: the shard's partition, sorted by time."""
     return {"pk": {"S": f"DUE#{shard}"}, "sk": {"S": f"{_epoch(due_at):011d}#{job_id}#{version}"}}
+
+
+def slot_key(shard: int, due_at: datetime, job_id: str, version: int) -> dict[str, Any]:
+    """The primary key of a slot item: the partition of the shard's slot minute."""
+    return {
+        "pk": {"S": f"DUE#{shard}#{slot_of(due_at):011d}"},
+        "sk": {"S": f"{job_id}#{version}"},
+    }
+
+
+def tick_lock_key(shard: int) -> dict[str, Any]:
+    """The primary key of a shard's tick lock and watermark."""
+    return {"pk": {"S": f"DUE#{shard}"}, "sk": {"S": TICK_LOCK_SK}}
 
 
 def due_entry_of(job: Job, shards: int) -> DueEntry | None:
     """The due item a job written through the API needs (None: disabled or never again)."""
     if not job.enabled or job.next is None:
         return None
-    return DueEntry(shard_of(job.id, shards), job.next, job.account, job.group, job.id, job.version)
+    return DueEntry(
+        shard_of(job.id, shards),
+        job.next,
+        job.account,
+        job.group,
+        job.id,
+        job.version,
+        schedule_expression=job.schedule_expression,
+        schedule_timezone=job.schedule_timezone,
+        anchor=job.anchor,
+        starting_deadline_seconds=job.starting_deadline_seconds,
+    )
 
 
 def due_entry_from_item(item: Mapping[str, Any]) -> DueEntry:
-    """A due item as a DueEntry."""
+    """A due item (queued, slot or legacy) as a DueEntry."""
     v = from_item(item)
+    shard, _, slot = v["pk"][len("DUE#") :].partition("#")
+    due_at = v["due_at"] if "due_at" in v else int(v["sk"].split("#", 1)[0])
+    has_fields = "schedule_expression" in v
     return DueEntry(
-        shard=int(v["pk"][len("DUE#") :]),
-        due_at=datetime.fromtimestamp(int(v["sk"].split("#", 1)[0]), tz=UTC),
+        shard=int(shard),
+        due_at=datetime.fromtimestamp(int(due_at), tz=UTC),
         account=v["account"],
         group=v["group"],
         job_id=v["id"],
         version=int(v["version"]),
+        schedule_expression=v["schedule_expression"] if has_fields else None,
+        schedule_timezone=v.get("schedule_timezone", "UTC"),
+        anchor=_from_epoch(v.get("anchor")),
+        starting_deadline_seconds=v.get("starting_deadline_seconds"),
+        slot=bool(slot),
     )
+
+
+@dataclass(frozen=True)
+class TickLock:
+    """A shard's tick lock as a take found it: whether this part holds it now, and the epoch
+    minute the shard is processed through (the holder's, when refused)."""
+
+    held: bool
+    done_through: int
 
 
 def is_condition_failure(error: ClientError) -> bool:
@@ -257,6 +353,14 @@ def translated(method: F) -> F:
             raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def _next_after(job: Job, moment: datetime) -> datetime | None:
+    """The job's occurrence after `moment`; None for an expression this version cannot parse."""
+    try:
+        return job.next_after(moment)
+    except ScheduleError:
+        return None
 
 
 def job_to_item(job: Job, shards: int) -> dict[str, Any]:
@@ -597,22 +701,24 @@ class Store:
         next_at = job.next
         newest = next((r for r in runs if r.trigger == "schedule"), None)
         occurrence = _parse_iso(newest.scheduled_for) if newest else None
+        now = self.clock()
+        taken = False
         if next_at is not None and occurrence is not None and occurrence >= next_at:
-            try:
-                next_at = job.next_after(occurrence)
-            except ScheduleError:  # an expression this version cannot parse: never again
-                next_at = None
-        elif next_at is not None and shard is not None and _epoch(next_at) <= self.clock():
-            # Its time has come: if the tick took the due item (its run not yet claimed),
-            # the job has moved on.
+            next_at = _next_after(job, occurrence)
+            if next_at is not None and shard is not None and _epoch(next_at) <= now:
+                # Its time has come, and its due item is the tick's slot item (never deleted):
+                # the tick has taken it once the shard's watermark passed its slot.
+                through = self._done_through(shard)
+                taken = through is not None and through >= slot_of(next_at)
+        elif next_at is not None and shard is not None and _epoch(next_at) <= now:
+            # Its time has come: if the tick took the (queued) due item, its run not yet
+            # claimed, the job has moved on.
             key = due_key(shard, next_at, job.id, job.version)
-            if "Item" not in self.client.get_item(
+            taken = "Item" not in self.client.get_item(
                 TableName=self.table, Key=key, ConsistentRead=True, ProjectionExpression="pk"
-            ):
-                try:
-                    next_at = job.next_after(next_at)
-                except ScheduleError:
-                    next_at = None
+            )
+        if taken and next_at is not None:
+            next_at = _next_after(job, next_at)
         return replace(job, next=next_at, last_run=last_run)
 
     @translated
@@ -820,15 +926,103 @@ class Store:
 
     @translated
     def due_entries(self, shard: int, up_to: datetime) -> Iterator[DueEntry]:
-        """Due items of one shard at or before `up_to` (all pages), oldest first."""
+        """Queued due items of one shard at or before `up_to` (all pages), oldest first.
+
+        Strongly consistent: an item written just before must not be missed by the tick."""
         for item in self._query(
             KeyConditionExpression="pk = :pk AND sk < :bound",
             ExpressionAttributeValues={
                 ":pk": {"S": f"DUE#{shard}"},
                 ":bound": {"S": f"{_epoch(up_to) + 1:011d}"},
             },
+            ConsistentRead=True,
         ):
             yield due_entry_from_item(item)
+
+    @translated
+    def slot_entries(self, shard: int, slot: int) -> Iterator[DueEntry]:
+        """The slot items of one shard's slot minute (epoch seconds), all pages.
+
+        Strongly consistent: the previous holder of the shard's lock may have put them a
+        moment ago."""
+        for item in self._query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"DUE#{shard}#{slot:011d}"}},
+            ConsistentRead=True,
+        ):
+            yield due_entry_from_item(item)
+
+    @translated
+    def take_tick_lock(
+        self, shard: int, minute: datetime, holder: str, lease_seconds: int
+    ) -> TickLock:
+        """Take a shard's tick lock for `lease_seconds` unless another holder's lease is live.
+
+        One UpdateItem either way: held, with the shard's watermark (a new shard starts just
+        before `minute`); or refused, with the watermark of the holder that refused it."""
+        now = int(self.clock())
+        try:
+            answer = self.client.update_item(
+                TableName=self.table,
+                Key=tick_lock_key(shard),
+                UpdateExpression=(
+                    "SET holder = :me, held_until = :until, "
+                    "done_through = if_not_exists(done_through, :start)"
+                ),
+                ConditionExpression="attribute_not_exists(holder) OR held_until < :now",
+                ExpressionAttributeValues={
+                    ":me": {"S": holder},
+                    ":until": {"N": str(now + lease_seconds)},
+                    ":start": {"N": str(_epoch(minute) - 60)},
+                    ":now": {"N": str(now)},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            old = error.response.get("Item") or {}
+            return TickLock(False, int(from_attr(old.get("done_through", {"N": "0"}))))
+        return TickLock(True, int(from_attr(answer["Attributes"]["done_through"])))
+
+    @translated
+    def release_tick_lock(self, shard: int, holder: str, done_through: int | None) -> bool:
+        """Let go of a shard's tick lock, advancing its watermark to `done_through` (None:
+        leave it); False when `holder` no longer holds it (its lease ended, taken over)."""
+        values: dict[str, Any] = {":me": {"S": holder}}
+        expression = "REMOVE holder, held_until"
+        if done_through is not None:
+            expression = "SET done_through = :through " + expression
+            values[":through"] = {"N": str(done_through)}
+        return conditional(
+            self.client.update_item,
+            TableName=self.table,
+            Key=tick_lock_key(shard),
+            UpdateExpression=expression,
+            ConditionExpression="holder = :me",
+            ExpressionAttributeValues=values,
+        )
+
+    def _done_through(self, shard: int) -> int | None:
+        """A shard's watermark (None: never ticked)."""
+        item = self.client.get_item(
+            TableName=self.table,
+            Key=tick_lock_key(shard),
+            ConsistentRead=True,
+            ProjectionExpression="done_through",
+        ).get("Item")
+        return int(from_attr(item["done_through"])) if item and "done_through" in item else None
+
+    @translated
+    def delete_slot(self, job_id: str, version: int, due_at: int) -> None:
+        """Delete the slot item of a job version's occurrence at `due_at` (epoch seconds): the
+        successor of a stale run, so that the old version's chain stops."""
+        moment = datetime.fromtimestamp(due_at, tz=UTC)
+        self.client.delete_item(
+            TableName=self.table,
+            Key=slot_key(shard_of(job_id, self.shards), moment, job_id, version),
+        )
 
     @translated
     def jobs_of(self, names: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], Job]:

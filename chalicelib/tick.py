@@ -12,8 +12,9 @@ under the same ids.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,8 @@ from .jobs import Job, iso
 from .observability import emit, flush, logger
 from .queue import RunMessage, RunQueue, TickPart, TickPartQueue, batches
 from .runs import Run, scheduled_run_id
-from .store import BATCH_GET_LIMIT, BATCH_WRITE_LIMIT, DueEntry, Store
+from .errors import ServiceUnavailable
+from .store import BATCH_GET_LIMIT, BATCH_WRITE_LIMIT, DueEntry, Store, TickLock
 
 if TYPE_CHECKING:  # the batch utility is imported where used, as in the handlers below
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -35,6 +37,15 @@ MAX_MISSED_RECORDS = 100
 # is longer) is only looked at over this window: older occurrences are too old to run, and are
 # neither run nor recorded one by one.
 CATCH_UP_WINDOW = timedelta(days=1)
+# A shard's lock lease: the part function's timeout (.chalice/config.json `tick_part`) and a
+# margin, so that a holder is dead (Lambda stops it at its timeout) before anyone takes over.
+PART_TIMEOUT_SECONDS = 120
+LOCK_LEASE_SECONDS = PART_TIMEOUT_SECONDS + 60
+LOCK_TRIES = 3  # takes of a lock another part holds, LOCK_WAIT_SECONDS apart, before leaving
+LOCK_WAIT_SECONDS = 1.0
+# Slot partitions one part reads for a shard: a day of minutes. After a longer outage the
+# shard catches up a day per part (decide() collapses what is overdue all the same).
+MAX_SLOTS = 1440
 
 
 class TickIncomplete(RuntimeError):
@@ -99,22 +110,58 @@ class TickReport:
     migrated: int = 0
     not_sent: list[str] = field(default_factory=list)
     not_advanced: int = 0
+    # Shards left to a later part: another part held their lock, or they did not finish.
+    shards_left: list[int] = field(default_factory=list)
 
 
 @dataclass
 class _Due:
-    """One job's current due items at this minute (more than one after an overlap) and what
-    the tick decided for it."""
+    """One job version's due items read at this minute (more than one when a consumed queued
+    item was left behind) and what the tick decided for it."""
 
     job: Job
     entries: list[DueEntry]
     decision: Decision | None = None
     message: RunMessage | None = None
+    done: bool = False  # sent (or nothing to send) and advanced
+
+    @property
+    def shard(self) -> int:
+        return self.entries[-1].shard
+
+
+@dataclass
+class _Shard:
+    """One shard under this part's lock: the watermark it found and the one it reaches."""
+
+    shard: int
+    found_through: int
+    through: int
+    entries: list[DueEntry] = field(default_factory=list)
+    complete: bool = True
 
 
 class Ticker:
     """Runs one tick (or one part: some shards) against a store and a queue, with bounded
-    parallelism."""
+    parallelism.
+
+    Each shard is processed under its lock (`Store.take_tick_lock`), which also holds its
+    watermark `done_through`: the epoch minute whose slot items are processed. Under the
+    lock a part reads the shard's queued items up to its minute M and its slot partitions
+    from done_through + 60 to M (at most MAX_SLOTS), decides every due job version with M,
+    sends the runs, puts each successor in the slot of its next occurrence and deletes the
+    queued items it consumed; then it lets go, advancing done_through to the last slot read.
+
+    Why no successor is ever missed: decide() leaves `next_at` after M, so a successor lands
+    in a slot after M, hence after the watermark this holder (or any earlier one) sets, and
+    a later holder of the lock reads it. Only the lock's holder moves the watermark, and
+    only the holder reads slots: no put can land in a slot already read. A holder that
+    failed to send or advance anything lets go without advancing (the retry, or the next
+    minute's part, reads the same slots again and re-sends under the same run ids; the
+    worker deduplicates; puts are idempotent). A holder that dies keeps the lock until its
+    lease ends (LOCK_LEASE_SECONDS: longer than the part function may live), then the next
+    part redoes (done_through, M'].
+    """
 
     def __init__(
         self,
@@ -123,69 +170,225 @@ class Ticker:
         shards: int,
         parallelism: int,
         events: EventPublisher | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        lock_tries: int = LOCK_TRIES,
     ) -> None:
         self.store = store
         self.queue = queue
         self.shards = shards
         self.parallelism = parallelism
         self.events = events  # `missed` events, published once per tick (run_tick)
+        self.sleep = sleep  # between tries of a lock another part holds (tests: no wait)
+        self.lock_tries = lock_tries
 
     def run(self, minute: datetime, shards: Sequence[int] | None = None) -> TickReport:
         """Process every job of `shards` (default: all) due at or before `minute`."""
         shard_list = list(range(self.shards)) if shards is None else list(shards)
         report = TickReport(minute=minute)
+        holder = uuid.uuid4().hex
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
             report.migrated = sum(pool.map(self.store.migrate_legacy_due, shard_list))
-            entries = [
-                entry
-                for found in pool.map(
-                    lambda shard: list(self.store.due_entries(shard, minute)), shard_list
-                )
-                for entry in found
-            ]
-            if not entries:
+            held: list[_Shard] = []
+            for shard, lock in zip(
+                shard_list,
+                pool.map(lambda s: self._take(s, minute, holder), shard_list),
+                strict=True,
+            ):
+                if lock is None:
+                    report.shards_left.append(shard)
+                elif lock.held:
+                    held.append(_Shard(shard, lock.done_through, lock.done_through))
+            if not held:
                 return report
-            names = list(dict.fromkeys((e.account, e.group, e.job_id) for e in entries))
-            jobs: dict[tuple[str, str, str], Job] = {}
-            for found_jobs in pool.map(self.store.jobs_of, batches(names, BATCH_GET_LIMIT)):
-                jobs.update(found_jobs)
-            due, stale = _current(entries, jobs)
-            report.due = len(due)
-            report.dropped = len(stale)
-            to_send: list[_Due] = []
-            to_advance: list[_Due] = []
-            for item in due:
-                item.decision = self._decide(item, minute, report, stale)
-                if item.decision is None:
-                    continue
-                if item.decision.run_at is not None:
-                    item.message = _message(item.job, item.decision.run_at)
-                    to_send.append(item)
-                else:
-                    to_advance.append(item)
-            # Missed occurrences are recorded before the job moves on (a retried part finds
-            # them recorded); then runs are sent and their jobs advanced, a chunk at a time.
-            report.missed += sum(
-                pool.map(self._record_missed, [i for i in due if i.decision and i.decision.missed])
-            )
-            for sent, not_sent, not_advanced in pool.map(
-                self._send_and_advance, batches(to_send, BATCH_WRITE_LIMIT)
-            ):
-                report.queued += sent
-                report.not_sent.extend(not_sent)
-                report.not_advanced += not_advanced
-            for _, _, not_advanced in pool.map(
-                self._send_and_advance, batches(to_advance, BATCH_WRITE_LIMIT)
-            ):
-                report.not_advanced += not_advanced
-            if stale:
-                # Items of jobs deleted, disabled or changed since: the API wrote the current
-                # version's item. Left behind on failure: dropped again next minute.
-                list(pool.map(self.store.delete_due, batches(stale, BATCH_WRITE_LIMIT)))
+            try:
+                self._process(pool, held, minute, report)
+            finally:
+                # Always let go (a failure lets go without advancing): else the shard waits
+                # for the lease to end.
+                for shard_state, released in zip(
+                    held,
+                    pool.map(lambda s: self._release(s, holder), held),
+                    strict=True,
+                ):
+                    if not (released and shard_state.complete):
+                        report.shards_left.append(shard_state.shard)
         return report
 
+    def _take(self, shard: int, minute: datetime, holder: str) -> TickLock | None:
+        """The shard's lock, held; or refused with the shard done through `minute` (nothing
+        to do); None when another part kept it through every try."""
+        for attempt in range(self.lock_tries):
+            if attempt:
+                self.sleep(LOCK_WAIT_SECONDS)
+            lock = self.store.take_tick_lock(shard, minute, holder, LOCK_LEASE_SECONDS)
+            if lock.held or lock.done_through >= _epoch(minute):
+                return lock
+        logger.warning(
+            "shard held by another part; left to it and to the retry",
+            extra={"shard": shard, "minute": iso(minute)},
+        )
+        return None
+
+    def _release(self, state: _Shard, holder: str) -> bool:
+        """Let go of a shard's lock, advancing its watermark only if it all went through."""
+        through = state.through if state.complete and state.through > state.found_through else None
+        for attempt in range(3):  # a lock left behind holds the shard for a whole lease
+            try:
+                if self.store.release_tick_lock(state.shard, holder, through):
+                    return True
+                logger.error(
+                    "shard lock lost before release (lease ended); the next part redoes it",
+                    extra={"shard": state.shard},
+                )
+                return False
+            except ServiceUnavailable:
+                if attempt == 2:
+                    logger.exception("shard lock not released", extra={"shard": state.shard})
+                    return False
+        return False
+
+    def _process(
+        self, pool: ThreadPoolExecutor, held: list[_Shard], minute: datetime, report: TickReport
+    ) -> None:
+        """Read, decide, send and advance the due items of the shards held."""
+        by_shard = {s.shard: s for s in held}
+        reads: list[tuple[int, int | None]] = []  # (shard, slot); None: its queued items
+        last = _epoch(minute)
+        for state in held:
+            reads.append((state.shard, None))
+            first = state.found_through + 60
+            state.through = max(state.found_through, min(last, first + (MAX_SLOTS - 1) * 60))
+            reads.extend((state.shard, slot) for slot in range(first, state.through + 1, 60))
+
+        def read(where: tuple[int, int | None]) -> list[DueEntry]:
+            shard, slot = where
+            if slot is None:
+                return list(self.store.due_entries(shard, minute))
+            return list(self.store.slot_entries(shard, slot))
+
+        for (shard, _), found in zip(reads, pool.map(read, reads), strict=True):
+            by_shard[shard].entries.extend(found)
+        entries = [e for s in held for e in s.entries]
+        if not entries:
+            return
+        due, stale = self._current(pool, entries)
+        report.due = len(due)
+        report.dropped = len(stale)
+        unread: list[_Due] = []
+        for item in due:
+            item.decision = self._decide(item, minute, report, stale, unread)
+        confirmed = self._confirm_missed(pool, [i for i in due if i.decision and i.decision.missed])
+        to_send: list[_Due] = []
+        to_advance: list[_Due] = []
+        for item in due:
+            if item.decision is None:
+                continue
+            if item.decision.missed and id(item) not in confirmed:
+                # Changed, disabled or deleted since its due item was written: nothing is
+                # recorded for the old version, and its chain stops here.
+                stale.extend(item.entries)
+                item.decision = None
+                report.dropped += 1
+                continue
+            if item.decision.missed:
+                item.job = confirmed[id(item)]
+            if item.decision.run_at is not None:
+                item.message = _message(item.job, item.decision)
+                to_send.append(item)
+            else:
+                to_advance.append(item)
+        # Missed occurrences are recorded before the job moves on (a retried part finds
+        # them recorded); then runs are sent and their jobs advanced, a chunk at a time.
+        report.missed += sum(
+            pool.map(self._record_missed, [i for i in due if i.decision and i.decision.missed])
+        )
+        for sent, not_sent, not_advanced in pool.map(
+            self._send_and_advance, batches(to_send, BATCH_WRITE_LIMIT)
+        ):
+            report.queued += sent
+            report.not_sent.extend(not_sent)
+            report.not_advanced += not_advanced
+        for _, _, not_advanced in pool.map(
+            self._send_and_advance, batches(to_advance, BATCH_WRITE_LIMIT)
+        ):
+            report.not_advanced += not_advanced
+        for item in to_send + to_advance:
+            if not item.done:
+                by_shard[item.shard].complete = False
+        if unread:
+            # A due item the tick could not decide (a bug): kept as a queued item, which
+            # every tick reads again, so that the watermark can move on for the others.
+            for entry in self.store.put_due([replace(i.entries[-1], slot=False) for i in unread]):
+                by_shard[entry.shard].complete = False
+        if stale:
+            # Queued items of versions changed, disabled or deleted since (slot items are
+            # left to their TTL). Left behind on failure: dropped again when read.
+            queued = [e for e in stale if not e.slot]
+            list(pool.map(self.store.delete_due, batches(queued, BATCH_WRITE_LIMIT)))
+
+    def _current(
+        self, pool: ThreadPoolExecutor, entries: list[DueEntry]
+    ) -> tuple[list[_Due], list[DueEntry]]:
+        """The due items grouped by job version, each with the job its decision needs; the
+        items of legacy jobs gone, disabled or of another version (legacy items only: they
+        name no schedule, so their job is read)."""
+        legacy = list(dict.fromkeys((e.account, e.group, e.job_id) for e in entries if e.legacy))
+        jobs: dict[tuple[str, str, str], Job] = {}
+        for found_jobs in pool.map(self.store.jobs_of, batches(legacy, BATCH_GET_LIMIT)):
+            jobs.update(found_jobs)
+        current: dict[tuple[str, str, str, int], _Due] = {}
+        stale: list[DueEntry] = []
+        for entry in sorted(entries, key=lambda e: e.due_at):
+            if entry.legacy:
+                job = jobs.get((entry.account, entry.group, entry.job_id))
+                if job is None or not job.enabled or job.version != entry.version:
+                    stale.append(entry)
+                    continue
+                # Its successor is written with the fields: the next read needs no job.
+                entry = replace(
+                    entry,
+                    schedule_expression=job.schedule_expression,
+                    schedule_timezone=job.schedule_timezone,
+                    anchor=job.anchor,
+                    starting_deadline_seconds=job.starting_deadline_seconds,
+                )
+            name = (entry.account, entry.group, entry.job_id, entry.version)
+            if name in current:
+                # Two items of one job version: a queued item consumed but not deleted, and
+                # its successor. The later one came from the tick that decided every
+                # occurrence up to it: that one goes on.
+                current[name].entries.append(entry)
+                current[name].job = entry.job()
+            else:
+                current[name] = _Due(job=entry.job(), entries=[entry])
+        return list(current.values()), stale
+
+    def _confirm_missed(
+        self, pool: ThreadPoolExecutor, items: list[_Due]
+    ) -> dict[int, Job]:
+        """The current jobs of the decisions with missed occurrences, by id() of the item,
+        for those whose version is still current and enabled (their missed runs are
+        recorded, and announced with the job's name and `notify`)."""
+        if not items:
+            return {}
+        names = list(dict.fromkeys((i.job.account, i.job.group, i.job.id) for i in items))
+        jobs: dict[tuple[str, str, str], Job] = {}
+        for found_jobs in pool.map(self.store.jobs_of, batches(names, BATCH_GET_LIMIT)):
+            jobs.update(found_jobs)
+        confirmed: dict[int, Job] = {}
+        for item in items:
+            job = jobs.get((item.job.account, item.job.group, item.job.id))
+            if job is not None and job.enabled and job.version == item.job.version:
+                confirmed[id(item)] = replace(job, next=item.job.next)
+        return confirmed
+
     def _decide(
-        self, item: _Due, minute: datetime, report: TickReport, stale: list[DueEntry]
+        self,
+        item: _Due,
+        minute: datetime,
+        report: TickReport,
+        stale: list[DueEntry],
+        unread: list[_Due],
     ) -> Decision | None:
         job = item.job
         try:
@@ -208,6 +411,8 @@ class Ticker:
                 "could not decide a due job's occurrence; left due",
                 extra={"job_id": job.id, "account": job.account},
             )
+            if item.entries[-1].slot:
+                unread.append(item)
             return None
 
     def _record_missed(self, item: _Due) -> int:
@@ -288,13 +493,24 @@ class Ticker:
             for i in ready
             if i.decision is not None and i.decision.next_at is not None
         }
-        unwritten = {e.key()["sk"]["S"] for e in self.store.put_due(list(moved.values()))}
+        unwritten = {
+            e.key()["pk"]["S"] + e.key()["sk"]["S"] for e in self.store.put_due(list(moved.values()))
+        }
         advanced = [
-            i for i in ready if id(i) not in moved or moved[id(i)].key()["sk"]["S"] not in unwritten
+            i
+            for i in ready
+            if id(i) not in moved
+            or moved[id(i)].key()["pk"]["S"] + moved[id(i)].key()["sk"]["S"] not in unwritten
         ]
-        # Deleting what was read is what keeps a job from being read again: left behind (a
-        # failed delete), the next tick re-sends under the same run ids and deletes it then.
-        self.store.delete_due([e for i in advanced for e in i.entries])
+        # Deleting the queued items read is what keeps them from being read again: left
+        # behind (a failed delete), the next tick re-sends under the same run ids and deletes
+        # them then. Slot items read are left to their TTL: the watermark is past them.
+        left = {
+            e.key()["sk"]["S"]
+            for e in self.store.delete_due([e for i in advanced for e in i.entries if not e.slot])
+        }
+        for item in advanced:
+            item.done = not any(not e.slot and e.key()["sk"]["S"] in left for e in item.entries)
         not_advanced = len(ready) - len(advanced)
         if not_advanced:
             logger.error(
@@ -304,37 +520,21 @@ class Ticker:
         return len(ready) - sum(1 for i in ready if i.message is None), not_sent, not_advanced
 
 
-def _current(
-    entries: list[DueEntry], jobs: dict[tuple[str, str, str], Job]
-) -> tuple[list[_Due], list[DueEntry]]:
-    """The due entries grouped by job, each job with its stored fields and its newest due item
-    as `next`; and the entries of jobs gone, disabled or of another version."""
-    current: dict[tuple[str, str, str], _Due] = {}
-    stale: list[DueEntry] = []
-    for entry in sorted(entries, key=lambda e: e.due_at):
-        name = (entry.account, entry.group, entry.job_id)
-        job = jobs.get(name)
-        if job is None or not job.enabled or job.version != entry.version:
-            stale.append(entry)
-        elif name in current:
-            # Two items of one job version: overlapping ticks each advanced it. The later one
-            # came from the tick with the later minute, which decided every occurrence up to
-            # it: that one goes on, the other is deleted with it.
-            current[name].entries.append(entry)
-            current[name].job = replace(current[name].job, next=entry.due_at)
-        else:
-            current[name] = _Due(job=replace(job, next=entry.due_at), entries=[entry])
-    return list(current.values()), stale
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
 
 
-def _message(job: Job, occurrence: datetime) -> RunMessage:
+def _message(job: Job, decision: Decision) -> RunMessage:
+    assert decision.run_at is not None
     return RunMessage(
         account=job.account,
         group=job.group,
         job_id=job.id,
-        run_id=scheduled_run_id(occurrence),
+        run_id=scheduled_run_id(decision.run_at),
         trigger="schedule",
-        scheduled_for=iso(occurrence) or "",
+        scheduled_for=iso(decision.run_at) or "",
+        version=job.version,
+        next_due=_epoch(decision.next_at) if decision.next_at is not None else None,
     )
 
 
@@ -371,6 +571,7 @@ def run_part(
             "migrated": report.migrated,
             "not_sent": len(report.not_sent),
             "not_advanced": report.not_advanced,
+            "shards_left": len(set(report.shards_left)),
             "duration_ms": round((time.time() - started) * 1000),
             "lag_seconds": round(lag, 1),
         },
@@ -381,10 +582,11 @@ def run_part(
     emit("TickLag", lag, unit="Seconds")
     emit("TickDuration", (time.time() - started) * 1000, unit="Milliseconds")
     flush()
-    if report.not_sent or report.not_advanced:
+    if report.not_sent or report.not_advanced or report.shards_left:
         raise TickIncomplete(
-            f"{len(report.not_sent)} runs not queued and "
-            f"{report.not_advanced} jobs not advanced at {iso(minute)}; the "
+            f"{len(report.not_sent)} runs not queued, "
+            f"{report.not_advanced} jobs not advanced and shards "
+            f"{sorted(set(report.shards_left))} left at {iso(minute)}; the "
             f"retried part re-sends them under the same run ids"
         )
     ticker.store.record_tick(minute)

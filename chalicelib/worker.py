@@ -107,6 +107,15 @@ class Worker:
             scheduled_for=message.scheduled_for,
             status="running",
         )
+        # A scheduled run names its job version: the job is read before the claim (the one
+        # read it needs), so that a run of a version changed, disabled or deleted since the
+        # tick read its due item is dropped without a trace, and that version's chain stops.
+        read_first = message.trigger == "schedule" and message.version is not None
+        job: Job | None = None
+        if read_first:
+            job = self._job(message)
+            if (job is None or job.version != message.version) and self._drop_stale(message, job):
+                return "stale"
         # The run id is the lock: whoever writes the claim runs it; a duplicate delivery
         # (a re-sent tick, SQS at-least-once) finds it taken or finished and stops here.
         # A first delivery of a first attempt is the happy path: SQS keeps its message until
@@ -121,9 +130,9 @@ class Worker:
         )
         if isinstance(claimed, Refused):
             return self._not_claimed(run, claimed, now)
-        try:
-            job = self.store.get_job(message.account, message.group, message.job_id, progress=False)
-        except NotFound:
+        if not read_first:
+            job = self._job(message)
+        if job is None:
             return self._finish(claimed, "skipped", error="job deleted before it ran")
         # The entry of the key the job was read under, never of the item's own `account`.
         entry = registry.get(message.account)
@@ -144,6 +153,35 @@ class Worker:
                 return self._retry(claimed, message, error, job)
             return self._finish(claimed, "failed", error=str(error), error_code=error.code, job=job)
         return self._finish(claimed, "succeeded", output=result.output, data=result.data, job=job)
+
+    def _job(self, message: RunMessage) -> Job | None:
+        """The job a message names, as stored (None: deleted)."""
+        try:
+            return self.store.get_job(
+                message.account, message.group, message.job_id, progress=False
+            )
+        except NotFound:
+            return None
+
+    def _drop_stale(self, message: RunMessage, job: Job | None) -> bool:
+        """Drop a scheduled run whose job version is no longer the stored one, and delete the
+        successor due item the tick put for it; False when the run must end as before: a
+        later attempt, or a run some delivery already claimed (its record must end)."""
+        if message.attempt > 1 or self.store.run_lease(message.job_id, message.run_id):
+            return False
+        if message.next_due is not None and message.version is not None:
+            self.store.delete_slot(message.job_id, message.version, message.next_due)
+        logger.info(
+            "run of an outdated job version dropped",
+            extra={
+                "job_id": message.job_id,
+                "run_id": message.run_id,
+                "version": message.version,
+                "current_version": job.version if job is not None else None,
+            },
+        )
+        _emit("StaleRunsDropped", 1)
+        return True
 
     def _not_claimed(self, run: Run, refused: Refused, now: datetime) -> str:
         state = refused.lease  # what the refused claim found: no second read

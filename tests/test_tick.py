@@ -29,7 +29,7 @@ from chalicelib.errors import ServiceUnavailable
 from chalicelib.jobs import Job, iso
 from chalicelib.queue import BATCH_SIZE, RunQueue
 from chalicelib.runners.dummy import DummyRunner
-from chalicelib.store import DUE_INDEX, Store
+from chalicelib.store import DUE_INDEX, Store, due_key, shard_of
 from chalicelib.tick import (
     CATCH_UP_WINDOW,
     MAX_MISSED_RECORDS,
@@ -685,15 +685,21 @@ def test_a_stored_job_whose_expression_no_longer_parses_is_taken_off_the_schedul
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given two due jobs, and a third stored (by an older version, say) with an expression
-    # this version rejects
+    # this version rejects, in its job item and in its due item (which the tick decides from)
     good = [create_job(store), create_job(store)]
     broken = create_job(store)
-    aws["dynamodb"].update_item(
-        TableName=TABLE,
-        Key={"pk": {"S": "ACCOUNT#spinup"}, "sk": {"S": f"JOB#nightly#{broken.id}"}},
-        UpdateExpression="SET schedule_expression = :e",
-        ExpressionAttributeValues={":e": {"S": "R * * * *"}},
-    )
+    assert broken.next is not None
+    for key in (
+        {"pk": {"S": "ACCOUNT#spinup"}, "sk": {"S": f"JOB#nightly#{broken.id}"}},
+        due_key(shard_of(broken.id, SHARDS), broken.next, broken.id, broken.version),
+    ):
+        aws["dynamodb"].update_item(
+            TableName=TABLE,
+            Key=key,
+            UpdateExpression="SET schedule_expression = :e",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":e": {"S": "R * * * *"}},
+        )
     # (an older version stored no copy of the job beside its runs)
     aws["dynamodb"].delete_item(
         TableName=TABLE, Key={"pk": {"S": f"JOB#{broken.id}"}, "sk": {"S": "SPEC"}}
@@ -739,11 +745,19 @@ def test_the_tick_reads_only_due_jobs_and_writes_only_their_due_items(
     # When the tick runs
     report = tick(store, queue, "2026-01-30T10:18:00")
 
-    # Then it never scanned; it queried each shard's due items (and the legacy index, empty)
+    # Then it never scanned; it queried each shard's queued items and its one slot partition
+    # of the minute (and the legacy index, empty)
     operations = Counter(name for name, _ in dynamodb.calls)
     assert "scan" not in operations
     queries = [c for n, c in dynamodb.calls if n == "query"]
-    assert sum(map(is_due_query, queries)) == SHARDS
+    assert sum(map(is_due_query, queries)) == 2 * SHARDS
+    assert sorted(
+        c["ExpressionAttributeValues"][":pk"]["S"] for c in queries if is_due_query(c)
+    ) == sorted(
+        [f"DUE#{n}" for n in range(SHARDS)]
+        + [f"DUE#{n}#{int(utc('2026-01-30T10:18').timestamp()):011d}" for n in range(SHARDS)]
+    )
+    assert all(c.get("ConsistentRead") for c in queries if is_due_query(c))
     assert [c for c in queries if not is_due_query(c)] == [
         c for c in queries if c.get("IndexName") == DUE_INDEX
     ]
@@ -752,23 +766,52 @@ def test_the_tick_reads_only_due_jobs_and_writes_only_their_due_items(
     ]
     assert sorted(i["id"]["S"] for i in read) == sorted(j.id for j in due)
     assert report.due == 3
-    # And it read those jobs in one batch, and wrote only due items (in batches: the next
-    # ones, then the ones read) and the tick record: no job item
-    gets = [c for n, c in dynamodb.calls if n == "batch_get_item"]
-    assert len(gets) == 1 and len(gets[0]["RequestItems"][TABLE]["Keys"]) == 3
+    # And it read no job (its due items carry the schedule), and wrote only due items (in
+    # batches: the next ones in their slot, then the queued ones read), each shard's lock
+    # (taken and let go) and the tick record: no job item
+    assert "batch_get_item" not in operations and "get_item" not in operations
     written = [
         r for n, c in dynamodb.calls if n == "batch_write_item" for r in c["RequestItems"][TABLE]
     ]
     assert [next(iter(r)) for r in written] == ["PutRequest"] * 3 + ["DeleteRequest"] * 3
-    assert all(
-        r.get("PutRequest", {})
-        .get("Item", r.get("DeleteRequest", {}).get("Key"))["pk"]["S"]
-        .startswith("DUE#")
-        for r in written
-    )
+    next_slot = f"#{int(utc('2026-01-30T10:19').timestamp()):011d}"
+    assert all(r["PutRequest"]["Item"]["pk"]["S"].endswith(next_slot) for r in written[:3])
+    assert all(r["DeleteRequest"]["Key"]["pk"]["S"].startswith("DUE#") for r in written[3:])
     updates = [c for n, c in dynamodb.calls if n == "update_item"]
-    assert [u["Key"]["sk"]["S"] for u in updates] == ["TICK"]
-    assert set(operations) == {"query", "batch_get_item", "batch_write_item", "update_item"}
+    assert sorted(u["Key"]["sk"]["S"] for u in updates) == ["TICK"] * (2 * SHARDS + 1)
+    assert set(operations) == {"query", "batch_write_item", "update_item"}
+
+
+def test_a_scheduled_runs_due_item_moves_with_one_write_and_no_job_read(
+    aws: dict[str, Any], queue: RunQueue, runner: CountingRunner
+) -> None:
+    # Given per-minute jobs past their first tick (their queued items consumed)
+    dynamodb = Recording(aws["dynamodb"])
+    store = Store(dynamodb, TABLE, SHARDS)
+    jobs = [create_job(store) for _ in range(5)]
+    tick(store, queue, "2026-01-30T10:18:00")
+    run_worker(aws, store, queue)
+    dynamodb.calls.clear()
+
+    # When the next minutes tick
+    for minute in ("2026-01-30T10:19:00", "2026-01-30T10:20:00"):
+        report = tick(store, queue, minute)
+        assert (report.due, report.queued) == (5, 5)
+
+    # Then each run's due item moved with one write (its successor put; nothing deleted) and
+    # no job was read
+    writes = [
+        r for n, c in dynamodb.calls if n == "batch_write_item" for r in c["RequestItems"][TABLE]
+    ]
+    assert [next(iter(r)) for r in writes] == ["PutRequest"] * 10
+    assert not [n for n, _ in dynamodb.calls if n in ("put_item", "delete_item", "get_item")]
+    assert not [n for n, _ in dynamodb.calls if n in ("batch_get_item", "transact_get_items")]
+    # And the runs were all sent, once each, and the jobs show their next occurrence
+    messages, _ = run_worker(aws, store, queue)
+    assert sorted((b["job_id"], b["run_id"]) for b in bodies(messages)) == sorted(
+        (j.id, f"20260130T10{m}00Z-s") for j in jobs for m in (19, 20)
+    )
+    assert all(stored_next(store, j) == utc("2026-01-30T10:21") for j in jobs)
 
 
 def test_decide_runs_an_occurrence_exactly_its_deadline_old_after_a_long_gap() -> None:
@@ -933,7 +976,7 @@ def test_a_scheduled_tick_whose_parts_cannot_be_sent_fails_so_it_is_retried(
         handle_tick(scheduled_event("2026-01-30T10:18:00"))
 
 
-def test_due_items_of_jobs_changed_or_deleted_since_are_dropped_not_run(
+def test_runs_of_jobs_changed_or_deleted_since_their_due_item_are_dropped_not_run(
     aws: dict[str, Any], store: Store, queue: RunQueue, runner: CountingRunner
 ) -> None:
     # Given three per-minute jobs due at 10:18; one then moved to hourly, one deleted
@@ -948,18 +991,23 @@ def test_due_items_of_jobs_changed_or_deleted_since_are_dropped_not_run(
     # When the 10:18 tick runs
     report = tick(store, queue, "2026-01-30T10:18:00")
 
-    # Then only the unchanged job runs; the stale items are dropped (not read again)
+    # Then only the unchanged job runs: the tick sent all three (it reads no job), and the
+    # worker dropped the runs of the moved and the deleted job, claiming and recording nothing
     messages, _ = run_worker(aws, store, queue)
-    assert [b["job_id"] for b in bodies(messages)] == [kept.id]
-    assert (report.due, report.dropped) == (1, 2)
+    assert sorted(b["job_id"] for b in bodies(messages)) == sorted([kept.id, moved.id, deleted.id])
+    assert report.due == 3
+    assert runner.calls == Counter({(kept.id, "20260130T101800Z-s"): 1})
+    assert runs_of(store, moved) == [] and runs_of(store, deleted) == []
     assert stored_next(store, moved) == utc("2026-01-30T11:00")
+    # And their old chains stopped: the next minute reads only the kept job's item
     later = tick(store, queue, "2026-01-30T10:19:00")
-    assert (later.due, later.dropped) == (1, 0)
+    assert (later.due, later.queued) == (1, 1)
     run_worker(aws, store, queue)
     # And the moved job runs at its new time, once
     tick(store, queue, "2026-01-30T11:00:00")
     messages, _ = run_worker(aws, store, queue)
     assert sorted(b["job_id"] for b in bodies(messages)) == sorted([kept.id, moved.id])
+    assert runner.calls[(moved.id, "20260130T110000Z-s")] == 1
 
 
 def test_a_late_part_after_the_next_minutes_part_queues_nothing_twice(
