@@ -183,10 +183,12 @@ def test_a_refused_claim_reads_the_holder_from_the_refusing_write_not_a_second_r
     worker = make_worker(store, queue, Clock(STARTED + timedelta(seconds=30)))
     # When the copy is handled
     messages, response = deliver(aws, worker)
-    # Then it is kept for later (the holder is live), decided with no GetItem at all
+    # Then it is kept for later (the holder is live), decided with no read of the run: its
+    # one GetItem is of the job (read before the claim, to drop a stale version's run)
     assert failed_ids(response) == [messages[0]["MessageId"]]
-    operations = [name for name, _ in worker.store.client.calls]
-    assert "get_item" not in operations and runner.calls == Counter()
+    gets = [call for name, call in worker.store.client.calls if name == "get_item"]
+    assert [g["Key"]["pk"]["S"] for g in gets] == ["ACCOUNT#spinup"]
+    assert runner.calls == Counter()
 
     # When the run has finished and another copy arrives, it is acknowledged, again unread
     store.finish_run(the_run(store, job).with_status("succeeded"), 1)
@@ -194,7 +196,8 @@ def test_a_refused_claim_reads_the_holder_from_the_refusing_write_not_a_second_r
     worker = make_worker(store, queue, Clock(STARTED + timedelta(seconds=40)))
     _, response = deliver(aws, worker)
     assert response == {"batchItemFailures": []}
-    assert "get_item" not in [name for name, _ in worker.store.client.calls]
+    gets = [call for name, call in worker.store.client.calls if name == "get_item"]
+    assert [g["Key"]["pk"]["S"] for g in gets] == ["ACCOUNT#spinup"]
     assert runner.calls == Counter() and the_run(store, job).status == "succeeded"
 
 
@@ -542,31 +545,8 @@ def tick_and_receive(store: Store, queue: RunQueue, aws: dict[str, Any]) -> list
     return drain(aws["sqs"], aws["queue_url"])
 
 
-def test_a_job_deleted_between_tick_and_worker_is_skipped_without_running(
-    store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
-) -> None:
-    # Given a run queued by the tick, then its job deleted
-    job = create_job(store)
-    messages = tick_and_receive(store, queue, aws)
-    store.delete_job(store.get_job(job.account, job.group, job.id))
-
-    # When the worker gets the run
-    response = handle_batch(sqs_event(messages), worker=worker)
-
-    # Then it is recorded skipped, saying why, the runner not called, the message acknowledged
-    assert response == {"batchItemFailures": []}
-    run = the_run(store, job)
-    assert (run.status, run.error) == ("skipped", "job deleted before it ran")
-    assert runner.calls == Counter()
-    assert store.counters()["RUNS"] == {"skipped": 1}
-
-
-def test_a_job_disabled_between_tick_and_worker_is_skipped_without_running(
-    store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
-) -> None:
-    # Given a run queued by the tick, then its job disabled by a PUT
-    job = create_job(store)
-    messages = tick_and_receive(store, queue, aws)
+def disable(store: Store, job: Job) -> None:
+    """Disable `job` as a PUT at 10:18:02 would (a new version, no due item)."""
     previous = store.get_job(job.account, job.group, job.id)
     entry = REGISTRY.get("spinup")
     assert entry is not None
@@ -581,18 +561,132 @@ def test_a_job_disabled_between_tick_and_worker_is_skipped_without_running(
     )
     store.replace_job(disabled, previous)
 
+
+def change(store: Store, job: Job, how: str) -> None:
+    """Delete or disable `job` (as the API would)."""
+    if how == "deleted":
+        store.delete_job(store.get_job(job.account, job.group, job.id))
+    else:
+        disable(store, job)
+
+
+def slot_items(aws: dict[str, Any], job: Job) -> list[dict[str, Any]]:
+    """The slot items of `job` (any version) in the table."""
+    return [
+        item
+        for item in aws["dynamodb"].scan(TableName=TABLE)["Items"]
+        if item["pk"]["S"].count("#") == 2 and item["sk"]["S"].startswith(job.id)
+    ]
+
+
+@pytest.mark.parametrize("how", ["deleted", "disabled"])
+def test_a_run_of_a_job_changed_between_tick_and_worker_is_dropped_without_a_trace(
+    store: Store,
+    queue: RunQueue,
+    aws: dict[str, Any],
+    worker: Worker,
+    runner: ScriptedRunner,
+    how: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a run queued by the tick (its successor put in the 10:19 slot), then its job
+    # deleted or disabled (a new version)
+    job = create_job(store)
+    messages = tick_and_receive(store, queue, aws)
+    assert json.loads(messages[0]["Body"])["version"] == job.version
+    assert len(slot_items(aws, job)) == 1
+    change(store, job, how)
+    capsys.readouterr()
+
     # When the worker gets the run
     response = handle_batch(sqs_event(messages), worker=worker)
 
-    # Then it is skipped and the runner not called; last_run shows the skip
+    # Then it is acknowledged without claiming or recording anything, the runner not called
     assert response == {"batchItemFailures": []}
-    assert (the_run(store, job).status, the_run(store, job).error) == (
-        "skipped",
-        "job disabled before it ran",
-    )
+    assert the_run(store, job) is None
     assert runner.calls == Counter()
-    last_run = store.get_job(job.account, job.group, job.id).last_run
-    assert last_run is not None and last_run["status"] == "skipped"
+    assert "RUNS" not in store.counters()
+    assert '"StaleRunsDropped":[1.0]' in capsys.readouterr().out
+    # And the old version's chain stopped: its successor is gone, the next tick sends nothing
+    assert slot_items(aws, job) == []
+    report = run_tick(Ticker(store, queue, SHARDS, 2), scheduled_event("2026-01-30T10:19:00"))
+    assert (report.due, report.queued) == (0, 0)
+
+
+@pytest.mark.parametrize("how", ["deleted", "disabled"])
+def test_a_run_without_a_version_of_a_changed_job_is_skipped_as_before(
+    store: Store,
+    queue: RunQueue,
+    aws: dict[str, Any],
+    worker: Worker,
+    runner: ScriptedRunner,
+    how: str,
+) -> None:
+    # Given a run message of an earlier release (no version), then its job deleted or
+    # disabled
+    job = create_job(store)
+    messages = tick_and_receive(store, queue, aws)
+    body = json.loads(messages[0]["Body"])
+    del body["version"], body["next_due"]
+    messages[0]["Body"] = json.dumps(body)
+    change(store, job, how)
+
+    # When the worker gets the run
+    response = handle_batch(sqs_event(messages), worker=worker)
+
+    # Then it is recorded skipped, saying why, the runner not called, the message acknowledged
+    assert response == {"batchItemFailures": []}
+    run = the_run(store, job)
+    assert (run.status, run.error) == ("skipped", f"job {how} before it ran")
+    assert runner.calls == Counter()
+    assert store.counters()["RUNS"] == {"skipped": 1}
+    if how == "disabled":  # last_run shows the skip
+        last_run = store.get_job(job.account, job.group, job.id).last_run
+        assert last_run is not None and last_run["status"] == "skipped"
+
+
+def test_a_run_of_the_current_version_reads_its_job_once_before_the_claim(
+    store: Store, queue: RunQueue, aws: dict[str, Any], runner: ScriptedRunner
+) -> None:
+    # Given a run message naming the job's current version
+    job = create_job(store)
+    send(aws, scheduled(job).to_body())
+    worker = make_worker(store, queue, Clock(STARTED))
+
+    # When the worker handles it
+    _, response = deliver(aws, worker)
+
+    # Then it ran, having read the job once, before its claim, and not the run at all
+    assert response == {"batchItemFailures": []}
+    calls = [(name, call) for name, call in worker.store.client.calls]
+    names = [name for name, _ in calls]
+    assert [c["Key"]["pk"]["S"] for n, c in calls if n == "get_item"] == ["ACCOUNT#spinup"]
+    claim = next(i for i, (n, c) in enumerate(calls) if n == "update_item")
+    assert names.index("get_item") < claim
+    assert the_run(store, job).status == "succeeded"
+    assert runner.calls == Counter({(job.id, scheduled(job).run_id): 1})
+
+
+def test_a_claimed_run_of_a_job_changed_since_ends_skipped_not_dropped(
+    store: Store, queue: RunQueue, aws: dict[str, Any], clock: Clock, runner: ScriptedRunner
+) -> None:
+    # Given a run claimed by a worker that died (its message comes back after the lease),
+    # then its job disabled
+    job = create_job(store)
+    messages = tick_and_receive(store, queue, aws)
+    claimed = store.claim_run(the_run_to_claim(job), 1, 60, clock.now)
+    assert not isinstance(claimed, Refused)
+    disable(store, job)
+    clock.advance(300)
+
+    # When the message comes back
+    response = handle_batch(sqs_event(messages), worker=make_worker(store, queue, clock))
+
+    # Then the run is taken over and recorded skipped: a claimed run always ends
+    assert response == {"batchItemFailures": []}
+    run = the_run(store, job)
+    assert (run.status, run.error) == ("skipped", "job disabled before it ran")
+    assert runner.calls == Counter()
 
 
 @pytest.mark.parametrize(

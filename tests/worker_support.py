@@ -120,7 +120,8 @@ def make_worker(
 
 
 def scheduled(job: Job, minute: str = "2026-01-30T10:18", attempt: int = 1) -> RunMessage:
-    """The run message the tick sends for `job`'s occurrence at `minute`."""
+    """The run message the tick sends for `job`'s occurrence at `minute` (naming its version;
+    the successor it names is none: nothing to delete if the run is stale)."""
     occurrence = utc(minute)
     return RunMessage(
         account=job.account,
@@ -130,6 +131,7 @@ def scheduled(job: Job, minute: str = "2026-01-30T10:18", attempt: int = 1) -> R
         trigger="schedule",
         scheduled_for=iso(occurrence) or "",
         attempt=attempt,
+        version=job.version,
     )
 
 
