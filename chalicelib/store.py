@@ -969,7 +969,11 @@ class Store:
                     "SET holder = :me, held_until = :until, "
                     "done_through = if_not_exists(done_through, :start)"
                 ),
-                ConditionExpression="attribute_not_exists(holder) OR held_until < :now",
+                # Its own holder may take it again: a take applied whose answer was lost,
+                # sent again by the SDK.
+                ConditionExpression=(
+                    "attribute_not_exists(holder) OR held_until < :now OR holder = :me"
+                ),
                 ExpressionAttributeValues={
                     ":me": {"S": holder},
                     ":until": {"N": str(now + lease_seconds)},

@@ -202,16 +202,19 @@ class Ticker:
                 return report
             try:
                 self._process(pool, held, minute, report)
+            except BaseException:
+                # Whatever was read may not have been sent or advanced: the watermark stays.
+                for state in held:
+                    state.complete = False
+                raise
             finally:
                 # Always let go (a failure lets go without advancing): else the shard waits
                 # for the lease to end.
-                for shard_state, released in zip(
-                    held,
-                    pool.map(lambda s: self._release(s, holder), held),
-                    strict=True,
+                for state, released in zip(
+                    held, pool.map(lambda s: self._release(s, holder), held), strict=True
                 ):
-                    if not (released and shard_state.complete):
-                        report.shards_left.append(shard_state.shard)
+                    if not (released and state.complete):
+                        report.shards_left.append(state.shard)
         return report
 
     def _take(self, shard: int, minute: datetime, holder: str) -> TickLock | None:
@@ -220,7 +223,13 @@ class Ticker:
         for attempt in range(self.lock_tries):
             if attempt:
                 self.sleep(LOCK_WAIT_SECONDS)
-            lock = self.store.take_tick_lock(shard, minute, holder, LOCK_LEASE_SECONDS)
+            try:
+                lock = self.store.take_tick_lock(shard, minute, holder, LOCK_LEASE_SECONDS)
+            except ServiceUnavailable:
+                # Throttled: not held (a take applied but unanswered is taken again: the
+                # holder may retake its own lock). The part's other shards go on.
+                logger.warning("shard lock not taken (throttled)", extra={"shard": shard})
+                continue
             if lock.held or lock.done_through >= _epoch(minute):
                 return lock
         logger.warning(
