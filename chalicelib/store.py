@@ -4,18 +4,27 @@ Keys:
 - job       pk `ACCOUNT#<account>`  sk `JOB#<group>#<id>`   (jobs of an account or group: one Query)
 - job copy  pk `JOB#<job id>`       sk `SPEC`               (the same job, beside its runs)
 - run       pk `JOB#<job id>`       sk `RUN#<run id>`       (run ids sort by time: newest first)
-- due       pk `DUE#<shard>`        sk `<due_at:011d>#<job id>#<version>` (one per pending
-            occurrence of an enabled job; the shard is a hash of the job id)
+- queued    pk `DUE#<shard>`        sk `<due_at:011d>#<job id>#<version>` (the due item the API
+            writes with a job's version; the shard is a hash of the job id)
+- slot      pk `DUE#<shard>#<slot:011d>` sk `<job id>#<version>` (the due item the tick writes
+            for a job's next occurrence, in the partition of the minute of its first tick)
+- lock      pk `DUE#<shard>`        sk `TICK`  (the shard's tick lock and watermark)
 - counters  pk `METRICS`            sk `JOBS#<account>` | `RUNS` | `TICK`
 
-The tick finds due jobs with one Query per shard (`sk` up to the minute) and advances a job by
-putting its next due item and deleting the one it read: two 1-unit writes on the shard's
-partition, none on the account's (its jobs may all be due at once) and no index write. A due
-item names the job version it was written for; the tick re-reads the jobs it found and drops
-the items of jobs changed, disabled or deleted since (the API writes the new version's item).
-The job item keeps `due_at` as of its last API write; the job's `next` and `last_run` are
-derived on read from it and its newest runs (the tick and the worker write no job item, but
-for the hold of a `Forbid` job: `forbid_run`, `forbid_until`, see hold_forbid).
+Every due item carries what the tick's decision needs (the schedule, its anchor and starting
+deadline): the tick reads no job. Under a shard's lock (chalicelib/tick.py says why no item is
+missed) the tick reads its queued items up to the minute (one Query) and the slot partitions
+after its watermark (one Query each, one a minute), sends the runs and puts each successor in
+its slot: one 1-unit write on a shard's partition per run, none on the account's (its jobs may
+all be due at once) and no index write. A queued item is deleted once consumed (a job's first
+run after an API write); slot items are never deleted by the tick: they expire (TTL
+`expires_at`, a week after their occurrence). A due item names its job version: a run of a
+version changed, disabled or deleted since is dropped by the worker, which deletes that run's
+successor so the old version's chain stops. Items an earlier release wrote lack the schedule:
+for those only the tick reads the job. The job item keeps `due_at` as of its last API write;
+the job's `next` and `last_run` are derived on read from it and its newest runs (the tick and
+the worker write no job item, but for the hold of a `Forbid` job: `forbid_run`,
+`forbid_until`, see hold_forbid).
 
 The job copy (sk `SPEC`, which sorts after every `RUN#`) makes a job's GET one request: a
 newest-first Query of its run partition reads the job, then its newest runs. The API writes
@@ -1075,7 +1084,7 @@ class Store:
         """BatchWriteItem with its unprocessed items retried; the entries left unwritten.
 
         Unconditional writes are safe here: the keys are deterministic (a repeated put or
-        delete is a no-op) and a due item of an outdated version is dropped when read.
+        delete is a no-op) and a run of an outdated version is dropped by the worker.
         """
         left: list[DueEntry] = []
         for start in range(0, len(requests), BATCH_WRITE_LIMIT):

@@ -6,7 +6,8 @@ parts queue; the part-tick function, driven by that queue, does the work. Every 
 single tick's guarantees: run ids derived from the occurrence, send first and advance second
 (a crash in between re-sends the same ids on the next delivery and the worker deduplicates),
 and a retried, duplicated, late or overlapping part re-reads what is still due and re-sends
-under the same ids.
+under the same ids. Parts of the same shards never work at once: each shard has a lock,
+which also holds how far its slot items are processed (Ticker says why none is missed).
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import schedules
+from .errors import ServiceUnavailable
 from .events import EventPublisher
 from .jobs import Job, iso
 from .observability import emit, flush, logger
 from .queue import RunMessage, RunQueue, TickPart, TickPartQueue, batches
 from .runs import Run, scheduled_run_id
-from .errors import ServiceUnavailable
 from .store import BATCH_GET_LIMIT, BATCH_WRITE_LIMIT, DueEntry, Store, TickLock
 
 if TYPE_CHECKING:  # the batch utility is imported where used, as in the handlers below
@@ -152,14 +153,16 @@ class Ticker:
     sends the runs, puts each successor in the slot of its next occurrence and deletes the
     queued items it consumed; then it lets go, advancing done_through to the last slot read.
 
-    Why no successor is ever missed: decide() leaves `next_at` after M, so a successor lands
-    in a slot after M, hence after the watermark this holder (or any earlier one) sets, and
-    a later holder of the lock reads it. Only the lock's holder moves the watermark, and
-    only the holder reads slots: no put can land in a slot already read. A holder that
-    failed to send or advance anything lets go without advancing (the retry, or the next
-    minute's part, reads the same slots again and re-sends under the same run ids; the
-    worker deduplicates; puts are idempotent). A holder that dies keeps the lock until its
-    lease ends (LOCK_LEASE_SECONDS: longer than the part function may live), then the next
+    Why no successor is ever missed: a holder processes a shard only when its minute M is
+    past done_through (a late part finds nothing left: the part that moved the watermark past
+    M read every item due by M), and decide() leaves `next_at` after M, so a successor lands
+    in a slot after M, hence after any watermark set so far, and a later holder of the lock
+    reads it. Only the lock's holder moves the watermark, and only the holder reads slots: no
+    put can land in a slot already read. A holder that failed to send or advance anything
+    lets go without advancing (the retry, or the next minute's part, reads the same slots
+    again and re-sends under the same run ids; the worker deduplicates; puts are
+    idempotent). A holder that dies keeps the lock until its lease ends (LOCK_LEASE_SECONDS:
+    longer than the part function may live), then the next
     part redoes (done_through, M'].
     """
 
@@ -264,6 +267,12 @@ class Ticker:
         reads: list[tuple[int, int | None]] = []  # (shard, slot); None: its queued items
         last = _epoch(minute)
         for state in held:
+            if state.found_through >= last:
+                # A late part: a later one processed this shard through its minute, queued
+                # items included (it read every one due by then, and the API writes none
+                # due before the time it writes). Nothing is left, and a successor decided
+                # now could land in a slot already read.
+                continue
             reads.append((state.shard, None))
             first = state.found_through + 60
             state.through = max(state.found_through, min(last, first + (MAX_SLOTS - 1) * 60))
@@ -372,9 +381,7 @@ class Ticker:
                 current[name] = _Due(job=entry.job(), entries=[entry])
         return list(current.values()), stale
 
-    def _confirm_missed(
-        self, pool: ThreadPoolExecutor, items: list[_Due]
-    ) -> dict[int, Job]:
+    def _confirm_missed(self, pool: ThreadPoolExecutor, items: list[_Due]) -> dict[int, Job]:
         """The current jobs of the decisions with missed occurrences, by id() of the item,
         for those whose version is still current and enabled (their missed runs are
         recorded, and announced with the job's name and `notify`)."""
@@ -465,8 +472,8 @@ class Ticker:
     def _announce_missed(self, job: Job, runs: list[Run]) -> None:
         """Collect the `missed` events of newly recorded runs (a retried part finds none new).
 
-        The part holds the whole job item (it re-read it to check the due item), so its name
-        and `notify` cost no further read."""
+        The part read the job to confirm its version before recording (_confirm_missed), so
+        its name and `notify` cost no further read."""
         if self.events is None:
             return
         for run in runs:
@@ -503,7 +510,8 @@ class Ticker:
             if i.decision is not None and i.decision.next_at is not None
         }
         unwritten = {
-            e.key()["pk"]["S"] + e.key()["sk"]["S"] for e in self.store.put_due(list(moved.values()))
+            e.key()["pk"]["S"] + e.key()["sk"]["S"]
+            for e in self.store.put_due(list(moved.values()))
         }
         advanced = [
             i
@@ -632,8 +640,9 @@ def handle_tick(
 ) -> dict[str, Any]:
     """The scheduled tick's entry point: fan the minute out in parts, nothing else.
 
-    With nothing due this costs one SendMessageBatch per 10 parts, and each part one Query
-    per shard (plus one of the legacy index): no table scan, no job read.
+    With nothing due this costs one SendMessageBatch per 10 parts, and each part per shard two
+    Queries (its queued items, its slot of the minute) and two lock writes (plus one Query of
+    the legacy index): no table scan, no job read.
     """
     if parts_queue is None or shards is None or parts is None:
         from . import deps  # the deployed handler (app.py) passes them from deps

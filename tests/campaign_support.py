@@ -17,8 +17,10 @@ reports it failed or dies, and moves it to the DLQ after the queue's maximum rec
 
 Faults: ticks dropped, late (event minute m invoked at m+k), delivered twice, missing for
 minutes in a row; single parts of a minute lost, late, delivered twice, overlapping another
-part of the same shards, or failing (DynamoDB or SQS throttled, SendMessageBatch entries
-failed) and redelivered after the parts queue's visibility timeout, as SQS does; messages
+part of the same shards (which finds the shards' locks held), killed part-way (its locks held
+until their lease ends, then taken over), or failing (DynamoDB or SQS throttled,
+SendMessageBatch entries failed) and redelivered after the parts queue's visibility timeout,
+as SQS does; messages
 delivered twice, late and out of order; DynamoDB throttled under the worker; DynamoDB writes
 applied but their answer lost (the SDK sends them again); workers killed right after a claim,
 inside the runner, just before or just after recording; a second worker running right after a
@@ -122,6 +124,11 @@ class WorkerKilled(BaseException):
     the whole batch comes back after the visibility timeout."""
 
 
+class PartKilled(BaseException):
+    """A part-tick Lambda dies (timeout, crash) part-way: nothing it would still do happens,
+    not even letting go of its shards' locks (they are free again when their lease ends)."""
+
+
 class SweepKilled(BaseException):
     """The sweep Lambda dies (timeout, crash) part-way: the next minute's sweep goes on."""
 
@@ -149,7 +156,8 @@ class Rates:
     tick_dropped: float = 0.03  # a minute's tick never delivered
     tick_late: float = 0.06  # delivered 1-6 minutes late
     tick_twice: float = 0.06  # delivered a second time, up to 4 minutes later
-    tick_overlap: float = 0.01  # another tick runs while one advances a job
+    tick_overlap: float = 0.01  # another tick runs while one sends or advances its jobs
+    part_killed: float = 0.01  # a part dies at one of its calls, its shards' locks held
     part_lost: float = 0.03  # one part of a minute never processed
     part_late: float = 0.05  # one part delivered 1-5 minutes late
     part_twice: float = 0.05  # one part delivered a second time, up to 3 minutes later
@@ -371,6 +379,7 @@ class Campaign:
         self.stuck = False
         self.stuck_job: str | None = None
         self.tick_depth = 0
+        self.dead_depth = 0  # the depth of the tick (part) that died: its calls all fail
         self.kills = 0
         self.tick_minute = START
         self.tick_shards: tuple[int, ...] = tuple(range(SHARDS))
@@ -729,6 +738,8 @@ class Campaign:
                 self.ticker, scheduled_event(iso(minute) or ""), now=self.epoch(), shards=shards
             )
             completed = True
+        except PartKilled:
+            self.stats["parts killed"] += 1
         except (ServiceUnavailable, TickIncomplete) as error:
             self.stats[f"tick failed: {type(error).__name__}"] += 1
         except ClientError as error:  # SQS's own errors are not translated: fine
@@ -739,6 +750,8 @@ class Campaign:
         except Exception as error:
             self.violations.append(f"tick {iso(minute)} raised {error!r}")
         self.stuck, self.stuck_job, self.tick_minute, self.tick_shards, self.attempt_start = outer
+        if self.dead_depth == self.tick_depth:
+            self.dead_depth = 0
         self.tick_depth -= 1
         self.attempts.append(TickAttempt(start, self._next_index(), minute, completed, shards))
         if not completed and attempt < TICK_ATTEMPTS:
@@ -984,15 +997,28 @@ class Campaign:
         return kwargs, answer
 
     def before_call(self, role: str, name: str, kwargs: dict[str, Any]) -> None:
+        if role == "tick" and self.tick_depth and self.dead_depth == self.tick_depth:
+            raise PartKilled()  # a dead part makes no more calls
         if (
             role == "tick"
-            and name == "batch_write_item"
+            and name in ("query", "send_message_batch", "batch_write_item")
+            and self.tick_depth == 1
+            and self.faults_on
+            and self.rng("part kills").random() < self.rates.part_killed
+        ):
+            self.dead_depth = self.tick_depth
+            raise PartKilled()
+        if (
+            role == "tick"
+            and name in ("send_message_batch", "batch_write_item")
             and self.tick_depth == 1
             and self.faults_on
             and self.rng("overlap").random() < self.rates.tick_overlap
         ):
-            # Another tick Lambda runs while this one is advancing its jobs: the same event
-            # delivered twice at once, or the tick of the current minute meeting a late one.
+            # Another tick Lambda runs while this one is sending or advancing its jobs: the
+            # same event delivered twice at once, or the tick of the current minute meeting a
+            # late one. It finds the shards' locks held: it waits, then leaves them (or finds
+            # them done through its minute).
             self.stats["ticks overlapping"] += 1
             self._tick(
                 self.rng("overlap").choice(

@@ -43,6 +43,7 @@ SHORT = Plan(
         second_worker=0.06,
         entries_stuck=0.1,
         tick_overlap=0.03,
+        part_killed=0.03,
         part_lost=0.08,
         part_late=0.08,
         part_twice=0.08,
@@ -75,6 +76,7 @@ FAULT_KINDS = (
     "parts lost",
     "parts late",
     "parts twice",
+    "parts killed",
 )
 # ...and of what the sweep repairs, and of faults of the sweep itself.
 SWEEP_FAULT_KINDS = (

@@ -177,6 +177,30 @@ def test_a_part_finding_its_shards_held_but_done_through_its_minute_has_nothing_
     assert drain(aws["sqs"], aws["queue_url"]) == []
 
 
+def test_a_late_part_taking_the_lock_of_a_shard_done_through_its_minute_reads_nothing(
+    aws: dict[str, Any], queue: RunQueue
+) -> None:
+    # Given jobs ticked through 10:19 (every lock free)
+    dynamodb = Recording(aws["dynamodb"])
+    store = Store(dynamodb, TABLE, SHARDS)
+    [create_job(store) for _ in range(3)]
+    part(store, queue, "2026-01-30T10:19:00")
+    drain(aws["sqs"], aws["queue_url"])
+    dynamodb.calls.clear()
+    # When the late 10:18 part runs
+    report = part(store, queue, "2026-01-30T10:18:00")
+    # Then it took and let go of each lock, and read and wrote no due item
+    assert (report.due, report.queued) == (0, 0)
+    due_pks = [
+        c["ExpressionAttributeValues"][":pk"]["S"]
+        for n, c in dynamodb.calls
+        if n == "query" and ":pk" in c["ExpressionAttributeValues"]
+    ]
+    assert due_pks == []
+    assert not [n for n, _ in dynamodb.calls if n == "batch_write_item"]
+    assert all(lock_of(aws, s)["done_through"] == epoch("2026-01-30T10:19") for s in range(SHARDS))
+
+
 class Killed(BaseException):
     """The part's Lambda dies: no `finally` of its own runs any more."""
 
