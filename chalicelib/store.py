@@ -1028,6 +1028,17 @@ class Store:
         return int(from_attr(item["done_through"])) if item and "done_through" in item else None
 
     @translated
+    def drop_stale_run(self, job_id: str, run_id: str, version: int, next_due: int | None) -> bool:
+        """Give up a scheduled run of an outdated job version that no delivery claimed: delete
+        the successor the tick put for it (`next_due`, epoch seconds), so that the version's
+        chain stops; False (nothing done) when the run is recorded: a claimed run must end."""
+        if self.run_lease(job_id, run_id) is not None:
+            return False
+        if next_due is not None:
+            self.delete_slot(job_id, version, next_due)
+        return True
+
+    @translated
     def delete_slot(self, job_id: str, version: int, due_at: int) -> None:
         """Delete the slot item of a job version's occurrence at `due_at` (epoch seconds): the
         successor of a stale run, so that the old version's chain stops."""

@@ -115,6 +115,8 @@ class Sweeper:
             )
             report.kept += 1
             return False
+        if self._stale(message):
+            return True
         now = self.clock()
         run = Run(
             run_id=message.run_id,
@@ -145,6 +147,28 @@ class Sweeper:
                 "run_id": message.run_id,
                 "status": state[0] if state else None,
             },
+        )
+        return True
+
+    def _stale(self, message: RunMessage) -> bool:
+        """Whether a dead letter is a never-claimed scheduled run of a job version changed,
+        disabled or deleted since: as the worker would have, it is given up without a record
+        (and its successor due item deleted), not recorded lost."""
+        if message.trigger != "schedule" or message.version is None or message.attempt > 1:
+            return False
+        try:
+            job = self.store.get_job(message.account, message.group, message.job_id, progress=False)
+        except NotFound:
+            job = None
+        if job is not None and job.version == message.version:
+            return False
+        if not self.store.drop_stale_run(
+            message.job_id, message.run_id, message.version, message.next_due
+        ):
+            return False
+        logger.info(
+            "dead letter of a run of an outdated job version deleted",
+            extra={"job_id": message.job_id, "run_id": message.run_id, "version": message.version},
         )
         return True
 

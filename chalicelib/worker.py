@@ -167,10 +167,14 @@ class Worker:
         """Drop a scheduled run whose job version is no longer the stored one, and delete the
         successor due item the tick put for it; False when the run must end as before: a
         later attempt, or a run some delivery already claimed (its record must end)."""
-        if message.attempt > 1 or self.store.run_lease(message.job_id, message.run_id):
+        if (
+            message.attempt > 1
+            or message.version is None
+            or not self.store.drop_stale_run(
+                message.job_id, message.run_id, message.version, message.next_due
+            )
+        ):
             return False
-        if message.next_due is not None and message.version is not None:
-            self.store.delete_slot(message.job_id, message.version, message.next_due)
         logger.info(
             "run of an outdated job version dropped",
             extra={

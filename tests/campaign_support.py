@@ -898,6 +898,11 @@ class Campaign:
             report = SweepReport()
             try:
                 for copy in self.dead_letters:
+                    key = _run_key(copy.message["Body"])
+                    if copy.seq not in self.settled and self.jobs[key[0]].change_index:
+                        # The sweep gives up a never-claimed run of a changed job, as the
+                        # worker would: it may end without a record.
+                        self.stale_ok.add(key)
                     if copy.seq not in self.settled and self.sweeper.settle_dead_letter(
                         copy.message["Body"], copy.message["MessageId"], report
                     ):
@@ -1262,6 +1267,8 @@ class Campaign:
         for copy in self.dead_letters:
             message = RunMessage.from_body(copy.message["Body"])
             record = self.store.get_run(message.job_id, message.run_id)
+            if record is None and (message.job_id, message.run_id) in self.stale_ok:
+                continue
             if record is None or record.status in ("queued", "running"):
                 violations.append(
                     f"{message.run_id} of job {message.job_id} (attempt "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from chalicelib.queue import RunMessage, RunQueue
 from chalicelib.runners import RunResult
 from chalicelib.runs import Run
-from chalicelib.store import LEASE_INDEX, LEASE_SHARDS, Store
+from chalicelib.store import LEASE_INDEX, LEASE_SHARDS, Store, shard_of, slot_key
 from chalicelib.sweep import DEAD_LETTER_VISIBILITY, GRACE_SECONDS, Sweeper, SweepReport
 from chalicelib.worker import handle_batch
 from conftest import QUEUE, drain, sqs_event
@@ -112,6 +113,29 @@ def test_a_message_dead_lettered_by_the_queue_ends_its_run_failed_as_lost(
     assert last_run is not None and last_run["status"] == "failed"
     assert left_in(dlq) == 0
     assert runner.calls == Counter()
+
+
+def test_a_dead_letter_of_a_run_of_an_outdated_job_version_is_given_up_without_a_record(
+    store: Store, queue: RunQueue, dlq: RunQueue
+) -> None:
+    # Given the dead-lettered message of a run never claimed, its job deleted since, and the
+    # successor the tick put for it
+    job = create_job(store)
+    successor = int((STARTED + timedelta(minutes=1)).timestamp())
+    message = replace(scheduled(job), next_due=successor)
+    key = slot_key(shard_of(job.id, store.shards), STARTED + timedelta(minutes=1), job.id, 1)
+    store.client.put_item(TableName=store.table, Item={**key, "id": {"S": job.id}})
+    store.delete_job(store.get_job(job.account, job.group, job.id))
+    dead_letter(dlq, message.to_body())
+
+    # When the sweep runs
+    report = sweeper(store, queue, dlq, STARTED).sweep()
+
+    # Then nothing is recorded (the worker would have dropped it), the old version's chain
+    # stops, and the dead letter is gone
+    assert the_run(store, job) is None and report.lost == 0
+    assert "Item" not in store.client.get_item(TableName=store.table, Key=key)
+    assert left_in(dlq) == 0
 
 
 @pytest.mark.parametrize(
