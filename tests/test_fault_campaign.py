@@ -172,6 +172,20 @@ def _run_late_occurrences(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+def _advance_whatever_happened(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tick that moves a shard's watermark past its slots even when a part failed part-way
+    (runs not sent, successors not put)."""
+    import chalicelib.tick as tick_module
+
+    real = tick_module.Ticker._release
+
+    def release(self: Any, state: Any, holder: str) -> bool:
+        state.complete = True
+        return real(self, state, holder)
+
+    monkeypatch.setattr(tick_module.Ticker, "_release", release)
+
+
 def _leave_skips_running(monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker that forgets to record a run it skips (the run stays `running`)."""
     monkeypatch.setattr(Worker, "_finish", lambda self, run, status, **kw: status)
@@ -182,6 +196,7 @@ MUTANTS = {
     "missed occurrences are not recorded": (_forget_missed_occurrences, "lost (no run record"),
     "late occurrences run": (_run_late_occurrences, "recorded succeeded, expected ['missed']"),
     "runs left running": (_leave_skips_running, "still running at the end"),
+    "watermark advanced past a failure": (_advance_whatever_happened, "lost (no run record"),
 }
 
 
