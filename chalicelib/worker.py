@@ -87,7 +87,8 @@ class Worker:
     def handle(
         self, message: RunMessage, time_limit: float | None = None, receives: int = 1
     ) -> str:
-        """Process one run message; the run's resulting status (or `duplicate`).
+        """Process one run message; the run's resulting status (or `duplicate`, or `stale`:
+        a run of an outdated job version, dropped).
 
         `time_limit` (seconds) shortens the runner's timeout when the invocation has less
         time left than that. `receives` is the message's receive count: a message delivered
