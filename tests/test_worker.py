@@ -187,7 +187,7 @@ def test_a_refused_claim_reads_the_holder_from_the_refusing_write_not_a_second_r
     # one GetItem is of the job (read before the claim, to drop a stale version's run)
     assert failed_ids(response) == [messages[0]["MessageId"]]
     gets = [call for name, call in worker.store.client.calls if name == "get_item"]
-    assert [g["Key"]["pk"]["S"] for g in gets] == ["ACCOUNT#spinup"]
+    assert [g["Key"]["sk"]["S"] for g in gets] == ["SPEC"]
     assert runner.calls == Counter()
 
     # When the run has finished and another copy arrives, it is acknowledged, again unread
@@ -197,7 +197,7 @@ def test_a_refused_claim_reads_the_holder_from_the_refusing_write_not_a_second_r
     _, response = deliver(aws, worker)
     assert response == {"batchItemFailures": []}
     gets = [call for name, call in worker.store.client.calls if name == "get_item"]
-    assert [g["Key"]["pk"]["S"] for g in gets] == ["ACCOUNT#spinup"]
+    assert [g["Key"]["sk"]["S"] for g in gets] == ["SPEC"]
     assert runner.calls == Counter() and the_run(store, job).status == "succeeded"
 
 
@@ -660,7 +660,7 @@ def test_a_run_of_the_current_version_reads_its_job_once_before_the_claim(
     assert response == {"batchItemFailures": []}
     calls = [(name, call) for name, call in worker.store.client.calls]
     names = [name for name, _ in calls]
-    assert [c["Key"]["pk"]["S"] for n, c in calls if n == "get_item"] == ["ACCOUNT#spinup"]
+    assert [c["Key"]["sk"]["S"] for n, c in calls if n == "get_item"] == ["SPEC"]  # the job
     claim = next(i for i, (n, c) in enumerate(calls) if n == "update_item")
     assert names.index("get_item") < claim
     assert the_run(store, job).status == "succeeded"
