@@ -203,7 +203,9 @@ class DueEntry:
         }
         if not self.legacy:
             values.update(
-                due_at=_epoch(self.due_at),
+                # Not `due_at`: that names a job item's next occurrence (and keys the legacy
+                # index), and a due item is no job item.
+                occurrence=_epoch(self.due_at),
                 schedule_expression=self.schedule_expression,
                 schedule_timezone=self.schedule_timezone,
                 anchor=_epoch(self.anchor) if self.anchor else None,
@@ -277,7 +279,7 @@ def due_entry_from_item(item: Mapping[str, Any]) -> DueEntry:
     """A due item (queued, slot or legacy) as a DueEntry."""
     v = from_item(item)
     shard, _, slot = v["pk"][len("DUE#") :].partition("#")
-    due_at = v["due_at"] if "due_at" in v else int(v["sk"].split("#", 1)[0])
+    due_at = v["occurrence"] if "occurrence" in v else int(v["sk"].split("#", 1)[0])
     has_fields = "schedule_expression" in v
     return DueEntry(
         shard=int(shard),
