@@ -122,13 +122,16 @@ class Backend:
             list(pool.map(write, chunks))
 
     def clear_next(self, jobs: Sequence[Any], next_at: datetime) -> None:
-        """Delete the due items a tick (or the floor) put at `next_at` for `jobs`."""
-        from chalicelib.store import DueEntry, shard_of
+        """Delete the due items a tick (or the floor) put at `next_at` for `jobs` (in their
+        slot, or queued), and every shard's tick lock, so that the same minute ticks again."""
+        from chalicelib.store import DueEntry, shard_of, tick_lock_key
 
-        keys = [
-            DueEntry(shard_of(j.id, SHARDS), next_at, j.account, j.group, j.id, j.version).key()
+        entries = [
+            DueEntry(shard_of(j.id, SHARDS), next_at, j.account, j.group, j.id, j.version)
             for j in jobs
         ]
+        keys = [e.key() for e in entries] + [e.moved_to(next_at).key() for e in entries]
+        keys += [tick_lock_key(shard) for shard in range(SHARDS)]
         for start in range(0, len(keys), BATCH_WRITE_SIZE):
             requests = {
                 self.table: [
