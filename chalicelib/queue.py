@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from .jobs import SEGMENT, is_job_id
+from .jobs import SEGMENT, Job, is_job_id
 from .runs import Trigger, is_run_id, scheduled_run_id
 
 BATCH_SIZE = 10
@@ -66,6 +66,20 @@ class RunMessage:
                 raise ValueError(f"run message: {name} must be an integer of at least {least}")
         message._check_names()
         return message
+
+    def outdated_by(self, job: Job | None) -> bool:
+        """Whether this scheduled run must not run because its job version is no longer the
+        stored `job` (None: deleted): the job was deleted or disabled since, or changed before
+        the occurrence was due. A change after the occurrence leaves it to run (as before the
+        runs named their version): it was due while its version was current."""
+        if self.trigger != "schedule" or self.version is None:
+            return False
+        if job is None or not job.enabled:
+            return True
+        if job.version == self.version:
+            return False
+        occurrence = datetime.strptime(self.scheduled_for, "%Y-%m-%dT%H:%M:%SZ")
+        return job.modified_at is None or job.modified_at <= occurrence.replace(tzinfo=UTC)
 
     def _check_names(self) -> None:
         """The ids must be ones this service issues: a message naming anything else was not

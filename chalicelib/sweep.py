@@ -151,8 +151,8 @@ class Sweeper:
         return True
 
     def _stale(self, message: RunMessage) -> bool:
-        """Whether a dead letter is a never-claimed scheduled run of a job version changed,
-        disabled or deleted since: as the worker would have, it is given up without a record
+        """Whether a dead letter is a never-claimed scheduled run of a job version outdated
+        (RunMessage.outdated_by): as the worker would have, it is given up without a record
         (and its successor due item deleted), not recorded lost."""
         if message.trigger != "schedule" or message.version is None or message.attempt > 1:
             return False
@@ -160,7 +160,7 @@ class Sweeper:
             job = self.store.get_job(message.account, message.group, message.job_id, progress=False)
         except NotFound:
             job = None
-        if job is not None and job.version == message.version:
+        if not message.outdated_by(job):
             return False
         if not self.store.drop_stale_run(
             message.job_id, message.run_id, message.version, message.next_due

@@ -109,14 +109,18 @@ class Worker:
             status="running",
         )
         # A scheduled run names its job version: the job is read before the claim (the one
-        # read it needs), so that a run of a version changed, disabled or deleted since the
-        # tick read its due item is dropped without a trace, and that version's chain stops.
+        # read it needs), so that a run of a version deleted, disabled or changed before the
+        # occurrence was due is dropped without a trace, and that version's chain stops.
         read_first = message.trigger == "schedule" and message.version is not None
         job: Job | None = None
         if read_first:
             job = self._job(message)
-            if (job is None or job.version != message.version) and self._drop_stale(message, job):
-                return "stale"
+            if job is None or job.version != message.version:
+                if message.outdated_by(job) and self._drop_stale(message, job):
+                    return "stale"
+                # It goes on (claimed already, or due before the change), but its version's
+                # chain stops: the job's current version has its own due item.
+                self._stop_chain(message)
         # The run id is the lock: whoever writes the claim runs it; a duplicate delivery
         # (a re-sent tick, SQS at-least-once) finds it taken or finished and stops here.
         # A first delivery of a first attempt is the happy path: SQS keeps its message until
@@ -187,6 +191,11 @@ class Worker:
         )
         _emit("StaleRunsDropped", 1)
         return True
+
+    def _stop_chain(self, message: RunMessage) -> None:
+        """Delete the successor due item the tick put for a run of an outdated version."""
+        if message.version is not None and message.next_due is not None:
+            self.store.delete_slot(message.job_id, message.version, message.next_due)
 
     def _not_claimed(self, run: Run, refused: Refused, now: datetime) -> str:
         state = refused.lease  # what the refused claim found: no second read

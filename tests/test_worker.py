@@ -613,6 +613,65 @@ def test_a_run_of_a_job_changed_between_tick_and_worker_is_dropped_without_a_tra
     assert (report.due, report.queued) == (0, 0)
 
 
+def edit(store: Store, job: Job, at: str, **fields: Any) -> Job:
+    """A PUT of `job` at `at` (a new version, still enabled) changing `fields`."""
+    previous = store.get_job(job.account, job.group, job.id)
+    entry = REGISTRY.get("spinup")
+    assert entry is not None
+    edited = job_from_request(
+        {**job.to_api(), **fields},
+        account=job.account,
+        group=job.group,
+        job_id=job.id,
+        entry=entry,
+        now=utc(at),
+        previous=previous,
+    )
+    store.replace_job(edited, previous)
+    return edited
+
+
+def test_a_run_due_before_its_job_was_edited_still_runs_and_its_old_chain_stops(
+    store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
+    # Given the 10:18 run queued by the tick, then its job edited at 10:18:02 (a new version,
+    # still enabled): the occurrence was due while the old version was current
+    job = create_job(store)
+    messages = tick_and_receive(store, queue, aws)
+    edited = edit(store, job, "2026-01-30T10:18:02", description="edited")
+    assert edited.version == job.version + 1
+
+    # When the worker gets the run
+    response = handle_batch(sqs_event(messages), worker=worker)
+
+    # Then it runs, once, as it did before runs named their version
+    assert response == {"batchItemFailures": []}
+    assert the_run(store, job).status == "succeeded"
+    assert runner.calls == Counter({(job.id, "20260130T101800Z-s"): 1})
+    # And the old version's successor is gone: from now on only the new version's item is due
+    assert slot_items(aws, job) == []
+    report = run_tick(Ticker(store, queue, SHARDS, 2), scheduled_event("2026-01-30T10:19:00"))
+    assert report.queued == 1
+    [body] = [json.loads(m["Body"]) for m in drain(aws["sqs"], aws["queue_url"])]
+    assert (body["run_id"], body["version"]) == ("20260130T101900Z-s", edited.version)
+
+
+def test_a_run_due_after_its_job_was_edited_is_dropped(
+    store: Store, queue: RunQueue, aws: dict[str, Any], worker: Worker, runner: ScriptedRunner
+) -> None:
+    # Given the 10:18 run of a job's old version, sent by a tick that read its due item after
+    # the job was edited at 10:17:50 (before the occurrence)
+    job = create_job(store)
+    edit(store, job, "2026-01-30T10:17:50", schedule_expression="0 * * * *")
+    messages = tick_and_receive(store, queue, aws)
+    assert [json.loads(m["Body"])["version"] for m in messages] == [job.version]
+
+    # When the worker gets it, then it is dropped without a trace
+    response = handle_batch(sqs_event(messages), worker=worker)
+    assert response == {"batchItemFailures": []}
+    assert the_run(store, job) is None and runner.calls == Counter()
+
+
 @pytest.mark.parametrize("how", ["deleted", "disabled"])
 def test_a_run_without_a_version_of_a_changed_job_is_skipped_as_before(
     store: Store,
