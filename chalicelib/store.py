@@ -19,8 +19,9 @@ its slot: one 1-unit write on a shard's partition per run, none on the account's
 all be due at once) and no index write. A queued item is deleted once consumed (a job's first
 run after an API write); slot items are never deleted by the tick: they expire (TTL
 `expires_at`, a week after their occurrence). A due item names its job version: a run of a
-version changed, disabled or deleted since is dropped by the worker, which deletes that run's
-successor so the old version's chain stops. Items an earlier release wrote lack the schedule:
+version deleted, disabled or changed before the occurrence is dropped by the worker
+(RunMessage.outdated_by), which deletes that run's successor so the old version's chain
+stops. Items an earlier release wrote lack the schedule:
 for those only the tick reads the job. The job item keeps `due_at` as of its last API write;
 the job's `next` and `last_run` are derived on read from it and its newest runs (the tick and
 the worker write no job item, but for the hold of a `Forbid` job: `forbid_run`,
