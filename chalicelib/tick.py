@@ -111,8 +111,16 @@ class TickReport:
     migrated: int = 0
     not_sent: list[str] = field(default_factory=list)
     not_advanced: int = 0
-    # Shards left to a later part: another part held their lock, or they did not finish.
+    # Shards left to the retry: their lock could not be taken (throttled), or they did not
+    # finish.
     shards_left: list[int] = field(default_factory=list)
+    # Shards another part held (a live lease) through every try: this minute is left to the
+    # parts after it, without failing this one. Every part reads all the slots past the
+    # watermark, and a part comes every minute, so the next one covers this minute (or, if
+    # the holder died, the first one after its lease). Failing would only bring this part
+    # back after the parts queue's visibility timeout (12 minutes), long after the next
+    # part did the work, and raise the "tick parts late" alarm for nothing.
+    deferred: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -201,6 +209,8 @@ class Ticker:
                     report.shards_left.append(shard)
                 elif lock.held:
                     held.append(_Shard(shard, lock.done_through, lock.done_through))
+                elif lock.done_through < _epoch(minute):
+                    report.deferred.append(shard)
             if not held:
                 return report
             try:
@@ -221,8 +231,9 @@ class Ticker:
         return report
 
     def _take(self, shard: int, minute: datetime, holder: str) -> TickLock | None:
-        """The shard's lock, held; or refused with the shard done through `minute` (nothing
-        to do); None when another part kept it through every try."""
+        """The shard's lock, held; or refused (another part's lease is live, or the shard is
+        done through `minute`); None when every try was throttled."""
+        refused: TickLock | None = None
         for attempt in range(self.lock_tries):
             if attempt:
                 self.sleep(LOCK_WAIT_SECONDS)
@@ -235,11 +246,13 @@ class Ticker:
                 continue
             if lock.held or lock.done_through >= _epoch(minute):
                 return lock
-        logger.warning(
-            "shard held by another part; left to it and to the retry",
-            extra={"shard": shard, "minute": iso(minute)},
-        )
-        return None
+            refused = lock
+        if refused is not None:
+            logger.info(
+                "shard held by another part; the next part covers this minute",
+                extra={"shard": shard, "minute": iso(minute)},
+            )
+        return refused
 
     def _release(self, state: _Shard, holder: str) -> bool:
         """Let go of a shard's lock, advancing its watermark only if it all went through."""
@@ -589,6 +602,7 @@ def run_part(
             "not_sent": len(report.not_sent),
             "not_advanced": report.not_advanced,
             "shards_left": len(set(report.shards_left)),
+            "shards_deferred": len(report.deferred),
             "duration_ms": round((time.time() - started) * 1000),
             "lag_seconds": round(lag, 1),
         },

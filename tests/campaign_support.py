@@ -733,11 +733,17 @@ class Campaign:
         start = self._next_index()
         self.attempt_start = start
         completed = False
+        covered = shards
         try:
-            run_tick(
+            report = run_tick(
                 self.ticker, scheduled_event(iso(minute) or ""), now=self.epoch(), shards=shards
             )
             completed = True
+            # Shards another part held are left to the parts after it: this one never read
+            # them (the oracle must not count it as having reached their jobs).
+            covered = tuple(s for s in shards if s not in report.deferred)
+            if report.deferred:
+                self.stats["shards deferred to the next part"] += len(report.deferred)
         except PartKilled:
             self.stats["parts killed"] += 1
         except (ServiceUnavailable, TickIncomplete) as error:
@@ -753,7 +759,7 @@ class Campaign:
         if self.dead_depth == self.tick_depth:
             self.dead_depth = 0
         self.tick_depth -= 1
-        self.attempts.append(TickAttempt(start, self._next_index(), minute, completed, shards))
+        self.attempts.append(TickAttempt(start, self._next_index(), minute, completed, covered))
         if not completed and attempt < TICK_ATTEMPTS:
             # A part reported failed comes back after the parts queue's visibility timeout.
             self._schedule_tick(
