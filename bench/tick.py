@@ -1,12 +1,14 @@
 """The tick: DynamoDB items it reads per due job, and its wall time against its floor.
 
 The tick measured is the work of every part of a minute in one process (`run_part` over all
-shards: a part does the same per due job, over fewer shards). The floor is the same calls
-made bare: one Query per shard, one BatchGetItem of the jobs per 100 due
-jobs (the tick re-reads what it decides with), one SendMessageBatch per 10 and, per 25, one
-BatchWriteItem putting their next due items and one deleting the ones read, with the tick's
-parallelism: what is left is the tick's own work (deciding, building messages). The timed table holds only the due jobs (what the tick reads is counted
-apart, over a table of 20,000 jobs).
+shards: a part does the same per due job, over fewer shards), on jobs the API stored (queued
+due items: a job's first run after an API write, the dearer case by a delete). The floor is
+the same calls made bare, with the tick's parallelism: per shard, the take and the release of
+its lock (two UpdateItems), one Query of its queued items and one of its minute's slot; one
+SendMessageBatch per 10 due jobs and, per 25, one BatchWriteItem putting their successors in
+their slots and one deleting the queued items read. What is left is the tick's own work
+(deciding, building messages). The timed table holds only the due jobs (what the tick reads is
+counted apart, over a table of 20,000 jobs).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from chalicelib import deps
 from chalicelib.queue import RunMessage, batches
 from chalicelib.runs import scheduled_run_id
-from chalicelib.store import DueEntry, job_key, shard_of
+from chalicelib.store import due_entry_of, slot_of, tick_lock_key
 from chalicelib.tick import TickReport, run_part
 
 from .backend import SHARDS, TICK_PARALLELISM, Backend, CallLog
@@ -121,6 +123,8 @@ def tick_vs_floor(due: int, rounds: int) -> TickTimes:
             run_id=scheduled_run_id(MINUTE),
             trigger="schedule",
             scheduled_for=MINUTE.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            version=j.version,
+            next_due=int(NEXT_DAY.timestamp()),
         ).to_body()
         for j in jobs
     ]
@@ -134,26 +138,21 @@ def tick_vs_floor(due: int, rounds: int) -> TickTimes:
                 Entries=[{"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(batch)],
             )
             assert not result.get("Failed")
-        read = [
-            DueEntry(shard_of(job.id, SHARDS), MINUTE, job.account, job.group, job.id, job.version)
-            for job, _ in chunk
-        ]
+        read = [due_entry_of(job, SHARDS) for job, _ in chunk]
         for requests in (
-            [{"PutRequest": {"Item": e.moved_to(NEXT_DAY).to_item()}} for e in read],
-            [{"DeleteRequest": {"Key": e.key()}} for e in read],
+            [{"PutRequest": {"Item": e.moved_to(NEXT_DAY).to_item()}} for e in read if e],
+            [{"DeleteRequest": {"Key": e.key()}} for e in read if e],
         ):
             answer = dynamodb.batch_write_item(RequestItems={backend.table: requests})
             assert not answer.get("UnprocessedItems")
 
-    def query(shard: int) -> int:
+    def query(pk: str, condition: str, values: dict[str, Any]) -> int:
         found = 0
         request: dict[str, Any] = {
             "TableName": backend.table,
-            "KeyConditionExpression": "pk = :pk AND sk < :bound",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": f"DUE#{shard}"},
-                ":bound": {"S": f"{int(MINUTE.timestamp()) + 1:011d}"},
-            },
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": {":pk": {"S": pk}, **values},
+            "ConsistentRead": True,
         }
         while True:
             page = dynamodb.query(**request)
@@ -162,19 +161,29 @@ def tick_vs_floor(due: int, rounds: int) -> TickTimes:
                 return found
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def read_jobs(chunk: list[Any]) -> None:
-        answer = dynamodb.batch_get_item(
-            RequestItems={
-                backend.table: {"Keys": [job_key(j.account, j.group, j.id) for j in chunk]}
-            }
+    def lock(shard: int, taking: bool) -> None:
+        expression = "SET holder = :me" if taking else "REMOVE holder"
+        dynamodb.update_item(
+            TableName=backend.table,
+            Key=tick_lock_key(shard),
+            UpdateExpression=expression,
+            **({"ExpressionAttributeValues": {":me": {"S": "floor"}}} if taking else {}),
         )
-        assert not answer.get("UnprocessedKeys")
+
+    def read_shard(shard: int) -> int:
+        lock(shard, taking=True)
+        queued = query(
+            f"DUE#{shard}",
+            "pk = :pk AND sk < :bound",
+            {":bound": {"S": f"{int(MINUTE.timestamp()) + 1:011d}"}},
+        )
+        return queued + query(f"DUE#{shard}#{slot_of(MINUTE):011d}", "pk = :pk", {})
 
     def floor() -> None:
         with ThreadPoolExecutor(max_workers=TICK_PARALLELISM) as pool:
-            assert sum(pool.map(query, range(SHARDS))) == due
-            list(pool.map(read_jobs, batches(jobs, 100)))
+            assert sum(pool.map(read_shard, range(SHARDS))) == due
             list(pool.map(send_and_advance, work))
+            list(pool.map(lambda shard: lock(shard, taking=False), range(SHARDS)))
 
     def tick() -> None:
         report = tick_all()

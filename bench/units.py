@@ -131,7 +131,9 @@ class Minutes:
 def _kind(key: Mapping[str, Any]) -> str:
     pk, sk = key["pk"]["S"], key["sk"]["S"]
     if pk.startswith("DUE#"):
-        return "due item"
+        if sk == "TICK":
+            return "shard lock"
+        return "slot item" if pk.count("#") == 2 else "queued item"
     if pk.startswith("ACCOUNT#"):
         return "job item"
     if pk.startswith("JOB#"):

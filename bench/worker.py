@@ -307,6 +307,7 @@ def _run_messages(jobs: Sequence[Job], occurrence: datetime) -> list[RunMessage]
             run_id=scheduled_run_id(occurrence),
             trigger="schedule",
             scheduled_for=occurrence.strftime(STAMP),
+            version=j.version,  # as the tick sends them: the worker checks it before its claim
         )
         for j in jobs
     ]
