@@ -67,6 +67,12 @@ class RunMessage:
         message._check_names()
         return message
 
+    @property
+    def droppable(self) -> bool:
+        """Whether this run may be given up as outdated (Store.drop_outdated_run): a first
+        attempt of a scheduled run that names its job version."""
+        return self.trigger == "schedule" and self.version is not None and self.attempt == 1
+
     def outdated_by(self, job: Job | None) -> bool:
         """Whether this scheduled run must not run because its job version is no longer the
         stored `job` (None: deleted): the job was deleted or disabled since, or changed before

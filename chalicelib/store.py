@@ -60,6 +60,7 @@ from .dynamo import from_attr, from_item, to_attr, to_item
 from .errors import Conflict, NotFound, PreconditionFailed, ServiceUnavailable
 from .jobs import Job
 from .observability import logger
+from .queue import RunMessage
 from .runs import FINAL_STATUSES, Run
 from .schedules import ScheduleError
 
@@ -1031,14 +1032,17 @@ class Store:
         return int(from_attr(item["done_through"])) if item and "done_through" in item else None
 
     @translated
-    def drop_stale_run(self, job_id: str, run_id: str, version: int, next_due: int | None) -> bool:
-        """Give up a scheduled run of an outdated job version that no delivery claimed: delete
-        the successor the tick put for it (`next_due`, epoch seconds), so that the version's
-        chain stops; False (nothing done) when the run is recorded: a claimed run must end."""
-        if self.run_lease(job_id, run_id) is not None:
+    def drop_outdated_run(self, message: RunMessage, job: Job | None) -> bool:
+        """Give up a run the worker need not run: a first attempt of a scheduled run whose job
+        version is outdated by the stored `job` (None: deleted; RunMessage.outdated_by) and
+        that no delivery claimed. Deletes the successor the tick put for it (`next_due`), so
+        that the version's chain stops. False (nothing done) otherwise: a claimed run must end."""
+        if not message.droppable or not message.outdated_by(job):
             return False
-        if next_due is not None:
-            self.delete_slot(job_id, version, next_due)
+        if self.run_lease(message.job_id, message.run_id) is not None:
+            return False
+        if message.version is not None and message.next_due is not None:
+            self.delete_slot(message.job_id, message.version, message.next_due)
         return True
 
     @translated

@@ -154,17 +154,13 @@ class Sweeper:
         """Whether a dead letter is a never-claimed scheduled run of a job version outdated
         (RunMessage.outdated_by): as the worker would have, it is given up without a record
         (and its successor due item deleted), not recorded lost."""
-        if message.trigger != "schedule" or message.version is None or message.attempt > 1:
+        if not message.droppable:  # (no job read for the others)
             return False
         try:
             job = self.store.get_job(message.account, message.group, message.job_id, progress=False)
         except NotFound:
             job = None
-        if not message.outdated_by(job):
-            return False
-        if not self.store.drop_stale_run(
-            message.job_id, message.run_id, message.version, message.next_due
-        ):
+        if not self.store.drop_outdated_run(message, job):
             return False
         logger.info(
             "dead letter of a run of an outdated job version deleted",

@@ -116,7 +116,8 @@ class Worker:
         if read_first:
             job = self._job(message)
             if job is None or job.version != message.version:
-                if message.outdated_by(job) and self._drop_stale(message, job):
+                if self.store.drop_outdated_run(message, job):
+                    self._dropped(message, job)
                     return "stale"
                 # It goes on (claimed already, or due before the change), but its version's
                 # chain stops: the job's current version has its own due item.
@@ -168,18 +169,8 @@ class Worker:
         except NotFound:
             return None
 
-    def _drop_stale(self, message: RunMessage, job: Job | None) -> bool:
-        """Drop a scheduled run whose job version is no longer the stored one, and delete the
-        successor due item the tick put for it; False when the run must end as before: a
-        later attempt, or a run some delivery already claimed (its record must end)."""
-        if (
-            message.attempt > 1
-            or message.version is None
-            or not self.store.drop_stale_run(
-                message.job_id, message.run_id, message.version, message.next_due
-            )
-        ):
-            return False
+    def _dropped(self, message: RunMessage, job: Job | None) -> None:
+        """Say that a run of an outdated job version was dropped (Store.drop_outdated_run)."""
         logger.info(
             "run of an outdated job version dropped",
             extra={
@@ -190,7 +181,6 @@ class Worker:
             },
         )
         _emit("StaleRunsDropped", 1)
-        return True
 
     def _stop_chain(self, message: RunMessage) -> None:
         """Delete the successor due item the tick put for a run of an outdated version."""
